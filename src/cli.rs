@@ -1,0 +1,103 @@
+//! The command line. Flags override the environment, which overrides the config file.
+
+use crate::config::{DeviceSpec, LogFormat, Overrides};
+use clap::Parser;
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Settings are layered: built-in defaults < config file < environment < flags.
+The manifest records where each effective setting came from.
+
+Environment:
+  EMBED_COLLECTIONS_INPUT        input.root
+  EMBED_COLLECTIONS_OUTPUT       output.dir
+  EMBED_COLLECTIONS_COLLECTIONS  input.collections (comma-separated)
+  EMBED_COLLECTIONS_SPARSE       sparse.enabled (1/0, true/false, yes/no, on/off)
+  EMBED_COLLECTIONS_RERANK       rerank.enabled
+  EMBED_COLLECTIONS_DEVICE       gpu.devices (auto, cpu, cuda:0,1)
+  EMBED_COLLECTIONS_MODELS_DIR   models.dir (where scripts/fetch-models.sh puts models)
+  EMBED_COLLECTIONS_LOG_FORMAT   telemetry.log_format (text, json)
+  HF_HOME, HF_HUB_CACHE          Hugging Face cache location
+  HF_HUB_OFFLINE=1               never contact the Hugging Face Hub
+  RUST_LOG                       log filter (overrides -v/-q)
+
+Exit codes:
+  0  ok
+  1  failure (model load/run, output I/O, unexpected)
+  2  usage or configuration error (nothing ran)
+  3  input error (a collection could not be read)
+  4  partial failure (some collections failed; see manifest.json)";
+
+/// Embed collections of text chunks into dense vectors (sparse, fusion and rerank to come) and
+/// write Qdrant-ready JSONL points plus a run manifest.
+#[derive(Debug, Parser)]
+#[command(name = "embed-collections", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Run configuration (TOML); relative paths in it are relative to the file
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Input root: a directory of collections, or one chunk file [input.root]
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<PathBuf>,
+
+    /// Output directory [output.dir]
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Only these collections, comma-separated [input.collections]
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub collections: Option<Vec<String>>,
+
+    /// Skip the SPLADE sparse stage (dense-only points) [sparse.enabled = false]
+    #[arg(long)]
+    pub no_sparse: bool,
+
+    /// Skip the CrossEncoder rerank stage [rerank.enabled = false]
+    #[arg(long)]
+    pub no_rerank: bool,
+
+    /// Devices: auto, cpu, cuda or cuda:0,1 [gpu.devices]
+    #[arg(long, value_name = "DEVICES")]
+    pub device: Option<DeviceSpec>,
+
+    /// Directory of fetched models [models.dir]
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+
+    /// Log format on stderr: text or json [telemetry.log_format]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// More logging (-v debug, -vv trace)
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only warnings and errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl Cli {
+    /// The flags that override settings.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            input: self.input.clone(),
+            output: self.output.clone(),
+            collections: self.collections.clone(),
+            no_sparse: self.no_sparse,
+            no_rerank: self.no_rerank,
+            device: self.device.clone(),
+            models_dir: self.models_dir.clone(),
+            log_format: self.log_format,
+        }
+    }
+
+    pub fn verbosity(&self) -> i8 {
+        if self.quiet {
+            -1
+        } else {
+            self.verbose.min(2) as i8
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The TOML file as written by users: every field optional, unknown keys rejected.
+//!
+//! These structs only mirror the file. Defaults, environment and flags are merged in
+//! [`super::resolve`], which also records where each effective value came from.
+
+use super::values::{
+    ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, SparseFallback,
+};
+use crate::input::{InputFormat, InvalidInputPolicy};
+use crate::models::Pooling;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The whole run configuration file (`--config run.toml`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub input: FileInput,
+    #[serde(default)]
+    pub output: FileOutput,
+    #[serde(default)]
+    pub models: FileModels,
+    #[serde(default)]
+    pub dense: FileDense,
+    #[serde(default)]
+    pub sparse: FileSparse,
+    #[serde(default)]
+    pub fusion: FileFusion,
+    #[serde(default)]
+    pub rerank: FileRerank,
+    #[serde(default)]
+    pub eval: FileEval,
+    #[serde(default)]
+    pub gpu: FileGpu,
+    #[serde(default)]
+    pub telemetry: FileTelemetry,
+}
+
+/// `[input]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileInput {
+    /// Directory of collections, or one chunk file. Relative to the config file.
+    pub root: Option<PathBuf>,
+    /// Only these collections (names as discovered).
+    pub collections: Option<Vec<String>>,
+    /// Chunk file formats to read; default `["jsonl", "json"]`.
+    pub formats: Option<Vec<InputFormat>>,
+    /// `error` (default) stops a collection at the first bad record; `skip` counts and reports it.
+    pub on_invalid: Option<InvalidInputPolicy>,
+}
+
+/// `[output]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOutput {
+    /// Output directory. Relative to the config file.
+    pub dir: Option<PathBuf>,
+    /// Copy chunk text (and title) into point payloads. Default false (privacy).
+    pub include_text: Option<bool>,
+}
+
+/// `[models]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileModels {
+    /// Where `scripts/fetch-models.sh` puts models; searched before the Hugging Face cache.
+    pub dir: Option<PathBuf>,
+}
+
+/// `[dense]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDense {
+    /// One entry per bi-encoder; each becomes a named vector in the points.
+    pub models: Option<Vec<FileDenseModel>>,
+    /// Padded tokens per batch (batch size × longest sequence).
+    pub batch_tokens: Option<usize>,
+    /// Most texts per batch, whatever their length.
+    pub max_batch_size: Option<usize>,
+}
+
+/// `[[dense.models]]`
+#[derive(Clone, Debug, Deserialize, PartialEq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDenseModel {
+    /// Vector name in the points; default: the last segment of `model`.
+    pub name: Option<String>,
+    /// Hugging Face id or local directory.
+    pub model: String,
+    /// Hub revision (branch, tag or commit); default `main`.
+    pub revision: Option<String>,
+    /// Override of the model's `max_seq_length`.
+    pub max_length: Option<usize>,
+    /// Override of the model's pooling: `mean`, `cls`, `max` or `last_token`.
+    pub pooling: Option<Pooling>,
+    /// Override of the model's Normalize module.
+    pub normalize: Option<bool>,
+    /// Prompt prepended to queries (default: the model's `query` prompt).
+    pub query_prompt: Option<String>,
+    /// Prompt prepended to documents (default: the model's `document` prompt, or none).
+    pub document_prompt: Option<String>,
+}
+
+/// `[sparse]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSparse {
+    pub enabled: Option<bool>,
+    pub model: Option<String>,
+    pub name: Option<String>,
+    pub max_terms: Option<usize>,
+    pub fallback: Option<SparseFallback>,
+}
+
+/// `[fusion]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFusion {
+    pub method: Option<FusionMethod>,
+    pub rrf_k: Option<f64>,
+    pub depth: Option<usize>,
+    pub dense_weight: Option<f64>,
+    pub sparse_weight: Option<f64>,
+}
+
+/// `[rerank]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRerank {
+    pub enabled: Option<bool>,
+    pub model: Option<String>,
+    pub queries: Option<PathBuf>,
+    pub candidates: Option<usize>,
+    pub top_k: Option<usize>,
+    pub batch_tokens: Option<usize>,
+}
+
+/// `[eval]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEval {
+    pub qrels: Option<PathBuf>,
+}
+
+/// `[gpu]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGpu {
+    /// `auto`, `cpu`, or `cuda:0,1`.
+    pub devices: Option<DeviceSpec>,
+    /// Per-device ceiling, e.g. `"12GiB"`.
+    pub memory_ceiling: Option<ByteSize>,
+    /// `auto`, `f32`, `f16` or `bf16`.
+    pub precision: Option<Precision>,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTelemetry {
+    /// `text` or `json`.
+    pub log_format: Option<LogFormat>,
+    /// Prometheus text file; default `<output.dir>/metrics.prom`.
+    pub metrics_file: Option<PathBuf>,
+    /// `auto`, `always` or `never`.
+    pub progress: Option<ProgressMode>,
+}

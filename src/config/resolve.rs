@@ -1,0 +1,885 @@
+//! One resolver merges the layers — built-in defaults < config file < environment < flags — into
+//! the effective [`RunConfig`], and records in [`Provenance`] where each value came from.
+//!
+//! Nothing here reads the process environment directly: callers pass an [`Environment`]
+//! snapshot, so tests can layer settings without touching global state.
+
+use super::file::{FileConfig, FileDenseModel};
+use super::values::{
+    ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, SparseFallback,
+    ValueError,
+};
+use crate::input::{InputFormat, InvalidInputPolicy};
+use crate::models::Pooling;
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Every environment variable the tool reads. Declared once here; the README table lists them.
+pub mod env_vars {
+    /// Prefix shared by all variables; an unknown variable with it is an error (typo guard).
+    pub const PREFIX: &str = "EMBED_COLLECTIONS_";
+    /// `input.root`.
+    pub const INPUT: &str = "EMBED_COLLECTIONS_INPUT";
+    /// `output.dir`.
+    pub const OUTPUT: &str = "EMBED_COLLECTIONS_OUTPUT";
+    /// `input.collections`, comma-separated.
+    pub const COLLECTIONS: &str = "EMBED_COLLECTIONS_COLLECTIONS";
+    /// `sparse.enabled` (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`).
+    pub const SPARSE: &str = "EMBED_COLLECTIONS_SPARSE";
+    /// `rerank.enabled`.
+    pub const RERANK: &str = "EMBED_COLLECTIONS_RERANK";
+    /// `gpu.devices`.
+    pub const DEVICE: &str = "EMBED_COLLECTIONS_DEVICE";
+    /// `models.dir`; also read by `scripts/fetch-models.sh`.
+    pub const MODELS_DIR: &str = "EMBED_COLLECTIONS_MODELS_DIR";
+    /// `telemetry.log_format`.
+    pub const LOG_FORMAT: &str = "EMBED_COLLECTIONS_LOG_FORMAT";
+
+    /// All of the above with the setting each one sets.
+    pub const ALL: [(&str, &str); 8] = [
+        (INPUT, "input.root"),
+        (OUTPUT, "output.dir"),
+        (COLLECTIONS, "input.collections"),
+        (SPARSE, "sparse.enabled"),
+        (RERANK, "rerank.enabled"),
+        (DEVICE, "gpu.devices"),
+        (MODELS_DIR, "models.dir"),
+        (LOG_FORMAT, "telemetry.log_format"),
+    ];
+}
+
+/// Default dense model when the config names none.
+pub const DEFAULT_DENSE_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// Default SPLADE model (as laid out by `scripts/fetch-models.sh`).
+pub const DEFAULT_SPARSE_MODEL: &str = "splade-tiny";
+/// Default CrossEncoder.
+pub const DEFAULT_RERANK_MODEL: &str = "cross-encoder/ms-marco-MiniLM-L-12-v2";
+
+/// Where an effective setting came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(&'static str),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "file:{}", path.display()),
+            Source::Env(var) => write!(f, "env:{var}"),
+            Source::Flag(flag) => write!(f, "flag:{flag}"),
+        }
+    }
+}
+
+impl Serialize for Source {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Setting key (`sparse.enabled`) → where its effective value came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Provenance(BTreeMap<String, Source>);
+
+impl Provenance {
+    pub fn get(&self, key: &str) -> Option<&Source> {
+        self.0.get(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Source)> {
+        self.0.iter().map(|(key, source)| (key.as_str(), source))
+    }
+}
+
+/// Why a configuration could not be resolved. Every variant names the key and its origin.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}={value:?}: {message}")]
+    Env {
+        var: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("unknown environment variable {var} (known: {known})")]
+    UnknownEnv { var: String, known: String },
+    #[error("{key} (from {origin}): {message}")]
+    Invalid {
+        key: String,
+        origin: Source,
+        message: String,
+    },
+    #[error("{key} is not set; {hint}")]
+    Missing {
+        key: &'static str,
+        hint: &'static str,
+    },
+}
+
+/// A snapshot of the environment variables the resolver may read.
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    vars: BTreeMap<String, String>,
+}
+
+impl Environment {
+    /// The tool's own variables plus the ones that locate the user cache.
+    pub fn from_process() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars = pairs
+            .into_iter()
+            .map(|(key, value)| (key.into(), value.into()))
+            .filter(|(key, _)| {
+                key.starts_with(env_vars::PREFIX) || key == "HOME" || key == "XDG_CACHE_HOME"
+            })
+            .collect();
+        Self { vars }
+    }
+
+    fn raw(&self, var: &'static str) -> Option<&str> {
+        self.vars
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parsed<T, F>(
+        &self,
+        var: &'static str,
+        parse: F,
+    ) -> Result<Option<(&'static str, T)>, ConfigError>
+    where
+        F: FnOnce(&str) -> Result<T, ValueError>,
+    {
+        match self.raw(var) {
+            None => Ok(None),
+            Some(value) => parse(value)
+                .map(|parsed| Some((var, parsed)))
+                .map_err(|err| ConfigError::Env {
+                    var,
+                    value: value.to_string(),
+                    message: err.0,
+                }),
+        }
+    }
+
+    fn value<T: FromStr<Err = ValueError>>(
+        &self,
+        var: &'static str,
+    ) -> Result<Option<(&'static str, T)>, ConfigError> {
+        self.parsed(var, str::parse)
+    }
+
+    fn bool(&self, var: &'static str) -> Result<Option<(&'static str, bool)>, ConfigError> {
+        self.parsed(var, |value| {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ValueError(
+                    "expected 1/0, true/false, yes/no or on/off".to_string(),
+                )),
+            }
+        })
+    }
+
+    fn path(&self, var: &'static str) -> Option<(&'static str, PathBuf)> {
+        self.raw(var).map(|value| (var, PathBuf::from(value)))
+    }
+
+    fn list(&self, var: &'static str) -> Option<(&'static str, Vec<String>)> {
+        self.raw(var).map(|value| (var, split_list(value)))
+    }
+
+    fn unknown_vars(&self) -> Option<String> {
+        self.vars
+            .keys()
+            .find(|key| {
+                key.starts_with(env_vars::PREFIX)
+                    && !env_vars::ALL.iter().any(|(known, _)| known == key)
+            })
+            .cloned()
+    }
+
+    /// The default models directory: `$XDG_CACHE_HOME/embed-collections/models`, falling back to
+    /// `~/.cache`; `scripts/fetch-models.sh` uses the same rule.
+    pub fn default_models_dir(&self) -> PathBuf {
+        let cache = match (self.vars.get("XDG_CACHE_HOME"), self.vars.get("HOME")) {
+            (Some(xdg), _) if !xdg.is_empty() => PathBuf::from(xdg),
+            (_, Some(home)) if !home.is_empty() => Path::new(home).join(".cache"),
+            _ => PathBuf::from(".cache"),
+        };
+        cache.join("embed-collections").join("models")
+    }
+}
+
+/// Splits a comma-separated list, dropping empty items.
+pub fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Command-line flags that override settings (the highest layer).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub input: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    pub collections: Option<Vec<String>>,
+    pub no_sparse: bool,
+    pub no_rerank: bool,
+    pub device: Option<DeviceSpec>,
+    pub models_dir: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// The effective run configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunConfig {
+    /// The config file, if one was given.
+    pub config_file: Option<PathBuf>,
+    pub input: InputConfig,
+    pub output: OutputConfig,
+    pub models: ModelsConfig,
+    pub dense: DenseConfig,
+    pub sparse: SparseConfig,
+    pub fusion: FusionConfig,
+    pub rerank: RerankingConfig,
+    pub eval: EvalConfig,
+    pub gpu: GpuConfig,
+    pub telemetry: TelemetryConfig,
+    /// Where each setting above came from.
+    pub provenance: Provenance,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InputConfig {
+    pub root: PathBuf,
+    pub collections: Option<Vec<String>>,
+    pub formats: Vec<InputFormat>,
+    pub on_invalid: InvalidInputPolicy,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OutputConfig {
+    pub dir: PathBuf,
+    pub include_text: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelsConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DenseConfig {
+    pub models: Vec<DenseModelConfig>,
+    pub batch_tokens: usize,
+    pub max_batch_size: usize,
+}
+
+/// One bi-encoder; `None` fields defer to what the model's own files say.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DenseModelConfig {
+    pub name: String,
+    pub model: String,
+    pub revision: Option<String>,
+    pub max_length: Option<usize>,
+    pub pooling: Option<Pooling>,
+    pub normalize: Option<bool>,
+    pub query_prompt: Option<String>,
+    pub document_prompt: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SparseConfig {
+    pub enabled: bool,
+    pub model: String,
+    pub name: String,
+    pub max_terms: Option<usize>,
+    pub fallback: SparseFallback,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FusionConfig {
+    pub method: FusionMethod,
+    pub rrf_k: f64,
+    pub depth: usize,
+    pub dense_weight: f64,
+    pub sparse_weight: f64,
+}
+
+/// `[rerank]`: the CrossEncoder stage.
+#[derive(Clone, Debug, Serialize)]
+pub struct RerankingConfig {
+    pub enabled: bool,
+    pub model: String,
+    pub queries: Option<PathBuf>,
+    pub candidates: usize,
+    pub top_k: usize,
+    pub batch_tokens: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalConfig {
+    pub qrels: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GpuConfig {
+    pub devices: DeviceSpec,
+    pub memory_ceiling: ByteSize,
+    pub precision: Precision,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    pub metrics_file: Option<PathBuf>,
+    pub progress: ProgressMode,
+}
+
+/// Picks the highest layer present for each key and remembers which one it was.
+struct Layers {
+    provenance: BTreeMap<String, Source>,
+    file: Option<PathBuf>,
+    /// Directory that relative paths in the file are resolved against.
+    file_dir: PathBuf,
+}
+
+impl Layers {
+    fn pick<T>(
+        &mut self,
+        key: &str,
+        default: T,
+        file: Option<T>,
+        env: Option<(&'static str, T)>,
+        flag: Option<(&'static str, T)>,
+    ) -> T {
+        let (value, source) = if let Some((flag, value)) = flag {
+            (value, Source::Flag(flag))
+        } else if let Some((var, value)) = env {
+            (value, Source::Env(var))
+        } else if let (Some(value), Some(path)) = (file, &self.file) {
+            (value, Source::File(path.clone()))
+        } else {
+            (default, Source::Default)
+        };
+        self.provenance.insert(key.to_string(), source);
+        value
+    }
+
+    /// A path from the file is relative to the file's directory.
+    fn file_path(&self, path: Option<PathBuf>) -> Option<PathBuf> {
+        path.map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                self.file_dir.join(p)
+            }
+        })
+    }
+
+    fn source(&self, key: &str) -> Source {
+        self.provenance.get(key).cloned().unwrap_or(Source::Default)
+    }
+
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            origin: self.source(key),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a config file's text; errors carry the file, line, column and key.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|err| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: err.to_string().trim_end().to_string(),
+    })
+}
+
+/// Reads and parses a config file.
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file(path, &text)
+}
+
+/// Resolves the effective configuration from all layers.
+pub fn resolve(
+    config_file: Option<&Path>,
+    env: &Environment,
+    flags: &Overrides,
+) -> Result<RunConfig, ConfigError> {
+    let file = match config_file {
+        Some(path) => load_file(path)?,
+        None => FileConfig::default(),
+    };
+    resolve_layers(config_file, file, env, flags)
+}
+
+/// Resolves from an already parsed file (or [`FileConfig::default`] for none).
+pub fn resolve_layers(
+    config_file: Option<&Path>,
+    file: FileConfig,
+    env: &Environment,
+    flags: &Overrides,
+) -> Result<RunConfig, ConfigError> {
+    if let Some(var) = env.unknown_vars() {
+        let known: Vec<&str> = env_vars::ALL.iter().map(|(var, _)| *var).collect();
+        return Err(ConfigError::UnknownEnv {
+            var,
+            known: known.join(", "),
+        });
+    }
+    let mut layers = Layers {
+        provenance: BTreeMap::new(),
+        file: config_file.map(Path::to_path_buf),
+        file_dir: config_file
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    };
+
+    // [input]
+    let file_root = layers.file_path(file.input.root);
+    let root = layers.pick(
+        "input.root",
+        None,
+        file_root.map(Some),
+        env.path(env_vars::INPUT).map(|(v, p)| (v, Some(p))),
+        flags.input.clone().map(|p| ("--input", Some(p))),
+    );
+    let root = root.ok_or(ConfigError::Missing {
+        key: "input.root",
+        hint: "set [input] root in the config file, EMBED_COLLECTIONS_INPUT, or --input",
+    })?;
+    let collections = layers.pick(
+        "input.collections",
+        None,
+        file.input.collections.map(Some),
+        env.list(env_vars::COLLECTIONS).map(|(v, l)| (v, Some(l))),
+        flags
+            .collections
+            .clone()
+            .map(|l| ("--collections", Some(l))),
+    );
+    let formats = layers.pick(
+        "input.formats",
+        vec![InputFormat::Jsonl, InputFormat::Json],
+        file.input.formats,
+        None,
+        None,
+    );
+    let on_invalid = layers.pick(
+        "input.on_invalid",
+        InvalidInputPolicy::default(),
+        file.input.on_invalid,
+        None,
+        None,
+    );
+
+    // [output]
+    let file_out = layers.file_path(file.output.dir);
+    let out_dir = layers.pick(
+        "output.dir",
+        None,
+        file_out.map(Some),
+        env.path(env_vars::OUTPUT).map(|(v, p)| (v, Some(p))),
+        flags.output.clone().map(|p| ("--output", Some(p))),
+    );
+    let out_dir = out_dir.ok_or(ConfigError::Missing {
+        key: "output.dir",
+        hint: "set [output] dir in the config file, EMBED_COLLECTIONS_OUTPUT, or --output",
+    })?;
+    let include_text = layers.pick(
+        "output.include_text",
+        false,
+        file.output.include_text,
+        None,
+        None,
+    );
+
+    // [models]
+    let file_models = layers.file_path(file.models.dir);
+    let models_dir = layers.pick(
+        "models.dir",
+        env.default_models_dir(),
+        file_models,
+        env.path(env_vars::MODELS_DIR),
+        flags.models_dir.clone().map(|p| ("--models-dir", p)),
+    );
+
+    // [dense]
+    let dense_models = layers.pick(
+        "dense.models",
+        vec![FileDenseModel {
+            name: None,
+            model: DEFAULT_DENSE_MODEL.to_string(),
+            revision: None,
+            max_length: None,
+            pooling: None,
+            normalize: None,
+            query_prompt: None,
+            document_prompt: None,
+        }],
+        file.dense.models,
+        None,
+        None,
+    );
+    let dense_models: Vec<DenseModelConfig> = dense_models
+        .into_iter()
+        .map(|m| DenseModelConfig {
+            name: m.name.unwrap_or_else(|| default_vector_name(&m.model)),
+            model: m.model,
+            revision: m.revision,
+            max_length: m.max_length,
+            pooling: m.pooling,
+            normalize: m.normalize,
+            query_prompt: m.query_prompt,
+            document_prompt: m.document_prompt,
+        })
+        .collect();
+    let batch_tokens = layers.pick(
+        "dense.batch_tokens",
+        8192,
+        file.dense.batch_tokens,
+        None,
+        None,
+    );
+    let max_batch_size = layers.pick(
+        "dense.max_batch_size",
+        64,
+        file.dense.max_batch_size,
+        None,
+        None,
+    );
+
+    // [sparse]
+    let sparse_enabled = layers.pick(
+        "sparse.enabled",
+        true,
+        file.sparse.enabled,
+        env.bool(env_vars::SPARSE)?,
+        flags.no_sparse.then_some(("--no-sparse", false)),
+    );
+    let sparse_model = layers.pick(
+        "sparse.model",
+        DEFAULT_SPARSE_MODEL.to_string(),
+        file.sparse.model,
+        None,
+        None,
+    );
+    let sparse_name = layers.pick(
+        "sparse.name",
+        "splade".to_string(),
+        file.sparse.name,
+        None,
+        None,
+    );
+    let max_terms = layers.pick(
+        "sparse.max_terms",
+        None,
+        file.sparse.max_terms.map(Some),
+        None,
+        None,
+    );
+    let fallback = layers.pick(
+        "sparse.fallback",
+        SparseFallback::Metadata,
+        file.sparse.fallback,
+        None,
+        None,
+    );
+
+    // [fusion]
+    let method = layers.pick(
+        "fusion.method",
+        FusionMethod::Rrf,
+        file.fusion.method,
+        None,
+        None,
+    );
+    let rrf_k = layers.pick("fusion.rrf_k", 60.0, file.fusion.rrf_k, None, None);
+    let depth = layers.pick("fusion.depth", 100, file.fusion.depth, None, None);
+    let dense_weight = layers.pick(
+        "fusion.dense_weight",
+        1.0,
+        file.fusion.dense_weight,
+        None,
+        None,
+    );
+    let sparse_weight = layers.pick(
+        "fusion.sparse_weight",
+        1.0,
+        file.fusion.sparse_weight,
+        None,
+        None,
+    );
+
+    // [rerank]
+    let rerank_enabled = layers.pick(
+        "rerank.enabled",
+        true,
+        file.rerank.enabled,
+        env.bool(env_vars::RERANK)?,
+        flags.no_rerank.then_some(("--no-rerank", false)),
+    );
+    let rerank_model = layers.pick(
+        "rerank.model",
+        DEFAULT_RERANK_MODEL.to_string(),
+        file.rerank.model,
+        None,
+        None,
+    );
+    let file_queries = layers.file_path(file.rerank.queries);
+    let queries = layers.pick("rerank.queries", None, file_queries.map(Some), None, None);
+    let candidates = layers.pick("rerank.candidates", 100, file.rerank.candidates, None, None);
+    let top_k = layers.pick("rerank.top_k", 20, file.rerank.top_k, None, None);
+    let rerank_batch_tokens = layers.pick(
+        "rerank.batch_tokens",
+        8192,
+        file.rerank.batch_tokens,
+        None,
+        None,
+    );
+
+    // [eval]
+    let file_qrels = layers.file_path(file.eval.qrels);
+    let qrels = layers.pick("eval.qrels", None, file_qrels.map(Some), None, None);
+
+    // [gpu]
+    let devices = layers.pick(
+        "gpu.devices",
+        DeviceSpec::Auto,
+        file.gpu.devices,
+        env.value(env_vars::DEVICE)?,
+        flags.device.clone().map(|d| ("--device", d)),
+    );
+    let memory_ceiling = layers.pick(
+        "gpu.memory_ceiling",
+        ByteSize(12 << 30),
+        file.gpu.memory_ceiling,
+        None,
+        None,
+    );
+    let precision = layers.pick(
+        "gpu.precision",
+        Precision::Auto,
+        file.gpu.precision,
+        None,
+        None,
+    );
+
+    // [telemetry]
+    let log_format = layers.pick(
+        "telemetry.log_format",
+        LogFormat::Text,
+        file.telemetry.log_format,
+        env.value(env_vars::LOG_FORMAT)?,
+        flags.log_format.map(|f| ("--log-format", f)),
+    );
+    let file_metrics = layers.file_path(file.telemetry.metrics_file);
+    let metrics_file = layers.pick(
+        "telemetry.metrics_file",
+        None,
+        file_metrics.map(Some),
+        None,
+        None,
+    );
+    let progress = layers.pick(
+        "telemetry.progress",
+        ProgressMode::Auto,
+        file.telemetry.progress,
+        None,
+        None,
+    );
+
+    // Values each layer can parse but that make no sense together or at all.
+    if formats.is_empty() {
+        return Err(layers.invalid("input.formats", "at least one format is needed"));
+    }
+    if dense_models.is_empty() {
+        return Err(layers.invalid("dense.models", "at least one dense model is needed"));
+    }
+    for (index, model) in dense_models.iter().enumerate() {
+        if model.model.trim().is_empty() {
+            return Err(layers.invalid("dense.models", format!("models[{index}].model is empty")));
+        }
+        if !is_vector_name(&model.name) {
+            return Err(layers.invalid(
+                "dense.models",
+                format!(
+                    "models[{index}].name {:?} must be non-empty and use only letters, digits, '-', '_' or '.'",
+                    model.name
+                ),
+            ));
+        }
+        if dense_models[..index]
+            .iter()
+            .any(|other| other.name == model.name)
+        {
+            return Err(layers.invalid(
+                "dense.models",
+                format!(
+                    "vector name {:?} is used twice; give each model a distinct name",
+                    model.name
+                ),
+            ));
+        }
+        if model.max_length == Some(0) {
+            return Err(layers.invalid(
+                "dense.models",
+                format!("models[{index}].max_length must be > 0"),
+            ));
+        }
+    }
+    if dense_models.iter().any(|m| m.name == sparse_name) {
+        return Err(layers.invalid(
+            "sparse.name",
+            format!("{sparse_name:?} is already a dense vector name"),
+        ));
+    }
+    for (key, value) in [
+        ("dense.batch_tokens", batch_tokens),
+        ("dense.max_batch_size", max_batch_size),
+        ("fusion.depth", depth),
+        ("rerank.candidates", candidates),
+        ("rerank.top_k", top_k),
+        ("rerank.batch_tokens", rerank_batch_tokens),
+    ] {
+        if value == 0 {
+            return Err(layers.invalid(key, "must be greater than 0"));
+        }
+    }
+    if max_terms == Some(0) {
+        return Err(layers.invalid(
+            "sparse.max_terms",
+            "must be greater than 0 (omit it to keep all terms)",
+        ));
+    }
+    if top_k > candidates {
+        return Err(layers.invalid(
+            "rerank.top_k",
+            format!("top_k ({top_k}) cannot exceed rerank.candidates ({candidates})"),
+        ));
+    }
+    if !(rrf_k.is_finite() && rrf_k > 0.0) {
+        return Err(layers.invalid("fusion.rrf_k", "must be a positive number"));
+    }
+    for (key, weight) in [
+        ("fusion.dense_weight", dense_weight),
+        ("fusion.sparse_weight", sparse_weight),
+    ] {
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(layers.invalid(key, "must be a finite number ≥ 0"));
+        }
+    }
+    if let DeviceSpec::Cuda(ordinals) = &devices {
+        if ordinals.is_empty() {
+            return Err(layers.invalid("gpu.devices", "no CUDA device listed"));
+        }
+    }
+
+    Ok(RunConfig {
+        config_file: config_file.map(Path::to_path_buf),
+        input: InputConfig {
+            root,
+            collections,
+            formats,
+            on_invalid,
+        },
+        output: OutputConfig {
+            dir: out_dir,
+            include_text,
+        },
+        models: ModelsConfig { dir: models_dir },
+        dense: DenseConfig {
+            models: dense_models,
+            batch_tokens,
+            max_batch_size,
+        },
+        sparse: SparseConfig {
+            enabled: sparse_enabled,
+            model: sparse_model,
+            name: sparse_name,
+            max_terms,
+            fallback,
+        },
+        fusion: FusionConfig {
+            method,
+            rrf_k,
+            depth,
+            dense_weight,
+            sparse_weight,
+        },
+        rerank: RerankingConfig {
+            enabled: rerank_enabled,
+            model: rerank_model,
+            queries,
+            candidates,
+            top_k,
+            batch_tokens: rerank_batch_tokens,
+        },
+        eval: EvalConfig { qrels },
+        gpu: GpuConfig {
+            devices,
+            memory_ceiling,
+            precision,
+        },
+        telemetry: TelemetryConfig {
+            log_format,
+            metrics_file,
+            progress,
+        },
+        provenance: Provenance(layers.provenance),
+    })
+}
+
+/// `sentence-transformers/all-MiniLM-L6-v2` → `all-MiniLM-L6-v2`.
+fn default_vector_name(model: &str) -> String {
+    model
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_string()
+}
+
+/// Vector names become JSON keys and Qdrant vector names: keep them plain.
+fn is_vector_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}

@@ -1,0 +1,299 @@
+//! Typed setting values shared by the file, the environment and the flags.
+//!
+//! Each parses from the same string in all three layers (`FromStr`), and deserializes through it
+//! so that a bad value in the file is reported by the TOML parser with its key and line.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How dense and sparse result lists are fused (see the fusion stage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FusionMethod {
+    /// Reciprocal rank fusion: Σ 1/(k + rank), 1-based ranks.
+    Rrf,
+    /// Weighted sum of min-max normalised scores.
+    Convex,
+}
+
+/// What the sparse stage does for chunks whose inference failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SparseFallback {
+    /// Build the vector from the chunk's metadata term weights, flagged `source = "metadata"`.
+    Metadata,
+    /// Leave the chunk without a sparse vector (counted).
+    None,
+}
+
+/// Log line format on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// When to draw progress bars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressMode {
+    /// Bars on a terminal, periodic plain lines otherwise.
+    Auto,
+    Always,
+    Never,
+}
+
+/// Numeric precision of model weights and activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f16 on CUDA, f32 on CPU.
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+/// Which devices the stages may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// Every CUDA device when built with `cuda` and one is present, else the CPU.
+    Auto,
+    Cpu,
+    /// `cuda:0,1`: these CUDA ordinals.
+    Cuda(Vec<usize>),
+}
+
+/// A size in bytes written like `12GiB`, `512MiB`, `2GB` or a plain byte count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+/// Why a setting string could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueError(pub String);
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+fn parse_keyword<T: Copy>(s: &str, choices: &[(&str, T)]) -> Result<T, ValueError> {
+    let wanted = s.trim().to_ascii_lowercase();
+    choices
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            ValueError(format!(
+                "invalid value {s:?}: expected one of {}",
+                names.join(", ")
+            ))
+        })
+}
+
+impl FromStr for FusionMethod {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_keyword(s, &[("rrf", Self::Rrf), ("convex", Self::Convex)])
+    }
+}
+
+impl FromStr for SparseFallback {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_keyword(s, &[("metadata", Self::Metadata), ("none", Self::None)])
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_keyword(s, &[("text", Self::Text), ("json", Self::Json)])
+    }
+}
+
+impl FromStr for ProgressMode {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_keyword(
+            s,
+            &[
+                ("auto", Self::Auto),
+                ("always", Self::Always),
+                ("never", Self::Never),
+            ],
+        )
+    }
+}
+
+impl FromStr for Precision {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_keyword(
+            s,
+            &[
+                ("auto", Self::Auto),
+                ("f32", Self::F32),
+                ("f16", Self::F16),
+                ("bf16", Self::Bf16),
+            ],
+        )
+    }
+}
+
+impl FromStr for DeviceSpec {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let trimmed = s.trim().to_ascii_lowercase();
+        match trimmed.as_str() {
+            "auto" => return Ok(Self::Auto),
+            "cpu" => return Ok(Self::Cpu),
+            _ => {}
+        }
+        let bad = || {
+            ValueError(format!(
+                "invalid device {s:?}: expected auto, cpu, cuda or cuda:0,1"
+            ))
+        };
+        let ordinals = match trimmed.strip_prefix("cuda") {
+            Some("") => vec![0],
+            Some(rest) => {
+                let list = rest.strip_prefix(':').ok_or_else(bad)?;
+                let mut ordinals = Vec::new();
+                for part in list.split(',') {
+                    let ordinal: usize = part.trim().parse().map_err(|_| bad())?;
+                    if !ordinals.contains(&ordinal) {
+                        ordinals.push(ordinal);
+                    }
+                }
+                ordinals
+            }
+            None => return Err(bad()),
+        };
+        Ok(Self::Cuda(ordinals))
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Auto => f.write_str("auto"),
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(ordinals) => {
+                let list: Vec<String> = ordinals.iter().map(|o| o.to_string()).collect();
+                write!(f, "cuda:{}", list.join(","))
+            }
+        }
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let bad = || {
+            ValueError(format!(
+                "invalid size {s:?}: expected a number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        };
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "kb" => 1e3,
+            "mb" => 1e6,
+            "gb" => 1e9,
+            "kib" => 1024.0,
+            "mib" => 1024.0 * 1024.0,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            _ => return Err(bad()),
+        };
+        let bytes = number * multiplier;
+        if !bytes.is_finite() || bytes < 1.0 {
+            return Err(bad());
+        }
+        Ok(ByteSize(bytes.round() as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const GIB: u64 = 1 << 30;
+        const MIB: u64 = 1 << 20;
+        if self.0 % GIB == 0 {
+            write!(f, "{}GiB", self.0 / GIB)
+        } else if self.0 % MIB == 0 {
+            write!(f, "{}MiB", self.0 / MIB)
+        } else {
+            write!(f, "{}B", self.0)
+        }
+    }
+}
+
+/// Serde through `FromStr`/`Display` for the non-keyword values.
+macro_rules! serde_via_str {
+    ($($ty:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    )*};
+}
+
+serde_via_str!(DeviceSpec, ByteSize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_spec_parses_every_form() {
+        assert_eq!("auto".parse::<DeviceSpec>().unwrap(), DeviceSpec::Auto);
+        assert_eq!("CPU".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!(
+            "cuda".parse::<DeviceSpec>().unwrap(),
+            DeviceSpec::Cuda(vec![0])
+        );
+        assert_eq!(
+            "cuda:0,1".parse::<DeviceSpec>().unwrap(),
+            DeviceSpec::Cuda(vec![0, 1])
+        );
+        assert!("gpu".parse::<DeviceSpec>().is_err());
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+        assert!("cuda0".parse::<DeviceSpec>().is_err());
+    }
+
+    #[test]
+    fn byte_size_units() {
+        assert_eq!("12GiB".parse::<ByteSize>().unwrap().0, 12 << 30);
+        assert_eq!("512 MiB".parse::<ByteSize>().unwrap().0, 512 << 20);
+        assert_eq!("2GB".parse::<ByteSize>().unwrap().0, 2_000_000_000);
+        assert_eq!("1000".parse::<ByteSize>().unwrap().0, 1000);
+        assert_eq!("1.5GiB".parse::<ByteSize>().unwrap().0, 3 << 29);
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        assert!("".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(12 << 30).to_string(), "12GiB");
+    }
+
+    #[test]
+    fn keywords_name_the_choices() {
+        let err = "bm25".parse::<FusionMethod>().unwrap_err();
+        assert!(err.0.contains("rrf, convex"), "{err}");
+    }
+}

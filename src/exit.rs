@@ -1,0 +1,13 @@
+//! Process exit codes, one per class of outcome. Documented in the README; scripts and cron
+//! wrappers rely on them, so they never change meaning.
+
+/// Everything requested was done.
+pub const OK: i32 = 0;
+/// An unexpected failure (model could not load or run, I/O on the output directory, a bug).
+pub const FAILURE: i32 = 1;
+/// Bad command line or configuration: nothing was run.
+pub const CONFIG_ERROR: i32 = 2;
+/// Bad input data (a collection could not be read under the `error` policy).
+pub const INPUT_ERROR: i32 = 3;
+/// Some collections succeeded and some failed; see the manifest.
+pub const PARTIAL_FAILURE: i32 = 4;

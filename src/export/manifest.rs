@@ -1,0 +1,197 @@
+//! `manifest.json`: what ran, with what, where each setting came from, and what happened per
+//! collection and stage. Ids, counts and hashes only — never chunk or query text.
+
+use crate::batching::BatchStats;
+use crate::config::RunConfig;
+use crate::input::SkipReport;
+use crate::models::dense::ModelIdentity;
+use crate::stage::Stage;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The run manifest.
+#[derive(Serialize)]
+pub struct Manifest<'a> {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub run_id: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub status: RunStatus,
+    /// Effective configuration, with `provenance` naming each setting's source.
+    pub config: &'a RunConfig,
+    pub models: Vec<ModelIdentity>,
+    pub collections: Vec<CollectionReport>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct Tool {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+impl Default for Tool {
+    fn default() -> Self {
+        Self {
+            name: crate::TOOL_NAME,
+            version: crate::TOOL_VERSION,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Ok,
+    Partial,
+    Failed,
+}
+
+/// Why a collection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// Its input could not be read (bad records under the `error` policy).
+    Input,
+    /// A model stage failed.
+    Model,
+    /// Its outputs could not be written.
+    Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectionStatus {
+    Ok,
+    Failed,
+}
+
+/// One collection's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct CollectionReport {
+    pub name: String,
+    pub status: CollectionStatus,
+    /// Which class of problem failed it (decides the exit code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureClass>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub files: usize,
+    /// Chunks read and kept.
+    pub chunks: usize,
+    pub skipped: SkippedSummary,
+    pub points: usize,
+    /// Files written, relative to the output directory.
+    pub outputs: Vec<String>,
+    pub stages: BTreeMap<Stage, StageReport>,
+}
+
+/// Skipped records by reason, with the first few locations.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SkippedSummary {
+    pub total: usize,
+    pub by_reason: BTreeMap<String, usize>,
+    pub examples: Vec<String>,
+}
+
+impl From<&SkipReport> for SkippedSummary {
+    fn from(report: &SkipReport) -> Self {
+        Self {
+            total: report.total(),
+            by_reason: report
+                .counts
+                .iter()
+                .map(|(reason, count)| (reason.to_string(), *count))
+                .collect(),
+            examples: report
+                .examples
+                .iter()
+                .map(|(reason, location)| format!("{location}: {reason}"))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    Ok,
+    Failed,
+    /// Switched off by config, environment or flag.
+    Disabled,
+    /// Requested, but this version cannot run it (said in the warnings too).
+    NotAvailable,
+    /// Not reached because an earlier stage failed.
+    Skipped,
+}
+
+/// A stage's outcome for one collection.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageReport {
+    pub status: StageStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// One entry per model the stage ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<StageRun>,
+}
+
+impl StageReport {
+    pub fn with_status(status: StageStatus, detail: Option<String>) -> Self {
+        Self {
+            status,
+            detail,
+            runs: Vec::new(),
+        }
+    }
+}
+
+/// What one model did in a stage.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageRun {
+    pub model: String,
+    pub items: usize,
+    pub tokens: usize,
+    pub padded_tokens: usize,
+    pub batches: usize,
+    pub min_batch_size: usize,
+    pub max_batch_size: usize,
+    pub mean_batch_size: f64,
+    pub truncated: usize,
+    pub retries: usize,
+    pub fallbacks: usize,
+    pub latency_s: f64,
+    pub items_per_s: f64,
+    pub tokens_per_s: f64,
+}
+
+impl StageRun {
+    pub fn new(model: &str, stats: &BatchStats, truncated: usize, elapsed: Duration) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        let rate = |count: usize| {
+            if seconds > 0.0 {
+                count as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        Self {
+            model: model.to_string(),
+            items: stats.items,
+            tokens: stats.tokens,
+            padded_tokens: stats.padded_tokens,
+            batches: stats.batches,
+            min_batch_size: stats.min_batch_size,
+            max_batch_size: stats.max_batch_size,
+            mean_batch_size: stats.mean_batch_size(),
+            truncated,
+            retries: 0,
+            fallbacks: 0,
+            latency_s: seconds,
+            items_per_s: rate(stats.items),
+            tokens_per_s: rate(stats.tokens),
+        }
+    }
+}

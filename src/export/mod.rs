@@ -1,0 +1,20 @@
+//! Everything the run writes: points ([`points`]), the manifest ([`manifest`]), their formats
+//! ([`wire`]) and the atomic writer they share ([`atomic`]).
+
+pub mod atomic;
+pub mod manifest;
+pub mod points;
+pub mod wire;
+
+pub use atomic::{write_atomic, AtomicFile};
+pub use manifest::{
+    CollectionReport, CollectionStatus, FailureClass, Manifest, RunStatus, StageReport, StageRun,
+    StageStatus,
+};
+pub use points::write_points;
+pub use wire::SCHEMA_VERSION;
+
+/// Name of each collection's point file.
+pub const POINTS_FILE: &str = "points.jsonl";
+/// Name of the run manifest in the output directory.
+pub const MANIFEST_FILE: &str = "manifest.json";

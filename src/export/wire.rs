@@ -1,0 +1,82 @@
+//! The output formats, as serialize-only structs. These are contracts: fields are only ever
+//! added, never renamed or removed, and [`SCHEMA_VERSION`] changes when something is added.
+//!
+//! # Format
+//!
+//! `<collection>/points.jsonl`, one Qdrant-ready point per chunk, in input order:
+//!
+//! ```text
+//! {"id":"5f0c…-uuidv5","chunk_id":"4983","vector":{"minilm":[0.0123,-0.0456,…]},"payload":{"collection":"scifact-mini","chunk_id":"4983","metadata":{…}}}
+//! ```
+//!
+//! - `id`: UUIDv5 of `collection + "/" + chunk_id` (Qdrant accepts integers or UUIDs only);
+//! - `vector`: one entry per dense model, named as configured (later stages add a sparse entry
+//!   `{"indices": [...], "values": [...]}`; nothing else changes);
+//! - `payload.title`/`payload.text` appear only with `output.include_text = true`;
+//! - `payload.metadata` is the chunk's metadata (omitted when empty).
+//!
+//! Floats are written in their shortest round-trip form, so identical runs give identical bytes.
+
+use crate::input::Chunk;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+/// Version of the points/manifest schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One line of `points.jsonl`.
+#[derive(Serialize)]
+pub struct PointLine<'a> {
+    pub id: uuid::Uuid,
+    pub chunk_id: &'a str,
+    pub vector: NamedVectors<'a>,
+    pub payload: Payload<'a>,
+}
+
+/// Named vectors, serialized as a JSON object in the given order.
+pub struct NamedVectors<'a>(pub Vec<(&'a str, &'a [f32])>);
+
+impl Serialize for NamedVectors<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, values) in &self.0 {
+            map.serialize_entry(name, values)?;
+        }
+        map.end()
+    }
+}
+
+/// The point payload: ids always, text only on request, metadata as given.
+#[derive(Serialize)]
+pub struct Payload<'a> {
+    pub collection: &'a str,
+    pub chunk_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> PointLine<'a> {
+    pub fn new(
+        collection: &'a str,
+        chunk: &'a Chunk,
+        vectors: Vec<(&'a str, &'a [f32])>,
+        include_text: bool,
+    ) -> Self {
+        Self {
+            id: chunk.point_id,
+            chunk_id: chunk.id.as_str(),
+            vector: NamedVectors(vectors),
+            payload: Payload {
+                collection,
+                chunk_id: chunk.id.as_str(),
+                title: chunk.title.as_deref().filter(|_| include_text),
+                text: include_text.then_some(chunk.text.as_str()),
+                metadata: &chunk.metadata,
+            },
+        }
+    }
+}

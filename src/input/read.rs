@@ -1,0 +1,413 @@
+//! Reading the chunks of a collection.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::ids::{derive_chunk_id, point_id};
+use super::{
+    describe_formats, embedding_text, Chunk, ChunkId, Collection, InputError, InputFormat,
+    InvalidInputPolicy, ReadCollection, SourceLocation,
+};
+
+/// Keys under which a `.json` object may wrap its list of chunks, in the
+/// order they are looked for.
+pub const WRAPPER_KEYS: &[&str] = &["chunks", "data", "records", "items"];
+
+/// Top-level fields that may hold the chunk id, in precedence order (after
+/// them comes `metadata.chunk_id`).
+pub const ID_FIELDS: &[&str] = &["id", "_id", "chunk_id"];
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Read every chunk of `collection`, files in the order given, chunks in file
+/// order (see the [module docs](super) for the rules).
+///
+/// Under [`InvalidInputPolicy::Error`] the first invalid chunk is an error;
+/// under [`InvalidInputPolicy::Skip`] it is counted in
+/// [`ReadCollection::skipped`]. I/O errors always abort.
+pub fn read_collection(
+    collection: &Collection,
+    policy: InvalidInputPolicy,
+) -> Result<ReadCollection, InputError> {
+    let mut reader = Reader {
+        collection: &collection.name,
+        policy,
+        first_seen: HashMap::new(),
+        out: ReadCollection::default(),
+    };
+    for file in &collection.files {
+        let before = reader.out.chunks.len();
+        match InputFormat::from_path(file) {
+            Some(InputFormat::Jsonl) => reader.read_jsonl(file)?,
+            Some(InputFormat::Json) => reader.read_json(file)?,
+            None => {
+                return Err(InputError::UnsupportedFile {
+                    path: file.clone(),
+                    expected: describe_formats(&InputFormat::ALL),
+                })
+            }
+        }
+        tracing::debug!(
+            collection = %collection.name,
+            file = %file.display(),
+            chunks = reader.out.chunks.len() - before,
+            "read chunk file"
+        );
+    }
+    Ok(reader.out)
+}
+
+struct Reader<'a> {
+    collection: &'a str,
+    policy: InvalidInputPolicy,
+    /// Chunk id -> index in `out.chunks` of its first occurrence.
+    first_seen: HashMap<ChunkId, usize>,
+    out: ReadCollection,
+}
+
+impl Reader<'_> {
+    fn read_jsonl(&mut self, path: &Path) -> Result<(), InputError> {
+        let io_err = |source| InputError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut reader = BufReader::with_capacity(1 << 16, File::open(path).map_err(io_err)?);
+        let mut buf = Vec::new();
+        let mut line_no = 0usize;
+        let mut data_lines = 0usize;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf).map_err(io_err)? == 0 {
+                break;
+            }
+            line_no += 1;
+            let mut bytes = buf.as_slice();
+            if line_no == 1 {
+                bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+            }
+            bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+            bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            data_lines += 1;
+            let location = SourceLocation::line(path, line_no);
+            let chunk = parse_line(bytes, &location)
+                .and_then(|value| chunk_from_value(value, self.collection, location));
+            self.accept(chunk)?;
+        }
+        if data_lines == 0 {
+            tracing::warn!(file = %path.display(), "chunk file holds no chunks");
+        }
+        Ok(())
+    }
+
+    fn read_json(&mut self, path: &Path) -> Result<(), InputError> {
+        let bytes = fs::read(path).map_err(|source| InputError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bytes = bytes.strip_prefix(BOM).unwrap_or(&bytes);
+        let value: Value = match serde_json::from_slice(bytes) {
+            Ok(value) => value,
+            Err(err) => {
+                let location = if err.line() > 0 {
+                    SourceLocation::line(path, err.line())
+                } else {
+                    SourceLocation::file(path)
+                };
+                return self.reject(InputError::Malformed {
+                    location,
+                    message: json_error_message(&err),
+                });
+            }
+        };
+        let items = match value {
+            Value::Array(items) => items,
+            Value::Object(mut map) if !map.contains_key("text") => {
+                match WRAPPER_KEYS.iter().find(|key| map.contains_key(**key)) {
+                    Some(key) => match map.remove(*key) {
+                        Some(Value::Array(items)) => items,
+                        other => {
+                            return self.reject(InputError::Malformed {
+                                location: SourceLocation::file(path),
+                                message: format!(
+                                    "field {key:?} must be a list of chunks, found {}",
+                                    kind(other.as_ref().unwrap_or(&Value::Null))
+                                ),
+                            })
+                        }
+                    },
+                    None => {
+                        let chunk = chunk_from_value(
+                            Value::Object(map),
+                            self.collection,
+                            SourceLocation::file(path),
+                        );
+                        return self.accept(chunk);
+                    }
+                }
+            }
+            single @ (Value::Object(_) | Value::String(_)) => {
+                let chunk = chunk_from_value(single, self.collection, SourceLocation::file(path));
+                return self.accept(chunk);
+            }
+            other => {
+                return self.reject(InputError::Malformed {
+                    location: SourceLocation::file(path),
+                    message: format!(
+                        "expected a list of chunks, a chunk object or a string, found {}",
+                        kind(&other)
+                    ),
+                })
+            }
+        };
+        if items.is_empty() {
+            tracing::warn!(file = %path.display(), "chunk file holds no chunks");
+        }
+        for (index, item) in items.into_iter().enumerate() {
+            let chunk = chunk_from_value(item, self.collection, SourceLocation::item(path, index));
+            self.accept(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Keep a parsed chunk unless its id was seen before; hand errors to
+    /// [`Reader::reject`].
+    fn accept(&mut self, chunk: Result<Chunk, InputError>) -> Result<(), InputError> {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(err) => return self.reject(err),
+        };
+        if let Some(&first) = self.first_seen.get(&chunk.id) {
+            let first = Box::new(self.out.chunks[first].location.clone());
+            return self.reject(InputError::DuplicateId {
+                id: chunk.id,
+                location: chunk.location,
+                first,
+            });
+        }
+        self.first_seen
+            .insert(chunk.id.clone(), self.out.chunks.len());
+        self.out.chunks.push(chunk);
+        Ok(())
+    }
+
+    /// Under the skip policy count a chunk-level error; otherwise return it.
+    fn reject(&mut self, err: InputError) -> Result<(), InputError> {
+        if self.policy != InvalidInputPolicy::Skip {
+            return Err(err);
+        }
+        match (err.skip_reason(), err.location()) {
+            (Some(reason), Some(location)) => {
+                tracing::debug!(
+                    collection = %self.collection,
+                    location = %location,
+                    reason = %reason,
+                    "skipped invalid chunk"
+                );
+                self.out.skipped.record(reason, location.clone());
+                Ok(())
+            }
+            _ => Err(err),
+        }
+    }
+}
+
+fn parse_line(bytes: &[u8], location: &SourceLocation) -> Result<Value, InputError> {
+    let line = std::str::from_utf8(bytes).map_err(|err| InputError::Malformed {
+        location: location.clone(),
+        message: format!("invalid UTF-8 at byte {}", err.valid_up_to() + 1),
+    })?;
+    serde_json::from_str(line).map_err(|err| InputError::Malformed {
+        location: location.clone(),
+        message: json_error_message(&err),
+    })
+}
+
+/// serde_json's message without its "at line L column C" suffix (the line
+/// goes into the location), with the column kept. serde_json syntax messages
+/// never quote the input.
+fn json_error_message(err: &serde_json::Error) -> String {
+    let full = err.to_string();
+    if err.line() == 0 {
+        return format!("invalid JSON: {full}");
+    }
+    let suffix = format!(" at line {} column {}", err.line(), err.column());
+    let message = full.strip_suffix(&suffix).unwrap_or(&full);
+    format!("invalid JSON: {message} at column {}", err.column())
+}
+
+/// The JSON type of a value, for messages (never the value itself).
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn invalid_field(location: &SourceLocation, field: &str, message: String) -> InputError {
+    InputError::InvalidField {
+        location: location.clone(),
+        field: field.to_string(),
+        message,
+    }
+}
+
+/// Build a chunk from one JSON value: an object, or a bare string (the text).
+fn chunk_from_value(
+    value: Value,
+    collection: &str,
+    location: SourceLocation,
+) -> Result<Chunk, InputError> {
+    match value {
+        Value::String(text) => build_chunk(collection, location, None, None, text, Map::new()),
+        Value::Object(map) => chunk_from_object(map, collection, location),
+        other => Err(InputError::Malformed {
+            message: format!(
+                "expected a chunk object or a string, found {}",
+                kind(&other)
+            ),
+            location,
+        }),
+    }
+}
+
+fn chunk_from_object(
+    map: Map<String, Value>,
+    collection: &str,
+    location: SourceLocation,
+) -> Result<Chunk, InputError> {
+    let mut text = Value::Null;
+    let mut title = Value::Null;
+    let mut metadata = Value::Null;
+    let mut ids: [Value; 3] = [Value::Null, Value::Null, Value::Null];
+    let mut extra = Map::new();
+    for (key, value) in map {
+        match key.as_str() {
+            "text" => text = value,
+            "title" => title = value,
+            "metadata" => metadata = value,
+            _ => match ID_FIELDS.iter().position(|field| *field == key) {
+                Some(index) => ids[index] = value,
+                None => {
+                    extra.insert(key, value);
+                }
+            },
+        }
+    }
+
+    let text = match text {
+        Value::String(text) => text,
+        Value::Null => return Err(InputError::MissingText { location }),
+        other => {
+            return Err(invalid_field(
+                &location,
+                "text",
+                format!("expected a string, found {}", kind(&other)),
+            ))
+        }
+    };
+    let title = match title {
+        Value::String(title) => Some(title),
+        Value::Null => None,
+        other => {
+            return Err(invalid_field(
+                &location,
+                "title",
+                format!("expected a string, found {}", kind(&other)),
+            ))
+        }
+    };
+    let mut metadata = match metadata {
+        Value::Object(metadata) => metadata,
+        Value::Null => Map::new(),
+        other => {
+            return Err(invalid_field(
+                &location,
+                "metadata",
+                format!("expected a JSON object, found {}", kind(&other)),
+            ))
+        }
+    };
+
+    let id_field = ID_FIELDS
+        .iter()
+        .zip(&ids)
+        .find(|(_, value)| !value.is_null())
+        .map(|(field, value)| (*field, value))
+        .or_else(|| {
+            metadata
+                .get("chunk_id")
+                .filter(|value| !value.is_null())
+                .map(|value| ("metadata.chunk_id", value))
+        });
+    let id = match id_field {
+        Some((field, value)) => Some(parse_id(field, value, &location)?),
+        None => None,
+    };
+
+    for (key, value) in extra {
+        metadata.entry(key).or_insert(value);
+    }
+    build_chunk(collection, location, id, title, text, metadata)
+}
+
+fn parse_id(field: &str, value: &Value, location: &SourceLocation) -> Result<ChunkId, InputError> {
+    match value {
+        Value::String(id) if !id.is_empty() => Ok(ChunkId(id.clone())),
+        Value::String(_) => Err(invalid_field(
+            location,
+            field,
+            "expected a non-empty string or an integer, found an empty string".to_string(),
+        )),
+        Value::Number(number) if number.is_i64() || number.is_u64() => {
+            Ok(ChunkId(number.to_string()))
+        }
+        other => Err(invalid_field(
+            location,
+            field,
+            format!(
+                "expected a non-empty string or an integer, found {}",
+                match other {
+                    Value::Number(_) => "a non-integer number",
+                    other => kind(other),
+                }
+            ),
+        )),
+    }
+}
+
+fn build_chunk(
+    collection: &str,
+    location: SourceLocation,
+    id: Option<ChunkId>,
+    title: Option<String>,
+    text: String,
+    metadata: Map<String, Value>,
+) -> Result<Chunk, InputError> {
+    let embedded = embedding_text(title.as_deref(), &text);
+    if embedded.trim().is_empty() {
+        return Err(InputError::EmptyText { location });
+    }
+    let id = match id {
+        Some(id) => id,
+        None => derive_chunk_id(collection, &embedded),
+    };
+    Ok(Chunk {
+        point_id: point_id(collection, &id),
+        id,
+        title,
+        text,
+        metadata,
+        location,
+    })
+}

@@ -1,0 +1,22 @@
+//! `embed-collections`: turn collections of text chunks into search-ready vectors.
+//!
+//! Data flows top to bottom through the modules:
+//! [`config`] (what to do) → [`input`] (chunks) → [`models`] (encoders) →
+//! [`batching`] (token-budget plans) → [`pipeline`] (stages per collection) →
+//! [`export`] (points, manifest). [`telemetry`] sets up logging.
+
+pub mod batching;
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod export;
+pub mod input;
+pub mod models;
+pub mod pipeline;
+pub mod stage;
+pub mod telemetry;
+
+/// The tool's version as recorded in manifests.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The tool's name as recorded in manifests.
+pub const TOOL_NAME: &str = env!("CARGO_PKG_NAME");

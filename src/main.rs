@@ -1,0 +1,106 @@
+//! The `embed-collections` binary: parse flags, resolve the configuration, run, map the outcome
+//! to an exit code. Everything else lives in the library.
+
+use clap::Parser;
+use embed_collections::cli::Cli;
+use embed_collections::config::{self, Environment};
+use embed_collections::exit;
+use embed_collections::export::RunStatus;
+use embed_collections::models::ModelManager;
+use embed_collections::pipeline::{BatchRunner, RunError};
+use embed_collections::telemetry::init_logging;
+
+fn main() {
+    let cli = Cli::parse();
+    std::process::exit(run(&cli));
+}
+
+fn run(cli: &Cli) -> i32 {
+    let config = match config::resolve(
+        cli.config.as_deref(),
+        &Environment::from_process(),
+        &cli.overrides(),
+    ) {
+        Ok(config) => config,
+        Err(err) => {
+            report(
+                &anyhow::Error::new(err).context("invalid configuration"),
+                Some("see `embed-collections --help` and configs/quickstart.toml"),
+            );
+            return exit::CONFIG_ERROR;
+        }
+    };
+    init_logging(config.telemetry.log_format, cli.verbosity());
+    let manager = ModelManager::from_env(config.models.dir.clone());
+    let runner = BatchRunner::new(config, manager);
+    match runner.run() {
+        Ok(outcome) => {
+            print_summary(&outcome);
+            match outcome.status {
+                RunStatus::Ok => exit::OK,
+                _ if outcome.input_failures > 0 => exit::INPUT_ERROR,
+                RunStatus::Partial => exit::PARTIAL_FAILURE,
+                RunStatus::Failed => exit::FAILURE,
+            }
+        }
+        Err(err) => {
+            let (code, hint) = match &err {
+                RunError::Discover(_) => (exit::INPUT_ERROR, Some("check [input] root and collections")),
+                RunError::Model { .. } => (
+                    exit::FAILURE,
+                    Some("run scripts/fetch-models.sh, or point models.dir / --models-dir at the fetched models"),
+                ),
+                RunError::Write { .. } => (exit::FAILURE, Some("check that output.dir is writable")),
+            };
+            report(&anyhow::Error::new(err), hint);
+            code
+        }
+    }
+}
+
+/// `error: …`, then each cause, then a hint when there is an obvious next step.
+fn report(err: &anyhow::Error, hint: Option<&str>) {
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(hint) = hint {
+        eprintln!("hint: {hint}");
+    }
+}
+
+/// A per-collection table on stderr; the manifest has the full detail.
+fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
+    eprintln!(
+        "{:<24} {:<7} {:>8} {:>8} {:>8} {:>10} {:>12}",
+        "collection", "status", "chunks", "skipped", "points", "dense s", "dense tok/s"
+    );
+    for report in &outcome.collections {
+        let dense = report
+            .stages
+            .get(&embed_collections::stage::Stage::Dense)
+            .and_then(|stage| stage.runs.first());
+        let status = serde_json::to_value(report.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        eprintln!(
+            "{:<24} {:<7} {:>8} {:>8} {:>8} {:>10} {:>12}",
+            report.name,
+            status,
+            report.chunks,
+            report.skipped.total,
+            report.points,
+            dense
+                .map(|d| format!("{:.2}", d.latency_s))
+                .unwrap_or_else(|| "-".into()),
+            dense
+                .map(|d| format!("{:.0}", d.tokens_per_s))
+                .unwrap_or_else(|| "-".into()),
+        );
+        if let Some(error) = &report.error {
+            eprintln!("  error: {error}");
+        }
+    }
+    eprintln!("manifest: {}", outcome.manifest.display());
+}

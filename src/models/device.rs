@@ -1,0 +1,63 @@
+//! Device and precision choice for a stage. CPU is first-class; CUDA needs the `cuda` feature.
+
+use super::ModelError;
+use crate::config::{DeviceSpec, Precision};
+use candle_core::{DType, Device};
+
+/// The device a model runs on and the dtype it runs in.
+#[derive(Clone, Debug)]
+pub struct SelectedDevice {
+    pub device: Device,
+    pub dtype: DType,
+    /// `cpu` or `cuda:N`, for logs and the manifest.
+    pub label: String,
+}
+
+/// Picks the first device of `spec` (multi-device data parallelism is a later stage of the
+/// design) and the dtype for `precision` on it: `auto` is f16 on CUDA and f32 on CPU.
+pub fn select_device(
+    spec: &DeviceSpec,
+    precision: Precision,
+) -> Result<SelectedDevice, ModelError> {
+    let (device, label) = match spec {
+        DeviceSpec::Cpu => (Device::Cpu, "cpu".to_string()),
+        DeviceSpec::Auto => auto_device(),
+        DeviceSpec::Cuda(ordinals) => {
+            let ordinal = ordinals.first().copied().unwrap_or(0);
+            let label = format!("cuda:{ordinal}");
+            let device = cuda_device(ordinal).map_err(|message| ModelError::Device {
+                device: label.clone(),
+                message,
+            })?;
+            (device, label)
+        }
+    };
+    let dtype = match (precision, device.is_cuda()) {
+        (Precision::Auto, true) => DType::F16,
+        (Precision::Auto, false) | (Precision::F32, _) => DType::F32,
+        (Precision::F16, _) => DType::F16,
+        (Precision::Bf16, _) => DType::BF16,
+    };
+    Ok(SelectedDevice {
+        device,
+        dtype,
+        label,
+    })
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(ordinal: usize) -> Result<Device, String> {
+    Device::new_cuda(ordinal).map_err(|err| err.to_string())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(_ordinal: usize) -> Result<Device, String> {
+    Err("this binary was built without the `cuda` feature; rebuild with `--features cuda` or use --device cpu".to_string())
+}
+
+fn auto_device() -> (Device, String) {
+    match cuda_device(0) {
+        Ok(device) => (device, "cuda:0".to_string()),
+        Err(_) => (Device::Cpu, "cpu".to_string()),
+    }
+}

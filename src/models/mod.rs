@@ -1,0 +1,85 @@
+//! Models: finding them ([`manager`]), reading what sentence-transformers reads
+//! ([`sentence_transformers`]), tokenising ([`tokenize`]), encoders ([`bert`]) and heads
+//! ([`pooling`]). [`dense`] puts them together into the bi-encoder the dense stage uses.
+
+pub mod bert;
+pub mod dense;
+pub mod device;
+pub mod manager;
+pub mod pooling;
+pub mod sentence_transformers;
+pub mod tokenize;
+
+use std::path::PathBuf;
+
+pub use dense::{DenseEmbedder, DenseOutput};
+pub use device::{select_device, SelectedDevice};
+pub use manager::{ModelManager, ModelSource, ResolvedModel};
+pub use pooling::Pooling;
+
+/// Why a model could not be found, loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model {reference:?} not found{}; looked in: {}", if *.offline { " (HF_HUB_OFFLINE is set, so the Hub was not asked)" } else { "" }, searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotFound {
+        reference: String,
+        searched: Vec<PathBuf>,
+        offline: bool,
+    },
+    #[error("model {reference:?}: download of {file} from the Hugging Face Hub failed")]
+    Hub {
+        reference: String,
+        file: String,
+        #[source]
+        source: hf_hub::api::sync::ApiError,
+    },
+    #[error("{path}: required model file is missing")]
+    MissingFile { path: PathBuf },
+    #[error("{path}: cannot read")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid JSON")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: {message}")]
+    Unsupported { path: PathBuf, message: String },
+    #[error("{path}: cannot load tokenizer: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+    #[error("tokenization failed: {message}")]
+    Tokenize { message: String },
+    #[error("{context}")]
+    Candle {
+        context: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("device {device}: {message}")]
+    Device { device: String, message: String },
+}
+
+impl ModelError {
+    pub(crate) fn candle(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Self {
+        let context = context.into();
+        move |source| ModelError::Candle { context, source }
+    }
+}
+
+/// Reads and parses a JSON file.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<T, ModelError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| ModelError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,147 @@
+//! Pooling over token states and L2 normalisation, once for every encoder.
+//!
+//! Formulas follow sentence-transformers: mean = Σ mask·h / max(Σ mask, 1e-9); CLS = first token;
+//! max = max over unmasked tokens (masked ones set to −1e9); last token = last unmasked position;
+//! L2 = x / max(‖x‖, 1e-12).
+
+use candle_core::{DType, Result, Tensor, D};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How token states become one vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    Mean,
+    Cls,
+    Max,
+    LastToken,
+}
+
+impl fmt::Display for Pooling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+            Pooling::Max => "max",
+            Pooling::LastToken => "last_token",
+        })
+    }
+}
+
+impl FromStr for Pooling {
+    type Err = crate::config::values::ValueError;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
+            "max" => Ok(Pooling::Max),
+            "last_token" | "lasttoken" => Ok(Pooling::LastToken),
+            _ => Err(crate::config::values::ValueError(format!(
+                "invalid pooling {s:?}: expected one of mean, cls, max, last_token"
+            ))),
+        }
+    }
+}
+
+impl Pooling {
+    /// `hidden`: [batch, seq, dim]; `mask`: [batch, seq] of 0/1 (any dtype); `lengths`: unmasked
+    /// tokens per row (right padding). Returns [batch, dim] in f32.
+    pub fn pool(self, hidden: &Tensor, mask: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let hidden = hidden.to_dtype(DType::F32)?;
+        match self {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1),
+            Pooling::Mean => {
+                let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+                let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+                summed.broadcast_div(&counts)
+            }
+            Pooling::Max => {
+                let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+                // h where mask = 1, −1e9 where mask = 0 (as sentence-transformers does).
+                let fill = ((mask.ones_like()? - &mask)? * -1e9f64)?;
+                hidden.broadcast_mul(&mask)?.broadcast_add(&fill)?.max(1)
+            }
+            Pooling::LastToken => {
+                let rows = lengths
+                    .iter()
+                    .enumerate()
+                    .map(|(row, &len)| hidden.get(row)?.get(len.saturating_sub(1)))
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::stack(&rows, 0)
+            }
+        }
+    }
+}
+
+/// x / max(‖x‖₂, 1e-12) row-wise on [batch, dim].
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norms = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12f32, f32::MAX)?;
+    x.broadcast_div(&norms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn example() -> (Tensor, Tensor, Vec<usize>) {
+        // batch 2, seq 3, dim 2; row 1 has one padded position holding a huge value that must
+        // never leak into the result.
+        let hidden = Tensor::new(
+            &[
+                [[1f32, 2.], [3., 4.], [5., 6.]],
+                [[1., -1.], [3., 1.], [1000., 1000.]],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 1], [1, 1, 0]], &Device::Cpu).unwrap();
+        (hidden, mask, vec![3, 2])
+    }
+
+    fn rows(t: Tensor) -> Vec<Vec<f32>> {
+        t.to_vec2().unwrap()
+    }
+
+    #[test]
+    fn mean_ignores_padding() {
+        let (h, m, l) = example();
+        assert_eq!(
+            rows(Pooling::Mean.pool(&h, &m, &l).unwrap()),
+            vec![vec![3., 4.], vec![2., 0.]]
+        );
+    }
+
+    #[test]
+    fn cls_max_and_last_token() {
+        let (h, m, l) = example();
+        assert_eq!(
+            rows(Pooling::Cls.pool(&h, &m, &l).unwrap()),
+            vec![vec![1., 2.], vec![1., -1.]]
+        );
+        assert_eq!(
+            rows(Pooling::Max.pool(&h, &m, &l).unwrap()),
+            vec![vec![5., 6.], vec![3., 1.]]
+        );
+        assert_eq!(
+            rows(Pooling::LastToken.pool(&h, &m, &l).unwrap()),
+            vec![vec![5., 6.], vec![3., 1.]]
+        );
+    }
+
+    #[test]
+    fn normalize_gives_unit_rows_and_keeps_zero() {
+        let x = Tensor::new(&[[3f32, 4.], [0., 0.]], &Device::Cpu).unwrap();
+        assert_eq!(
+            rows(l2_normalize(&x).unwrap()),
+            vec![vec![0.6, 0.8], vec![0., 0.]]
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! The per-collection pipeline: [`runner::BatchRunner`] reads each collection and runs the
+//! stages in order (dense now; sparse, fusion and rerank land in later versions), then exports.
+
+pub mod dense;
+pub mod runner;
+
+pub use runner::{BatchRunner, RunError, RunOutcome};

@@ -1,0 +1,27 @@
+//! Logging setup: one place, logs on stderr (stdout is for what the user asked for), text or
+//! JSON lines, `-v`/`-q` or `RUST_LOG` for the level.
+
+use crate::config::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `verbosity`: 0 = info, 1 = debug, 2+ = trace, −1 = warnings
+/// only. `RUST_LOG`, when set, wins.
+pub fn init_logging(format: LogFormat, verbosity: i8) {
+    let level = match verbosity {
+        i8::MIN..=-1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("embed_collections={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // A second init (tests, embedding as a library) is harmless: keep the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
+}
