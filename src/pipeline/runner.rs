@@ -16,7 +16,7 @@ use crate::input::{self, Collection, InputError};
 use crate::models::{select_device, DenseEmbedder, ModelError, ModelManager};
 use crate::stage::Stage;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use tracing::{error, info, warn};
 
@@ -89,6 +89,7 @@ impl BatchRunner {
             &config.input.formats,
         )
         .map_err(RunError::Discover)?;
+        let collections = without_output_dir(collections, &config.output.dir);
         info!(count = collections.len(), "collections discovered");
 
         let device =
@@ -298,6 +299,29 @@ impl BatchRunner {
         }
         report
     }
+}
+
+/// Drops collections that live inside the output directory: with the output under the input
+/// root, a second run would otherwise read the first run's points and manifest as chunks.
+fn without_output_dir(collections: Vec<Collection>, output_dir: &Path) -> Vec<Collection> {
+    let Ok(output_dir) = output_dir.canonicalize() else {
+        return collections; // not created yet, so nothing in it can have been discovered
+    };
+    collections
+        .into_iter()
+        .filter(|collection| {
+            let inside = !collection.files.is_empty()
+                && collection.files.iter().all(|file| {
+                    file.canonicalize()
+                        .map(|file| file.starts_with(&output_dir))
+                        .unwrap_or(false)
+                });
+            if inside {
+                warn!(collection = %collection.name, "skipping a collection inside the output directory");
+            }
+            !inside
+        })
+        .collect()
 }
 
 /// `error: caused by: …` on one line, for the manifest.

@@ -1,0 +1,315 @@
+//! End-to-end runs of the real binary on real models.
+
+mod util;
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::Path;
+use util::{binary, norm, read_jsonl, repo_root, run, stderr};
+
+const MINILM_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+
+fn read_manifest(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn quickstart_writes_points_and_manifest() {
+    let out = tempfile::tempdir().unwrap();
+    let config = repo_root().join("configs/quickstart.toml");
+    let output = run(
+        binary()
+            .arg("--config")
+            .arg(&config)
+            .arg("--output")
+            .arg(out.path()),
+        true,
+    );
+    let log = stderr(&output);
+    assert!(
+        log.contains("sparse stage is not available"),
+        "the run must say sparse did not run:\n{log}"
+    );
+
+    let corpus = read_jsonl(&repo_root().join("examples/collections/scifact-mini/corpus.jsonl"));
+    let points = read_jsonl(&out.path().join("scifact-mini/points.jsonl"));
+    assert_eq!(points.len(), corpus.len());
+    let mut uuids = HashSet::new();
+    for (point, doc) in points.iter().zip(&corpus) {
+        assert_eq!(
+            point["chunk_id"], doc["_id"],
+            "points follow corpus order with BEIR ids"
+        );
+        let id = point["id"].as_str().unwrap();
+        assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 5);
+        assert!(uuids.insert(id.to_string()), "duplicate point id {id}");
+        let vector: Vec<f32> = serde_json::from_value(point["vector"]["minilm"].clone()).unwrap();
+        assert_eq!(vector.len(), 384);
+        assert!((norm(&vector) - 1.0).abs() < 1e-4);
+        assert_eq!(
+            point["vector"].as_object().unwrap().len(),
+            1,
+            "dense-only: no other vectors"
+        );
+        assert!(point["payload"].get("text").is_none(), "text is opt-in");
+    }
+
+    let manifest = read_manifest(out.path());
+    assert_eq!(manifest["schema_version"], 1);
+    assert_eq!(manifest["status"], "ok");
+    assert_eq!(manifest["models"][0]["weights_sha256"], MINILM_SHA256);
+    assert_eq!(manifest["models"][0]["dim"], 384);
+    let collection = &manifest["collections"][0];
+    assert_eq!(collection["name"], "scifact-mini");
+    assert_eq!(collection["points"], corpus.len());
+    assert_eq!(collection["stages"]["dense"]["status"], "ok");
+    assert_eq!(collection["stages"]["sparse"]["status"], "not_available");
+    assert_eq!(collection["stages"]["rerank"]["status"], "not_available");
+    assert!(
+        collection["stages"]["dense"]["runs"][0]["tokens_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        manifest["config"]["provenance"]["output.dir"],
+        "flag:--output"
+    );
+    assert!(manifest["config"]["provenance"]["dense.models"]
+        .as_str()
+        .unwrap()
+        .starts_with("file:"));
+}
+
+/// A small collection so repeated runs stay quick.
+fn small_input(dir: &Path) {
+    let collection = dir.join("notes");
+    std::fs::create_dir_all(&collection).unwrap();
+    let lines = [
+        r#"{"id": "a", "text": "Vitamin D deficiency is common in northern latitudes.", "metadata": {"source": "x"}}"#,
+        r#"{"id": "b", "text": "def f(x):\n    return x * 2\n"}"#,
+        r#"{"id": 7, "text": "Ångström units measure tiny distances — café talk."}"#,
+        r#"{"text": "A chunk without an id gets a stable derived one."}"#,
+        r#"{"id": "c", "title": "Heading", "text": "Body under a heading."}"#,
+    ];
+    std::fs::write(collection.join("chunks.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+fn run_small(input: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Vec<u8>, Value) {
+    let mut command = binary();
+    command
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(out)
+        .arg("--device")
+        .arg("cpu")
+        .args(extra);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    run(&mut command, true);
+    (
+        std::fs::read(out.join("notes/points.jsonl")).unwrap(),
+        read_manifest(out),
+    )
+}
+
+#[test]
+fn identical_runs_and_disabled_stages_give_identical_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = &tmp.path().join("in");
+    small_input(input);
+    let (first, first_manifest) = run_small(input, &tmp.path().join("o1"), &[], &[]);
+    let (second, second_manifest) = run_small(input, &tmp.path().join("o2"), &[], &[]);
+    assert_eq!(
+        first, second,
+        "two identical runs must write identical points"
+    );
+    assert_ne!(first_manifest["run_id"], second_manifest["run_id"]);
+
+    let (flags_off, flags_manifest) = run_small(
+        input,
+        &tmp.path().join("o3"),
+        &["--no-sparse", "--no-rerank"],
+        &[],
+    );
+    assert_eq!(
+        first, flags_off,
+        "--no-sparse --no-rerank must not change dense points"
+    );
+    assert_eq!(
+        flags_manifest["collections"][0]["stages"]["sparse"]["status"],
+        "disabled"
+    );
+    assert_eq!(flags_manifest["warnings"].as_array().unwrap().len(), 0);
+
+    let (env_off, env_manifest) = run_small(
+        input,
+        &tmp.path().join("o4"),
+        &[],
+        &[
+            ("EMBED_COLLECTIONS_SPARSE", "0"),
+            ("EMBED_COLLECTIONS_RERANK", "false"),
+        ],
+    );
+    assert_eq!(first, env_off);
+    assert_eq!(
+        env_manifest["config"]["provenance"]["sparse.enabled"],
+        "env:EMBED_COLLECTIONS_SPARSE"
+    );
+
+    let points = read_jsonl(&tmp.path().join("o1/notes/points.jsonl"));
+    let ids: Vec<&str> = points
+        .iter()
+        .map(|p| p["chunk_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids[..3], ["a", "b", "7"]);
+    assert_eq!(ids[3].len(), 16, "derived id is 16 hex chars");
+    assert_eq!(points[0]["payload"]["metadata"]["source"], "x");
+}
+
+#[test]
+fn rerun_into_an_output_dir_under_the_input_root_ignores_earlier_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_input(tmp.path());
+    let out = tmp.path().join("out");
+    let args = ["--no-sparse", "--no-rerank"];
+    let (first, _) = run_small(tmp.path(), &out, &args, &[]);
+    let (second, manifest) = run_small(tmp.path(), &out, &args, &[]);
+    assert_eq!(first, second);
+    let names: Vec<&str> = manifest["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["notes"],
+        "the previous run's output is not a collection"
+    );
+}
+
+#[test]
+fn include_text_puts_text_in_payload_and_nowhere_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_input(tmp.path());
+    let config = tmp.path().join("run.toml");
+    std::fs::write(
+        &config,
+        "[input]\nroot = \".\"\n[output]\ndir = \"out\"\ninclude_text = true\n",
+    )
+    .unwrap();
+    run(
+        binary()
+            .arg("--config")
+            .arg(&config)
+            .arg("--no-sparse")
+            .arg("--no-rerank"),
+        true,
+    );
+    let points = read_jsonl(&tmp.path().join("out/notes/points.jsonl"));
+    assert_eq!(
+        points[1]["payload"]["text"], "def f(x):\n    return x * 2\n",
+        "whitespace preserved"
+    );
+    assert_eq!(points[4]["payload"]["title"], "Heading");
+    let manifest = std::fs::read_to_string(tmp.path().join("out/manifest.json")).unwrap();
+    assert!(
+        !manifest.contains("Vitamin D"),
+        "chunk text must never reach the manifest"
+    );
+}
+
+#[test]
+fn unknown_config_key_fails_with_file_line_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("run.toml");
+    std::fs::write(&config, "[input]\nroot = \"in\"\n\n[rerank]\ntopk = 5\n").unwrap();
+    let output = run(binary().arg("--config").arg(&config), false);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("run.toml"), "{message}");
+    assert!(message.contains("line 5"), "{message}");
+    assert!(message.contains("topk"), "{message}");
+}
+
+#[test]
+fn bad_input_line_fails_the_collection_naming_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collection = tmp.path().join("in/broken");
+    std::fs::create_dir_all(&collection).unwrap();
+    std::fs::write(
+        collection.join("bad.jsonl"),
+        "{\"id\": \"a\", \"text\": \"fine\"}\n{\"id\": \"b\", \"text\": \n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let output = run(
+        binary()
+            .arg("--input")
+            .arg(tmp.path().join("in"))
+            .arg("--output")
+            .arg(&out)
+            .arg("--no-sparse")
+            .arg("--no-rerank"),
+        false,
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let message = stderr(&output);
+    assert!(message.contains("bad.jsonl:2"), "{message}");
+    let manifest = read_manifest(&out);
+    assert_eq!(manifest["collections"][0]["status"], "failed");
+    assert_eq!(manifest["collections"][0]["failure"], "input");
+    assert!(
+        !out.join("broken/points.jsonl").exists(),
+        "no points for a failed collection"
+    );
+
+    // The same input under the skip policy runs, and counts what it skipped.
+    let config = tmp.path().join("skip.toml");
+    std::fs::write(
+        &config,
+        "[input]\nroot = \"in\"\non_invalid = \"skip\"\n[output]\ndir = \"out-skip\"\n",
+    )
+    .unwrap();
+    run(
+        binary()
+            .arg("--config")
+            .arg(&config)
+            .arg("--no-sparse")
+            .arg("--no-rerank"),
+        true,
+    );
+    let manifest = read_manifest(&tmp.path().join("out-skip"));
+    assert_eq!(manifest["collections"][0]["skipped"]["total"], 1);
+    assert_eq!(
+        manifest["collections"][0]["skipped"]["by_reason"]["malformed_json"],
+        1
+    );
+    assert_eq!(manifest["collections"][0]["points"], 1);
+}
+
+#[test]
+fn missing_model_offline_fails_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_input(tmp.path());
+    let config = tmp.path().join("run.toml");
+    std::fs::write(&config, "[input]\nroot = \".\"\n[output]\ndir = \"out\"\n[[dense.models]]\nmodel = \"nobody/no-such-model\"\n").unwrap();
+    let output = run(
+        binary()
+            .arg("--config")
+            .arg(&config)
+            .env("HF_HOME", tmp.path().join("hf")),
+        false,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("nobody/no-such-model"), "{message}");
+    assert!(message.contains("HF_HUB_OFFLINE"), "{message}");
+    assert!(
+        message.contains("hint: run scripts/fetch-models.sh"),
+        "{message}"
+    );
+}

@@ -1,0 +1,121 @@
+//! Dense parity on the real all-MiniLM-L6-v2 against golden vectors from an independent float64
+//! numpy forward pass (`scripts/reference/make_dense_golden.py`), and batch invariance.
+
+mod util;
+
+use embed_collections::batching::BatchBudget;
+use embed_collections::config::{DenseModelConfig, DeviceSpec, Precision};
+use embed_collections::models::{select_device, DenseEmbedder, ModelManager};
+use serde::Deserialize;
+use util::{cosine, max_abs_diff, models_dir, norm};
+
+#[derive(Deserialize)]
+struct Golden {
+    model: String,
+    max_length: usize,
+    items: Vec<GoldenItem>,
+}
+
+#[derive(Deserialize)]
+struct GoldenItem {
+    text: String,
+    input_ids: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+fn golden() -> Golden {
+    let path = util::repo_root().join("tests/golden/dense_minilm.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn embedder(model: &str) -> DenseEmbedder {
+    let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
+    let resolved = manager.resolve(model, None, None).unwrap();
+    let config = DenseModelConfig {
+        name: "minilm".into(),
+        model: model.into(),
+        revision: None,
+        max_length: None,
+        pooling: None,
+        normalize: None,
+        query_prompt: None,
+        document_prompt: None,
+    };
+    let device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+    DenseEmbedder::load(&config, &resolved, &device).unwrap()
+}
+
+const ONE_AT_A_TIME: BatchBudget = BatchBudget {
+    max_tokens: 1,
+    max_items: 1,
+};
+const ONE_BATCH: BatchBudget = BatchBudget {
+    max_tokens: 1 << 20,
+    max_items: 1 << 10,
+};
+
+#[test]
+fn minilm_matches_the_numpy_reference() {
+    let golden = golden();
+    let embedder = embedder(&golden.model);
+    assert_eq!(embedder.identity().max_length, golden.max_length);
+    assert!(
+        golden
+            .items
+            .iter()
+            .any(|i| i.input_ids.len() == golden.max_length),
+        "golden set must exercise truncation"
+    );
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let output = embedder.embed_documents(&texts, ONE_AT_A_TIME).unwrap();
+    assert_eq!(
+        output.truncated, 1,
+        "exactly one golden text is longer than the max length"
+    );
+    for (item, vector) in golden.items.iter().zip(&output.vectors) {
+        let similarity = cosine(vector, &item.embedding);
+        assert!(
+            similarity >= 0.999,
+            "cosine {similarity} for text of {} tokens",
+            item.input_ids.len()
+        );
+        // Tighter than the contract: f32 against float64 should agree to ~1e-6.
+        assert!(max_abs_diff(vector, &item.embedding) < 1e-4);
+        assert!((norm(vector) - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn padded_batch_equals_one_at_a_time() {
+    let golden = golden();
+    let embedder = embedder(&golden.model);
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let alone = embedder.embed_documents(&texts, ONE_AT_A_TIME).unwrap();
+    let batched = embedder.embed_documents(&texts, ONE_BATCH).unwrap();
+    assert_eq!(alone.stats.batches, texts.len());
+    assert_eq!(batched.stats.batches, 1, "all texts in one padded batch");
+    assert!(
+        batched.stats.padded_tokens > batched.stats.tokens,
+        "the batch must contain padding"
+    );
+    for (a, b) in alone.vectors.iter().zip(&batched.vectors) {
+        let diff = max_abs_diff(a, b);
+        assert!(diff <= 1e-5, "batched result differs by {diff}");
+    }
+}
+
+#[test]
+fn results_keep_input_order_across_batches() {
+    let golden = golden();
+    let embedder = embedder(&golden.model);
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let small_batches = BatchBudget {
+        max_tokens: 100,
+        max_items: 3,
+    };
+    let output = embedder.embed_documents(&texts, small_batches).unwrap();
+    assert!(output.stats.batches > 2);
+    for (item, vector) in golden.items.iter().zip(&output.vectors) {
+        assert!(cosine(vector, &item.embedding) >= 0.999);
+    }
+}

@@ -1,0 +1,96 @@
+//! Shared test harness: where the fetched models are, the built binary, numeric helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The models fetched by `scripts/fetch-models.sh` (same default as the binary). Tests that need
+/// real models fail with a hint rather than skip: a skipped parity test proves nothing.
+pub fn models_dir() -> PathBuf {
+    let dir = match std::env::var_os("EMBED_COLLECTIONS_MODELS_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                });
+            cache.join("embed-collections").join("models")
+        }
+    };
+    let marker = dir.join("sentence-transformers/all-MiniLM-L6-v2/.complete");
+    assert!(
+        marker.is_file(),
+        "real models not found under {}; run scripts/fetch-models.sh (or scripts/test.sh) first",
+        dir.display()
+    );
+    dir
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `embed-collections` binary with a clean, test-controlled environment.
+pub fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_embed-collections"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("EMBED_COLLECTIONS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("EMBED_COLLECTIONS_MODELS_DIR", models_dir())
+        .env("HF_HUB_OFFLINE", "1")
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Runs a command and returns its output, printing everything when `expect_ok` does not hold.
+pub fn run(command: &mut Command, expect_ok: bool) -> Output {
+    let output = command.output().expect("binary runs");
+    if output.status.success() != expect_ok {
+        panic!(
+            "command {:?} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            command,
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("valid JSON line"))
+        .collect()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "dimensions differ");
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-12)
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dimensions differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+pub fn norm(a: &[f32]) -> f64 {
+    a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
+}
