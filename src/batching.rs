@@ -122,6 +122,61 @@ where
     Ok(slots.into_iter().flatten().collect())
 }
 
+/// Per-item outcome of [`run_splitting_on_failure`].
+pub struct SplitOutcome<T, E> {
+    /// (input index, result), in the batch's order.
+    pub results: Vec<(usize, Result<T, E>)>,
+    /// Extra calls made after the first one failed.
+    pub retries: usize,
+}
+
+/// Runs `run` on `batch`; if it fails, splits the batch in halves and retries each half,
+/// recursively, down to single items. Only the items that fail on their own get an error, so
+/// one bad chunk cannot take its batch-mates down with it. Nothing is lost or duplicated: every
+/// index of `batch` appears exactly once in the outcome.
+pub fn run_splitting_on_failure<T, E, F>(batch: &[usize], run: &mut F) -> SplitOutcome<T, E>
+where
+    F: FnMut(&[usize]) -> Result<Vec<T>, E>,
+    E: From<BatchSizeMismatch>,
+{
+    let mut outcome = SplitOutcome {
+        results: Vec::with_capacity(batch.len()),
+        retries: 0,
+    };
+    split_into(batch, run, &mut outcome);
+    outcome
+}
+
+fn split_into<T, E, F>(batch: &[usize], run: &mut F, outcome: &mut SplitOutcome<T, E>)
+where
+    F: FnMut(&[usize]) -> Result<Vec<T>, E>,
+    E: From<BatchSizeMismatch>,
+{
+    let attempt = run(batch).and_then(|results| {
+        if results.len() == batch.len() {
+            Ok(results)
+        } else {
+            Err(BatchSizeMismatch {
+                expected: batch.len(),
+                got: results.len(),
+            }
+            .into())
+        }
+    });
+    match attempt {
+        Ok(results) => outcome
+            .results
+            .extend(batch.iter().copied().zip(results.into_iter().map(Ok))),
+        Err(err) if batch.len() == 1 => outcome.results.push((batch[0], Err(err))),
+        Err(_) => {
+            let (left, right) = batch.split_at(batch.len() / 2);
+            outcome.retries += 2;
+            split_into(left, run, outcome);
+            split_into(right, run, outcome);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +238,42 @@ mod tests {
         let err = run_in_input_order::<usize, BatchSizeMismatch, _>(2, &plan, |_| Ok(vec![1]))
             .unwrap_err();
         assert_eq!((err.expected, err.got), (2, 1));
+    }
+
+    #[test]
+    fn splitting_isolates_the_failing_items() {
+        let batch: Vec<usize> = (10..18).collect();
+        let mut calls = 0;
+        let outcome = run_splitting_on_failure::<_, BatchSizeMismatch, _>(
+            &batch,
+            &mut |items: &[usize]| {
+                calls += 1;
+                if items.contains(&13) || items.contains(&16) {
+                    Err(BatchSizeMismatch {
+                        expected: 0,
+                        got: 0,
+                    })
+                } else {
+                    Ok(items.iter().map(|i| i * 2).collect())
+                }
+            },
+        );
+        let mut seen: Vec<usize> = outcome.results.iter().map(|(i, _)| *i).collect();
+        seen.sort();
+        assert_eq!(seen, batch, "every item exactly once");
+        let failed: Vec<usize> = outcome
+            .results
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(failed, vec![13, 16]);
+        for (index, result) in &outcome.results {
+            if let Ok(value) = result {
+                assert_eq!(*value, index * 2, "results stay attached to their item");
+            }
+        }
+        assert_eq!(outcome.retries, calls - 1);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod models;
 pub mod pipeline;
 pub mod stage;
 pub mod telemetry;
+pub mod vectors;
 
 /// The tool's version as recorded in manifests.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -27,8 +27,8 @@ fn quickstart_writes_points_and_manifest() {
     );
     let log = stderr(&output);
     assert!(
-        log.contains("sparse stage is not available"),
-        "the run must say sparse did not run:\n{log}"
+        log.contains("rerank stages are not available"),
+        "the run must say rerank did not run:\n{log}"
     );
 
     let corpus = read_jsonl(&repo_root().join("examples/collections/scifact-mini/corpus.jsonl"));
@@ -46,10 +46,15 @@ fn quickstart_writes_points_and_manifest() {
         let vector: Vec<f32> = serde_json::from_value(point["vector"]["minilm"].clone()).unwrap();
         assert_eq!(vector.len(), 384);
         assert!((norm(&vector) - 1.0).abs() < 1e-4);
+        let sparse = &point["vector"]["splade"];
+        let indices: Vec<u32> = serde_json::from_value(sparse["indices"].clone()).unwrap();
+        let values: Vec<f32> = serde_json::from_value(sparse["values"].clone()).unwrap();
+        assert!(!indices.is_empty() && indices.len() == values.len());
+        assert!(indices.windows(2).all(|w| w[0] < w[1]) && indices.iter().all(|i| *i < 30522));
+        assert!(values.iter().all(|v| v.is_finite() && *v > 0.0));
         assert_eq!(
-            point["vector"].as_object().unwrap().len(),
-            1,
-            "dense-only: no other vectors"
+            point["payload"]["sparse_source"], "splade",
+            "live inference, flagged"
         );
         assert!(point["payload"].get("text").is_none(), "text is opt-in");
     }
@@ -63,7 +68,8 @@ fn quickstart_writes_points_and_manifest() {
     assert_eq!(collection["name"], "scifact-mini");
     assert_eq!(collection["points"], corpus.len());
     assert_eq!(collection["stages"]["dense"]["status"], "ok");
-    assert_eq!(collection["stages"]["sparse"]["status"], "not_available");
+    assert_eq!(collection["stages"]["sparse"]["status"], "ok");
+    assert_eq!(collection["stages"]["sparse"]["runs"][0]["fallbacks"], 0);
     assert_eq!(collection["stages"]["rerank"]["status"], "not_available");
     assert!(
         collection["stages"]["dense"]["runs"][0]["tokens_per_s"]
@@ -93,6 +99,29 @@ fn small_input(dir: &Path) {
         r#"{"id": "c", "title": "Heading", "text": "Body under a heading."}"#,
     ];
     std::fs::write(collection.join("chunks.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+/// The points with the sparse stage's additions removed: the `"splade"` vector entry and the
+/// `"sparse_source"` payload key. Textual, so the remaining bytes are compared exactly.
+fn without_sparse(points: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(points.to_vec()).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut line = line.to_string();
+        if let Some(start) = line.find(r#","splade":{"#) {
+            let end = start + line[start..].find('}').unwrap() + 1;
+            line.replace_range(start..end, "");
+        }
+        for source in [
+            r#","sparse_source":"splade""#,
+            r#","sparse_source":"metadata""#,
+        ] {
+            line = line.replace(source, "");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.into_bytes()
 }
 
 fn run_small(input: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Vec<u8>, Value) {
@@ -134,10 +163,16 @@ fn identical_runs_and_disabled_stages_give_identical_points() {
         &["--no-sparse", "--no-rerank"],
         &[],
     );
-    assert_eq!(
-        first, flags_off,
-        "--no-sparse --no-rerank must not change dense points"
+    assert!(
+        first.len() > flags_off.len(),
+        "the default run adds sparse vectors"
     );
+    assert_eq!(
+        String::from_utf8(without_sparse(&first)).unwrap(),
+        String::from_utf8(flags_off.clone()).unwrap(),
+        "sparse is additive: removing its keys gives the dense-only bytes"
+    );
+    assert!(!String::from_utf8_lossy(&flags_off).contains("splade"));
     assert_eq!(
         flags_manifest["collections"][0]["stages"]["sparse"]["status"],
         "disabled"
@@ -153,11 +188,25 @@ fn identical_runs_and_disabled_stages_give_identical_points() {
             ("EMBED_COLLECTIONS_RERANK", "false"),
         ],
     );
-    assert_eq!(first, env_off);
+    assert_eq!(flags_off, env_off);
     assert_eq!(
         env_manifest["config"]["provenance"]["sparse.enabled"],
         "env:EMBED_COLLECTIONS_SPARSE"
     );
+
+    let config = tmp.path().join("off.toml");
+    std::fs::write(
+        &config,
+        "[sparse]\nenabled = false\n[rerank]\nenabled = false\n",
+    )
+    .unwrap();
+    let (file_off, _) = run_small(
+        input,
+        &tmp.path().join("o5"),
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(flags_off, file_off);
 
     let points = read_jsonl(&tmp.path().join("o1/notes/points.jsonl"));
     let ids: Vec<&str> = points

@@ -15,6 +15,8 @@ Functions:
     mean_pool(hidden, mask)                  -> [B, H]
     l2_normalize(x)                          -> [B, H]
     pooler_classifier(w, hidden)             -> logits [B, num_labels]
+    mlm_head(w, cfg, hidden)                 -> MLM logits [B, T, vocab]
+    splade_pool(logits, mask)                -> SPLADE term weights [B, vocab]
     tokenizer(path, max_length)              -> `tokenizers.Tokenizer`, no padding
 """
 
@@ -136,6 +138,40 @@ def pooler_classifier(w, hidden):
     cls = hidden[:, 0, :]
     pooled = np.tanh(linear(cls, _get(w, "bert.pooler.dense.weight"), _get(w, "bert.pooler.dense.bias")))
     return linear(pooled, w["classifier.weight"], w["classifier.bias"])
+
+
+def mlm_head(w, cfg, hidden):
+    """BertForMaskedLM head: transform dense -> erf-GELU -> LayerNorm -> decoder.
+
+    The decoder weight is `cls.predictions.decoder.weight` when the checkpoint has
+    it, otherwise the tied word embeddings; the decoder bias is
+    `cls.predictions.decoder.bias` when present, otherwise `cls.predictions.bias`.
+    Returns raw logits [B, T, vocab] (float64).
+    """
+    act = cfg.get("hidden_act", "gelu")
+    if act != "gelu":
+        raise ValueError(f"mlm_head implements exact erf-GELU only, config has {act!r}")
+    eps = cfg.get("layer_norm_eps", 1e-12)
+    p = "cls.predictions."
+    h = gelu(linear(hidden, _get(w, p + "transform.dense.weight"), _get(w, p + "transform.dense.bias")))
+    h = layer_norm(h, _get(w, p + "transform.LayerNorm.weight"), _get(w, p + "transform.LayerNorm.bias"), eps)
+    if p + "decoder.weight" in w:
+        dec_w = w[p + "decoder.weight"]
+    else:
+        dec_w = _get(w, "bert.embeddings.word_embeddings.weight")
+    dec_b = w[p + "decoder.bias"] if p + "decoder.bias" in w else w[p + "bias"]
+    return h @ dec_w.T + dec_b
+
+
+def splade_pool(logits, attention_mask):
+    """SPLADE max pooling: w_j = max over real tokens t of log1p(relu(logit[t, j])).
+
+    logits [B, T, V], attention_mask [B, T] -> [B, V]. Padding positions are
+    excluded (their contribution is 0, the minimum of log1p(relu(.)) anyway).
+    """
+    m = np.atleast_2d(np.asarray(attention_mask))[:, :, None] > 0
+    act = np.log1p(np.maximum(np.asarray(logits, dtype=np.float64), 0.0))
+    return np.where(m, act, 0.0).max(1)
 
 
 def tokenizer(path, max_length):

@@ -4,7 +4,7 @@
 use crate::batching::BatchStats;
 use crate::config::RunConfig;
 use crate::input::SkipReport;
-use crate::models::dense::ModelIdentity;
+use crate::models::ModelIdentity;
 use crate::stage::Stage;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -161,7 +161,14 @@ pub struct StageRun {
     pub mean_batch_size: f64,
     pub truncated: usize,
     pub retries: usize,
+    /// Items served by a fallback instead of the model (sparse: metadata term weights).
     pub fallbacks: usize,
+    /// Items left without an output (no model result and no fallback).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub missing: usize,
+    /// Why the model failed, by reason, counting each item once.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub failure_reasons: BTreeMap<String, usize>,
     pub latency_s: f64,
     pub items_per_s: f64,
     pub tokens_per_s: f64,
@@ -189,9 +196,15 @@ impl StageRun {
             truncated,
             retries: 0,
             fallbacks: 0,
+            missing: 0,
+            failure_reasons: BTreeMap::new(),
             latency_s: seconds,
             items_per_s: rate(stats.items),
             tokens_per_s: rate(stats.tokens),
         }
     }
+}
+
+fn is_zero(value: &usize) -> bool {
+    *value == 0
 }

@@ -11,7 +11,7 @@ pub use manifest::{
     CollectionReport, CollectionStatus, FailureClass, Manifest, RunStatus, StageReport, StageRun,
     StageStatus,
 };
-pub use points::write_points;
+pub use points::{write_points, CollectionVectors};
 pub use wire::SCHEMA_VERSION;
 
 /// Name of each collection's point file.

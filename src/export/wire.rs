@@ -10,14 +10,20 @@
 //! ```
 //!
 //! - `id`: UUIDv5 of `collection + "/" + chunk_id` (Qdrant accepts integers or UUIDs only);
-//! - `vector`: one entry per dense model, named as configured (later stages add a sparse entry
-//!   `{"indices": [...], "values": [...]}`; nothing else changes);
+//! - `vector`: one entry per dense model, named as configured, then — only when the sparse
+//!   stage ran — the sparse vector `{"indices": [...], "values": [...]}` (vocabulary ids
+//!   ascending, weights > 0) under `sparse.name`;
 //! - `payload.title`/`payload.text` appear only with `output.include_text = true`;
-//! - `payload.metadata` is the chunk's metadata (omitted when empty).
+//! - `payload.metadata` is the chunk's metadata (omitted when empty);
+//! - `payload.sparse_source` (`"splade"` or `"metadata"`, the flagged fallback) appears only
+//!   when the point has a sparse vector.
+//!
+//! With the sparse stage off, no sparse key appears and the bytes equal a dense-only run's.
 //!
 //! Floats are written in their shortest round-trip form, so identical runs give identical bytes.
 
 use crate::input::Chunk;
+use crate::vectors::{SparseSource, SparseVector};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
@@ -33,8 +39,16 @@ pub struct PointLine<'a> {
     pub payload: Payload<'a>,
 }
 
+/// One named vector: dense values, or a sparse `{"indices": [...], "values": [...]}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum VectorRef<'a> {
+    Dense(&'a [f32]),
+    Sparse(&'a SparseVector),
+}
+
 /// Named vectors, serialized as a JSON object in the given order.
-pub struct NamedVectors<'a>(pub Vec<(&'a str, &'a [f32])>);
+pub struct NamedVectors<'a>(pub Vec<(&'a str, VectorRef<'a>)>);
 
 impl Serialize for NamedVectors<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -57,14 +71,18 @@ pub struct Payload<'a> {
     pub text: Option<&'a str>,
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: &'a serde_json::Map<String, serde_json::Value>,
+    /// `splade` or `metadata`; present only when the sparse stage ran and gave a vector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse_source: Option<SparseSource>,
 }
 
 impl<'a> PointLine<'a> {
     pub fn new(
         collection: &'a str,
         chunk: &'a Chunk,
-        vectors: Vec<(&'a str, &'a [f32])>,
+        vectors: Vec<(&'a str, VectorRef<'a>)>,
         include_text: bool,
+        sparse_source: Option<SparseSource>,
     ) -> Self {
         Self {
             id: chunk.point_id,
@@ -76,6 +94,7 @@ impl<'a> PointLine<'a> {
                 title: chunk.title.as_deref().filter(|_| include_text),
                 text: include_text.then_some(chunk.text.as_str()),
                 metadata: &chunk.metadata,
+                sparse_source,
             },
         }
     }

@@ -2,13 +2,12 @@
 //! Heads (pooling, later SPLADE and CrossEncoder) are separate; this type only encodes.
 //!
 //! For now this wraps candle-transformers' `BertModel`, which matches a float64 reference to
-//! ~2e-7 on all-MiniLM-L6-v2; it loads `model.safetensors` or `pytorch_model.bin`, with or
-//! without the `bert.` prefix.
+//! ~2e-7 on all-MiniLM-L6-v2. Weights come through [`Checkpoint`], which resolves legacy names.
 
+use super::checkpoint::Checkpoint;
 use super::tokenize::Encoded;
 use super::ModelError;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use std::path::Path;
 
@@ -49,44 +48,28 @@ impl PaddedBatch {
     }
 }
 
+/// Reads a BERT `config.json`.
+pub fn read_config(dir: &Path) -> Result<BertConfig, ModelError> {
+    super::read_json(&dir.join("config.json"))
+}
+
 /// A loaded BERT encoder.
 pub struct BertEncoder {
     model: BertModel,
     config: BertConfig,
-    dtype: DType,
 }
 
 impl BertEncoder {
-    /// Loads `config.json` and the weights file from `dir`.
-    pub fn load(
-        dir: &Path,
-        weights: &Path,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self, ModelError> {
-        let config_path = dir.join("config.json");
-        let config: BertConfig = super::read_json(&config_path)?;
-        let is_safetensors = weights.extension().is_some_and(|ext| ext == "safetensors");
-        let vb = if is_safetensors {
-            // SAFETY: the file is memory-mapped read-only; like every mmap-based loader we rely
-            // on nobody truncating the model file while the run holds it.
-            unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device) }
-        } else {
-            VarBuilder::from_pth(weights, dtype, device)
-        }
-        .map_err(ModelError::candle(format!(
-            "{}: cannot read weights",
-            weights.display()
-        )))?;
-        let model = BertModel::load(vb, &config).map_err(ModelError::candle(format!(
-            "{}: weights do not match a BERT model as described by {}",
-            weights.display(),
-            config_path.display()
-        )))?;
+    /// Loads the encoder from a checkpoint (with or without the `bert.` prefix).
+    pub fn load(checkpoint: &Checkpoint, config: &BertConfig) -> Result<Self, ModelError> {
+        let model =
+            BertModel::load(checkpoint.vb.clone(), config).map_err(ModelError::candle(format!(
+                "{}: weights do not match the BERT model described by its config.json",
+                checkpoint.path.display()
+            )))?;
         Ok(Self {
             model,
-            config,
-            dtype,
+            config: config.clone(),
         })
     }
 
@@ -96,10 +79,6 @@ impl BertEncoder {
 
     pub fn max_position_embeddings(&self) -> usize {
         self.config.max_position_embeddings
-    }
-
-    pub fn dtype(&self) -> DType {
-        self.dtype
     }
 
     /// Hidden states [batch, seq, hidden] for a padded batch.

@@ -1,8 +1,10 @@
 //! The dense bi-encoder: tokenizer + BERT encoder + pooling (+ normalisation), configured from
 //! the model's sentence-transformers files with per-run overrides from the config.
 
-use super::bert::{BertEncoder, PaddedBatch};
-use super::manager::{ModelSource, ResolvedModel};
+use super::bert::{read_config, BertEncoder, PaddedBatch};
+use super::checkpoint::Checkpoint;
+use super::identity::{ModelIdentity, ModelRole};
+use super::manager::ResolvedModel;
 use super::pooling::{l2_normalize, Pooling};
 use super::sentence_transformers::SentenceTransformerInfo;
 use super::tokenize::{Encoded, TextTokenizer};
@@ -11,31 +13,10 @@ use crate::batching::{
     plan_batches, run_in_input_order, BatchBudget, BatchSizeMismatch, BatchStats,
 };
 use crate::config::DenseModelConfig;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// What a model is, as recorded in the manifest: enough to reproduce or audit a run.
-#[derive(Clone, Debug, Serialize)]
-pub struct ModelIdentity {
-    /// Vector name in the points.
-    pub name: String,
-    /// HF id or path, as configured.
-    pub model: String,
-    pub source: ModelSource,
-    pub revision: Option<String>,
-    pub weights_file: String,
-    pub weights_sha256: String,
-    pub architecture: String,
-    pub dim: usize,
-    pub max_length: usize,
-    pub pooling: Pooling,
-    pub normalize: bool,
-    pub dtype: String,
-    pub device: String,
-}
 
 /// Vectors in input order plus what it took to make them.
 #[derive(Clone, Debug)]
@@ -76,7 +57,8 @@ impl DenseEmbedder {
     ) -> Result<Self, ModelError> {
         let st = SentenceTransformerInfo::read(&resolved.dir)?;
         let weights = resolved.weights_file()?;
-        let encoder = BertEncoder::load(&resolved.dir, &weights, &device.device, device.dtype)?;
+        let checkpoint = Checkpoint::open(&weights, device.dtype, &device.device)?;
+        let encoder = BertEncoder::load(&checkpoint, &read_config(&resolved.dir)?)?;
         // Sentence-transformers' default for a plain transformers checkpoint is mean pooling.
         let pooling = config.pooling.or(st.pooling).unwrap_or(Pooling::Mean);
         let normalize = config.normalize.unwrap_or(st.normalize);
@@ -86,24 +68,19 @@ impl DenseEmbedder {
             .unwrap_or(encoder.max_position_embeddings())
             .min(encoder.max_position_embeddings());
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
-        let identity = ModelIdentity {
-            name: config.name.clone(),
-            model: config.model.clone(),
-            source: resolved.source,
-            revision: resolved.revision.clone(),
-            weights_file: weights
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            weights_sha256: sha256_file(&weights)?,
-            architecture: "bert".to_string(),
-            dim: encoder.hidden_size(),
+        let mut identity = ModelIdentity::new(
+            ModelRole::Dense,
+            &config.name,
+            &config.model,
+            resolved,
+            &weights,
+            "bert",
+            encoder.hidden_size(),
             max_length,
-            pooling,
-            normalize,
-            dtype: format!("{:?}", device.dtype).to_lowercase(),
-            device: device.label.clone(),
-        };
+            device,
+        )?;
+        identity.pooling = Some(pooling);
+        identity.normalize = Some(normalize);
         Ok(Self {
             document_prompt: config
                 .document_prompt

@@ -3,19 +3,24 @@
 //! ([`pooling`]). [`dense`] puts them together into the bi-encoder the dense stage uses.
 
 pub mod bert;
+pub mod checkpoint;
 pub mod dense;
 pub mod device;
+pub mod identity;
 pub mod manager;
 pub mod pooling;
 pub mod sentence_transformers;
+pub mod splade;
 pub mod tokenize;
 
 use std::path::PathBuf;
 
 pub use dense::{DenseEmbedder, DenseOutput};
 pub use device::{select_device, SelectedDevice};
+pub use identity::{ModelIdentity, ModelRole};
 pub use manager::{ModelManager, ModelSource, ResolvedModel};
 pub use pooling::Pooling;
+pub use splade::SpladeEncoder;
 
 /// Why a model could not be found, loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,11 @@ pub enum ModelError {
         #[source]
         source: candle_core::Error,
     },
+    #[error("model produced non-finite values (NaN or infinity)")]
+    NonFinite,
+    /// A failure forced by a test's fault injector.
+    #[error("failure injected (test)")]
+    Injected,
     #[error("device {device}: {message}")]
     Device { device: String, message: String },
 }

@@ -73,6 +73,16 @@ impl TextTokenizer {
         self.pad_id
     }
 
+    /// Vocabulary ids of a term, without special tokens (for metadata term weights).
+    pub fn term_ids(&self, term: &str) -> Result<Vec<u32>, ModelError> {
+        self.inner
+            .encode(term, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|err| ModelError::Tokenize {
+                message: err.to_string(),
+            })
+    }
+
     /// Encodes texts with special tokens, in parallel; output order = input order.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>, ModelError> {
         let inputs: Vec<EncodeInput> = texts.iter().map(|t| (*t).into()).collect();

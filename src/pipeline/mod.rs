@@ -3,5 +3,6 @@
 
 pub mod dense;
 pub mod runner;
+pub mod sparse;
 
 pub use runner::{BatchRunner, RunError, RunOutcome};

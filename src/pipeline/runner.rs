@@ -1,19 +1,24 @@
-//! `BatchRunner`: discovers collections, loads the dense models once, runs each collection
-//! through the stages, writes points atomically and, last, the manifest.
+//! `BatchRunner`: discovers collections, loads the models once, runs each collection through the
+//! stages (dense → sparse → export), writes points atomically and, last, the manifest.
 //!
-//! Failure policy: configuration and discovery problems stop the run before any model loads; a
-//! collection whose input is bad (under `on_invalid = "error"`) or whose dense stage fails is
-//! marked failed in the manifest and the run goes on with the next one.
+//! Failure policy (DESIGN §5): configuration, discovery and model-load problems stop the run
+//! before any collection is processed. Per collection: bad input (under `on_invalid = "error"`)
+//! or a dense failure marks the collection failed and the run goes on with the next one; a
+//! sparse failure never fails a collection — the affected chunks fall back, flagged and counted.
 
+use super::sparse::{run_sparse, FaultInjector, SparseStageOutput};
 use crate::batching::BatchBudget;
 use crate::config::RunConfig;
 use crate::export::manifest::{SkippedSummary, Tool};
 use crate::export::{
-    write_atomic, write_points, CollectionReport, CollectionStatus, FailureClass, Manifest,
-    RunStatus, StageReport, StageStatus, MANIFEST_FILE, POINTS_FILE, SCHEMA_VERSION,
+    write_atomic, write_points, CollectionReport, CollectionStatus, CollectionVectors,
+    FailureClass, Manifest, RunStatus, StageReport, StageStatus, MANIFEST_FILE, POINTS_FILE,
+    SCHEMA_VERSION,
 };
-use crate::input::{self, Collection, InputError};
-use crate::models::{select_device, DenseEmbedder, ModelError, ModelManager};
+use crate::input::{self, Chunk, Collection, InputError};
+use crate::models::{
+    select_device, DenseEmbedder, ModelError, ModelManager, SelectedDevice, SpladeEncoder,
+};
 use crate::stage::Stage;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +30,7 @@ use tracing::{error, info, warn};
 pub enum RunError {
     #[error("cannot discover collections")]
     Discover(#[source] InputError),
-    #[error("cannot load dense model {name:?}")]
+    #[error("cannot load model {name:?}")]
     Model {
         name: String,
         #[source]
@@ -45,7 +50,7 @@ pub struct RunOutcome {
     pub status: RunStatus,
     pub manifest: PathBuf,
     pub collections: Vec<CollectionReport>,
-    /// At least one collection failed because of its input.
+    /// Collections that failed because of their input.
     pub input_failures: usize,
 }
 
@@ -53,11 +58,32 @@ pub struct RunOutcome {
 pub struct BatchRunner {
     config: RunConfig,
     manager: ModelManager,
+    sparse_fault: Option<Box<FaultInjector>>,
+}
+
+/// A dense model's vector name and one vector per chunk.
+type NamedDenseVectors<'a> = (&'a str, Vec<Vec<f32>>);
+
+/// The models a run holds, loaded once.
+struct LoadedModels {
+    dense: Vec<DenseEmbedder>,
+    sparse: Option<SpladeEncoder>,
 }
 
 impl BatchRunner {
     pub fn new(config: RunConfig, manager: ModelManager) -> Self {
-        Self { config, manager }
+        Self {
+            config,
+            manager,
+            sparse_fault: None,
+        }
+    }
+
+    /// Makes the sparse stage fail the batches `fault` picks (by chunk index within the
+    /// collection), so tests can exercise the fallback without relying on chance.
+    pub fn with_sparse_fault(mut self, fault: Box<FaultInjector>) -> Self {
+        self.sparse_fault = Some(fault);
+        self
     }
 
     pub fn config(&self) -> &RunConfig {
@@ -69,18 +95,10 @@ impl BatchRunner {
         let run_id = uuid::Uuid::new_v4().to_string();
         let config = &self.config;
         let mut warnings = Vec::new();
-
-        let pending = |stage: &str| {
-            format!("{stage} stage is not available in this version; the run is dense-only (disable it to silence this warning)")
-        };
-        if config.sparse.enabled {
-            warnings.push(pending("sparse"));
-        }
         if config.rerank.enabled {
-            warnings.push(pending("rerank"));
-        }
-        for warning in &warnings {
+            let warning = "fusion and rerank stages are not available in this version; no ranked lists are written (disable rerank to silence this warning)";
             warn!("{warning}");
+            warnings.push(warning.to_string());
         }
 
         let collections = input::discover_collections(
@@ -99,41 +117,13 @@ impl BatchRunner {
                     source: Box::new(source),
                 }
             })?;
-        let base_dir = config.config_file.as_deref().and_then(|p| p.parent());
-        let mut embedders = Vec::new();
-        for model in &config.dense.models {
-            let load = || -> Result<DenseEmbedder, ModelError> {
-                let resolved =
-                    self.manager
-                        .resolve(&model.model, model.revision.as_deref(), base_dir)?;
-                DenseEmbedder::load(model, &resolved, &device)
-            };
-            let embedder = load().map_err(|source| RunError::Model {
-                name: model.name.clone(),
-                source: Box::new(source),
-            })?;
-            let id = embedder.identity();
-            info!(name = %id.name, model = %id.model, dim = id.dim, max_length = id.max_length,
-                pooling = %id.pooling, normalize = id.normalize, device = %id.device, dtype = %id.dtype,
-                "dense model loaded");
-            embedders.push(embedder);
-        }
+        let models = self.load_models(&device)?;
 
-        let budget = BatchBudget {
-            max_tokens: config.dense.batch_tokens,
-            max_items: config.dense.max_batch_size,
-        };
         let mut reports = Vec::new();
-        let mut input_failures = 0;
         for collection in &collections {
-            let report = self.run_collection(collection, &embedders, budget);
-            if report.status == CollectionStatus::Failed {
-                if report.failure == Some(FailureClass::Input) {
-                    input_failures += 1;
-                }
-                if let Some(message) = &report.error {
-                    error!(collection = %collection.name, "collection failed: {message}");
-                }
+            let report = self.run_collection(collection, &models, &mut warnings);
+            if let (CollectionStatus::Failed, Some(message)) = (report.status, &report.error) {
+                error!(collection = %collection.name, "collection failed: {message}");
             }
             reports.push(report);
         }
@@ -155,33 +145,91 @@ impl BatchRunner {
             finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             status,
             config,
-            models: embedders.iter().map(|e| e.identity().clone()).collect(),
+            models: models
+                .dense
+                .iter()
+                .map(|e| e.identity().clone())
+                .chain(models.sparse.iter().map(|s| s.identity().clone()))
+                .collect(),
             collections: reports.clone(),
             warnings,
         };
         let manifest_path = config.output.dir.join(MANIFEST_FILE);
-        let mut bytes = serde_json::to_vec_pretty(&manifest).map_err(|err| RunError::Write {
-            path: manifest_path.clone(),
-            source: err.into(),
-        })?;
-        bytes.push(b'\n');
-        write_atomic(&manifest_path, &bytes).map_err(|source| RunError::Write {
+        let write_error = |source| RunError::Write {
             path: manifest_path.clone(),
             source,
-        })?;
+        };
+        let mut bytes =
+            serde_json::to_vec_pretty(&manifest).map_err(|err| write_error(err.into()))?;
+        bytes.push(b'\n');
+        write_atomic(&manifest_path, &bytes).map_err(write_error)?;
         Ok(RunOutcome {
             status,
-            manifest: manifest_path,
+            manifest: manifest_path.clone(),
+            input_failures: reports
+                .iter()
+                .filter(|r| r.failure == Some(FailureClass::Input))
+                .count(),
             collections: reports,
-            input_failures,
         })
+    }
+
+    fn load_models(&self, device: &SelectedDevice) -> Result<LoadedModels, RunError> {
+        let config = &self.config;
+        let base_dir = config.config_file.as_deref().and_then(Path::parent);
+        let model_error = |name: &str| {
+            let name = name.to_string();
+            move |source| RunError::Model {
+                name,
+                source: Box::new(source),
+            }
+        };
+        let mut dense = Vec::new();
+        for model in &config.dense.models {
+            let resolved = self
+                .manager
+                .resolve(&model.model, model.revision.as_deref(), base_dir)
+                .map_err(model_error(&model.name))?;
+            let embedder =
+                DenseEmbedder::load(model, &resolved, device).map_err(model_error(&model.name))?;
+            let id = embedder.identity();
+            info!(name = %id.name, model = %id.model, dim = id.dim, max_length = id.max_length,
+                device = %id.device, dtype = %id.dtype, "dense model loaded");
+            dense.push(embedder);
+        }
+        let sparse = if config.sparse.enabled {
+            let name = &config.sparse.name;
+            let resolved = self
+                .manager
+                .resolve(&config.sparse.model, None, base_dir)
+                .map_err(model_error(name))?;
+            // One slice of SPLADE logits may take an eighth of the device ceiling.
+            let logits_budget =
+                usize::try_from(config.gpu.memory_ceiling.0 / 8).unwrap_or(usize::MAX);
+            let encoder = SpladeEncoder::load(
+                name,
+                &config.sparse.model,
+                &resolved,
+                device,
+                config.sparse.max_terms,
+                logits_budget,
+            )
+            .map_err(model_error(name))?;
+            let id = encoder.identity();
+            info!(name = %id.name, model = %id.model, vocab = id.dim, max_length = id.max_length,
+                device = %id.device, "sparse model loaded");
+            Some(encoder)
+        } else {
+            None
+        };
+        Ok(LoadedModels { dense, sparse })
     }
 
     fn run_collection(
         &self,
         collection: &Collection,
-        embedders: &[DenseEmbedder],
-        budget: BatchBudget,
+        models: &LoadedModels,
+        warnings: &mut Vec<String>,
     ) -> CollectionReport {
         let config = &self.config;
         let span = tracing::info_span!("collection", name = %collection.name);
@@ -220,35 +268,46 @@ impl BatchRunner {
             chunks = report.chunks,
             "collection read"
         );
+        let budget = BatchBudget {
+            max_tokens: config.dense.batch_tokens,
+            max_items: config.dense.max_batch_size,
+        };
 
-        let mut dense_report = StageReport::with_status(StageStatus::Ok, None);
-        let mut vector_sets = Vec::new();
-        for embedder in embedders {
-            match super::dense::run_dense(&collection.name, embedder, &read.chunks, budget) {
-                Ok((vectors, run)) => {
-                    dense_report.runs.push(run);
-                    vector_sets.push((embedder.identity().name.as_str(), vectors));
+        let dense_vectors =
+            match self.dense_stage(collection, models, &read.chunks, budget, &mut report) {
+                Some(vectors) => vectors,
+                None => {
+                    for stage in [Stage::Sparse, Stage::Fusion, Stage::Rerank, Stage::Export] {
+                        let status = if self.stage_enabled(stage) {
+                            StageStatus::Skipped
+                        } else {
+                            StageStatus::Disabled
+                        };
+                        report
+                            .stages
+                            .insert(stage, StageReport::with_status(status, None));
+                    }
+                    return report;
                 }
-                Err(err) => {
-                    dense_report.status = StageStatus::Failed;
-                    dense_report.detail = Some(format!("{}: {err}", embedder.identity().name));
-                    report.failure = Some(FailureClass::Model);
-                    report.error = Some(format!("dense stage failed: {}", error_chain(&err)));
-                    break;
-                }
-            }
-        }
-        let dense_ok = dense_report.status == StageStatus::Ok;
-        report.stages.insert(Stage::Dense, dense_report);
-        for (stage, enabled) in [
-            (Stage::Sparse, config.sparse.enabled),
-            (
-                Stage::Fusion,
-                config.sparse.enabled || config.rerank.enabled,
-            ),
-            (Stage::Rerank, config.rerank.enabled),
-        ] {
-            let status = if enabled {
+            };
+
+        let sparse_output = models.sparse.as_ref().map(|encoder| {
+            run_sparse(
+                &collection.name,
+                encoder,
+                &read.chunks,
+                budget,
+                config.sparse.fallback,
+                config.sparse.max_terms,
+                self.sparse_fault.as_deref(),
+            )
+        });
+        report.stages.insert(
+            Stage::Sparse,
+            sparse_report(sparse_output.as_ref(), &collection.name, warnings),
+        );
+        for stage in [Stage::Fusion, Stage::Rerank] {
+            let status = if self.stage_enabled(stage) {
                 StageStatus::NotAvailable
             } else {
                 StageStatus::Disabled
@@ -257,47 +316,114 @@ impl BatchRunner {
                 .stages
                 .insert(stage, StageReport::with_status(status, None));
         }
-        if !dense_ok {
-            report.stages.insert(
-                Stage::Export,
-                StageReport::with_status(StageStatus::Skipped, None),
-            );
-            return report;
-        }
 
-        let relative = format!("{}/{}", collection.name, POINTS_FILE);
         let path = config.output.dir.join(&collection.name).join(POINTS_FILE);
-        let sets: Vec<(&str, &[Vec<f32>])> = vector_sets
-            .iter()
-            .map(|(name, vectors)| (*name, vectors.as_slice()))
-            .collect();
-        match write_points(
+        let vectors = CollectionVectors {
+            dense: dense_vectors
+                .iter()
+                .map(|(name, vectors)| (*name, vectors.as_slice()))
+                .collect(),
+            sparse: sparse_output
+                .as_ref()
+                .map(|output| (config.sparse.name.as_str(), output.points.as_slice())),
+        };
+        let written = write_points(
             &path,
             &collection.name,
             &read.chunks,
-            &sets,
+            &vectors,
             config.output.include_text,
-        ) {
+        );
+        let export_status = match written {
             Ok(points) => {
                 report.points = points;
-                report.outputs.push(relative);
+                report
+                    .outputs
+                    .push(format!("{}/{}", collection.name, POINTS_FILE));
                 report.status = CollectionStatus::Ok;
-                report.stages.insert(
-                    Stage::Export,
-                    StageReport::with_status(StageStatus::Ok, None),
-                );
                 info!(points, path = %path.display(), "points written");
+                StageStatus::Ok
             }
             Err(err) => {
                 report.failure = Some(FailureClass::Output);
                 report.error = Some(format!("cannot write {}: {err}", path.display()));
-                report.stages.insert(
-                    Stage::Export,
-                    StageReport::with_status(StageStatus::Failed, None),
-                );
+                StageStatus::Failed
+            }
+        };
+        report
+            .stages
+            .insert(Stage::Export, StageReport::with_status(export_status, None));
+        report
+    }
+
+    /// Every dense model over the chunks; `None` (with the report filled in) when one fails,
+    /// which fails the collection.
+    fn dense_stage<'m>(
+        &self,
+        collection: &Collection,
+        models: &'m LoadedModels,
+        chunks: &[Chunk],
+        budget: BatchBudget,
+        report: &mut CollectionReport,
+    ) -> Option<Vec<NamedDenseVectors<'m>>> {
+        let mut stage = StageReport::with_status(StageStatus::Ok, None);
+        let mut vectors = Vec::new();
+        for embedder in &models.dense {
+            match super::dense::run_dense(&collection.name, embedder, chunks, budget) {
+                Ok((set, run)) => {
+                    stage.runs.push(run);
+                    vectors.push((embedder.identity().name.as_str(), set));
+                }
+                Err(err) => {
+                    stage.status = StageStatus::Failed;
+                    stage.detail = Some(embedder.identity().name.clone());
+                    report.failure = Some(FailureClass::Model);
+                    report.error = Some(format!("dense stage failed: {}", error_chain(&err)));
+                    break;
+                }
             }
         }
-        report
+        let ok = stage.status == StageStatus::Ok;
+        report.stages.insert(Stage::Dense, stage);
+        ok.then_some(vectors)
+    }
+
+    /// Whether the configuration asks for `stage` (fusion runs when anything ranks).
+    fn stage_enabled(&self, stage: Stage) -> bool {
+        let config = &self.config;
+        match stage {
+            Stage::Dense | Stage::Export => true,
+            Stage::Sparse => config.sparse.enabled,
+            Stage::Fusion => config.sparse.enabled || config.rerank.enabled,
+            Stage::Rerank => config.rerank.enabled,
+        }
+    }
+}
+
+/// The sparse stage's report; fallbacks are counted there and raised as a run warning.
+fn sparse_report(
+    output: Option<&SparseStageOutput>,
+    collection: &str,
+    warnings: &mut Vec<String>,
+) -> StageReport {
+    let Some(output) = output else {
+        return StageReport::with_status(StageStatus::Disabled, None);
+    };
+    let run = &output.run;
+    if run.fallbacks + run.missing > 0 {
+        warnings.push(format!(
+            "collection {collection}: SPLADE failed for {} of {} chunks ({} fell back to metadata term weights, {} have no sparse vector; reasons: {:?})",
+            run.fallbacks + run.missing,
+            run.items,
+            run.fallbacks,
+            run.missing,
+            run.failure_reasons
+        ));
+    }
+    StageReport {
+        status: StageStatus::Ok,
+        detail: None,
+        runs: vec![run.clone()],
     }
 }
 

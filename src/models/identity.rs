@@ -1,0 +1,73 @@
+//! What a loaded model is, as recorded in the manifest: enough to reproduce or audit a run.
+
+use super::dense::sha256_file;
+use super::manager::{ModelSource, ResolvedModel};
+use super::{ModelError, Pooling, SelectedDevice};
+use serde::Serialize;
+use std::path::Path;
+
+/// The stage a model serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelRole {
+    Dense,
+    Sparse,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelIdentity {
+    pub role: ModelRole,
+    /// Vector name in the points.
+    pub name: String,
+    /// HF id or path, as configured.
+    pub model: String,
+    pub source: ModelSource,
+    pub revision: Option<String>,
+    pub weights_file: String,
+    pub weights_sha256: String,
+    pub architecture: String,
+    /// Dense: vector dimension; sparse: vocabulary size.
+    pub dim: usize,
+    pub max_length: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<Pooling>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<bool>,
+    pub dtype: String,
+    pub device: String,
+}
+
+impl ModelIdentity {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        role: ModelRole,
+        name: &str,
+        reference: &str,
+        resolved: &ResolvedModel,
+        weights: &Path,
+        architecture: &str,
+        dim: usize,
+        max_length: usize,
+        device: &SelectedDevice,
+    ) -> Result<Self, ModelError> {
+        Ok(Self {
+            role,
+            name: name.to_string(),
+            model: reference.to_string(),
+            source: resolved.source,
+            revision: resolved.revision.clone(),
+            weights_file: weights
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            weights_sha256: sha256_file(weights)?,
+            architecture: architecture.to_string(),
+            dim,
+            max_length,
+            pooling: None,
+            normalize: None,
+            dtype: format!("{:?}", device.dtype).to_lowercase(),
+            device: device.label.clone(),
+        })
+    }
+}

@@ -1,0 +1,306 @@
+//! SPLADE on the real SPLADE-tiny checkpoint as its wheel ships it: parity with an independent
+//! float64 numpy reference (`scripts/reference/make_splade_golden.py`), batch invariance, bounded
+//! logits slicing, checkpoint variants, and the flagged metadata fallback.
+
+mod util;
+
+use candle_core::{Device, Tensor};
+use embed_collections::config::{self, DeviceSpec, Environment, Overrides, Precision};
+use embed_collections::models::{select_device, ModelManager, ResolvedModel, SpladeEncoder};
+use embed_collections::pipeline::BatchRunner;
+use embed_collections::vectors::SparseVector;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+use util::{models_dir, read_jsonl};
+
+#[derive(Deserialize)]
+struct Golden {
+    max_length: usize,
+    items: Vec<GoldenItem>,
+}
+
+#[derive(Deserialize)]
+struct GoldenItem {
+    text: String,
+    input_ids: Vec<u32>,
+    terms: Vec<(u32, f64)>,
+}
+
+fn golden() -> Golden {
+    let path = util::repo_root().join("tests/golden/splade_tiny.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn resolved() -> ResolvedModel {
+    let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
+    manager.resolve("splade-tiny", None, None).unwrap()
+}
+
+fn encoder_from(resolved: &ResolvedModel) -> SpladeEncoder {
+    let device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+    SpladeEncoder::load("splade", "splade-tiny", resolved, &device, None, 1 << 30).unwrap()
+}
+
+fn encode_each(encoder: &SpladeEncoder, texts: &[&str]) -> Vec<SparseVector> {
+    let encodings = encoder.tokenizer().encode_batch(texts).unwrap();
+    encodings
+        .iter()
+        .map(|e| encoder.encode(&[e]).unwrap().remove(0))
+        .collect()
+}
+
+fn top_ids(terms: &[(u32, f64)], k: usize) -> Vec<u32> {
+    let mut sorted = terms.to_vec();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    sorted.into_iter().take(k).map(|(id, _)| id).collect()
+}
+
+fn as_terms(vector: &SparseVector) -> Vec<(u32, f64)> {
+    vector
+        .indices
+        .iter()
+        .zip(&vector.values)
+        .map(|(i, v)| (*i, *v as f64))
+        .collect()
+}
+
+#[test]
+fn shipped_checkpoint_matches_the_numpy_reference() {
+    let golden = golden();
+    let encoder = encoder_from(&resolved());
+    assert_eq!(encoder.identity().max_length, golden.max_length);
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let encodings = encoder.tokenizer().encode_batch(&texts).unwrap();
+    assert!(
+        encodings.iter().any(|e| e.truncated),
+        "golden set must exercise truncation"
+    );
+    for (item, encoding) in golden.items.iter().zip(&encodings) {
+        assert_eq!(encoding.ids, item.input_ids, "tokenization differs");
+    }
+    for (item, ours) in golden.items.iter().zip(encode_each(&encoder, &texts)) {
+        let ours = as_terms(&ours);
+        assert_eq!(
+            top_ids(&ours, 20),
+            top_ids(&item.terms, 20),
+            "top-20 terms differ"
+        );
+        let weights: HashMap<u32, f64> = ours.iter().copied().collect();
+        for (id, expected) in item.terms.iter().filter(|(_, w)| *w > 1e-3) {
+            let got = weights.get(id).copied().unwrap_or(0.0);
+            let relative = (got - expected).abs() / expected;
+            assert!(
+                relative <= 1e-3,
+                "term {id}: {got} vs {expected} (relative {relative})"
+            );
+        }
+    }
+}
+
+#[test]
+fn padded_mixed_length_batch_equals_one_at_a_time() {
+    let golden = golden();
+    let encoder = encoder_from(&resolved());
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let alone = encode_each(&encoder, &texts);
+    let encodings = encoder.tokenizer().encode_batch(&texts).unwrap();
+    let lengths: Vec<usize> = encodings.iter().map(|e| e.len()).collect();
+    assert!(
+        lengths.iter().max() > lengths.iter().min(),
+        "lengths must differ so there is padding"
+    );
+    let batched = encoder
+        .encode(&encodings.iter().collect::<Vec<_>>())
+        .unwrap();
+    for (a, b) in alone.iter().zip(&batched) {
+        assert_eq!(
+            a.indices, b.indices,
+            "padding must never add or remove terms"
+        );
+        for (x, y) in a.values.iter().zip(&b.values) {
+            assert!((x - y).abs() <= 1e-5 * x.max(1.0), "{x} vs {y}");
+        }
+    }
+}
+
+#[test]
+fn sliced_logits_equal_whole_logits() {
+    let golden = golden();
+    let mut encoder = encoder_from(&resolved());
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let encodings = encoder.tokenizer().encode_batch(&texts).unwrap();
+    let batch: Vec<_> = encodings.iter().collect();
+    let whole = encoder.encode(&batch).unwrap();
+    encoder.set_logits_budget(1); // one sequence position per slice
+    let sliced = encoder.encode(&batch).unwrap();
+    assert_eq!(whole, sliced);
+}
+
+/// Rewrites the shipped checkpoint with modern names and an explicit decoder.
+fn variant_checkpoint(
+    dir: &Path,
+    decoder: impl Fn(&Tensor) -> Tensor,
+    bias: impl Fn(&Tensor) -> Tensor,
+) -> ResolvedModel {
+    let shipped = resolved();
+    std::fs::create_dir_all(dir).unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(shipped.dir.join(file), dir.join(file)).unwrap();
+    }
+    let tensors =
+        candle_core::safetensors::load(shipped.dir.join("model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let mut renamed: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(name, t)| {
+            (
+                name.replace("LayerNorm.gamma", "LayerNorm.weight")
+                    .replace("LayerNorm.beta", "LayerNorm.bias"),
+                t.clone(),
+            )
+        })
+        .collect();
+    let embeddings = &tensors["bert.embeddings.word_embeddings.weight"];
+    renamed.insert("cls.predictions.decoder.weight".into(), decoder(embeddings));
+    let shipped_bias = renamed.remove("cls.predictions.bias").unwrap();
+    renamed.insert("cls.predictions.decoder.bias".into(), bias(&shipped_bias));
+    assert!(!renamed
+        .keys()
+        .any(|k| k.ends_with(".gamma") || k.ends_with(".beta")));
+    candle_core::safetensors::save(&renamed, dir.join("model.safetensors")).unwrap();
+    ResolvedModel {
+        reference: "variant".into(),
+        dir: dir.to_path_buf(),
+        source: embed_collections::models::ModelSource::LocalDir,
+        revision: None,
+    }
+}
+
+#[test]
+fn checkpoint_with_explicit_decoder_and_modern_names_loads() {
+    let golden = golden();
+    let texts: Vec<&str> = golden
+        .items
+        .iter()
+        .map(|i| i.text.as_str())
+        .take(4)
+        .collect();
+    let shipped = encode_each(&encoder_from(&resolved()), &texts);
+    let tmp = tempfile::tempdir().unwrap();
+
+    let same = variant_checkpoint(&tmp.path().join("same"), |e| e.clone(), |b| b.clone());
+    assert_eq!(
+        encode_each(&encoder_from(&same), &texts),
+        shipped,
+        "explicit copy of the tied weights"
+    );
+
+    // A decoder of zeros with a negative bias gives no positive logit: proves the explicit
+    // tensors are the ones used.
+    let zeroed = variant_checkpoint(
+        &tmp.path().join("zeroed"),
+        |e| e.zeros_like().unwrap(),
+        |b| (b.zeros_like().unwrap() - 1.0).unwrap(),
+    );
+    assert!(encode_each(&encoder_from(&zeroed), &texts)
+        .iter()
+        .all(SparseVector::is_empty));
+}
+
+#[test]
+fn forced_failure_falls_back_to_metadata_in_the_same_vocabulary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collection = tmp.path().join("in/notes");
+    std::fs::create_dir_all(&collection).unwrap();
+    let lines = [
+        r#"{"id": "ok-1", "text": "Vitamin D supplements and bone health."}"#,
+        r#"{"id": "weights", "text": "fails, has term weights", "metadata": {"sparse_features": {"term_weights": [{"term": "vitamin", "weight": 0.9}, {"term": "bone density", "weight": 0.4}]}}}"#,
+        r#"{"id": "ok-2", "text": "Transformers encode text into vectors."}"#,
+        r#"{"id": "keywords", "text": "fails, has keywords", "metadata": {"search_keywords": ["insulin"]}}"#,
+        r#"{"id": "nothing", "text": "fails, has no metadata terms"}"#,
+    ];
+    std::fs::write(collection.join("chunks.jsonl"), lines.join("\n")).unwrap();
+    let out = tmp.path().join("out");
+    let flags = Overrides {
+        input: Some(tmp.path().join("in")),
+        output: Some(out.clone()),
+        no_rerank: true,
+        device: Some(DeviceSpec::Cpu),
+        models_dir: Some(models_dir()),
+        ..Overrides::default()
+    };
+    let config = config::resolve_layers(
+        None,
+        Default::default(),
+        &Environment::from_pairs([("HOME", "/nonexistent")]),
+        &flags,
+    )
+    .unwrap();
+    let manager = ModelManager::new(models_dir(), tmp.path().join("hf"), true);
+    // Any batch holding chunk 1, 3 or 4 fails: the stage must narrow it down to those chunks.
+    let runner =
+        BatchRunner::new(config, manager).with_sparse_fault(Box::new(|items: &[usize]| {
+            items.iter().any(|i| [1, 3, 4].contains(i))
+        }));
+    runner.run().unwrap();
+
+    let points = read_jsonl(&out.join("notes/points.jsonl"));
+    let source = |i: usize| {
+        points[i]["payload"]["sparse_source"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(source(0).as_deref(), Some("splade"));
+    assert_eq!(source(2).as_deref(), Some("splade"));
+    assert_eq!(source(1).as_deref(), Some("metadata"));
+    assert_eq!(source(3).as_deref(), Some("metadata"));
+    assert_eq!(
+        source(4),
+        None,
+        "no model result and no metadata: no sparse vector"
+    );
+    assert!(points[4]["vector"].get("splade").is_none());
+
+    // Metadata terms are mapped with the SPLADE tokenizer itself (independently loaded here).
+    let tokenizer =
+        tokenizers::Tokenizer::from_file(resolved().dir.join("tokenizer.json")).unwrap();
+    let ids = |term: &str| tokenizer.encode(term, false).unwrap().get_ids().to_vec();
+    let mut expected: Vec<(u32, f32)> = ids("vitamin")
+        .into_iter()
+        .map(|i| (i, 0.9))
+        .chain(ids("bone density").into_iter().map(|i| (i, 0.4)))
+        .collect();
+    expected.sort_by_key(|(i, _)| *i);
+    let sparse = &points[1]["vector"]["splade"];
+    let indices: Vec<u32> = serde_json::from_value(sparse["indices"].clone()).unwrap();
+    let values: Vec<f32> = serde_json::from_value(sparse["values"].clone()).unwrap();
+    assert_eq!(
+        indices,
+        expected.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+    );
+    assert_eq!(values, expected.iter().map(|(_, w)| *w).collect::<Vec<_>>());
+    assert!(indices.iter().all(|i| *i < 30522), "vocabulary index space");
+    let keyword: Vec<u32> =
+        serde_json::from_value(points[3]["vector"]["splade"]["indices"].clone()).unwrap();
+    assert_eq!(keyword, ids("insulin"));
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let run = &manifest["collections"][0]["stages"]["sparse"]["runs"][0];
+    assert_eq!(run["fallbacks"], 2);
+    assert_eq!(run["missing"], 1);
+    assert_eq!(run["failure_reasons"]["injected"], 3);
+    assert!(run["retries"].as_u64().unwrap() > 0);
+    assert!(manifest["warnings"].as_array().unwrap().iter().any(|w| w
+        .as_str()
+        .unwrap()
+        .contains("SPLADE failed for 3 of 5 chunks")));
+    assert!(manifest["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["role"] == "sparse"
+            && m["weights_sha256"]
+                == "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a"));
+}
