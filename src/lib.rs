@@ -1,18 +1,22 @@
 //! `embed-collections`: turn collections of text chunks into search-ready vectors.
 //!
 //! Data flows top to bottom through the modules:
-//! [`config`] (what to do) → [`input`] (chunks) → [`models`] (encoders) →
-//! [`batching`] (token-budget plans) → [`pipeline`] (stages per collection) →
-//! [`export`] (points, manifest). [`telemetry`] sets up logging.
+//! [`config`] (what to do) → [`input`] (chunks, queries) → [`models`] (encoders) →
+//! [`batching`] (token-budget plans) → [`pipeline`] (stages per collection, using
+//! [`retrieval`], [`fusion`] and [`eval`]) → [`export`] (points, ranked lists, manifest).
+//! [`telemetry`] sets up logging.
 
 pub mod batching;
 pub mod cli;
 pub mod config;
+pub mod eval;
 pub mod exit;
 pub mod export;
+pub mod fusion;
 pub mod input;
 pub mod models;
 pub mod pipeline;
+pub mod retrieval;
 pub mod stage;
 pub mod telemetry;
 pub mod vectors;

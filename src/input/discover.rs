@@ -68,6 +68,7 @@ fn file_root_collection(root: &Path, formats: &[InputFormat]) -> Result<Collecti
     Ok(Collection {
         name,
         files: vec![root.to_path_buf()],
+        dir: None,
     })
 }
 
@@ -97,6 +98,7 @@ fn discover_in_dir(root: &Path, formats: &[InputFormat]) -> Result<Vec<Collectio
             Collection {
                 name: name.to_string(),
                 files,
+                dir: Some(entry.path.clone()),
             }
         } else {
             if RESERVED_FILES.contains(&name) || !is_enabled(&entry.path, formats) {
@@ -108,6 +110,7 @@ fn discover_in_dir(root: &Path, formats: &[InputFormat]) -> Result<Vec<Collectio
             Collection {
                 name: stem,
                 files: vec![entry.path.clone()],
+                dir: None,
             }
         };
         if let Some((first, _)) = found.get(&collection.name) {

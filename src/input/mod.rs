@@ -82,6 +82,7 @@
 
 mod discover;
 mod ids;
+mod queries;
 mod read;
 
 #[cfg(test)]
@@ -96,6 +97,7 @@ use serde::{Deserialize, Serialize};
 
 pub use discover::discover_collections;
 pub use ids::{derive_chunk_id, point_id, POINT_ID_NAMESPACE};
+pub use queries::{read_queries, Query};
 pub use read::read_collection;
 
 /// Number of skipped chunks whose location is kept in [`SkipReport::examples`].
@@ -201,6 +203,19 @@ pub(crate) fn embedding_text<'a>(title: Option<&str>, text: &'a str) -> Cow<'a, 
 pub struct Collection {
     pub name: String,
     pub files: Vec<PathBuf>,
+    /// The collection's own directory (`None` for a single-file collection). A BEIR directory
+    /// may hold the collection's `queries.jsonl` and `qrels/test.tsv` beside `corpus.jsonl`.
+    pub dir: Option<PathBuf>,
+}
+
+impl Collection {
+    /// A file of the collection's own directory, when it exists (`queries.jsonl`, …).
+    pub fn own_file(&self, relative: &str) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|dir| dir.join(relative))
+            .filter(|path| path.is_file())
+    }
 }
 
 /// What to do with a chunk that cannot be read.

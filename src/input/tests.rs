@@ -19,6 +19,7 @@ fn collection(name: &str, files: &[&Path]) -> Collection {
     Collection {
         name: name.to_string(),
         files: files.iter().map(|f| f.to_path_buf()).collect(),
+        dir: None,
     }
 }
 

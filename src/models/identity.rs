@@ -12,6 +12,7 @@ use std::path::Path;
 pub enum ModelRole {
     Dense,
     Sparse,
+    Rerank,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -26,7 +27,7 @@ pub struct ModelIdentity {
     pub weights_file: String,
     pub weights_sha256: String,
     pub architecture: String,
-    /// Dense: vector dimension; sparse: vocabulary size.
+    /// Dense: vector dimension; sparse: vocabulary size; rerank: number of labels.
     pub dim: usize,
     pub max_length: usize,
     #[serde(skip_serializing_if = "Option::is_none")]

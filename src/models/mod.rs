@@ -4,6 +4,7 @@
 
 pub mod bert;
 pub mod checkpoint;
+pub mod cross_encoder;
 pub mod dense;
 pub mod device;
 pub mod identity;
@@ -15,6 +16,7 @@ pub mod tokenize;
 
 use std::path::PathBuf;
 
+pub use cross_encoder::{CrossEncoder, PairScore, ScoreActivation};
 pub use dense::{DenseEmbedder, DenseOutput};
 pub use device::{select_device, SelectedDevice};
 pub use identity::{ModelIdentity, ModelRole};

@@ -73,6 +73,13 @@ impl TextTokenizer {
         self.pad_id
     }
 
+    /// Encodes (query, passage) pairs with special tokens; the pair is truncated longest-first
+    /// to the max length, and type ids mark the segments (0 query, 1 passage).
+    pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<Encoded>, ModelError> {
+        let inputs: Vec<EncodeInput> = pairs.iter().map(|(a, b)| (*a, *b).into()).collect();
+        self.encode_inputs(inputs)
+    }
+
     /// Vocabulary ids of a term, without special tokens (for metadata term weights).
     pub fn term_ids(&self, term: &str) -> Result<Vec<u32>, ModelError> {
         self.inner
@@ -86,6 +93,10 @@ impl TextTokenizer {
     /// Encodes texts with special tokens, in parallel; output order = input order.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>, ModelError> {
         let inputs: Vec<EncodeInput> = texts.iter().map(|t| (*t).into()).collect();
+        self.encode_inputs(inputs)
+    }
+
+    fn encode_inputs(&self, inputs: Vec<EncodeInput<'_>>) -> Result<Vec<Encoded>, ModelError> {
         let encodings =
             self.inner
                 .encode_batch(inputs, true)

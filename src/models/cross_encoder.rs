@@ -1,0 +1,238 @@
+//! The CrossEncoder reranker: a (query, passage) pair through BERT, then the sequence
+//! classification head — the BERT pooler (dense + tanh on [CLS]) and the classifier — giving one
+//! logit per pair. The score is the logit through the model's activation, read from its config
+//! (sentence-transformers `activation_fn`; default sigmoid for one label); both are exported.
+
+use super::bert::{read_config, BertEncoder, PaddedBatch};
+use super::checkpoint::Checkpoint;
+use super::identity::{ModelIdentity, ModelRole};
+use super::manager::ResolvedModel;
+use super::tokenize::{Encoded, TextTokenizer};
+use super::{read_json, ModelError, SelectedDevice};
+use candle_core::{DType, Module};
+use candle_nn::Linear;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How a logit becomes a score.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreActivation {
+    Identity,
+    Sigmoid,
+    Tanh,
+}
+
+impl ScoreActivation {
+    pub fn apply(self, logit: f32) -> f32 {
+        match self {
+            ScoreActivation::Identity => logit,
+            ScoreActivation::Sigmoid => 1.0 / (1.0 + (-logit).exp()),
+            ScoreActivation::Tanh => logit.tanh(),
+        }
+    }
+
+    /// From a sentence-transformers class path such as `torch.nn.modules.linear.Identity`.
+    fn from_class_path(path: &str) -> Option<Self> {
+        match path.rsplit('.').next()? {
+            "Identity" => Some(Self::Identity),
+            "Sigmoid" => Some(Self::Sigmoid),
+            "Tanh" => Some(Self::Tanh),
+            _ => None,
+        }
+    }
+}
+
+/// The parts of `config.json` candle's BERT config does not carry.
+#[derive(Deserialize, Default)]
+struct HeadConfig {
+    #[serde(default)]
+    id2label: BTreeMap<String, String>,
+    num_labels: Option<usize>,
+    #[serde(default)]
+    sentence_transformers: Option<StSection>,
+    /// Older CrossEncoder checkpoints.
+    sbert_ce_default_activation_function: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct StSection {
+    activation_fn: Option<String>,
+}
+
+/// The activation and label count of a sequence-classification checkpoint.
+fn head_config(dir: &Path) -> Result<(ScoreActivation, usize), ModelError> {
+    let path = dir.join("config.json");
+    let config: HeadConfig = read_json(&path)?;
+    let labels = config.num_labels.unwrap_or(if config.id2label.is_empty() {
+        1
+    } else {
+        config.id2label.len()
+    });
+    let declared = config
+        .sentence_transformers
+        .and_then(|st| st.activation_fn)
+        .or(config.sbert_ce_default_activation_function);
+    let activation = match declared {
+        Some(class) => {
+            ScoreActivation::from_class_path(&class).ok_or_else(|| ModelError::Unsupported {
+                path: path.clone(),
+                message: format!(
+                    "CrossEncoder activation {class:?} is not supported (Identity, Sigmoid, Tanh)"
+                ),
+            })?
+        }
+        None => ScoreActivation::Sigmoid,
+    };
+    Ok((activation, labels))
+}
+
+/// A (logit, activated score) pair.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairScore {
+    pub logit: f32,
+    pub score: f32,
+}
+
+/// A loaded CrossEncoder.
+pub struct CrossEncoder {
+    encoder: BertEncoder,
+    pooler: Linear,
+    classifier: Linear,
+    activation: ScoreActivation,
+    tokenizer: TextTokenizer,
+    device: SelectedDevice,
+    identity: ModelIdentity,
+}
+
+impl CrossEncoder {
+    pub fn load(
+        reference: &str,
+        resolved: &ResolvedModel,
+        device: &SelectedDevice,
+        max_length: Option<usize>,
+    ) -> Result<Self, ModelError> {
+        let config = read_config(&resolved.dir)?;
+        let (activation, labels) = head_config(&resolved.dir)?;
+        if labels != 1 {
+            return Err(ModelError::Unsupported {
+                path: resolved.dir.join("config.json"),
+                message: format!("a CrossEncoder with {labels} labels is not supported (one relevance logit expected)"),
+            });
+        }
+        let weights = resolved.weights_file()?;
+        let checkpoint = Checkpoint::open(&weights, device.dtype, &device.device)?;
+        let encoder = BertEncoder::load(&checkpoint, &config)?;
+        let hidden = config.hidden_size;
+        let head_err = |what: &str| {
+            ModelError::candle(format!("{}: cannot load the {what}", weights.display()))
+        };
+        let pooler = candle_nn::linear(hidden, hidden, checkpoint.vb.pp("bert.pooler.dense"))
+            .map_err(head_err("BERT pooler"))?;
+        let classifier = candle_nn::linear(hidden, 1, checkpoint.vb.pp("classifier"))
+            .map_err(head_err("classifier"))?;
+        let max_length = max_length
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
+        let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
+        let identity = ModelIdentity::new(
+            ModelRole::Rerank,
+            "rerank",
+            reference,
+            resolved,
+            &weights,
+            "bert_sequence_classification",
+            1,
+            max_length,
+            device,
+        )?;
+        Ok(Self {
+            encoder,
+            pooler,
+            classifier,
+            activation,
+            tokenizer,
+            device: device.clone(),
+            identity,
+        })
+    }
+
+    pub fn identity(&self) -> &ModelIdentity {
+        &self.identity
+    }
+
+    pub fn activation(&self) -> ScoreActivation {
+        self.activation
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// Scores already tokenised pairs, in the given order.
+    pub fn score(&self, items: &[&Encoded]) -> Result<Vec<PairScore>, ModelError> {
+        let batch = PaddedBatch::new(items, self.tokenizer.pad_id(), &self.device.device)?;
+        let hidden = self.encoder.forward(&batch)?;
+        let logits = hidden
+            .narrow(1, 0, 1)
+            .and_then(|cls| cls.squeeze(1))
+            .and_then(|cls| self.pooler.forward(&cls))
+            .and_then(|pooled| pooled.tanh())
+            .and_then(|pooled| self.classifier.forward(&pooled))
+            .and_then(|logits| logits.squeeze(1))
+            .and_then(|logits| logits.to_dtype(DType::F32))
+            .and_then(|logits| logits.to_vec1::<f32>())
+            .map_err(ModelError::candle("CrossEncoder head failed"))?;
+        logits
+            .into_iter()
+            .map(|logit| {
+                if logit.is_finite() {
+                    Ok(PairScore {
+                        logit,
+                        score: self.activation.apply(logit),
+                    })
+                } else {
+                    Err(ModelError::NonFinite)
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_from_config_forms() {
+        let tmp = tempfile::tempdir().unwrap();
+        let write = |text: &str| std::fs::write(tmp.path().join("config.json"), text).unwrap();
+        write(
+            r#"{"sentence_transformers": {"activation_fn": "torch.nn.modules.linear.Identity"}, "id2label": {"0": "LABEL_0"}}"#,
+        );
+        assert_eq!(
+            head_config(tmp.path()).unwrap(),
+            (ScoreActivation::Identity, 1)
+        );
+        write(r#"{"sbert_ce_default_activation_function": "torch.nn.modules.activation.Sigmoid"}"#);
+        assert_eq!(head_config(tmp.path()).unwrap().0, ScoreActivation::Sigmoid);
+        write(r#"{}"#);
+        assert_eq!(
+            head_config(tmp.path()).unwrap().0,
+            ScoreActivation::Sigmoid,
+            "default for one label"
+        );
+        write(r#"{"sentence_transformers": {"activation_fn": "torch.nn.Softmax"}}"#);
+        assert!(head_config(tmp.path())
+            .unwrap_err()
+            .to_string()
+            .contains("Softmax"));
+    }
+
+    #[test]
+    fn sigmoid_and_identity() {
+        assert_eq!(ScoreActivation::Identity.apply(-11.3), -11.3);
+        assert!((ScoreActivation::Sigmoid.apply(0.0) - 0.5).abs() < 1e-7);
+    }
+}

@@ -1,0 +1,95 @@
+//! CrossEncoder parity on the real ms-marco-MiniLM-L-12-v2 (converted from its INT8 ONNX wheel
+//! by `scripts/fetch-models.sh`) against an independent float64 numpy reference
+//! (`scripts/reference/make_cross_encoder_golden.py`), and batch invariance.
+
+mod util;
+
+use embed_collections::config::{DeviceSpec, Precision};
+use embed_collections::models::{select_device, CrossEncoder, ModelManager, ScoreActivation};
+use serde::Deserialize;
+use util::models_dir;
+
+#[derive(Deserialize)]
+struct Golden {
+    model: String,
+    max_length: usize,
+    items: Vec<GoldenItem>,
+}
+
+#[derive(Deserialize)]
+struct GoldenItem {
+    query: String,
+    passage: String,
+    input_ids: Vec<u32>,
+    type_ids: Vec<u32>,
+    logit: f64,
+}
+
+fn golden() -> Golden {
+    let path = util::repo_root().join("tests/golden/cross_encoder.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn cross_encoder(model: &str) -> CrossEncoder {
+    let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
+    let resolved = manager.resolve(model, None, None).unwrap();
+    let device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+    CrossEncoder::load(model, &resolved, &device, None).unwrap()
+}
+
+#[test]
+fn logits_match_the_numpy_reference() {
+    let golden = golden();
+    let model = cross_encoder(&golden.model);
+    assert_eq!(model.identity().max_length, golden.max_length);
+    assert_eq!(
+        model.activation(),
+        ScoreActivation::Identity,
+        "ms-marco CE exports raw logits"
+    );
+    let pairs: Vec<(&str, &str)> = golden
+        .items
+        .iter()
+        .map(|i| (i.query.as_str(), i.passage.as_str()))
+        .collect();
+    let encodings = model.tokenizer().encode_pairs(&pairs).unwrap();
+    assert!(
+        encodings.iter().any(|e| e.len() == golden.max_length),
+        "golden must exercise pair truncation"
+    );
+    for (item, encoding) in golden.items.iter().zip(&encodings) {
+        assert_eq!(encoding.ids, item.input_ids, "pair tokenization differs");
+        assert_eq!(encoding.type_ids, item.type_ids, "segment ids differ");
+        let score = model.score(&[encoding]).unwrap()[0];
+        let diff = (score.logit as f64 - item.logit).abs();
+        assert!(
+            diff <= 1e-3,
+            "logit {} vs {} (diff {diff})",
+            score.logit,
+            item.logit
+        );
+        assert_eq!(score.score, score.logit, "identity activation");
+    }
+}
+
+#[test]
+fn padded_batch_scores_equal_one_at_a_time() {
+    let golden = golden();
+    let model = cross_encoder(&golden.model);
+    let pairs: Vec<(&str, &str)> = golden
+        .items
+        .iter()
+        .map(|i| (i.query.as_str(), i.passage.as_str()))
+        .collect();
+    let encodings = model.tokenizer().encode_pairs(&pairs).unwrap();
+    let batched = model.score(&encodings.iter().collect::<Vec<_>>()).unwrap();
+    for (encoding, together) in encodings.iter().zip(&batched) {
+        let alone = model.score(&[encoding]).unwrap()[0];
+        assert!(
+            (alone.logit - together.logit).abs() <= 1e-4,
+            "{} vs {}",
+            alone.logit,
+            together.logit
+        );
+    }
+}
