@@ -46,6 +46,8 @@ fn run(cli: &Cli) -> i32 {
         Err(err) => {
             let (code, hint) = match &err {
                 RunError::Discover(_) => (exit::INPUT_ERROR, Some("check [input] root and collections")),
+                RunError::Queries(_) => (exit::INPUT_ERROR, Some("check rerank.queries (JSONL lines with `_id` or `id`, and `text`)")),
+                RunError::Qrels(_) => (exit::INPUT_ERROR, Some("check eval.qrels (BEIR TSV: query-id, corpus-id, score)")),
                 RunError::Model { .. } => (
                     exit::FAILURE,
                     Some("run scripts/fetch-models.sh, or point models.dir / --models-dir at the fetched models"),
@@ -100,6 +102,25 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
         );
         if let Some(error) = &report.error {
             eprintln!("  error: {error}");
+        }
+    }
+    for report in &outcome.collections {
+        if let Some(evaluation) = &report.evaluation {
+            let rows: Vec<(String, embed_collections::eval::Metrics)> =
+                ["dense", "sparse", "fused", "reranked"]
+                    .iter()
+                    .filter_map(|list| {
+                        evaluation
+                            .lists
+                            .get(*list)
+                            .map(|m| (list.to_string(), m.clone()))
+                    })
+                    .collect();
+            eprintln!(
+                "\n{} — evaluation against {}:",
+                report.name, evaluation.qrels
+            );
+            eprint!("{}", embed_collections::eval::format_table(&rows));
         }
     }
     eprintln!("manifest: {}", outcome.manifest.display());

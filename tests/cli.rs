@@ -27,8 +27,8 @@ fn quickstart_writes_points_and_manifest() {
     );
     let log = stderr(&output);
     assert!(
-        log.contains("rerank stages are not available"),
-        "the run must say rerank did not run:\n{log}"
+        log.contains("evaluation against"),
+        "the summary shows the evaluation:\n{log}"
     );
 
     let corpus = read_jsonl(&repo_root().join("examples/collections/scifact-mini/corpus.jsonl"));
@@ -70,7 +70,33 @@ fn quickstart_writes_points_and_manifest() {
     assert_eq!(collection["stages"]["dense"]["status"], "ok");
     assert_eq!(collection["stages"]["sparse"]["status"], "ok");
     assert_eq!(collection["stages"]["sparse"]["runs"][0]["fallbacks"], 0);
-    assert_eq!(collection["stages"]["rerank"]["status"], "not_available");
+    assert_eq!(collection["stages"]["rerank"]["status"], "ok");
+    assert_eq!(collection["stages"]["fusion"]["status"], "ok");
+
+    // Ranked lists for the 50 bundled queries, reranked, evaluated against the bundled qrels.
+    let queries = read_jsonl(&repo_root().join("examples/collections/scifact-mini/queries.jsonl"));
+    let ranked = read_jsonl(&out.path().join("scifact-mini/rerank.jsonl"));
+    assert_eq!(ranked.len(), queries.len());
+    let doc_ids: HashSet<&str> = corpus.iter().map(|d| d["_id"].as_str().unwrap()).collect();
+    for (line, query) in ranked.iter().zip(&queries) {
+        assert_eq!(line["query_id"], query["_id"]);
+        assert_eq!(line["status"], "ok");
+        let candidates = line["candidates"].as_array().unwrap();
+        assert_eq!(candidates.len(), 10);
+        assert!(candidates
+            .iter()
+            .all(|c| doc_ids.contains(c["chunk_id"].as_str().unwrap())));
+    }
+    let lists = &collection["evaluation"]["lists"];
+    for list in ["dense", "sparse", "fused", "reranked"] {
+        assert_eq!(lists[list]["queries"], queries.len(), "{list}");
+    }
+    // A sanity bound, not a golden: every judged document is in this slice, so a working
+    // MiniLM finds most of them; a broken model or misaligned ids would not.
+    assert!(
+        lists["dense"]["ndcg_at_10"].as_f64().unwrap() > 0.8,
+        "{lists}"
+    );
     assert!(
         collection["stages"]["dense"]["runs"][0]["tokens_per_s"]
             .as_f64()
@@ -155,6 +181,13 @@ fn identical_runs_and_disabled_stages_give_identical_points() {
         first, second,
         "two identical runs must write identical points"
     );
+    let ranked =
+        |dir: &str| std::fs::read(tmp.path().join(dir).join("notes/rerank.jsonl")).unwrap();
+    assert_eq!(
+        ranked("o1"),
+        ranked("o2"),
+        "and identical ranked lists (probe queries, reranked)"
+    );
     assert_ne!(first_manifest["run_id"], second_manifest["run_id"]);
 
     let (flags_off, flags_manifest) = run_small(
@@ -173,6 +206,10 @@ fn identical_runs_and_disabled_stages_give_identical_points() {
         "sparse is additive: removing its keys gives the dense-only bytes"
     );
     assert!(!String::from_utf8_lossy(&flags_off).contains("splade"));
+    assert!(
+        !tmp.path().join("o3/notes/rerank.jsonl").exists(),
+        "no ranked lists in a dense-only run"
+    );
     assert_eq!(
         flags_manifest["collections"][0]["stages"]["sparse"]["status"],
         "disabled"

@@ -135,6 +135,10 @@ pub struct FileRerank {
     pub candidates: Option<usize>,
     pub top_k: Option<usize>,
     pub batch_tokens: Option<usize>,
+    /// Cap on (query, passage) pair length; default: the model's max positions.
+    pub max_length: Option<usize>,
+    /// Probe queries sampled when there is no query file (0 turns the probe off).
+    pub probe_queries: Option<usize>,
 }
 
 /// `[eval]`

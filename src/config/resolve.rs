@@ -343,6 +343,10 @@ pub struct RerankingConfig {
     pub candidates: usize,
     pub top_k: usize,
     pub batch_tokens: usize,
+    /// Cap on (query, passage) pair length; `None` = the model's max positions.
+    pub max_length: Option<usize>,
+    /// Probe queries sampled when there is no query file (0 turns the probe off).
+    pub probe_queries: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -673,6 +677,20 @@ pub fn resolve_layers(
         None,
         None,
     );
+    let rerank_max_length = layers.pick(
+        "rerank.max_length",
+        None,
+        file.rerank.max_length.map(Some),
+        None,
+        None,
+    );
+    let probe_queries = layers.pick(
+        "rerank.probe_queries",
+        32,
+        file.rerank.probe_queries,
+        None,
+        None,
+    );
 
     // [eval]
     let file_qrels = layers.file_path(file.eval.qrels);
@@ -782,6 +800,9 @@ pub fn resolve_layers(
             return Err(layers.invalid(key, "must be greater than 0"));
         }
     }
+    if rerank_max_length.is_some_and(|n| n < 8) {
+        return Err(layers.invalid("rerank.max_length", "must be at least 8 tokens"));
+    }
     if max_terms == Some(0) {
         return Err(layers.invalid(
             "sparse.max_terms",
@@ -850,6 +871,8 @@ pub fn resolve_layers(
             candidates,
             top_k,
             batch_tokens: rerank_batch_tokens,
+            max_length: rerank_max_length,
+            probe_queries,
         },
         eval: EvalConfig { qrels },
         gpu: GpuConfig {

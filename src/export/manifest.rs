@@ -86,6 +86,31 @@ pub struct CollectionReport {
     /// Files written, relative to the output directory.
     pub outputs: Vec<String>,
     pub stages: BTreeMap<Stage, StageReport>,
+    /// Queries ranked for this collection (absent when no ranking ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<RankingReport>,
+    /// Retrieval quality per list (absent without qrels or probe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<EvaluationReport>,
+}
+
+/// What the ranking stages ran on.
+#[derive(Clone, Debug, Serialize)]
+pub struct RankingReport {
+    /// `file:<path>` or `probe`.
+    pub queries_source: String,
+    pub queries: usize,
+    pub failed_queries: usize,
+    /// Fusion method and parameters as applied (`rrf k=60`, or dense alone when sparse is off).
+    pub fusion: String,
+}
+
+/// Metrics per ranked list (`dense`, `sparse`, `fused`, `reranked`).
+#[derive(Clone, Debug, Serialize)]
+pub struct EvaluationReport {
+    /// `file:<path>` of the qrels, or `probe` (the source chunk is the one relevant answer).
+    pub qrels: String,
+    pub lists: BTreeMap<String, crate::eval::Metrics>,
 }
 
 /// Skipped records by reason, with the first few locations.

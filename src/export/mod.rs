@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod manifest;
 pub mod points;
+pub mod ranked;
 pub mod wire;
 
 pub use atomic::{write_atomic, AtomicFile};
@@ -12,9 +13,12 @@ pub use manifest::{
     StageStatus,
 };
 pub use points::{write_points, CollectionVectors};
+pub use ranked::write_ranked;
 pub use wire::SCHEMA_VERSION;
 
 /// Name of each collection's point file.
 pub const POINTS_FILE: &str = "points.jsonl";
+/// Name of each collection's ranked-list file.
+pub const RANKED_FILE: &str = "rerank.jsonl";
 /// Name of the run manifest in the output directory.
 pub const MANIFEST_FILE: &str = "manifest.json";

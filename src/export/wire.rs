@@ -27,6 +27,50 @@ use crate::vectors::{SparseSource, SparseVector};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
+/// # Ranked lists
+///
+/// `<collection>/rerank.jsonl`, one line per query (written when fusion or rerank runs):
+///
+/// ```text
+/// {"query_id":"1","query_sha256":"9f2c…","source":"file","status":"ok","candidates":[{"chunk_id":"31715818","rank":1,"rerank_logit":3.19,"rerank_score":3.19,"fused_rank":2,"fused_score":0.0325,"dense_rank":1,"sparse_rank":4}]}
+/// ```
+///
+/// - never the query text: its sha256 joins the line to the query;
+/// - `source`: `file` or `probe` (probe queries also carry `target_chunk_id`);
+/// - `status`: `ok` (reranked), `fused` (rerank off: the fused list) or `failed` (with `reason`;
+///   the candidates are the fused list, without rerank scores — never invented ones);
+/// - `candidates`: the top `rerank.top_k`, in final order; ranks are 1-based; `dense_rank` /
+///   `sparse_rank` are absent when that list did not return the chunk.
+#[derive(Serialize)]
+pub struct RankedLine<'a> {
+    pub query_id: &'a str,
+    pub query_sha256: &'a str,
+    pub source: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_chunk_id: Option<&'a str>,
+    pub status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    pub candidates: Vec<RankedCandidateLine<'a>>,
+}
+
+/// One candidate of a [`RankedLine`].
+#[derive(Serialize)]
+pub struct RankedCandidateLine<'a> {
+    pub chunk_id: &'a str,
+    pub rank: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_logit: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_score: Option<f32>,
+    pub fused_rank: usize,
+    pub fused_score: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense_rank: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse_rank: Option<usize>,
+}
+
 /// Version of the points/manifest schema.
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -6,18 +6,27 @@
 //! or a dense failure marks the collection failed and the run goes on with the next one; a
 //! sparse failure never fails a collection — the affected chunks fall back, flagged and counted.
 
+use super::rank::{
+    evaluate_lists, probe_qrels, probe_queries, rank_queries, QuerySet, QuerySource, QueryStatus,
+    RankModels, RankedQuery,
+};
 use super::sparse::{run_sparse, FaultInjector, SparseStageOutput};
 use crate::batching::BatchBudget;
+use crate::config::FusionMethod;
 use crate::config::RunConfig;
+use crate::eval::{self, Qrels};
+use crate::export::manifest::{EvaluationReport, RankingReport};
 use crate::export::manifest::{SkippedSummary, Tool};
 use crate::export::{
     write_atomic, write_points, CollectionReport, CollectionStatus, CollectionVectors,
     FailureClass, Manifest, RunStatus, StageReport, StageStatus, MANIFEST_FILE, POINTS_FILE,
     SCHEMA_VERSION,
 };
-use crate::input::{self, Chunk, Collection, InputError};
+use crate::export::{write_ranked, RANKED_FILE};
+use crate::input::{self, Chunk, Collection, InputError, Query};
 use crate::models::{
-    select_device, DenseEmbedder, ModelError, ModelManager, SelectedDevice, SpladeEncoder,
+    select_device, CrossEncoder, DenseEmbedder, ModelError, ModelManager, SelectedDevice,
+    SpladeEncoder,
 };
 use crate::stage::Stage;
 use std::collections::BTreeMap;
@@ -36,6 +45,10 @@ pub enum RunError {
         #[source]
         source: Box<ModelError>,
     },
+    #[error("cannot read the query file")]
+    Queries(#[source] InputError),
+    #[error("cannot read the qrels file")]
+    Qrels(#[source] eval::EvalError),
     #[error("cannot write {path}")]
     Write {
         path: PathBuf,
@@ -59,6 +72,14 @@ pub struct BatchRunner {
     config: RunConfig,
     manager: ModelManager,
     sparse_fault: Option<Box<FaultInjector>>,
+    rerank_fault: Option<Box<FaultInjector>>,
+}
+
+/// Run-wide inputs read once: the global query file and qrels, when configured.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    queries: Option<&'a (PathBuf, Vec<Query>)>,
+    qrels: Option<&'a (PathBuf, Qrels)>,
 }
 
 /// A dense model's vector name and one vector per chunk.
@@ -68,6 +89,7 @@ type NamedDenseVectors<'a> = (&'a str, Vec<Vec<f32>>);
 struct LoadedModels {
     dense: Vec<DenseEmbedder>,
     sparse: Option<SpladeEncoder>,
+    cross_encoder: Option<CrossEncoder>,
 }
 
 impl BatchRunner {
@@ -76,6 +98,7 @@ impl BatchRunner {
             config,
             manager,
             sparse_fault: None,
+            rerank_fault: None,
         }
     }
 
@@ -83,6 +106,13 @@ impl BatchRunner {
     /// collection), so tests can exercise the fallback without relying on chance.
     pub fn with_sparse_fault(mut self, fault: Box<FaultInjector>) -> Self {
         self.sparse_fault = Some(fault);
+        self
+    }
+
+    /// Makes the rerank stage fail the pair batches `fault` picks (by query index), so tests can
+    /// check that failed queries are reported, never scored.
+    pub fn with_rerank_fault(mut self, fault: Box<FaultInjector>) -> Self {
+        self.rerank_fault = Some(fault);
         self
     }
 
@@ -95,11 +125,22 @@ impl BatchRunner {
         let run_id = uuid::Uuid::new_v4().to_string();
         let config = &self.config;
         let mut warnings = Vec::new();
-        if config.rerank.enabled {
-            let warning = "fusion and rerank stages are not available in this version; no ranked lists are written (disable rerank to silence this warning)";
-            warn!("{warning}");
-            warnings.push(warning.to_string());
-        }
+        // A global query file or qrels file is read before any model loads: a bad one is a
+        // configuration problem, and a run never starts half-configured.
+        let global_queries = match &config.rerank.queries {
+            Some(path) => Some((
+                path.clone(),
+                input::read_queries(path).map_err(RunError::Queries)?,
+            )),
+            None => None,
+        };
+        let global_qrels = match &config.eval.qrels {
+            Some(path) => Some((
+                path.clone(),
+                eval::read_qrels(path).map_err(RunError::Qrels)?,
+            )),
+            None => None,
+        };
 
         let collections = input::discover_collections(
             &config.input.root,
@@ -121,7 +162,11 @@ impl BatchRunner {
 
         let mut reports = Vec::new();
         for collection in &collections {
-            let report = self.run_collection(collection, &models, &mut warnings);
+            let shared = Shared {
+                queries: global_queries.as_ref(),
+                qrels: global_qrels.as_ref(),
+            };
+            let report = self.run_collection(collection, &models, shared, &mut warnings);
             if let (CollectionStatus::Failed, Some(message)) = (report.status, &report.error) {
                 error!(collection = %collection.name, "collection failed: {message}");
             }
@@ -150,6 +195,7 @@ impl BatchRunner {
                 .iter()
                 .map(|e| e.identity().clone())
                 .chain(models.sparse.iter().map(|s| s.identity().clone()))
+                .chain(models.cross_encoder.iter().map(|c| c.identity().clone()))
                 .collect(),
             collections: reports.clone(),
             warnings,
@@ -222,13 +268,36 @@ impl BatchRunner {
         } else {
             None
         };
-        Ok(LoadedModels { dense, sparse })
+        let cross_encoder = if config.rerank.enabled {
+            let resolved = self
+                .manager
+                .resolve(&config.rerank.model, None, base_dir)
+                .map_err(model_error("rerank"))?;
+            let ce = CrossEncoder::load(
+                &config.rerank.model,
+                &resolved,
+                device,
+                config.rerank.max_length,
+            )
+            .map_err(model_error("rerank"))?;
+            info!(model = %ce.identity().model, max_length = ce.identity().max_length,
+                activation = ?ce.activation(), "rerank model loaded");
+            Some(ce)
+        } else {
+            None
+        };
+        Ok(LoadedModels {
+            dense,
+            sparse,
+            cross_encoder,
+        })
     }
 
     fn run_collection(
         &self,
         collection: &Collection,
         models: &LoadedModels,
+        shared: Shared<'_>,
         warnings: &mut Vec<String>,
     ) -> CollectionReport {
         let config = &self.config;
@@ -245,6 +314,8 @@ impl BatchRunner {
             points: 0,
             outputs: Vec::new(),
             stages: BTreeMap::new(),
+            ranking: None,
+            evaluation: None,
         };
 
         let read = match input::read_collection(collection, config.input.on_invalid) {
@@ -306,16 +377,16 @@ impl BatchRunner {
             Stage::Sparse,
             sparse_report(sparse_output.as_ref(), &collection.name, warnings),
         );
-        for stage in [Stage::Fusion, Stage::Rerank] {
-            let status = if self.stage_enabled(stage) {
-                StageStatus::NotAvailable
-            } else {
-                StageStatus::Disabled
-            };
-            report
-                .stages
-                .insert(stage, StageReport::with_status(status, None));
-        }
+        let ranked = self.ranking_stages(
+            collection,
+            models,
+            shared,
+            &read.chunks,
+            &dense_vectors,
+            sparse_output.as_ref(),
+            &mut report,
+            warnings,
+        );
 
         let path = config.output.dir.join(&collection.name).join(POINTS_FILE);
         let vectors = CollectionVectors {
@@ -350,10 +421,205 @@ impl BatchRunner {
                 StageStatus::Failed
             }
         };
+        let export_status = match (&ranked, export_status) {
+            (Some((set, queries)), StageStatus::Ok) if self.stage_enabled(Stage::Fusion) => {
+                let path = config.output.dir.join(&collection.name).join(RANKED_FILE);
+                match write_ranked(&path, set, queries, &read.chunks, config.rerank.top_k) {
+                    Ok(_) => {
+                        report
+                            .outputs
+                            .push(format!("{}/{}", collection.name, RANKED_FILE));
+                        StageStatus::Ok
+                    }
+                    Err(err) => {
+                        report.status = CollectionStatus::Failed;
+                        report.failure = Some(FailureClass::Output);
+                        report.error = Some(format!("cannot write {}: {err}", path.display()));
+                        StageStatus::Failed
+                    }
+                }
+            }
+            (_, status) => status,
+        };
         report
             .stages
             .insert(Stage::Export, StageReport::with_status(export_status, None));
         report
+    }
+
+    /// The queries of a collection: the global file, the collection's own `queries.jsonl`, or
+    /// the probe. `Err` when the collection's own file is bad.
+    fn query_set(
+        &self,
+        collection: &Collection,
+        shared: Shared<'_>,
+        chunks: &[Chunk],
+    ) -> Result<Option<QuerySet>, InputError> {
+        if let Some((path, queries)) = shared.queries {
+            return Ok(Some(QuerySet {
+                source: QuerySource::File(path.clone()),
+                queries: queries.clone(),
+                targets: None,
+            }));
+        }
+        if let Some(path) = collection.own_file("queries.jsonl") {
+            let queries = input::read_queries(&path)?;
+            return Ok(Some(QuerySet {
+                source: QuerySource::File(path),
+                queries,
+                targets: None,
+            }));
+        }
+        let probe = probe_queries(chunks, self.config.rerank.probe_queries);
+        Ok((!probe.queries.is_empty()).then_some(probe))
+    }
+
+    /// Fusion, rerank and evaluation for a collection. Runs when fusion or rerank is on, or —
+    /// in a dense-only run — when there are queries and qrels to evaluate the dense list with.
+    #[allow(clippy::too_many_arguments)]
+    fn ranking_stages(
+        &self,
+        collection: &Collection,
+        models: &LoadedModels,
+        shared: Shared<'_>,
+        chunks: &[Chunk],
+        dense_vectors: &[NamedDenseVectors<'_>],
+        sparse_output: Option<&SparseStageOutput>,
+        report: &mut CollectionReport,
+        warnings: &mut Vec<String>,
+    ) -> Option<(QuerySet, Vec<RankedQuery>)> {
+        let config = &self.config;
+        let fusion_on = self.stage_enabled(Stage::Fusion);
+        let disabled = |stage: Stage| {
+            let status = if self.stage_enabled(stage) {
+                StageStatus::Skipped
+            } else {
+                StageStatus::Disabled
+            };
+            StageReport::with_status(status, None)
+        };
+        report.stages.insert(Stage::Fusion, disabled(Stage::Fusion));
+        report.stages.insert(Stage::Rerank, disabled(Stage::Rerank));
+        let set = match self.query_set(collection, shared, chunks) {
+            Ok(set) => set,
+            Err(err) => {
+                report.failure = Some(FailureClass::Input);
+                report.error = Some(format!("cannot read the collection's queries: {err}"));
+                return None;
+            }
+        };
+        let qrels = match (&set, shared.qrels) {
+            (
+                Some(QuerySet {
+                    source: QuerySource::Probe,
+                    ..
+                }),
+                _,
+            ) => set
+                .as_ref()
+                .and_then(|s| probe_qrels(s, chunks).map(|q| ("probe".to_string(), q))),
+            (Some(_), Some((path, qrels))) => {
+                Some((format!("file:{}", path.display()), qrels.clone()))
+            }
+            (Some(_), None) => match collection.own_file("qrels/test.tsv") {
+                Some(path) => match eval::read_qrels(&path) {
+                    Ok(qrels) => Some((format!("file:{}", path.display()), qrels)),
+                    Err(err) => {
+                        warnings.push(format!(
+                            "collection {}: qrels not used: {err}",
+                            collection.name
+                        ));
+                        None
+                    }
+                },
+                None => None,
+            },
+            (None, _) => None,
+        };
+        let set = set?;
+        let is_probe = set.source == QuerySource::Probe;
+        if !fusion_on && (is_probe || qrels.is_none()) {
+            return None;
+        }
+        let (_, primary) = dense_vectors.first()?;
+        let dense_model = models.dense.first()?;
+        let rank_models = RankModels {
+            dense: dense_model,
+            sparse: models.sparse.as_ref(),
+            cross_encoder: models.cross_encoder.as_ref(),
+        };
+        let output = rank_queries(
+            &collection.name,
+            &set,
+            chunks,
+            primary,
+            sparse_output.map(|o| o.points.as_slice()),
+            &rank_models,
+            config,
+            self.rerank_fault.as_deref(),
+        );
+        let failed = output
+            .queries
+            .iter()
+            .filter(|q| q.status == QueryStatus::Failed)
+            .count();
+        if failed > 0 {
+            warnings.push(format!(
+                "collection {}: {failed} of {} queries failed (see rerank.jsonl for the reasons)",
+                collection.name,
+                output.queries.len()
+            ));
+        }
+        let fusion_label = match (config.fusion.method, models.sparse.is_some()) {
+            (_, false) => "dense only (sparse disabled)".to_string(),
+            (FusionMethod::Rrf, true) => format!(
+                "rrf k={} weights dense={} sparse={}",
+                config.fusion.rrf_k, config.fusion.dense_weight, config.fusion.sparse_weight
+            ),
+            (FusionMethod::Convex, true) => format!(
+                "convex weights dense={} sparse={}",
+                config.fusion.dense_weight, config.fusion.sparse_weight
+            ),
+        };
+        report.ranking = Some(RankingReport {
+            queries_source: set.source.label(),
+            queries: output.queries.len(),
+            failed_queries: failed,
+            fusion: fusion_label,
+        });
+        if fusion_on {
+            report.stages.insert(
+                Stage::Fusion,
+                StageReport {
+                    status: StageStatus::Ok,
+                    detail: None,
+                    runs: vec![output.fusion_run.clone()],
+                },
+            );
+        }
+        if let Some(run) = &output.rerank_run {
+            report.stages.insert(
+                Stage::Rerank,
+                StageReport {
+                    status: StageStatus::Ok,
+                    detail: None,
+                    runs: vec![run.clone()],
+                },
+            );
+        }
+        if let Some((label, qrels)) = qrels {
+            let lists =
+                evaluate_lists(&qrels, &output.queries, chunks, output.rerank_run.is_some());
+            for (list, metrics) in &lists {
+                info!(list = %list, ndcg_at_10 = format!("{:.4}", metrics.ndcg_at_10), recall_at_100 = format!("{:.4}", metrics.recall_at_100),
+                    mrr_at_10 = format!("{:.4}", metrics.mrr_at_10), queries = metrics.queries, qrels = %label, "evaluation");
+            }
+            report.evaluation = Some(EvaluationReport {
+                qrels: label,
+                lists,
+            });
+        }
+        Some((set, output.queries))
     }
 
     /// Every dense model over the chunks; `None` (with the report filled in) when one fails,

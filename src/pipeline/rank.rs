@@ -1,0 +1,503 @@
+//! Ranking for queries: dense and sparse retrieval, fusion, CrossEncoder rerank, evaluation.
+//!
+//! Queries come from a file (`rerank.queries`, or the collection's own BEIR `queries.jsonl`) or,
+//! without one, from **probe mode**: a fixed, seeded sample of chunks, each turned into a query
+//! (its title, else a heading in its metadata, else its first sentence) whose right answer is the
+//! chunk itself. Probe metrics (is the source chunk in the top 10, MRR@10) are a health check
+//! that catches a broken model on every run; probe output is labelled `"source": "probe"`.
+//!
+//! Per query: the primary (first) dense model retrieves its top `fusion.depth` by inner product,
+//! SPLADE retrieves its top `fusion.depth` from an inverted index (metadata-fallback vectors
+//! included: they share the vocabulary space), the lists are fused, and the CrossEncoder scores
+//! the top `rerank.candidates` fused candidates. A query whose pairs cannot all be scored is
+//! marked failed with the reason and keeps only its fused list: no invented scores.
+
+use super::sparse::FaultInjector;
+use crate::batching::{plan_batches, run_splitting_on_failure, BatchBudget, BatchStats};
+use crate::config::{FusionMethod, RunConfig};
+use crate::eval::{self, Metrics, Qrels};
+use crate::export::StageRun;
+use crate::fusion::{self, FusedHit};
+use crate::input::{Chunk, Query};
+use crate::models::tokenize::Encoded;
+use crate::models::{CrossEncoder, DenseEmbedder, ModelError, PairScore, SpladeEncoder};
+use crate::retrieval::{DenseIndex, Hit, SparseIndex};
+use crate::vectors::{SparsePoint, SparseVector};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tracing::{info, warn};
+
+/// Seed of the probe sample: fixed, so probe queries are the same on every run.
+const PROBE_SEED: &[u8] = b"embed-collections probe v1";
+/// Probe query text is cut to this many characters.
+const PROBE_QUERY_CHARS: usize = 300;
+
+/// Where the queries came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QuerySource {
+    File(std::path::PathBuf),
+    Probe,
+}
+
+impl QuerySource {
+    pub fn label(&self) -> String {
+        match self {
+            QuerySource::File(path) => format!("file:{}", path.display()),
+            QuerySource::Probe => "probe".to_string(),
+        }
+    }
+}
+
+/// The queries of one collection.
+#[derive(Clone, Debug)]
+pub struct QuerySet {
+    pub source: QuerySource,
+    pub queries: Vec<Query>,
+    /// Probe mode: the chunk index each query was made from.
+    pub targets: Option<Vec<usize>>,
+}
+
+/// Builds the probe queries of a collection (see the module docs).
+pub fn probe_queries(chunks: &[Chunk], count: usize) -> QuerySet {
+    let mut order: Vec<(Vec<u8>, usize)> = chunks
+        .iter()
+        .enumerate()
+        .map(|(index, chunk)| {
+            let mut hasher = Sha256::new();
+            hasher.update(PROBE_SEED);
+            hasher.update(chunk.id.as_str().as_bytes());
+            (hasher.finalize().to_vec(), index)
+        })
+        .collect();
+    order.sort();
+    let mut queries = Vec::new();
+    let mut targets = Vec::new();
+    for (_, index) in order {
+        if queries.len() == count {
+            break;
+        }
+        let chunk = &chunks[index];
+        if let Some(text) = probe_text(chunk) {
+            queries.push(Query {
+                id: format!("probe:{}", chunk.id),
+                text,
+            });
+            targets.push(index);
+        }
+    }
+    QuerySet {
+        source: QuerySource::Probe,
+        queries,
+        targets: Some(targets),
+    }
+}
+
+/// A chunk's title, else a heading from its metadata, else its first sentence.
+fn probe_text(chunk: &Chunk) -> Option<String> {
+    let heading = ["title", "heading", "section", "section_title"]
+        .iter()
+        .find_map(|key| chunk.metadata.get(*key).and_then(|v| v.as_str()));
+    let text = match chunk
+        .title
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .or(heading)
+    {
+        Some(title) => title.trim().to_string(),
+        None => first_sentence(&chunk.text),
+    };
+    let text: String = text.chars().take(PROBE_QUERY_CHARS).collect();
+    (!text.trim().is_empty()).then_some(text)
+}
+
+fn first_sentence(text: &str) -> String {
+    let text = text.trim_start();
+    let mut end = text.len();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let boundary = c == '\n'
+            || (matches!(c, '.' | '?' | '!')
+                && chars.peek().is_none_or(|(_, next)| next.is_whitespace()));
+        if boundary {
+            end = i + c.len_utf8();
+            break;
+        }
+    }
+    text[..end].trim().to_string()
+}
+
+/// How a query ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryStatus {
+    /// Reranked by the CrossEncoder.
+    Ok,
+    /// Rerank is off: the list is the fused one.
+    Fused,
+    /// Something could not be computed; `reason` says what. The list holds what is real.
+    Failed,
+}
+
+/// One candidate of a query's final list.
+#[derive(Clone, Debug)]
+pub struct RankedCandidate {
+    pub fused: FusedHit,
+    pub rerank: Option<PairScore>,
+}
+
+/// A query's outcome.
+#[derive(Clone, Debug)]
+pub struct RankedQuery {
+    pub id: String,
+    /// sha256 of the query text, so lists can be joined to queries without storing the text.
+    pub text_sha256: String,
+    pub status: QueryStatus,
+    pub reason: Option<String>,
+    pub dense: Vec<Hit>,
+    pub sparse: Option<Vec<Hit>>,
+    /// The fused list, `fusion.depth` long at most.
+    pub fused: Vec<FusedHit>,
+    /// Final order: reranked candidates (all scored ones), else the fused list.
+    pub ranked: Vec<RankedCandidate>,
+}
+
+/// What ranking produced for a collection.
+pub struct RankOutput {
+    pub queries: Vec<RankedQuery>,
+    pub fusion_run: StageRun,
+    pub rerank_run: Option<StageRun>,
+}
+
+/// The models ranking uses.
+pub struct RankModels<'a> {
+    pub dense: &'a DenseEmbedder,
+    pub sparse: Option<&'a SpladeEncoder>,
+    pub cross_encoder: Option<&'a CrossEncoder>,
+}
+
+/// Ranks every query of `set` against the collection's vectors.
+#[allow(clippy::too_many_arguments)]
+pub fn rank_queries(
+    collection: &str,
+    set: &QuerySet,
+    chunks: &[Chunk],
+    dense_vectors: &[Vec<f32>],
+    sparse_points: Option<&[Option<SparsePoint>]>,
+    models: &RankModels<'_>,
+    config: &RunConfig,
+    rerank_fault: Option<&FaultInjector>,
+) -> RankOutput {
+    let started = Instant::now();
+    let budget = BatchBudget {
+        max_tokens: config.dense.batch_tokens,
+        max_items: config.dense.max_batch_size,
+    };
+    let depth = config.fusion.depth;
+    let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
+    let mut reasons: Vec<Option<String>> = vec![None; texts.len()];
+
+    // Dense retrieval with the primary model and its query prompt.
+    let dense_hits: Vec<Vec<Hit>> = match models.dense.embed_queries(&texts, budget) {
+        Ok(output) => DenseIndex::new(dense_vectors).search_many(&output.vectors, depth),
+        Err(err) => {
+            warn!("dense query encoding failed: {err}");
+            reasons
+                .iter_mut()
+                .for_each(|r| *r = Some(format!("dense query encoding failed: {err}")));
+            vec![Vec::new(); texts.len()]
+        }
+    };
+
+    // Sparse retrieval; a query whose SPLADE encoding fails is ranked on dense alone.
+    let sparse_hits: Option<Vec<Option<Vec<Hit>>>> = match (models.sparse, sparse_points) {
+        (Some(encoder), Some(points)) => {
+            let index = SparseIndex::new(
+                &points
+                    .iter()
+                    .map(|p| p.as_ref().map(|p| &p.vector))
+                    .collect::<Vec<_>>(),
+            );
+            let vectors = encode_sparse_queries(encoder, &texts, budget);
+            Some(
+                vectors
+                    .into_iter()
+                    .map(|vector| vector.map(|v| index.search(&v, depth)))
+                    .collect(),
+            )
+        }
+        _ => None,
+    };
+
+    let method = match config.fusion.method {
+        FusionMethod::Rrf => fusion::Method::Rrf,
+        FusionMethod::Convex => fusion::Method::Convex,
+    };
+    let mut queries: Vec<RankedQuery> = set
+        .queries
+        .iter()
+        .enumerate()
+        .map(|(i, query)| {
+            let sparse = sparse_hits.as_ref().and_then(|all| all[i].clone());
+            let mut fused = fusion::fuse(
+                &dense_hits[i],
+                sparse.as_deref(),
+                method,
+                config.fusion.rrf_k,
+                config.fusion.dense_weight,
+                config.fusion.sparse_weight,
+            );
+            fused.truncate(depth);
+            let ranked = fused
+                .iter()
+                .map(|hit| RankedCandidate {
+                    fused: hit.clone(),
+                    rerank: None,
+                })
+                .collect();
+            let mut reason = reasons[i].clone();
+            if reason.is_none() && sparse_hits.is_some() && sparse.is_none() {
+                reason = Some("sparse query encoding failed; fused on dense alone".to_string());
+            }
+            RankedQuery {
+                id: query.id.clone(),
+                text_sha256: hex::encode(Sha256::digest(query.text.as_bytes())),
+                status: if reasons[i].is_some() {
+                    QueryStatus::Failed
+                } else {
+                    QueryStatus::Fused
+                },
+                reason,
+                dense: dense_hits[i].clone(),
+                sparse,
+                fused,
+                ranked,
+            }
+        })
+        .collect();
+    let fusion_stats = BatchStats {
+        items: queries.len(),
+        ..BatchStats::default()
+    };
+    let fusion_run = StageRun::new(method.as_str(), &fusion_stats, 0, started.elapsed());
+
+    let rerank_run = models
+        .cross_encoder
+        .map(|ce| rerank(ce, &mut queries, &texts, chunks, config, rerank_fault));
+    let failed = queries
+        .iter()
+        .filter(|q| q.status == QueryStatus::Failed)
+        .count();
+    info!(collection, queries = queries.len(), failed, "ranking done");
+    RankOutput {
+        queries,
+        fusion_run,
+        rerank_run,
+    }
+}
+
+/// SPLADE vectors for queries; `None` for a query whose encoding failed.
+fn encode_sparse_queries(
+    encoder: &SpladeEncoder,
+    texts: &[&str],
+    budget: BatchBudget,
+) -> Vec<Option<SparseVector>> {
+    let Ok(encodings) = encoder.tokenizer().encode_batch(texts) else {
+        return vec![None; texts.len()];
+    };
+    let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
+    let mut out = vec![None; texts.len()];
+    for batch in plan_batches(&lengths, budget) {
+        let outcome = run_splitting_on_failure(&batch, &mut |items: &[usize]| {
+            encoder.encode(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>())
+        });
+        for (index, result) in outcome.results {
+            out[index] = result.ok();
+        }
+    }
+    out
+}
+
+/// A candidate position and its score, or why it has none.
+type CandidateScore = (usize, Result<PairScore, String>);
+
+/// Scores each query's top `rerank.candidates` fused candidates and reorders them by logit.
+fn rerank(
+    ce: &CrossEncoder,
+    queries: &mut [RankedQuery],
+    texts: &[&str],
+    chunks: &[Chunk],
+    config: &RunConfig,
+    fault: Option<&FaultInjector>,
+) -> StageRun {
+    let started = Instant::now();
+    let candidates = config.rerank.candidates;
+    // (query index, candidate position) for every pair to score.
+    let pairs: Vec<(usize, usize)> = queries
+        .iter()
+        .enumerate()
+        .filter(|(_, q)| q.status != QueryStatus::Failed)
+        .flat_map(|(qi, q)| (0..q.fused.len().min(candidates)).map(move |ci| (qi, ci)))
+        .collect();
+    let passages: Vec<std::borrow::Cow<'_, str>> = pairs
+        .iter()
+        .map(|&(qi, ci)| chunks[queries[qi].fused[ci].index].embedding_text())
+        .collect();
+    let text_pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .zip(&passages)
+        .map(|(&(qi, _), passage)| (texts[qi], passage.as_ref()))
+        .collect();
+    let mut scores: Vec<Result<PairScore, String>> = Vec::with_capacity(pairs.len());
+    let mut stats = BatchStats::default();
+    let mut retries = 0;
+    let mut truncated = 0;
+    match ce.tokenizer().encode_pairs(&text_pairs) {
+        Ok(encodings) => {
+            truncated = encodings.iter().filter(|e| e.truncated).count();
+            let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
+            let budget = BatchBudget {
+                max_tokens: config.rerank.batch_tokens,
+                max_items: config.dense.max_batch_size,
+            };
+            let mut slots: Vec<Option<Result<PairScore, String>>> = vec![None; pairs.len()];
+            for batch in plan_batches(&lengths, budget) {
+                let outcome = run_splitting_on_failure(&batch, &mut |items: &[usize]| {
+                    stats.record(&items.iter().map(|&i| lengths[i]).collect::<Vec<_>>());
+                    let query_indices: Vec<usize> = items.iter().map(|&i| pairs[i].0).collect();
+                    if fault.is_some_and(|inject| inject(&query_indices)) {
+                        return Err(ModelError::Injected);
+                    }
+                    ce.score(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>())
+                });
+                retries += outcome.retries;
+                for (index, result) in outcome.results {
+                    slots[index] = Some(result.map_err(|err| err.to_string()));
+                }
+            }
+            scores = slots
+                .into_iter()
+                .map(|slot| slot.unwrap_or_else(|| Err("not scored".to_string())))
+                .collect();
+        }
+        Err(err) => scores.extend(
+            pairs
+                .iter()
+                .map(|_| Err(format!("pair tokenization failed: {err}"))),
+        ),
+    }
+
+    // Gather per query; any failed pair fails the query (partial scores would mislead).
+    let mut per_query: BTreeMap<usize, Vec<CandidateScore>> = BTreeMap::new();
+    for (&(qi, ci), score) in pairs.iter().zip(scores) {
+        per_query.entry(qi).or_default().push((ci, score));
+    }
+    let mut failed_queries = 0;
+    for (qi, scored) in per_query {
+        let query = &mut queries[qi];
+        if let Some((_, Err(reason))) = scored.iter().find(|(_, s)| s.is_err()) {
+            query.status = QueryStatus::Failed;
+            query.reason = Some(format!("rerank failed: {reason}"));
+            failed_queries += 1;
+            continue;
+        }
+        let mut reranked: Vec<RankedCandidate> = scored
+            .into_iter()
+            .filter_map(|(ci, score)| {
+                score.ok().map(|score| RankedCandidate {
+                    fused: query.fused[ci].clone(),
+                    rerank: Some(score),
+                })
+            })
+            .collect();
+        reranked.sort_by(|a, b| {
+            let (la, lb) = (
+                a.rerank.map_or(f32::MIN, |s| s.logit),
+                b.rerank.map_or(f32::MIN, |s| s.logit),
+            );
+            lb.total_cmp(&la).then(a.fused.rank.cmp(&b.fused.rank))
+        });
+        query.ranked = reranked;
+        query.status = QueryStatus::Ok;
+    }
+    let mut run = StageRun::new(&ce.identity().name, &stats, truncated, started.elapsed());
+    run.items = pairs.len();
+    run.retries = retries;
+    run.missing = failed_queries;
+    if failed_queries > 0 {
+        run.failure_reasons
+            .insert("failed_queries".to_string(), failed_queries);
+    }
+    info!(
+        pairs = run.items,
+        failed_queries,
+        latency_s = format!("{:.2}", run.latency_s),
+        "rerank done"
+    );
+    run
+}
+
+/// Metrics per list (dense, sparse, fused, reranked) against `qrels`, doc ids = chunk ids.
+pub fn evaluate_lists(
+    qrels: &Qrels,
+    queries: &[RankedQuery],
+    chunks: &[Chunk],
+    reranked: bool,
+) -> BTreeMap<String, Metrics> {
+    let ids = |indices: &mut dyn Iterator<Item = usize>| -> Vec<String> {
+        indices.map(|i| chunks[i].id.as_str().to_string()).collect()
+    };
+    let mut lists: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for query in queries {
+        let mut put = |name: &str, ranking: Vec<String>| {
+            lists
+                .entry(name.to_string())
+                .or_default()
+                .insert(query.id.clone(), ranking);
+        };
+        put("dense", ids(&mut query.dense.iter().map(|h| h.index)));
+        if let Some(sparse) = &query.sparse {
+            put("sparse", ids(&mut sparse.iter().map(|h| h.index)));
+        }
+        put("fused", ids(&mut query.fused.iter().map(|h| h.index)));
+        if reranked {
+            // Reranked candidates first, then the rest of the fused list (as BEIR reranking is
+            // evaluated); a failed query keeps its fused order.
+            let head: Vec<usize> = query.ranked.iter().map(|c| c.fused.index).collect();
+            let tail = query
+                .fused
+                .iter()
+                .map(|h| h.index)
+                .filter(|i| !head.contains(i));
+            put("reranked", ids(&mut head.iter().copied().chain(tail)));
+        }
+    }
+    lists
+        .into_iter()
+        .map(|(name, rankings)| (name, eval::evaluate(qrels, &rankings)))
+        .collect()
+}
+
+/// The probe's qrels: each probe query's one right answer is its source chunk.
+pub fn probe_qrels(set: &QuerySet, chunks: &[Chunk]) -> Option<Qrels> {
+    let targets = set.targets.as_ref()?;
+    Some(Qrels::from_triples(set.queries.iter().zip(targets).map(
+        |(q, &t)| (q.id.clone(), chunks[t].id.as_str().to_string(), 1),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_sentence_stops_at_the_first_boundary() {
+        assert_eq!(
+            first_sentence("  Vitamin D matters. It is made in skin."),
+            "Vitamin D matters."
+        );
+        assert_eq!(first_sentence("def f():\n    return 1"), "def f():");
+        assert_eq!(first_sentence("no boundary at all"), "no boundary at all");
+    }
+}

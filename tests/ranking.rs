@@ -1,0 +1,239 @@
+//! Retrieval, fusion, rerank and evaluation end to end on small real-model runs.
+
+mod util;
+
+use embed_collections::config::{self, DeviceSpec, Environment, Overrides};
+use embed_collections::models::ModelManager;
+use embed_collections::pipeline::BatchRunner;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use util::{models_dir, read_jsonl};
+
+/// A collection of 12 short chunks on distinct topics, and 3 queries with known answers.
+fn fixture(root: &Path, with_queries: bool) {
+    let dir = root.join("in/topics");
+    std::fs::create_dir_all(&dir).unwrap();
+    let topics = [
+        ("berlin", "Berlin", "Berlin is the capital of Germany and has a population of about 3.7 million people."),
+        ("insulin", "Insulin", "Insulin is a hormone made by the pancreas that lets cells take up glucose from the blood."),
+        ("volcano", "Volcanoes", "A volcano is a rupture in the crust where lava, ash and gases escape from a magma chamber."),
+        ("rust", "Rust language", "Rust is a programming language focused on memory safety without garbage collection."),
+        ("coffee", "Coffee", "Coffee is brewed from roasted coffee beans, the seeds of berries from Coffea plants."),
+        ("tides", "Tides", "Tides are the rise and fall of sea levels caused by the gravity of the Moon and the Sun."),
+        ("photosynthesis", "Photosynthesis", "Photosynthesis lets plants turn light, water and carbon dioxide into sugar and oxygen."),
+        ("chess", "Chess", "Chess is a board game for two players on a checkered board with sixty-four squares."),
+        ("vaccines", "Vaccines", "Vaccines train the immune system to recognise a pathogen without causing the disease."),
+        ("bridges", "Suspension bridges", "A suspension bridge hangs its deck from cables strung between towers."),
+        ("jazz", "Jazz", "Jazz is a music genre that originated in New Orleans with swing and improvisation."),
+        ("glaciers", "Glaciers", "Glaciers are dense bodies of ice that move slowly under their own weight."),
+    ];
+    let lines: Vec<String> = topics
+        .iter()
+        .map(|(id, title, text)| {
+            serde_json::json!({"_id": id, "title": title, "text": text}).to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("corpus.jsonl"), lines.join("\n") + "\n").unwrap();
+    if with_queries {
+        let queries = [
+            ("q1", "how many people live in berlin"),
+            ("q2", "which hormone controls blood sugar"),
+            ("q3", "what makes the sea level rise and fall"),
+        ];
+        let lines: Vec<String> = queries
+            .iter()
+            .map(|(id, text)| serde_json::json!({"_id": id, "text": text}).to_string())
+            .collect();
+        std::fs::write(dir.join("queries.jsonl"), lines.join("\n") + "\n").unwrap();
+        std::fs::create_dir_all(dir.join("qrels")).unwrap();
+        std::fs::write(
+            dir.join("qrels/test.tsv"),
+            "query-id\tcorpus-id\tscore\r\nq1\tberlin\t1\r\nq2\tinsulin\t1\r\nq3\ttides\t1\r\n",
+        )
+        .unwrap();
+    }
+}
+
+fn run(
+    root: &Path,
+    config_text: &str,
+    build: impl FnOnce(BatchRunner) -> BatchRunner,
+) -> (PathBuf, Value) {
+    let config_path = root.join("run.toml");
+    std::fs::write(&config_path, config_text).unwrap();
+    let flags = Overrides {
+        input: Some(root.join("in")),
+        output: Some(root.join("out")),
+        device: Some(DeviceSpec::Cpu),
+        models_dir: Some(models_dir()),
+        ..Overrides::default()
+    };
+    let env = Environment::from_pairs([("HOME", "/nonexistent")]);
+    let config = config::resolve(Some(&config_path), &env, &flags).unwrap();
+    let manager = ModelManager::new(models_dir(), root.join("hf"), true);
+    build(BatchRunner::new(config, manager)).run().unwrap();
+    let out = root.join("out");
+    let manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    (out, manifest)
+}
+
+#[test]
+fn full_ranking_reranks_every_query_and_evaluates_each_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path(), true);
+    let (out, manifest) = run(tmp.path(), "[rerank]\ncandidates = 4\ntop_k = 3\n", |r| r);
+    let lines = read_jsonl(&out.join("topics/rerank.jsonl"));
+    assert_eq!(lines.len(), 3);
+    let expected = ["berlin", "insulin", "tides"];
+    for (line, answer) in lines.iter().zip(expected) {
+        assert_eq!(line["status"], "ok");
+        assert_eq!(line["source"], "file");
+        assert_eq!(line["query_sha256"].as_str().unwrap().len(), 64);
+        let candidates = line["candidates"].as_array().unwrap();
+        assert_eq!(candidates.len(), 3, "top_k kept");
+        assert_eq!(
+            candidates[0]["chunk_id"], answer,
+            "the right chunk ranks first"
+        );
+        let logits: Vec<f64> = candidates
+            .iter()
+            .map(|c| c["rerank_logit"].as_f64().unwrap())
+            .collect();
+        assert!(
+            logits.windows(2).all(|w| w[0] >= w[1]),
+            "ordered by rerank logit: {logits:?}"
+        );
+        for (rank, c) in candidates.iter().enumerate() {
+            assert_eq!(c["rank"], rank + 1);
+            assert!(
+                c["fused_rank"].as_u64().unwrap() <= 4,
+                "only the top candidates are reranked"
+            );
+            assert_eq!(c["rerank_score"], c["rerank_logit"], "identity activation");
+        }
+    }
+    let text = std::fs::read_to_string(out.join("topics/rerank.jsonl")).unwrap();
+    assert!(
+        !text.contains("hormone"),
+        "query text must never be written"
+    );
+
+    let collection = &manifest["collections"][0];
+    assert_eq!(collection["ranking"]["queries"], 3);
+    assert_eq!(collection["ranking"]["failed_queries"], 0);
+    assert!(collection["ranking"]["fusion"]
+        .as_str()
+        .unwrap()
+        .starts_with("rrf k=60"));
+    assert_eq!(
+        collection["stages"]["rerank"]["runs"][0]["items"], 12,
+        "3 queries × 4 candidates"
+    );
+    let lists = &collection["evaluation"]["lists"];
+    for list in ["dense", "sparse", "fused", "reranked"] {
+        assert_eq!(lists[list]["queries"], 3, "{list}");
+    }
+    assert_eq!(lists["reranked"]["mrr_at_10"], 1.0);
+    assert!(collection["evaluation"]["qrels"]
+        .as_str()
+        .unwrap()
+        .ends_with("qrels/test.tsv"));
+    assert!(manifest["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["role"] == "rerank"));
+}
+
+#[test]
+fn forced_rerank_failure_marks_the_query_failed_without_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path(), true);
+    // Every pair batch that holds query 1 fails: the split-retry isolates it, the others pass.
+    let (out, manifest) = run(tmp.path(), "[rerank]\ncandidates = 4\ntop_k = 3\n", |r| {
+        r.with_rerank_fault(Box::new(|queries: &[usize]| queries.contains(&1)))
+    });
+    let lines = read_jsonl(&out.join("topics/rerank.jsonl"));
+    assert_eq!(lines[0]["status"], "ok");
+    assert_eq!(lines[2]["status"], "ok");
+    assert_eq!(lines[1]["status"], "failed");
+    assert!(lines[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("rerank failed"));
+    for candidate in lines[1]["candidates"].as_array().unwrap() {
+        assert!(
+            candidate.get("rerank_logit").is_none(),
+            "no invented scores"
+        );
+        assert!(
+            candidate.get("fused_rank").is_some(),
+            "the real fused list is kept"
+        );
+    }
+    let collection = &manifest["collections"][0];
+    assert_eq!(collection["ranking"]["failed_queries"], 1);
+    assert_eq!(
+        collection["status"], "ok",
+        "a rerank failure does not fail the collection"
+    );
+    assert!(manifest["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("1 of 3 queries failed")));
+}
+
+#[test]
+fn probe_mode_without_queries_checks_the_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path(), false);
+    let (out, manifest) = run(
+        tmp.path(),
+        "[rerank]\nenabled = false\nprobe_queries = 8\n",
+        |r| r,
+    );
+    let lines = read_jsonl(&out.join("topics/rerank.jsonl"));
+    assert_eq!(lines.len(), 8);
+    for line in &lines {
+        assert_eq!(line["source"], "probe");
+        assert_eq!(line["status"], "fused");
+        let target = line["target_chunk_id"].as_str().unwrap();
+        assert_eq!(line["query_id"], format!("probe:{target}"));
+    }
+    let collection = &manifest["collections"][0];
+    assert_eq!(collection["ranking"]["queries_source"], "probe");
+    assert_eq!(collection["evaluation"]["qrels"], "probe");
+    // Titles find their own chunk among 12 distinct topics: a broken model would not.
+    let dense = &collection["evaluation"]["lists"]["dense"];
+    assert!(dense["recall_at_100"].as_f64().unwrap() == 1.0);
+    assert!(dense["mrr_at_10"].as_f64().unwrap() > 0.8, "{dense}");
+    assert_eq!(collection["stages"]["rerank"]["status"], "disabled");
+}
+
+#[test]
+fn dense_only_run_writes_no_ranked_file_but_evaluates_with_qrels() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path(), true);
+    let (out, manifest) = run(
+        tmp.path(),
+        "[sparse]\nenabled = false\n[rerank]\nenabled = false\n",
+        |r| r,
+    );
+    assert!(
+        !out.join("topics/rerank.jsonl").exists(),
+        "dense-only exports equal a run without the stages"
+    );
+    let collection = &manifest["collections"][0];
+    let lists = collection["evaluation"]["lists"].as_object().unwrap();
+    assert_eq!(lists.keys().collect::<Vec<_>>(), ["dense", "fused"]);
+    assert_eq!(
+        collection["ranking"]["fusion"],
+        "dense only (sparse disabled)"
+    );
+    assert_eq!(
+        lists["dense"], lists["fused"],
+        "fusion degrades to the dense list"
+    );
+}
