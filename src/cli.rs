@@ -28,11 +28,20 @@ Exit codes:
   3  input error (a collection could not be read)
   4  partial failure (some collections failed; see manifest.json)";
 
-/// Embed collections of text chunks into dense vectors (sparse, fusion and rerank to come) and
-/// write Qdrant-ready JSONL points plus a run manifest.
+/// Embed collections of text chunks into dense and SPLADE vectors, retrieve and rerank for
+/// queries, and write Qdrant-ready JSONL points, ranked lists and a run manifest.
 #[derive(Debug, Parser)]
-#[command(name = "embed-collections", version, about, after_help = AFTER_HELP)]
+#[command(
+    name = "embed-collections",
+    version,
+    about,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Run configuration (TOML); relative paths in it are relative to the file
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -76,6 +85,28 @@ pub struct Cli {
     /// Only warnings and errors
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// Commands besides the default run.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Evaluate an existing output directory's ranked lists against qrels (no model is loaded)
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Output directory of an earlier run (holding <collection>/rerank.jsonl)
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// BEIR qrels TSV (query-id, corpus-id, score; header row and CRLF accepted)
+    #[arg(long, value_name = "FILE")]
+    pub qrels: PathBuf,
+
+    /// Only these collections, comma-separated
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub collections: Option<Vec<String>>,
 }
 
 impl Cli {

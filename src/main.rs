@@ -2,11 +2,12 @@
 //! to an exit code. Everything else lives in the library.
 
 use clap::Parser;
-use embed_collections::cli::Cli;
+use embed_collections::cli::{Cli, Command, EvalArgs};
 use embed_collections::config::{self, Environment};
 use embed_collections::exit;
 use embed_collections::export::RunStatus;
 use embed_collections::models::ModelManager;
+use embed_collections::pipeline::evaluate::evaluate_output;
 use embed_collections::pipeline::{BatchRunner, RunError};
 use embed_collections::telemetry::init_logging;
 
@@ -16,6 +17,44 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> i32 {
+    match &cli.command {
+        Some(Command::Eval(args)) => evaluate_output_dir(args),
+        None => run_pipeline(cli),
+    }
+}
+
+/// `embed-collections eval`: score existing ranked lists against qrels.
+fn evaluate_output_dir(args: &EvalArgs) -> i32 {
+    let qrels = match embed_collections::eval::read_qrels(&args.qrels) {
+        Ok(qrels) => qrels,
+        Err(err) => {
+            report(
+                &anyhow::Error::new(err),
+                Some("qrels are BEIR TSV: query-id, corpus-id, score"),
+            );
+            return exit::INPUT_ERROR;
+        }
+    };
+    match evaluate_output(&args.output, &qrels, args.collections.as_deref()) {
+        Ok(evaluations) => {
+            for evaluation in evaluations {
+                println!(
+                    "{} (lists cut at {} candidates; {} failed queries):",
+                    evaluation.collection, evaluation.depth, evaluation.failed_queries
+                );
+                let rows: Vec<_> = evaluation.lists.into_iter().collect();
+                print!("{}", embed_collections::eval::format_table(&rows));
+            }
+            exit::OK
+        }
+        Err(message) => {
+            report(&anyhow::anyhow!(message), None);
+            exit::INPUT_ERROR
+        }
+    }
+}
+
+fn run_pipeline(cli: &Cli) -> i32 {
     let config = match config::resolve(
         cli.config.as_deref(),
         &Environment::from_process(),

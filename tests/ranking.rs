@@ -237,3 +237,42 @@ fn dense_only_run_writes_no_ranked_file_but_evaluates_with_qrels() {
         "fusion degrades to the dense list"
     );
 }
+
+#[test]
+fn eval_subcommand_scores_an_existing_output_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path(), true);
+    let (out, _) = run(tmp.path(), "[rerank]\ncandidates = 4\ntop_k = 3\n", |r| r);
+    let qrels = tmp.path().join("in/topics/qrels/test.tsv");
+    let output = util::run(
+        util::binary()
+            .arg("eval")
+            .arg("--output")
+            .arg(&out)
+            .arg("--qrels")
+            .arg(&qrels),
+        true,
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("topics (lists cut at 3 candidates; 0 failed queries)"),
+        "{stdout}"
+    );
+    let final_row = stdout.lines().find(|l| l.starts_with("final")).unwrap();
+    assert!(
+        final_row.contains("1.0000"),
+        "every answer ranks first after rerank: {final_row}"
+    );
+
+    let missing = util::run(
+        util::binary()
+            .arg("eval")
+            .arg("--output")
+            .arg(tmp.path())
+            .arg("--qrels")
+            .arg(&qrels),
+        false,
+    );
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(util::stderr(&missing).contains("no collection with a rerank.jsonl"));
+}

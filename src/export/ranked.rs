@@ -60,3 +60,56 @@ pub fn write_ranked(
     file.commit()?;
     Ok(queries.len())
 }
+
+/// The rankings of an existing `rerank.jsonl`: per query id, the chunk ids in final order and
+/// in fused order (of the candidates the file holds: its lists are cut at `rerank.top_k`).
+#[derive(Debug, Default)]
+pub struct RankedFile {
+    pub final_order: std::collections::BTreeMap<String, Vec<String>>,
+    pub fused_order: std::collections::BTreeMap<String, Vec<String>>,
+    /// Longest candidate list in the file (the `top_k` the run used).
+    pub depth: usize,
+    pub failed_queries: usize,
+}
+
+/// Reads a `rerank.jsonl` back; errors name the file and line.
+pub fn read_ranked(path: &Path) -> Result<RankedFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
+    let mut file = RankedFile::default();
+    for (index, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = || format!("{}:{}", path.display(), index + 1);
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|err| format!("{}: invalid JSON: {err}", at()))?;
+        let query = value["query_id"]
+            .as_str()
+            .ok_or_else(|| format!("{}: missing query_id", at()))?
+            .to_string();
+        if value["status"] == "failed" {
+            file.failed_queries += 1;
+        }
+        let mut candidates: Vec<(String, u64)> = value["candidates"]
+            .as_array()
+            .ok_or_else(|| format!("{}: missing candidates", at()))?
+            .iter()
+            .map(|c| {
+                let id = c["chunk_id"]
+                    .as_str()
+                    .ok_or_else(|| format!("{}: candidate without chunk_id", at()))?;
+                Ok((id.to_string(), c["fused_rank"].as_u64().unwrap_or(u64::MAX)))
+            })
+            .collect::<Result<_, String>>()?;
+        file.depth = file.depth.max(candidates.len());
+        file.final_order.insert(
+            query.clone(),
+            candidates.iter().map(|(id, _)| id.clone()).collect(),
+        );
+        candidates.sort_by_key(|(_, fused)| *fused);
+        file.fused_order
+            .insert(query, candidates.into_iter().map(|(id, _)| id).collect());
+    }
+    Ok(file)
+}

@@ -2,6 +2,7 @@
 //! stages in order (dense now; sparse, fusion and rerank land in later versions), then exports.
 
 pub mod dense;
+pub mod evaluate;
 pub mod rank;
 pub mod runner;
 pub mod sparse;

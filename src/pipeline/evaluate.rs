@@ -1,0 +1,63 @@
+//! Evaluating an existing output directory (`embed-collections eval`): no model is loaded; the
+//! `rerank.jsonl` of each collection is scored against qrels. Its lists hold the top
+//! `rerank.top_k` candidates only, so Recall@100 is a recall at that depth here.
+
+use crate::eval::{self, Metrics, Qrels};
+use crate::export::ranked::read_ranked;
+use crate::export::RANKED_FILE;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One collection's metrics by list (`final`, `fused`), with the depth of the file's lists.
+#[derive(Debug)]
+pub struct OutputEvaluation {
+    pub collection: String,
+    pub depth: usize,
+    pub failed_queries: usize,
+    pub lists: BTreeMap<String, Metrics>,
+}
+
+/// Evaluates every collection of `output_dir` that has a ranked-list file (or only `only`).
+pub fn evaluate_output(
+    output_dir: &Path,
+    qrels: &Qrels,
+    only: Option<&[String]>,
+) -> Result<Vec<OutputEvaluation>, String> {
+    let entries =
+        std::fs::read_dir(output_dir).map_err(|err| format!("{}: {err}", output_dir.display()))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(RANKED_FILE).is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| only.is_none_or(|only| only.iter().any(|o| o == name)))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(format!(
+            "{}: no collection with a {RANKED_FILE} (run with fusion or rerank on first)",
+            output_dir.display()
+        ));
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let file = read_ranked(&output_dir.join(&name).join(RANKED_FILE))?;
+            let lists = BTreeMap::from([
+                (
+                    "final".to_string(),
+                    eval::evaluate(qrels, &file.final_order),
+                ),
+                (
+                    "fused".to_string(),
+                    eval::evaluate(qrels, &file.fused_order),
+                ),
+            ]);
+            Ok(OutputEvaluation {
+                collection: name,
+                depth: file.depth,
+                failed_queries: file.failed_queries,
+                lists,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,1 @@
+//! Prometheus text-format metrics (placeholder until the metrics writer lands).

@@ -1,0 +1,1 @@
+//! Progress display (placeholder until progress lands).
