@@ -42,6 +42,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The flags of a run (also taken by `check`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
     /// Run configuration (TOML); relative paths in it are relative to the file
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -82,7 +89,7 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Only warnings and errors
+    /// Only warnings and errors; no progress and no summary table
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -92,6 +99,9 @@ pub struct Cli {
 pub enum Command {
     /// Evaluate an existing output directory's ranked lists against qrels (no model is loaded)
     Eval(EvalArgs),
+    /// Validate config, inputs, query/qrels files, models and the output directory without
+    /// running a model; report every problem at once (takes the same flags as a run)
+    Check(RunArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,7 +119,7 @@ pub struct EvalArgs {
     pub collections: Option<Vec<String>>,
 }
 
-impl Cli {
+impl RunArgs {
     /// The flags that override settings.
     pub fn overrides(&self) -> Overrides {
         Overrides {
@@ -121,6 +131,7 @@ impl Cli {
             device: self.device.clone(),
             models_dir: self.models_dir.clone(),
             log_format: self.log_format,
+            quiet: self.quiet,
         }
     }
 

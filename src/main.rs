@@ -2,11 +2,12 @@
 //! to an exit code. Everything else lives in the library.
 
 use clap::Parser;
-use embed_collections::cli::{Cli, Command, EvalArgs};
+use embed_collections::cli::{Cli, Command, EvalArgs, RunArgs};
 use embed_collections::config::{self, Environment};
 use embed_collections::exit;
 use embed_collections::export::RunStatus;
 use embed_collections::models::ModelManager;
+use embed_collections::pipeline::check::{check, ProblemClass};
 use embed_collections::pipeline::evaluate::evaluate_output;
 use embed_collections::pipeline::{BatchRunner, RunError};
 use embed_collections::telemetry::init_logging;
@@ -19,7 +20,8 @@ fn main() {
 fn run(cli: &Cli) -> i32 {
     match &cli.command {
         Some(Command::Eval(args)) => evaluate_output_dir(args),
-        None => run_pipeline(cli),
+        Some(Command::Check(args)) => check_run(args),
+        None => run_pipeline(&cli.run),
     }
 }
 
@@ -54,7 +56,46 @@ fn evaluate_output_dir(args: &EvalArgs) -> i32 {
     }
 }
 
-fn run_pipeline(cli: &Cli) -> i32 {
+/// `embed-collections check`: every problem at once, no model run.
+fn check_run(args: &RunArgs) -> i32 {
+    let config = match config::resolve(
+        args.config.as_deref(),
+        &Environment::from_process(),
+        &args.overrides(),
+    ) {
+        Ok(config) => config,
+        Err(err) => {
+            report(
+                &anyhow::Error::new(err).context("invalid configuration"),
+                None,
+            );
+            return exit::CONFIG_ERROR;
+        }
+    };
+    init_logging(config.telemetry.log_format, args.verbosity().min(-1));
+    let manager = ModelManager::from_env(config.models.dir.clone());
+    let found = check(&config, &manager);
+    for problem in &found.problems {
+        let kind = if problem.error { "error" } else { "warning" };
+        println!("{kind}: {}", problem.message);
+    }
+    let errors: Vec<_> = found.errors().collect();
+    println!(
+        "{} collections, {} chunks, {} models available; {} errors, {} warnings",
+        found.collections,
+        found.chunks,
+        found.models,
+        errors.len(),
+        found.problems.len() - errors.len()
+    );
+    match errors.iter().map(|p| p.class).min() {
+        None => exit::OK,
+        Some(ProblemClass::Input) => exit::INPUT_ERROR,
+        Some(_) => exit::FAILURE,
+    }
+}
+
+fn run_pipeline(cli: &RunArgs) -> i32 {
     let config = match config::resolve(
         cli.config.as_deref(),
         &Environment::from_process(),
@@ -74,7 +115,9 @@ fn run_pipeline(cli: &Cli) -> i32 {
     let runner = BatchRunner::new(config, manager);
     match runner.run() {
         Ok(outcome) => {
-            print_summary(&outcome);
+            if !cli.quiet {
+                print_summary(&outcome);
+            }
             match outcome.status {
                 RunStatus::Ok => exit::OK,
                 _ if outcome.input_failures > 0 => exit::INPUT_ERROR,
@@ -110,9 +153,10 @@ fn report(err: &anyhow::Error, hint: Option<&str>) {
     }
 }
 
-/// A per-collection table on stderr; the manifest has the full detail.
+/// A per-collection table on stdout (the result the user asked for); the manifest has the
+/// full detail.
 fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
-    eprintln!(
+    println!(
         "{:<24} {:<7} {:>8} {:>8} {:>8} {:>10} {:>12}",
         "collection", "status", "chunks", "skipped", "points", "dense s", "dense tok/s"
     );
@@ -125,7 +169,7 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        eprintln!(
+        println!(
             "{:<24} {:<7} {:>8} {:>8} {:>8} {:>10} {:>12}",
             report.name,
             status,
@@ -140,7 +184,7 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
                 .unwrap_or_else(|| "-".into()),
         );
         if let Some(error) = &report.error {
-            eprintln!("  error: {error}");
+            println!("  error: {error}");
         }
     }
     for report in &outcome.collections {
@@ -155,12 +199,12 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
                             .map(|m| (list.to_string(), m.clone()))
                     })
                     .collect();
-            eprintln!(
+            println!(
                 "\n{} — evaluation against {}:",
                 report.name, evaluation.qrels
             );
-            eprint!("{}", embed_collections::eval::format_table(&rows));
+            print!("{}", embed_collections::eval::format_table(&rows));
         }
     }
-    eprintln!("manifest: {}", outcome.manifest.display());
+    println!("manifest: {}", outcome.manifest.display());
 }

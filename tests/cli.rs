@@ -25,10 +25,10 @@ fn quickstart_writes_points_and_manifest() {
             .arg(out.path()),
         true,
     );
-    let log = stderr(&output);
+    let summary = String::from_utf8_lossy(&output.stdout);
     assert!(
-        log.contains("evaluation against"),
-        "the summary shows the evaluation:\n{log}"
+        summary.contains("evaluation against"),
+        "the summary shows the evaluation:\n{summary}"
     );
 
     let corpus = read_jsonl(&repo_root().join("examples/collections/scifact-mini/corpus.jsonl"));

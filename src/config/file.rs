@@ -168,6 +168,6 @@ pub struct FileTelemetry {
     pub log_format: Option<LogFormat>,
     /// Prometheus text file; default `<output.dir>/metrics.prom`.
     pub metrics_file: Option<PathBuf>,
-    /// `auto`, `always` or `never`.
+    /// `auto` (bars on a terminal, plain lines otherwise), `lines` or `never`.
     pub progress: Option<ProgressMode>,
 }

@@ -256,6 +256,8 @@ pub struct Overrides {
     pub device: Option<DeviceSpec>,
     pub models_dir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
+    /// `--quiet`: no progress display.
+    pub quiet: bool,
 }
 
 /// The effective run configuration.
@@ -740,7 +742,7 @@ pub fn resolve_layers(
         ProgressMode::Auto,
         file.telemetry.progress,
         None,
-        None,
+        flags.quiet.then_some(("--quiet", ProgressMode::Never)),
     );
 
     // Values each layer can parse but that make no sense together or at all.

@@ -35,13 +35,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// When to draw progress bars.
+/// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProgressMode {
-    /// Bars on a terminal, periodic plain lines otherwise.
+    /// Bars on a terminal, periodic plain log lines otherwise.
     Auto,
-    Always,
+    /// Periodic plain log lines, even on a terminal.
+    Lines,
+    /// No progress (also what `--quiet` sets).
     Never,
 }
 
@@ -125,7 +127,7 @@ impl FromStr for ProgressMode {
             s,
             &[
                 ("auto", Self::Auto),
-                ("always", Self::Always),
+                ("lines", Self::Lines),
                 ("never", Self::Never),
             ],
         )

@@ -113,7 +113,17 @@ impl DenseEmbedder {
         texts: &[&str],
         budget: BatchBudget,
     ) -> Result<DenseOutput, ModelError> {
-        self.embed_with_prompt(texts, self.document_prompt.as_deref(), budget)
+        self.embed_with_prompt(texts, self.document_prompt.as_deref(), budget, &mut |_| {})
+    }
+
+    /// [`Self::embed_documents`], calling `on_batch` with the item count of each finished batch.
+    pub fn embed_documents_observed(
+        &self,
+        texts: &[&str],
+        budget: BatchBudget,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<DenseOutput, ModelError> {
+        self.embed_with_prompt(texts, self.document_prompt.as_deref(), budget, on_batch)
     }
 
     /// Embeds queries with the query prompt, if any.
@@ -122,7 +132,7 @@ impl DenseEmbedder {
         texts: &[&str],
         budget: BatchBudget,
     ) -> Result<DenseOutput, ModelError> {
-        self.embed_with_prompt(texts, self.query_prompt.as_deref(), budget)
+        self.embed_with_prompt(texts, self.query_prompt.as_deref(), budget, &mut |_| {})
     }
 
     fn embed_with_prompt(
@@ -130,6 +140,7 @@ impl DenseEmbedder {
         texts: &[&str],
         prompt: Option<&str>,
         budget: BatchBudget,
+        on_batch: &mut dyn FnMut(usize),
     ) -> Result<DenseOutput, ModelError> {
         let started = Instant::now();
         let encodings = match prompt {
@@ -147,7 +158,9 @@ impl DenseEmbedder {
             let items: Vec<&Encoded> = batch.iter().map(|&i| &encodings[i]).collect();
             let batch_lengths: Vec<usize> = items.iter().map(|e| e.len()).collect();
             stats.record(&batch_lengths);
-            self.embed_encoded(&items)
+            let vectors = self.embed_encoded(&items)?;
+            on_batch(items.len());
+            Ok::<_, ModelError>(vectors)
         })?;
         Ok(DenseOutput {
             vectors,

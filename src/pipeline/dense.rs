@@ -1,10 +1,12 @@
 //! The dense stage: every chunk through every configured bi-encoder.
 
 use crate::batching::BatchBudget;
+use crate::config::ProgressMode;
 use crate::export::StageRun;
 use crate::input::Chunk;
 use crate::models::{DenseEmbedder, ModelError};
 use crate::stage::Stage;
+use crate::telemetry::progress::StageProgress;
 use tracing::info;
 
 /// Embeds `chunks` (their `embedding_text`) with `embedder`; vectors in chunk order.
@@ -13,6 +15,7 @@ pub fn run_dense(
     embedder: &DenseEmbedder,
     chunks: &[Chunk],
     budget: BatchBudget,
+    progress: ProgressMode,
 ) -> Result<(Vec<Vec<f32>>, StageRun), ModelError> {
     let identity = embedder.identity();
     let span = tracing::info_span!(
@@ -25,7 +28,14 @@ pub fn run_dense(
     let _entered = span.enter();
     let texts: Vec<std::borrow::Cow<'_, str>> = chunks.iter().map(Chunk::embedding_text).collect();
     let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
-    let output = embedder.embed_documents(&refs, budget)?;
+    let mut shown = StageProgress::new(
+        progress,
+        format!("dense {collection}"),
+        "chunks",
+        refs.len() as u64,
+    );
+    let output = embedder.embed_documents_observed(&refs, budget, &mut |n| shown.inc(n as u64))?;
+    shown.finish();
     let run = StageRun::new(
         &identity.name,
         &output.stats,

@@ -22,6 +22,7 @@ use crate::input::{Chunk, Query};
 use crate::models::tokenize::Encoded;
 use crate::models::{CrossEncoder, DenseEmbedder, ModelError, PairScore, SpladeEncoder};
 use crate::retrieval::{DenseIndex, Hit, SparseIndex};
+use crate::telemetry::progress::StageProgress;
 use crate::vectors::{SparsePoint, SparseVector};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -362,6 +363,12 @@ fn rerank(
                 max_items: config.dense.max_batch_size,
             };
             let mut slots: Vec<Option<Result<PairScore, String>>> = vec![None; pairs.len()];
+            let mut shown = StageProgress::new(
+                config.telemetry.progress,
+                "rerank",
+                "pairs",
+                pairs.len() as u64,
+            );
             for batch in plan_batches(&lengths, budget) {
                 let outcome = run_splitting_on_failure(&batch, &mut |items: &[usize]| {
                     stats.record(&items.iter().map(|&i| lengths[i]).collect::<Vec<_>>());
@@ -375,7 +382,9 @@ fn rerank(
                 for (index, result) in outcome.results {
                     slots[index] = Some(result.map_err(|err| err.to_string()));
                 }
+                shown.inc(batch.len() as u64);
             }
+            shown.finish();
             scores = slots
                 .into_iter()
                 .map(|slot| slot.unwrap_or_else(|| Err("not scored".to_string())))

@@ -29,6 +29,11 @@ use crate::models::{
     SpladeEncoder,
 };
 use crate::stage::Stage;
+use crate::telemetry::metrics;
+
+/// Default metrics file name in the output directory (node_exporter's textfile collector reads
+/// `*.prom`).
+pub const METRICS_FILE: &str = "metrics.prom";
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -120,9 +125,50 @@ impl BatchRunner {
         &self.config
     }
 
+    /// Runs every collection, then writes the manifest and the metrics file. The metrics file
+    /// is written on failure too (`run_success 0`), so a cron watcher sees a failed run.
     pub fn run(&self) -> Result<RunOutcome, RunError> {
         let started_at = SystemTime::now();
         let run_id = uuid::Uuid::new_v4().to_string();
+        let result = self.run_collections(&run_id, started_at);
+        let (status, collections) = match &result {
+            Ok(outcome) => (outcome.status, outcome.collections.as_slice()),
+            Err(_) => (RunStatus::Failed, &[][..]),
+        };
+        let unix = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        };
+        let text = metrics::render(
+            &run_id,
+            status,
+            unix(started_at),
+            unix(SystemTime::now()),
+            collections,
+        );
+        let path = self.metrics_path();
+        match metrics::write(&path, &text) {
+            Ok(()) => info!(path = %path.display(), "metrics written"),
+            Err(err) => warn!(path = %path.display(), "cannot write the metrics file: {err}"),
+        }
+        result
+    }
+
+    /// `telemetry.metrics_file`, else `<output.dir>/metrics.prom`.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.config
+            .telemetry
+            .metrics_file
+            .clone()
+            .unwrap_or_else(|| self.config.output.dir.join(METRICS_FILE))
+    }
+
+    fn run_collections(
+        &self,
+        run_id: &str,
+        started_at: SystemTime,
+    ) -> Result<RunOutcome, RunError> {
         let config = &self.config;
         let mut warnings = Vec::new();
         // A global query file or qrels file is read before any model loads: a bad one is a
@@ -185,7 +231,7 @@ impl BatchRunner {
         let manifest = Manifest {
             schema_version: SCHEMA_VERSION,
             tool: Tool::default(),
-            run_id,
+            run_id: run_id.to_string(),
             started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
             finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             status,
@@ -368,9 +414,9 @@ impl BatchRunner {
                 encoder,
                 &read.chunks,
                 budget,
-                config.sparse.fallback,
-                config.sparse.max_terms,
+                &config.sparse,
                 self.sparse_fault.as_deref(),
+                config.telemetry.progress,
             )
         });
         report.stages.insert(
@@ -635,7 +681,13 @@ impl BatchRunner {
         let mut stage = StageReport::with_status(StageStatus::Ok, None);
         let mut vectors = Vec::new();
         for embedder in &models.dense {
-            match super::dense::run_dense(&collection.name, embedder, chunks, budget) {
+            match super::dense::run_dense(
+                &collection.name,
+                embedder,
+                chunks,
+                budget,
+                self.config.telemetry.progress,
+            ) {
                 Ok((set, run)) => {
                     stage.runs.push(run);
                     vectors.push((embedder.identity().name.as_str(), set));

@@ -9,12 +9,13 @@
 //! neither gets no sparse vector, and is counted.
 
 use crate::batching::{plan_batches, run_splitting_on_failure, BatchBudget, BatchStats};
-use crate::config::SparseFallback;
+use crate::config::{ProgressMode, SparseConfig, SparseFallback};
 use crate::export::StageRun;
 use crate::input::Chunk;
 use crate::models::tokenize::Encoded;
 use crate::models::{ModelError, SpladeEncoder};
 use crate::stage::Stage;
+use crate::telemetry::progress::StageProgress;
 use crate::vectors::{SparsePoint, SparseSource, SparseVector};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -55,9 +56,9 @@ pub fn run_sparse(
     encoder: &SpladeEncoder,
     chunks: &[Chunk],
     budget: BatchBudget,
-    fallback: SparseFallback,
-    max_terms: Option<usize>,
+    config: &SparseConfig,
     fault: Option<&FaultInjector>,
+    progress: ProgressMode,
 ) -> SparseStageOutput {
     let identity = encoder.identity();
     let span = tracing::info_span!("stage", stage = %Stage::Sparse, collection, model = %identity.name, device = %identity.device);
@@ -75,6 +76,12 @@ pub fn run_sparse(
         Ok(encodings) => {
             truncated = encodings.iter().filter(|e| e.truncated).count();
             let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
+            let mut shown = StageProgress::new(
+                progress,
+                format!("sparse {collection}"),
+                "chunks",
+                chunks.len() as u64,
+            );
             for batch in plan_batches(&lengths, budget) {
                 let mut run = |items: &[usize]| -> Result<Vec<SparseVector>, ModelError> {
                     stats.record(&items.iter().map(|&i| lengths[i]).collect::<Vec<_>>());
@@ -89,7 +96,9 @@ pub fn run_sparse(
                 for (index, result) in outcome.results {
                     results[index] = Some(result.map_err(|err| failure_reason(&err)));
                 }
+                shown.inc(batch.len() as u64);
             }
+            shown.finish();
         }
         Err(err) => {
             let reason = failure_reason(&err);
@@ -117,9 +126,9 @@ pub fn run_sparse(
                     _ => "not_run",
                 };
                 *reasons.entry(reason.to_string()).or_default() += 1;
-                let vector = match fallback {
+                let vector = match config.fallback {
                     SparseFallback::Metadata => {
-                        metadata_vector(encoder, &chunk.metadata, max_terms)
+                        metadata_vector(encoder, &chunk.metadata, config.max_terms)
                     }
                     SparseFallback::None => None,
                 };
