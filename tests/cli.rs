@@ -97,6 +97,30 @@ fn quickstart_writes_points_and_manifest() {
         lists["dense"]["ndcg_at_10"].as_f64().unwrap() > 0.8,
         "{lists}"
     );
+    for list in ["dense", "sparse", "fused", "reranked"] {
+        for metric in ["ndcg_at_10", "recall_at_100", "mrr_at_10"] {
+            let value = lists[list][metric].as_f64().unwrap();
+            assert!(
+                value.is_finite() && (0.0..=1.0).contains(&value),
+                "{list} {metric} = {value}"
+            );
+        }
+    }
+    let ndcg = |list: &str| lists[list]["ndcg_at_10"].as_f64().unwrap();
+    assert!(
+        ndcg("fused") >= ndcg("dense").min(ndcg("sparse")),
+        "fusion must not fall below both lists: {lists}"
+    );
+    // Reranked vs fused is reported, not asserted: on this 300-document slice the fused list
+    // is near the ceiling and the ms-marco CrossEncoder (INT8-derived, 10 candidates at 256
+    // tokens here) does not beat it; see BENCHMARKS.md / the closing notes.
+    eprintln!(
+        "slice nDCG@10: dense {:.4} sparse {:.4} fused {:.4} reranked {:.4}",
+        ndcg("dense"),
+        ndcg("sparse"),
+        ndcg("fused"),
+        ndcg("reranked")
+    );
     assert!(
         collection["stages"]["dense"]["runs"][0]["tokens_per_s"]
             .as_f64()

@@ -276,3 +276,26 @@ fn eval_subcommand_scores_an_existing_output_directory() {
     assert_eq!(missing.status.code(), Some(3));
     assert!(util::stderr(&missing).contains("no collection with a rerank.jsonl"));
 }
+
+#[test]
+fn probe_on_a_one_chunk_collection_does_not_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in/single");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("chunks.jsonl"),
+        "{\"id\": \"only\", \"text\": \"A lone chunk about lighthouses. Nothing else.\"}\n",
+    )
+    .unwrap();
+    let (out, manifest) = run(tmp.path(), "[rerank]\ntop_k = 1\ncandidates = 1\n", |r| r);
+    let lines = read_jsonl(&out.join("single/rerank.jsonl"));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["target_chunk_id"], "only");
+    let lists = &manifest["collections"][0]["evaluation"]["lists"];
+    for list in ["dense", "sparse", "fused", "reranked"] {
+        assert_eq!(
+            lists[list]["recall_at_100"], 1.0,
+            "{list}: the only chunk is found"
+        );
+    }
+}
