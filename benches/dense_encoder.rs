@@ -28,16 +28,7 @@ fn load() -> Option<(DenseEmbedder, Vec<String>)> {
             return None;
         }
     };
-    let config = DenseModelConfig {
-        name: "minilm".into(),
-        model: model.into(),
-        revision: None,
-        max_length: None,
-        pooling: None,
-        normalize: None,
-        query_prompt: None,
-        document_prompt: None,
-    };
+    let config = DenseModelConfig::for_model("minilm", model);
     let device = select_device(&DeviceSpec::Cpu, Precision::F32).ok()?;
     let embedder = DenseEmbedder::load(&config, &resolved, &device).ok()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/collections");

@@ -31,16 +31,7 @@ fn golden() -> Golden {
 fn embedder(model: &str) -> DenseEmbedder {
     let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
     let resolved = manager.resolve(model, None, None).unwrap();
-    let config = DenseModelConfig {
-        name: "minilm".into(),
-        model: model.into(),
-        revision: None,
-        max_length: None,
-        pooling: None,
-        normalize: None,
-        query_prompt: None,
-        document_prompt: None,
-    };
+    let config = DenseModelConfig::for_model("minilm", model);
     let device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
     DenseEmbedder::load(&config, &resolved, &device).unwrap()
 }

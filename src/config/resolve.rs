@@ -318,6 +318,22 @@ pub struct DenseModelConfig {
     pub document_prompt: Option<String>,
 }
 
+impl DenseModelConfig {
+    /// A model with every setting deferred to its own files.
+    pub fn for_model(name: &str, model: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            model: model.to_string(),
+            revision: None,
+            max_length: None,
+            pooling: None,
+            normalize: None,
+            query_prompt: None,
+            document_prompt: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct SparseConfig {
     pub enabled: bool,
