@@ -156,33 +156,46 @@ fn report(err: &anyhow::Error, hint: Option<&str>) {
 /// A per-collection table on stdout (the result the user asked for); the manifest has the
 /// full detail.
 fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
-    println!(
-        "{:<24} {:<7} {:>8} {:>8} {:>8} {:>10} {:>12}",
-        "collection", "status", "chunks", "skipped", "points", "dense s", "dense tok/s"
-    );
-    for report in &outcome.collections {
-        let dense = report
-            .stages
-            .get(&embed_collections::stage::Stage::Dense)
-            .and_then(|stage| stage.runs.first());
-        let status = serde_json::to_value(report.status)
+    let label = |value: serde_json::Result<serde_json::Value>| {
+        value
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    println!(
+        "{:<20} {:<8} {:<14} {:>8} {:>9} {:>11} {:>10} {:>9}",
+        "collection", "stage", "status", "items", "time s", "items/s", "tokens/s", "fallback"
+    );
+    for report in &outcome.collections {
         println!(
-            "{:<24} {:<7} {:>8} {:>8} {:>8} {:>10} {:>12}",
+            "{:<20} {:<8} {:<14} {:>8}   ({} chunks read, {} skipped, {} points)",
             report.name,
-            status,
+            "input",
+            label(serde_json::to_value(report.status)),
+            report.chunks,
             report.chunks,
             report.skipped.total,
-            report.points,
-            dense
-                .map(|d| format!("{:.2}", d.latency_s))
-                .unwrap_or_else(|| "-".into()),
-            dense
-                .map(|d| format!("{:.0}", d.tokens_per_s))
-                .unwrap_or_else(|| "-".into()),
+            report.points
         );
+        for (stage, stage_report) in &report.stages {
+            let status = label(serde_json::to_value(stage_report.status));
+            if stage_report.runs.is_empty() {
+                println!("{:<20} {:<8} {:<14}", "", stage.as_str(), status);
+            }
+            for run in &stage_report.runs {
+                println!(
+                    "{:<20} {:<8} {:<14} {:>8} {:>9.2} {:>11.1} {:>10.0} {:>9}",
+                    "",
+                    stage.as_str(),
+                    status,
+                    run.items,
+                    run.latency_s,
+                    run.items_per_s,
+                    run.tokens_per_s,
+                    run.fallbacks + run.missing
+                );
+            }
+        }
         if let Some(error) = &report.error {
             println!("  error: {error}");
         }

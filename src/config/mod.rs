@@ -2,6 +2,7 @@
 //! resolver ([`resolve`]) that produces the effective [`RunConfig`] with its [`Provenance`].
 
 pub mod file;
+pub mod paths;
 pub mod resolve;
 pub mod values;
 

@@ -907,6 +907,48 @@ pub fn resolve_layers(
     })
 }
 
+impl RunConfig {
+    /// The directory relative paths are shown against: the config file's, else the working one.
+    pub fn base_dir(&self) -> PathBuf {
+        self.config_file
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// A path as the manifest shows it: relative to [`Self::base_dir`] where possible.
+    pub fn display_path(&self, path: &Path) -> PathBuf {
+        super::paths::relative_path(path, &self.base_dir())
+    }
+
+    /// This configuration with every path shown relative to the config file (for the manifest).
+    pub fn for_manifest(&self) -> RunConfig {
+        let mut shown = self.clone();
+        let show = |p: &Path| self.display_path(p);
+        shown.config_file = self
+            .config_file
+            .as_deref()
+            .and_then(Path::file_name)
+            .map(PathBuf::from);
+        shown.input.root = show(&self.input.root);
+        shown.output.dir = show(&self.output.dir);
+        shown.models.dir = show(&self.models.dir);
+        shown.rerank.queries = self.rerank.queries.as_deref().map(show);
+        shown.eval.qrels = self.eval.qrels.as_deref().map(show);
+        shown.telemetry.metrics_file = self.telemetry.metrics_file.as_deref().map(show);
+        for source in shown.provenance.0.values_mut() {
+            if let Source::File(path) = source {
+                *path = path
+                    .file_name()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| path.clone());
+            }
+        }
+        shown
+    }
+}
+
 /// `sentence-transformers/all-MiniLM-L6-v2` → `all-MiniLM-L6-v2`.
 fn default_vector_name(model: &str) -> String {
     model

@@ -42,15 +42,6 @@ pub enum QuerySource {
     Probe,
 }
 
-impl QuerySource {
-    pub fn label(&self) -> String {
-        match self {
-            QuerySource::File(path) => format!("file:{}", path.display()),
-            QuerySource::Probe => "probe".to_string(),
-        }
-    }
-}
-
 /// The queries of one collection.
 #[derive(Clone, Debug)]
 pub struct QuerySet {

@@ -235,7 +235,7 @@ impl BatchRunner {
             started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
             finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             status,
-            config,
+            config: &config.for_manifest(),
             models: models
                 .dense
                 .iter()
@@ -564,12 +564,16 @@ impl BatchRunner {
             ) => set
                 .as_ref()
                 .and_then(|s| probe_qrels(s, chunks).map(|q| ("probe".to_string(), q))),
-            (Some(_), Some((path, qrels))) => {
-                Some((format!("file:{}", path.display()), qrels.clone()))
-            }
+            (Some(_), Some((path, qrels))) => Some((
+                format!("file:{}", config.display_path(path).display()),
+                qrels.clone(),
+            )),
             (Some(_), None) => match collection.own_file("qrels/test.tsv") {
                 Some(path) => match eval::read_qrels(&path) {
-                    Ok(qrels) => Some((format!("file:{}", path.display()), qrels)),
+                    Ok(qrels) => Some((
+                        format!("file:{}", config.display_path(&path).display()),
+                        qrels,
+                    )),
                     Err(err) => {
                         warnings.push(format!(
                             "collection {}: qrels not used: {err}",
@@ -628,7 +632,10 @@ impl BatchRunner {
             ),
         };
         report.ranking = Some(RankingReport {
-            queries_source: set.source.label(),
+            queries_source: match &set.source {
+                QuerySource::File(path) => format!("file:{}", config.display_path(path).display()),
+                QuerySource::Probe => "probe".to_string(),
+            },
             queries: output.queries.len(),
             failed_queries: failed,
             fusion: fusion_label,
