@@ -2,6 +2,7 @@
 //! JSON lines, `-v`/`-q` or `RUST_LOG` for the level.
 
 use crate::config::LogFormat;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `verbosity`: 0 = info, 1 = debug, 2+ = trace, −1 = warnings
@@ -18,7 +19,10 @@ pub fn init_logging(format: LogFormat, verbosity: i8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        // Colour only for a person at a terminal: notebooks, cron mail and log files get plain
+        // text (and `NO_COLOR` is honoured).
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     // A second init (tests, embedding as a library) is harmless: keep the first.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
