@@ -194,6 +194,9 @@ pub struct StageRun {
     /// Why the model failed, by reason, counting each item once.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub failure_reasons: BTreeMap<String, usize>,
+    /// Peak resident memory of the process during the stage (CPU; Linux), when measurable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
     pub latency_s: f64,
     pub items_per_s: f64,
     pub tokens_per_s: f64,
@@ -223,6 +226,7 @@ impl StageRun {
             fallbacks: 0,
             missing: 0,
             failure_reasons: BTreeMap::new(),
+            peak_rss_bytes: None,
             latency_s: seconds,
             items_per_s: rate(stats.items),
             tokens_per_s: rate(stats.tokens),

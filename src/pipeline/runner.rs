@@ -29,7 +29,7 @@ use crate::models::{
     SpladeEncoder,
 };
 use crate::stage::Stage;
-use crate::telemetry::metrics;
+use crate::telemetry::{memory, metrics};
 
 /// Default metrics file name in the output directory (node_exporter's textfile collector reads
 /// `*.prom`).
@@ -409,15 +409,19 @@ impl BatchRunner {
             };
 
         let sparse_output = models.sparse.as_ref().map(|encoder| {
-            run_sparse(
-                &collection.name,
-                encoder,
-                &read.chunks,
-                budget,
-                &config.sparse,
-                self.sparse_fault.as_deref(),
-                config.telemetry.progress,
-            )
+            let (mut output, peak) = memory::measure(|| {
+                run_sparse(
+                    &collection.name,
+                    encoder,
+                    &read.chunks,
+                    budget,
+                    &config.sparse,
+                    self.sparse_fault.as_deref(),
+                    config.telemetry.progress,
+                )
+            });
+            output.run.peak_rss_bytes = peak;
+            output
         });
         report.stages.insert(
             Stage::Sparse,
@@ -598,16 +602,23 @@ impl BatchRunner {
             sparse: models.sparse.as_ref(),
             cross_encoder: models.cross_encoder.as_ref(),
         };
-        let output = rank_queries(
-            &collection.name,
-            &set,
-            chunks,
-            primary,
-            sparse_output.map(|o| o.points.as_slice()),
-            &rank_models,
-            config,
-            self.rerank_fault.as_deref(),
-        );
+        let (mut output, peak) = memory::measure(|| {
+            rank_queries(
+                &collection.name,
+                &set,
+                chunks,
+                primary,
+                sparse_output.map(|o| o.points.as_slice()),
+                &rank_models,
+                config,
+                self.rerank_fault.as_deref(),
+            )
+        });
+        // Ranking is one measurement: the CrossEncoder dominates it when it runs.
+        match output.rerank_run.as_mut() {
+            Some(run) => run.peak_rss_bytes = peak,
+            None => output.fusion_run.peak_rss_bytes = peak,
+        }
         let failed = output
             .queries
             .iter()
@@ -688,14 +699,18 @@ impl BatchRunner {
         let mut stage = StageReport::with_status(StageStatus::Ok, None);
         let mut vectors = Vec::new();
         for embedder in &models.dense {
-            match super::dense::run_dense(
-                &collection.name,
-                embedder,
-                chunks,
-                budget,
-                self.config.telemetry.progress,
-            ) {
-                Ok((set, run)) => {
+            let (result, peak) = memory::measure(|| {
+                super::dense::run_dense(
+                    &collection.name,
+                    embedder,
+                    chunks,
+                    budget,
+                    self.config.telemetry.progress,
+                )
+            });
+            match result {
+                Ok((set, mut run)) => {
+                    run.peak_rss_bytes = peak;
                     stage.runs.push(run);
                     vectors.push((embedder.identity().name.as_str(), set));
                 }

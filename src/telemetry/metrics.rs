@@ -40,6 +40,7 @@
 //! | `stage_retries` | `collection`, `stage`, `model` | Batches retried. |
 //! | `stage_fallbacks` | `collection`, `stage`, `model` | Items served by a fallback instead of the model. |
 //! | `stage_missing` | `collection`, `stage`, `model` | Items left without an output. |
+//! | `stage_peak_rss_bytes` | `collection`, `stage`, `model` | Peak process RSS during the stage (CPU, Linux; absent when not measurable). |
 //! | `stage_failures` | `collection`, `stage`, `model`, `reason` | Items the model failed on, by reason; only reasons that occurred. |
 //! | `queries` | `collection` | Queries ranked (present only when ranking ran). |
 //! | `failed_queries` | `collection` | Queries whose ranking failed (present only when ranking ran). |
@@ -140,6 +141,11 @@ pub fn render(
         CSM,
     );
     let mut stage_missing = Family::new("stage_missing", "Items left without an output.", CSM);
+    let mut stage_peak_rss = Family::new(
+        "stage_peak_rss_bytes",
+        "Peak resident memory of the process during the stage (CPU, Linux).",
+        CSM,
+    );
     let mut stage_failures = Family::new(
         "stage_failures",
         "Items the model failed on, by reason.",
@@ -200,6 +206,9 @@ pub fn render(
                 stage_retries.push(csm(), count(retries));
                 stage_fallbacks.push(csm(), count(fallbacks));
                 stage_missing.push(csm(), count(missing));
+                if let Some(bytes) = run.peak_rss_bytes {
+                    stage_peak_rss.push(csm(), bytes as f64);
+                }
                 for (reason, n) in &run.failure_reasons {
                     let mut labels = csm();
                     labels.push(reason.clone());
@@ -244,6 +253,7 @@ pub fn render(
         stage_retries,
         stage_fallbacks,
         stage_missing,
+        stage_peak_rss,
         stage_failures,
         queries,
         failed_queries,
@@ -410,6 +420,7 @@ mod tests {
             fallbacks: 0,
             missing: 0,
             failure_reasons: BTreeMap::new(),
+            peak_rss_bytes: Some(1 << 30),
             latency_s,
             items_per_s: items as f64 / latency_s,
             tokens_per_s: tokens as f64 / latency_s,
