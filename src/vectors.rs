@@ -42,15 +42,6 @@ pub enum SparseSource {
     Metadata,
 }
 
-impl SparseSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SparseSource::Splade => "splade",
-            SparseSource::Metadata => "metadata",
-        }
-    }
-}
-
 /// A chunk's sparse vector and its origin.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SparsePoint {

@@ -103,10 +103,6 @@ impl DenseEmbedder {
         &self.identity
     }
 
-    pub fn dim(&self) -> usize {
-        self.identity.dim
-    }
-
     /// Embeds documents (chunks) with the document prompt, if any.
     pub fn embed_documents(
         &self,

@@ -3,6 +3,7 @@
 //! files, model availability and loadability of their side files, the device, and whether the
 //! output directory is writable.
 
+use super::runner::discover;
 use crate::config::RunConfig;
 use crate::eval;
 use crate::input::{self, InvalidInputPolicy};
@@ -64,11 +65,7 @@ pub fn check(config: &RunConfig, manager: &ModelManager) -> CheckReport {
 }
 
 fn check_inputs(config: &RunConfig, report: &mut CheckReport) {
-    let collections = match input::discover_collections(
-        &config.input.root,
-        config.input.collections.as_deref(),
-        &config.input.formats,
-    ) {
+    let collections = match discover(config) {
         Ok(collections) => collections,
         Err(err) => return report.error(ProblemClass::Input, err.to_string()),
     };

@@ -191,13 +191,7 @@ impl BatchRunner {
             None => None,
         };
 
-        let collections = input::discover_collections(
-            &config.input.root,
-            config.input.collections.as_deref(),
-            &config.input.formats,
-        )
-        .map_err(RunError::Discover)?;
-        let collections = without_output_dir(collections, &config.output.dir);
+        let collections = discover(config).map_err(RunError::Discover)?;
         info!(count = collections.len(), "collections discovered");
 
         let device =
@@ -777,8 +771,18 @@ fn sparse_report(
     }
 }
 
-/// Drops collections that live inside the output directory: with the output under the input
-/// root, a second run would otherwise read the first run's points and manifest as chunks.
+/// The collections a run (or `check`) works on: those discovered under `input.root`, minus any
+/// inside the output directory — with the output under the input root, a second run would
+/// otherwise read the first run's points and manifest as chunks.
+pub fn discover(config: &RunConfig) -> Result<Vec<Collection>, InputError> {
+    let collections = input::discover_collections(
+        &config.input.root,
+        config.input.collections.as_deref(),
+        &config.input.formats,
+    )?;
+    Ok(without_output_dir(collections, &config.output.dir))
+}
+
 fn without_output_dir(collections: Vec<Collection>, output_dir: &Path) -> Vec<Collection> {
     let Ok(output_dir) = output_dir.canonicalize() else {
         return collections; // not created yet, so nothing in it can have been discovered

@@ -66,11 +66,6 @@ impl StageProgress {
         }
     }
 
-    /// A display that shows nothing (library use, tests).
-    pub fn hidden() -> Self {
-        Self::new(ProgressMode::Never, "", "items", 0)
-    }
-
     /// Records `n` more items done.
     pub fn inc(&mut self, n: u64) {
         self.done += n;
