@@ -102,6 +102,56 @@ pub enum Command {
     /// Validate config, inputs, query/qrels files, models and the output directory without
     /// running a model; report every problem at once (takes the same flags as a run)
     Check(RunArgs),
+    /// Measure encoder throughput on a JSONL file of texts ({"text": …}, plus "query" for
+    /// rerank); prints one JSON line per repetition (counts and timings, never text)
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Which encoder to measure
+    #[arg(long, value_enum, default_value = "dense")]
+    pub model: crate::bench::BenchModel,
+
+    /// Model reference (default: the run's default model for that stage)
+    #[arg(long = "model-ref", value_name = "REF")]
+    pub model_ref: Option<String>,
+
+    /// JSONL texts file
+    #[arg(long, value_name = "FILE")]
+    pub texts: PathBuf,
+
+    /// Use only the first N texts
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Items per batch (batches are length-sorted)
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+
+    /// Max tokens per text (default: the model's)
+    #[arg(long, value_name = "N")]
+    pub max_length: Option<usize>,
+
+    /// Encoder implementation: packed (ours, default on CPU) or candle (candle-transformers)
+    #[arg(long, default_value = "packed", value_parser = ["packed", "candle"])]
+    pub backend: String,
+
+    /// Concurrent batch workers (default: 1 with --threads, else the number of CPU threads)
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Threads per forward pass (default: 1 when several workers run, else all)
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Repetitions (the model is loaded once)
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+
+    /// Models directory (default: as for a run)
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -7,12 +7,15 @@
 //! [`telemetry`] sets up logging.
 
 pub mod batching;
+pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod dispatch;
 pub mod eval;
 pub mod exit;
 pub mod export;
 pub mod fusion;
+pub mod gpu;
 pub mod input;
 pub mod models;
 pub mod pipeline;

@@ -2,7 +2,7 @@
 //! to an exit code. Everything else lives in the library.
 
 use clap::Parser;
-use embed_collections::cli::{Cli, Command, EvalArgs, RunArgs};
+use embed_collections::cli::{BenchArgs, Cli, Command, EvalArgs, RunArgs};
 use embed_collections::config::{self, Environment};
 use embed_collections::exit;
 use embed_collections::export::RunStatus;
@@ -21,7 +21,74 @@ fn run(cli: &Cli) -> i32 {
     match &cli.command {
         Some(Command::Eval(args)) => evaluate_output_dir(args),
         Some(Command::Check(args)) => check_run(args),
+        Some(Command::Bench(args)) => bench(args),
         None => run_pipeline(&cli.run),
+    }
+}
+
+/// `embed-collections bench`: encoder throughput, one JSON line per repetition.
+fn bench(args: &BenchArgs) -> i32 {
+    use embed_collections::bench::{run_bench, BenchModel, BenchSpec};
+    use embed_collections::models::bert::EncoderBackend;
+    use embed_collections::models::packed::Threads;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (workers, threads) = match (args.workers, args.threads) {
+        (Some(workers), Some(threads)) => (workers, threads),
+        (Some(workers), None) => (workers, (cores / workers.max(1)).max(1)),
+        (None, Some(threads)) => (1, threads),
+        (None, None) => (cores, 1),
+    };
+    let spec = BenchSpec {
+        model: args.model,
+        model_ref: args.model_ref.clone().unwrap_or_else(|| {
+            match args.model {
+                BenchModel::Dense => config::DEFAULT_DENSE_MODEL,
+                BenchModel::Sparse => config::DEFAULT_SPARSE_MODEL,
+                BenchModel::Rerank => config::DEFAULT_RERANK_MODEL,
+            }
+            .to_string()
+        }),
+        texts: args.texts.clone(),
+        limit: args.limit,
+        batch_size: args.batch_size,
+        max_length: args.max_length,
+        backend: if args.backend == "candle" {
+            EncoderBackend::Candle
+        } else {
+            EncoderBackend::Packed
+        },
+        workers,
+        threads: if threads <= 1 {
+            Threads::Single
+        } else {
+            Threads::Pool(threads)
+        },
+        repeat: args.repeat.max(1),
+    };
+    let env = Environment::from_process();
+    let models_dir = args
+        .models_dir
+        .clone()
+        .or_else(|| std::env::var_os(config::env_vars::MODELS_DIR).map(Into::into))
+        .unwrap_or_else(|| env.default_models_dir());
+    let manager = ModelManager::from_env(models_dir);
+    match run_bench(&spec, &manager) {
+        Ok(results) => {
+            for result in results {
+                match serde_json::to_string(&result) {
+                    Ok(line) => println!("{line}"),
+                    Err(err) => {
+                        report(&anyhow::Error::new(err), None);
+                        return exit::FAILURE;
+                    }
+                }
+            }
+            exit::OK
+        }
+        Err(err) => {
+            report(&anyhow::Error::new(err).context("benchmark failed"), None);
+            exit::FAILURE
+        }
     }
 }
 

@@ -5,6 +5,7 @@ mod util;
 
 use embed_collections::batching::BatchBudget;
 use embed_collections::config::{DenseModelConfig, DeviceSpec, Precision};
+use embed_collections::models::bert::EncoderBackend;
 use embed_collections::models::{select_device, DenseEmbedder, ModelManager};
 use serde::Deserialize;
 use util::{cosine, max_abs_diff, models_dir, norm};
@@ -29,10 +30,16 @@ fn golden() -> Golden {
 }
 
 fn embedder(model: &str) -> DenseEmbedder {
+    embedder_on(model, EncoderBackend::Packed)
+}
+
+fn embedder_on(model: &str, backend: EncoderBackend) -> DenseEmbedder {
     let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
     let resolved = manager.resolve(model, None, None).unwrap();
     let config = DenseModelConfig::for_model("minilm", model);
-    let device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+    let mut device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+    assert_eq!(device.backend, EncoderBackend::Packed, "CPU f32 default");
+    device.backend = backend;
     DenseEmbedder::load(&config, &resolved, &device).unwrap()
 }
 
@@ -47,8 +54,14 @@ const ONE_BATCH: BatchBudget = BatchBudget {
 
 #[test]
 fn minilm_matches_the_numpy_reference() {
+    for backend in [EncoderBackend::Packed, EncoderBackend::Candle] {
+        minilm_matches_the_numpy_reference_on(backend);
+    }
+}
+
+fn minilm_matches_the_numpy_reference_on(backend: EncoderBackend) {
     let golden = golden();
-    let embedder = embedder(&golden.model);
+    let embedder = embedder_on(&golden.model, backend);
     assert_eq!(embedder.identity().max_length, golden.max_length);
     assert!(
         golden
@@ -108,5 +121,21 @@ fn results_keep_input_order_across_batches() {
     assert!(output.stats.batches > 2);
     for (item, vector) in golden.items.iter().zip(&output.vectors) {
         assert!(cosine(vector, &item.embedding) >= 0.999);
+    }
+}
+
+#[test]
+fn packed_and_candle_backends_agree_on_a_padded_batch() {
+    let golden = golden();
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let packed = embedder_on(&golden.model, EncoderBackend::Packed)
+        .embed_documents(&texts, ONE_BATCH)
+        .unwrap();
+    let candle = embedder_on(&golden.model, EncoderBackend::Candle)
+        .embed_documents(&texts, ONE_BATCH)
+        .unwrap();
+    for (a, b) in packed.vectors.iter().zip(&candle.vectors) {
+        let diff = max_abs_diff(a, b);
+        assert!(diff <= 1e-5, "backends differ by {diff}");
     }
 }

@@ -3,6 +3,7 @@
 mod util;
 
 use embed_collections::config::{self, DeviceSpec, Environment, Overrides};
+use embed_collections::dispatch::Fault;
 use embed_collections::models::ModelManager;
 use embed_collections::pipeline::BatchRunner;
 use serde_json::Value;
@@ -150,9 +151,12 @@ fn full_ranking_reranks_every_query_and_evaluates_each_list() {
 fn forced_rerank_failure_marks_the_query_failed_without_scores() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path(), true);
-    // Every pair batch that holds query 1 fails: the split-retry isolates it, the others pass.
+    // Every pair batch that holds query 1 runs out of memory, even alone: halving isolates it,
+    // the others pass.
     let (out, manifest) = run(tmp.path(), "[rerank]\ncandidates = 4\ntop_k = 3\n", |r| {
-        r.with_rerank_fault(Box::new(|queries: &[usize]| queries.contains(&1)))
+        r.with_rerank_fault(Box::new(|queries: &[usize]| {
+            queries.contains(&1).then_some(Fault::OutOfMemory)
+        }))
     });
     let lines = read_jsonl(&out.join("topics/rerank.jsonl"));
     assert_eq!(lines[0]["status"], "ok");

@@ -5,6 +5,7 @@
 mod util;
 
 use embed_collections::config::{DeviceSpec, Precision};
+use embed_collections::models::bert::EncoderBackend;
 use embed_collections::models::{select_device, CrossEncoder, ModelManager, ScoreActivation};
 use serde::Deserialize;
 use util::models_dir;
@@ -31,10 +32,42 @@ fn golden() -> Golden {
 }
 
 fn cross_encoder(model: &str) -> CrossEncoder {
+    cross_encoder_on(model, EncoderBackend::Packed)
+}
+
+fn cross_encoder_on(model: &str, backend: EncoderBackend) -> CrossEncoder {
     let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
     let resolved = manager.resolve(model, None, None).unwrap();
-    let device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+    let mut device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+    device.backend = backend;
     CrossEncoder::load(model, &resolved, &device, None).unwrap()
+}
+
+#[test]
+fn packed_and_candle_backends_agree() {
+    let golden = golden();
+    let packed = cross_encoder_on(&golden.model, EncoderBackend::Packed);
+    let candle = cross_encoder_on(&golden.model, EncoderBackend::Candle);
+    let pairs: Vec<(&str, &str)> = golden
+        .items
+        .iter()
+        .map(|i| (i.query.as_str(), i.passage.as_str()))
+        .collect();
+    let encodings = packed.tokenizer().encode_pairs(&pairs).unwrap();
+    let batch: Vec<_> = encodings.iter().collect();
+    for (a, b) in packed
+        .score(&batch)
+        .unwrap()
+        .iter()
+        .zip(candle.score(&batch).unwrap())
+    {
+        assert!(
+            (a.logit - b.logit).abs() < 1e-4,
+            "{} vs {}",
+            a.logit,
+            b.logit
+        );
+    }
 }
 
 #[test]

@@ -6,6 +6,8 @@ mod util;
 
 use candle_core::{Device, Tensor};
 use embed_collections::config::{self, DeviceSpec, Environment, Overrides, Precision};
+use embed_collections::dispatch::Fault;
+use embed_collections::models::bert::EncoderBackend;
 use embed_collections::models::{select_device, ModelManager, ResolvedModel, SpladeEncoder};
 use embed_collections::pipeline::BatchRunner;
 use embed_collections::vectors::SparseVector;
@@ -38,8 +40,28 @@ fn resolved() -> ResolvedModel {
 }
 
 fn encoder_from(resolved: &ResolvedModel) -> SpladeEncoder {
-    let device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+    encoder_on(resolved, EncoderBackend::Packed)
+}
+
+fn encoder_on(resolved: &ResolvedModel, backend: EncoderBackend) -> SpladeEncoder {
+    let mut device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+    device.backend = backend;
     SpladeEncoder::load("splade", "splade-tiny", resolved, &device, None, 1 << 30).unwrap()
+}
+
+#[test]
+fn packed_and_candle_backends_agree() {
+    let golden = golden();
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let packed = encoder_on(&resolved(), EncoderBackend::Packed);
+    let candle = encoder_on(&resolved(), EncoderBackend::Candle);
+    let encodings = packed.tokenizer().encode_batch(&texts).unwrap();
+    let batch: Vec<_> = encodings.iter().collect();
+    assert_same_vectors(
+        &packed.encode(&batch).unwrap(),
+        &candle.encode(&batch).unwrap(),
+        "packed and candle backends",
+    );
 }
 
 fn encode_each(encoder: &SpladeEncoder, texts: &[&str]) -> Vec<SparseVector> {
@@ -113,13 +135,17 @@ fn padded_mixed_length_batch_equals_one_at_a_time() {
     let batched = encoder
         .encode(&encodings.iter().collect::<Vec<_>>())
         .unwrap();
-    for (a, b) in alone.iter().zip(&batched) {
-        assert_eq!(
-            a.indices, b.indices,
-            "padding must never add or remove terms"
-        );
+    assert_same_vectors(&alone, &batched, "padding must never add or remove terms");
+}
+
+/// Same terms, weights within 1e-5 (relative above 1): products of different shapes may sum
+/// in a different order.
+fn assert_same_vectors(a: &[SparseVector], b: &[SparseVector], what: &str) {
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(b) {
+        assert_eq!(a.indices, b.indices, "{what}");
         for (x, y) in a.values.iter().zip(&b.values) {
-            assert!((x - y).abs() <= 1e-5 * x.max(1.0), "{x} vs {y}");
+            assert!((x - y).abs() <= 1e-5 * x.max(1.0), "{what}: {x} vs {y}");
         }
     }
 }
@@ -132,9 +158,9 @@ fn sliced_logits_equal_whole_logits() {
     let encodings = encoder.tokenizer().encode_batch(&texts).unwrap();
     let batch: Vec<_> = encodings.iter().collect();
     let whole = encoder.encode(&batch).unwrap();
-    encoder.set_logits_budget(1); // one sequence position per slice
+    encoder.set_logits_budget(1); // one token (one sequence position) per slice
     let sliced = encoder.encode(&batch).unwrap();
-    assert_eq!(whole, sliced);
+    assert_same_vectors(&whole, &sliced, "slicing must not change the vectors");
 }
 
 /// Rewrites the shipped checkpoint with modern names and an explicit decoder.
@@ -238,10 +264,17 @@ fn forced_failure_falls_back_to_metadata_in_the_same_vocabulary() {
     )
     .unwrap();
     let manager = ModelManager::new(models_dir(), tmp.path().join("hf"), true);
-    // Any batch holding chunk 1, 3 or 4 fails: the stage must narrow it down to those chunks.
+    // Any batch holding chunk 1 runs out of memory (even alone), any holding 3 or 4 fails: the
+    // stage must narrow it down to those chunks (halving on OOM, splitting on failure).
     let runner =
         BatchRunner::new(config, manager).with_sparse_fault(Box::new(|items: &[usize]| {
-            items.iter().any(|i| [1, 3, 4].contains(i))
+            if items.contains(&1) {
+                Some(Fault::OutOfMemory)
+            } else if items.iter().any(|i| [3, 4].contains(i)) {
+                Some(Fault::Fail)
+            } else {
+                None
+            }
         }));
     runner.run().unwrap();
 
@@ -290,7 +323,9 @@ fn forced_failure_falls_back_to_metadata_in_the_same_vocabulary() {
     let run = &manifest["collections"][0]["stages"]["sparse"]["runs"][0];
     assert_eq!(run["fallbacks"], 2);
     assert_eq!(run["missing"], 1);
-    assert_eq!(run["failure_reasons"]["injected"], 3);
+    assert_eq!(run["failure_reasons"]["injected"], 2);
+    assert_eq!(run["failure_reasons"]["out_of_memory"], 1);
+    assert!(run["dispatch"]["oom_events"].as_u64().unwrap() > 0);
     assert!(run["retries"].as_u64().unwrap() > 0);
     assert!(manifest["warnings"].as_array().unwrap().iter().any(|w| w
         .as_str()

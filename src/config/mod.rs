@@ -10,7 +10,7 @@ pub use resolve::{
     env_vars, load_file, parse_file, resolve, resolve_layers, ConfigError, DenseConfig,
     DenseModelConfig, Environment, EvalConfig, FusionConfig, GpuConfig, InputConfig, ModelsConfig,
     OutputConfig, Overrides, Provenance, RerankingConfig, RunConfig, Source, SparseConfig,
-    TelemetryConfig,
+    TelemetryConfig, DEFAULT_DENSE_MODEL, DEFAULT_RERANK_MODEL, DEFAULT_SPARSE_MODEL,
 };
 pub use values::{
     ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, SparseFallback,

@@ -231,9 +231,9 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const GIB: u64 = 1 << 30;
         const MIB: u64 = 1 << 20;
-        if self.0 % GIB == 0 {
+        if self.0.is_multiple_of(GIB) {
             write!(f, "{}GiB", self.0 / GIB)
-        } else if self.0 % MIB == 0 {
+        } else if self.0.is_multiple_of(MIB) {
             write!(f, "{}MiB", self.0 / MIB)
         } else {
             write!(f, "{}B", self.0)

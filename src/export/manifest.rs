@@ -3,6 +3,7 @@
 
 use crate::batching::BatchStats;
 use crate::config::RunConfig;
+use crate::dispatch::DispatchStats;
 use crate::input::SkipReport;
 use crate::models::ModelIdentity;
 use crate::stage::Stage;
@@ -197,12 +198,22 @@ pub struct StageRun {
     /// Peak resident memory of the process during the stage (CPU; Linux), when measurable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_bytes: Option<u64>,
+    /// Workers, out-of-memory recoveries (halvings, growths, lowest budget) and per-worker
+    /// batches, when the stage ran through the adaptive dispatcher.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<DispatchStats>,
     pub latency_s: f64,
     pub items_per_s: f64,
     pub tokens_per_s: f64,
 }
 
 impl StageRun {
+    /// Records the dispatcher's statistics; its retries count as the stage's.
+    pub fn record_dispatch(&mut self, stats: DispatchStats) {
+        self.retries += stats.retries;
+        self.dispatch = Some(stats);
+    }
+
     pub fn new(model: &str, stats: &BatchStats, truncated: usize, elapsed: Duration) -> Self {
         let seconds = elapsed.as_secs_f64();
         let rate = |count: usize| {
@@ -227,6 +238,7 @@ impl StageRun {
             missing: 0,
             failure_reasons: BTreeMap::new(),
             peak_rss_bytes: None,
+            dispatch: None,
             latency_s: seconds,
             items_per_s: rate(stats.items),
             tokens_per_s: rate(stats.tokens),

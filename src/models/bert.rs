@@ -1,10 +1,15 @@
 //! The BERT-family encoder (MiniLM, BGE, E5, GTE-style BERT): token ids in, hidden states out.
-//! Heads (pooling, later SPLADE and CrossEncoder) are separate; this type only encodes.
+//! Heads (pooling, SPLADE, CrossEncoder) are separate; this type only encodes.
 //!
-//! For now this wraps candle-transformers' `BertModel`, which matches a float64 reference to
-//! ~2e-7 on all-MiniLM-L6-v2. Weights come through [`Checkpoint`], which resolves legacy names.
+//! Two backends compute the same function:
+//! - [`EncoderBackend::Packed`], our CPU encoder ([`super::packed`]): no padding work, fused
+//!   kernels; the default on CPU in f32.
+//! - [`EncoderBackend::Candle`]: candle-transformers' `BertModel` on candle tensors — the path for
+//!   CUDA and for f16/bf16, and the reference the packed encoder is compared with in tests and
+//!   benchmarks. Weights come through [`Checkpoint`], which resolves legacy names.
 
 use super::checkpoint::Checkpoint;
+use super::packed::PackedBert;
 use super::tokenize::Encoded;
 use super::ModelError;
 use candle_core::{Device, Tensor};
@@ -53,38 +58,90 @@ pub fn read_config(dir: &Path) -> Result<BertConfig, ModelError> {
     super::read_json(&dir.join("config.json"))
 }
 
+/// Which implementation runs the encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderBackend {
+    /// Our packed CPU encoder (f32).
+    Packed,
+    /// candle-transformers' BERT on candle tensors (any device and dtype).
+    Candle,
+}
+
+impl EncoderBackend {
+    /// Packed on the CPU in f32, candle everywhere else.
+    pub fn for_device(device: &Device, dtype: candle_core::DType) -> Self {
+        if device.is_cpu() && dtype == candle_core::DType::F32 {
+            EncoderBackend::Packed
+        } else {
+            EncoderBackend::Candle
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncoderBackend::Packed => "packed",
+            EncoderBackend::Candle => "candle",
+        }
+    }
+}
+
 /// A loaded BERT encoder.
-pub struct BertEncoder {
-    model: BertModel,
-    config: BertConfig,
+pub enum BertEncoder {
+    Candle {
+        model: BertModel,
+        config: BertConfig,
+    },
+    Packed(PackedBert),
 }
 
 impl BertEncoder {
     /// Loads the encoder from a checkpoint (with or without the `bert.` prefix).
-    pub fn load(checkpoint: &Checkpoint, config: &BertConfig) -> Result<Self, ModelError> {
-        let model =
-            BertModel::load(checkpoint.vb.clone(), config).map_err(ModelError::candle(format!(
-                "{}: weights do not match the BERT model described by its config.json",
-                checkpoint.path.display()
-            )))?;
-        Ok(Self {
-            model,
-            config: config.clone(),
-        })
+    pub fn load(
+        checkpoint: &Checkpoint,
+        config: &BertConfig,
+        backend: EncoderBackend,
+    ) -> Result<Self, ModelError> {
+        match backend {
+            EncoderBackend::Packed => Ok(Self::Packed(PackedBert::load(checkpoint, config)?)),
+            EncoderBackend::Candle => {
+                let model = BertModel::load(checkpoint.vb.clone(), config).map_err(
+                    ModelError::candle(format!(
+                        "{}: weights do not match the BERT model described by its config.json",
+                        checkpoint.path.display()
+                    )),
+                )?;
+                Ok(Self::Candle {
+                    model,
+                    config: config.clone(),
+                })
+            }
+        }
     }
 
     pub fn hidden_size(&self) -> usize {
-        self.config.hidden_size
+        match self {
+            Self::Candle { config, .. } => config.hidden_size,
+            Self::Packed(bert) => bert.shape().hidden,
+        }
     }
 
     pub fn max_position_embeddings(&self) -> usize {
-        self.config.max_position_embeddings
+        match self {
+            Self::Candle { config, .. } => config.max_position_embeddings,
+            Self::Packed(bert) => bert.shape().max_positions,
+        }
     }
 
-    /// Hidden states [batch, seq, hidden] for a padded batch.
+    /// Hidden states [batch, seq, hidden] for a padded batch (candle backend only).
     pub fn forward(&self, batch: &PaddedBatch) -> Result<Tensor, ModelError> {
-        self.model
-            .forward(&batch.input_ids, &batch.type_ids, Some(&batch.mask))
-            .map_err(ModelError::candle("BERT forward failed"))
+        match self {
+            Self::Candle { model, .. } => model
+                .forward(&batch.input_ids, &batch.type_ids, Some(&batch.mask))
+                .map_err(ModelError::candle("BERT forward failed")),
+            Self::Packed(_) => Err(ModelError::Device {
+                device: "cpu".to_string(),
+                message: "the packed encoder takes packed batches".to_string(),
+            }),
+        }
     }
 }

@@ -7,6 +7,7 @@ use super::bert::{read_config, BertEncoder, PaddedBatch};
 use super::checkpoint::Checkpoint;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
+use super::packed::{DenseLayer, PackedBatch, Threads};
 use super::tokenize::{Encoded, TextTokenizer};
 use super::{read_json, ModelError, SelectedDevice};
 use candle_core::{DType, Module};
@@ -95,11 +96,24 @@ pub struct PairScore {
     pub score: f32,
 }
 
+/// The BERT pooler (dense + tanh on [CLS]) and the one-logit classifier, per backend.
+enum ClassifierHead {
+    Packed {
+        pooler: DenseLayer,
+        classifier: DenseLayer,
+    },
+    Candle {
+        pooler: Linear,
+        classifier: Linear,
+    },
+}
+
 /// A loaded CrossEncoder.
 pub struct CrossEncoder {
     encoder: BertEncoder,
-    pooler: Linear,
-    classifier: Linear,
+    head: ClassifierHead,
+    threads: Threads,
+    workers: usize,
     activation: ScoreActivation,
     tokenizer: TextTokenizer,
     device: SelectedDevice,
@@ -123,15 +137,29 @@ impl CrossEncoder {
         }
         let weights = resolved.weights_file()?;
         let checkpoint = Checkpoint::open(&weights, device.dtype, &device.device)?;
-        let encoder = BertEncoder::load(&checkpoint, &config)?;
+        let encoder = BertEncoder::load(&checkpoint, &config, device.backend)?;
         let hidden = config.hidden_size;
-        let head_err = |what: &str| {
-            ModelError::candle(format!("{}: cannot load the {what}", weights.display()))
+        let head = match encoder {
+            BertEncoder::Packed(_) => ClassifierHead::Packed {
+                pooler: DenseLayer::load(&checkpoint, "bert.pooler.dense", hidden, hidden)?,
+                classifier: DenseLayer::load(&checkpoint, "classifier", hidden, 1)?,
+            },
+            BertEncoder::Candle { .. } => {
+                let head_err = |what: &str| {
+                    ModelError::candle(format!("{}: cannot load the {what}", weights.display()))
+                };
+                ClassifierHead::Candle {
+                    pooler: candle_nn::linear(
+                        hidden,
+                        hidden,
+                        checkpoint.vb.pp("bert.pooler.dense"),
+                    )
+                    .map_err(head_err("BERT pooler"))?,
+                    classifier: candle_nn::linear(hidden, 1, checkpoint.vb.pp("classifier"))
+                        .map_err(head_err("classifier"))?,
+                }
+            }
         };
-        let pooler = candle_nn::linear(hidden, hidden, checkpoint.vb.pp("bert.pooler.dense"))
-            .map_err(head_err("BERT pooler"))?;
-        let classifier = candle_nn::linear(hidden, 1, checkpoint.vb.pp("classifier"))
-            .map_err(head_err("classifier"))?;
         let max_length = max_length
             .unwrap_or(config.max_position_embeddings)
             .min(config.max_position_embeddings);
@@ -149,8 +177,9 @@ impl CrossEncoder {
         )?;
         Ok(Self {
             encoder,
-            pooler,
-            classifier,
+            head,
+            threads: device.threads_per_pass(),
+            workers: device.workers,
             activation,
             tokenizer,
             device: device.clone(),
@@ -170,20 +199,68 @@ impl CrossEncoder {
         &self.tokenizer
     }
 
+    /// Runs batches on `workers` concurrent workers sharing this model, each pass on `threads`.
+    pub fn set_parallelism(&mut self, workers: usize, threads: Threads) {
+        self.workers = workers.max(1);
+        self.threads = threads;
+    }
+
+    /// Concurrent batch workers the stage should run this model on.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// One logit per pair.
+    fn logits(&self, items: &[&Encoded]) -> Result<Vec<f32>, ModelError> {
+        match (&self.encoder, &self.head) {
+            (BertEncoder::Packed(bert), ClassifierHead::Packed { pooler, classifier }) => {
+                let batch = PackedBatch::new(items);
+                let h = bert.shape().hidden;
+                // Only the [CLS] rows reach the head.
+                let cls: Vec<f32> = bert.forward_with(&batch, self.threads, |hidden| {
+                    batch.offsets[..batch.sequences()]
+                        .iter()
+                        .flat_map(|&start| hidden[start * h..(start + 1) * h].iter().copied())
+                        .collect()
+                })?;
+                let rows = batch.sequences();
+                let mut pooled = vec![0f32; rows * h];
+                pooler.apply(&cls, rows, &mut pooled, gemm::Parallelism::None);
+                for row in pooled.chunks_exact_mut(h) {
+                    for (v, b) in row.iter_mut().zip(&pooler.bias) {
+                        *v = (*v + b).tanh();
+                    }
+                }
+                let mut logits = vec![0f32; rows];
+                classifier.apply(&pooled, rows, &mut logits, gemm::Parallelism::None);
+                Ok(logits.into_iter().map(|l| l + classifier.bias[0]).collect())
+            }
+            (_, ClassifierHead::Candle { pooler, classifier }) => {
+                let batch = PaddedBatch::new(items, self.tokenizer.pad_id(), &self.device.device)?;
+                let hidden = self.encoder.forward(&batch)?;
+                hidden
+                    .narrow(1, 0, 1)
+                    .and_then(|cls| cls.squeeze(1))
+                    .and_then(|cls| pooler.forward(&cls))
+                    .and_then(|pooled| pooled.tanh())
+                    .and_then(|pooled| classifier.forward(&pooled))
+                    .and_then(|logits| logits.squeeze(1))
+                    .and_then(|logits| logits.to_dtype(DType::F32))
+                    .and_then(|logits| logits.to_vec1::<f32>())
+                    .map_err(ModelError::candle("CrossEncoder head failed"))
+            }
+            (BertEncoder::Candle { .. }, ClassifierHead::Packed { .. }) => {
+                Err(ModelError::Device {
+                    device: self.device.label.clone(),
+                    message: "the packed classifier head needs the packed encoder".to_string(),
+                })
+            }
+        }
+    }
+
     /// Scores already tokenised pairs, in the given order.
     pub fn score(&self, items: &[&Encoded]) -> Result<Vec<PairScore>, ModelError> {
-        let batch = PaddedBatch::new(items, self.tokenizer.pad_id(), &self.device.device)?;
-        let hidden = self.encoder.forward(&batch)?;
-        let logits = hidden
-            .narrow(1, 0, 1)
-            .and_then(|cls| cls.squeeze(1))
-            .and_then(|cls| self.pooler.forward(&cls))
-            .and_then(|pooled| pooled.tanh())
-            .and_then(|pooled| self.classifier.forward(&pooled))
-            .and_then(|logits| logits.squeeze(1))
-            .and_then(|logits| logits.to_dtype(DType::F32))
-            .and_then(|logits| logits.to_vec1::<f32>())
-            .map_err(ModelError::candle("CrossEncoder head failed"))?;
+        let logits = self.logits(items)?;
         logits
             .into_iter()
             .map(|logit| {

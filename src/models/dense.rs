@@ -5,14 +5,14 @@ use super::bert::{read_config, BertEncoder, PaddedBatch};
 use super::checkpoint::Checkpoint;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
-use super::pooling::{l2_normalize, Pooling};
+use super::packed::{PackedBatch, Threads};
+use super::pooling::{l2_normalize, l2_normalize_in_place, Pooling};
 use super::sentence_transformers::SentenceTransformerInfo;
 use super::tokenize::{Encoded, TextTokenizer};
 use super::{ModelError, SelectedDevice};
-use crate::batching::{
-    plan_batches, run_in_input_order, BatchBudget, BatchSizeMismatch, BatchStats,
-};
+use crate::batching::{BatchBudget, BatchSizeMismatch, BatchStats};
 use crate::config::DenseModelConfig;
+use crate::dispatch::{run_stage_batches, DispatchStats, FaultInjector};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
@@ -26,6 +26,8 @@ pub struct DenseOutput {
     /// Texts cut at the max length.
     pub truncated: usize,
     pub elapsed: Duration,
+    /// Workers, out-of-memory recoveries and retries.
+    pub dispatch: DispatchStats,
 }
 
 impl From<BatchSizeMismatch> for ModelError {
@@ -46,6 +48,9 @@ pub struct DenseEmbedder {
     document_prompt: Option<String>,
     query_prompt: Option<String>,
     device: SelectedDevice,
+    threads: Threads,
+    /// Concurrent batch workers sharing this model (CPU data parallelism).
+    workers: usize,
     identity: ModelIdentity,
 }
 
@@ -58,7 +63,7 @@ impl DenseEmbedder {
         let st = SentenceTransformerInfo::read(&resolved.dir)?;
         let weights = resolved.weights_file()?;
         let checkpoint = Checkpoint::open(&weights, device.dtype, &device.device)?;
-        let encoder = BertEncoder::load(&checkpoint, &read_config(&resolved.dir)?)?;
+        let encoder = BertEncoder::load(&checkpoint, &read_config(&resolved.dir)?, device.backend)?;
         // Sentence-transformers' default for a plain transformers checkpoint is mean pooling.
         let pooling = config.pooling.or(st.pooling).unwrap_or(Pooling::Mean);
         let normalize = config.normalize.unwrap_or(st.normalize);
@@ -95,6 +100,8 @@ impl DenseEmbedder {
             pooling,
             normalize,
             device: device.clone(),
+            threads: device.threads_per_pass(),
+            workers: device.workers,
             identity,
         })
     }
@@ -103,23 +110,43 @@ impl DenseEmbedder {
         &self.identity
     }
 
+    /// Runs batches on `workers` concurrent workers sharing this model, each pass on `threads`.
+    pub fn set_parallelism(&mut self, workers: usize, threads: Threads) {
+        self.workers = workers.max(1);
+        self.threads = threads;
+    }
+
     /// Embeds documents (chunks) with the document prompt, if any.
     pub fn embed_documents(
         &self,
         texts: &[&str],
         budget: BatchBudget,
     ) -> Result<DenseOutput, ModelError> {
-        self.embed_with_prompt(texts, self.document_prompt.as_deref(), budget, &mut |_| {})
+        self.embed_with_prompt(
+            texts,
+            self.document_prompt.as_deref(),
+            budget,
+            &|_| {},
+            None,
+        )
     }
 
-    /// [`Self::embed_documents`], calling `on_batch` with the item count of each finished batch.
+    /// [`Self::embed_documents`], calling `on_batch` with the item count of each finished batch
+    /// (from any worker) and failing the batches `fault` picks (tests).
     pub fn embed_documents_observed(
         &self,
         texts: &[&str],
         budget: BatchBudget,
-        on_batch: &mut dyn FnMut(usize),
+        on_batch: &(dyn Fn(usize) + Sync),
+        fault: Option<&FaultInjector>,
     ) -> Result<DenseOutput, ModelError> {
-        self.embed_with_prompt(texts, self.document_prompt.as_deref(), budget, on_batch)
+        self.embed_with_prompt(
+            texts,
+            self.document_prompt.as_deref(),
+            budget,
+            on_batch,
+            fault,
+        )
     }
 
     /// Embeds queries with the query prompt, if any.
@@ -128,7 +155,7 @@ impl DenseEmbedder {
         texts: &[&str],
         budget: BatchBudget,
     ) -> Result<DenseOutput, ModelError> {
-        self.embed_with_prompt(texts, self.query_prompt.as_deref(), budget, &mut |_| {})
+        self.embed_with_prompt(texts, self.query_prompt.as_deref(), budget, &|_| {}, None)
     }
 
     fn embed_with_prompt(
@@ -136,7 +163,8 @@ impl DenseEmbedder {
         texts: &[&str],
         prompt: Option<&str>,
         budget: BatchBudget,
-        on_batch: &mut dyn FnMut(usize),
+        on_batch: &(dyn Fn(usize) + Sync),
+        fault: Option<&FaultInjector>,
     ) -> Result<DenseOutput, ModelError> {
         let started = Instant::now();
         let encodings = match prompt {
@@ -148,26 +176,47 @@ impl DenseEmbedder {
             None => self.tokenizer.encode_batch(texts)?,
         };
         let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-        let plan = plan_batches(&lengths, budget);
-        let mut stats = BatchStats::default();
-        let vectors = run_in_input_order(encodings.len(), &plan, |batch| {
-            let items: Vec<&Encoded> = batch.iter().map(|&i| &encodings[i]).collect();
-            let batch_lengths: Vec<usize> = items.iter().map(|e| e.len()).collect();
-            stats.record(&batch_lengths);
-            let vectors = self.embed_encoded(&items)?;
-            on_batch(items.len());
-            Ok::<_, ModelError>(vectors)
+        let outcome = run_stage_batches(
+            self,
+            self.workers,
+            &lengths,
+            budget,
+            fault,
+            &|i| i,
+            on_batch,
+            |model, batch| {
+                let items: Vec<&Encoded> = batch.iter().map(|&i| &encodings[i]).collect();
+                model.embed_encoded(&items)
+            },
+        )
+        .map_err(|err| ModelError::Device {
+            device: self.device.label.clone(),
+            message: err.to_string(),
         })?;
+        // The dense stage has no fallback: any item that failed even alone fails the stage.
+        let vectors = outcome.results.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(DenseOutput {
             vectors,
-            stats,
+            stats: outcome.stats,
             truncated: encodings.iter().filter(|e| e.truncated).count(),
             elapsed: started.elapsed(),
+            dispatch: outcome.dispatch,
         })
     }
 
     /// One forward pass over already tokenised items.
     fn embed_encoded(&self, items: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if let BertEncoder::Packed(bert) = &self.encoder {
+            let batch = PackedBatch::new(items);
+            let width = bert.shape().hidden;
+            let mut pooled = bert.forward_with(&batch, self.threads, |hidden| {
+                self.pooling.pool_packed(hidden, &batch.offsets, width)
+            })?;
+            if self.normalize {
+                pooled.iter_mut().for_each(|v| l2_normalize_in_place(v));
+            }
+            return Ok(pooled);
+        }
         let batch = PaddedBatch::new(items, self.tokenizer.pad_id(), &self.device.device)?;
         let hidden = self.encoder.forward(&batch)?;
         let pooled = self

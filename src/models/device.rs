@@ -1,5 +1,7 @@
 //! Device and precision choice for a stage. CPU is first-class; CUDA needs the `cuda` feature.
 
+use super::bert::EncoderBackend;
+use super::packed::Threads;
 use super::ModelError;
 use crate::config::{DeviceSpec, Precision};
 use candle_core::{DType, Device};
@@ -11,6 +13,23 @@ pub struct SelectedDevice {
     pub dtype: DType,
     /// `cpu` or `cuda:N`, for logs and the manifest.
     pub label: String,
+    /// Which encoder implementation runs on it (packed on CPU f32, candle otherwise).
+    pub backend: EncoderBackend,
+    /// Concurrent batch workers sharing one model on this device: with the packed encoder one
+    /// per CPU thread, each pass single-threaded (no synchronisation inside a pass; measured
+    /// faster than one pass over all threads, BENCHMARKS.md); 1 otherwise.
+    pub workers: usize,
+}
+
+impl SelectedDevice {
+    /// Threads for one forward pass given the workers.
+    pub fn threads_per_pass(&self) -> Threads {
+        if self.workers > 1 {
+            Threads::Single
+        } else {
+            Threads::Pool(rayon::current_num_threads())
+        }
+    }
 }
 
 /// Picks the first device of `spec` (multi-device data parallelism is a later stage of the
@@ -38,7 +57,14 @@ pub fn select_device(
         (Precision::F16, _) => DType::F16,
         (Precision::Bf16, _) => DType::BF16,
     };
+    let backend = EncoderBackend::for_device(&device, dtype);
+    let workers = match backend {
+        EncoderBackend::Packed => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        EncoderBackend::Candle => 1,
+    };
     Ok(SelectedDevice {
+        backend,
+        workers,
         device,
         dtype,
         label,

@@ -9,6 +9,7 @@ pub mod dense;
 pub mod device;
 pub mod identity;
 pub mod manager;
+pub mod packed;
 pub mod pooling;
 pub mod sentence_transformers;
 pub mod splade;
@@ -73,9 +74,48 @@ pub enum ModelError {
     Injected,
     #[error("device {device}: {message}")]
     Device { device: String, message: String },
+    /// The device ran out of memory for a batch (the batch is halved and retried).
+    #[error("out of memory: {message}")]
+    OutOfMemory { message: String },
+    /// An item failed even in a batch of its own.
+    #[error("{message}")]
+    Item { message: String },
 }
 
 impl ModelError {
+    /// Whether this is an out-of-memory failure: ours, or the CUDA driver's as candle reports
+    /// it (`CUDA_ERROR_OUT_OF_MEMORY`, "out of memory").
+    pub fn is_out_of_memory(&self) -> bool {
+        match self {
+            ModelError::OutOfMemory { .. } => true,
+            ModelError::Candle { source, .. } => {
+                let text = source.to_string().to_ascii_lowercase();
+                text.contains("out_of_memory") || text.contains("out of memory")
+            }
+            _ => false,
+        }
+    }
+
+    /// Classifies a batch error for [`crate::dispatch::run_batches`].
+    pub fn as_batch_failure(self) -> crate::dispatch::BatchFailure<ModelError> {
+        if self.is_out_of_memory() {
+            crate::dispatch::BatchFailure::OutOfMemory(self)
+        } else {
+            crate::dispatch::BatchFailure::Other(self)
+        }
+    }
+
+    /// An item's failure from a dispatch, as a model error.
+    pub fn from_item(err: crate::dispatch::ItemError<ModelError>) -> Self {
+        match err {
+            crate::dispatch::ItemError::OutOfMemory(inner)
+            | crate::dispatch::ItemError::Failed(inner) => inner,
+            other => ModelError::Item {
+                message: other.to_string(),
+            },
+        }
+    }
+
     pub(crate) fn candle(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Self {
         let context = context.into();
         move |source| ModelError::Candle { context, source }

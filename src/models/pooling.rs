@@ -76,6 +76,50 @@ impl Pooling {
     }
 }
 
+impl Pooling {
+    /// The same pooling over packed hidden states: sequence `i` is rows
+    /// `offsets[i]..offsets[i + 1]` of `hidden` ([tokens, width]); no mask, every row is real.
+    pub fn pool_packed(self, hidden: &[f32], offsets: &[usize], width: usize) -> Vec<Vec<f32>> {
+        offsets
+            .windows(2)
+            .map(|range| {
+                let rows = &hidden[range[0] * width..range[1] * width];
+                let count = range[1] - range[0];
+                match self {
+                    Pooling::Cls => rows[..width.min(rows.len())].to_vec(),
+                    Pooling::LastToken => rows[rows.len().saturating_sub(width)..].to_vec(),
+                    Pooling::Mean => {
+                        let mut sum = vec![0f32; width];
+                        for row in rows.chunks_exact(width) {
+                            for (s, v) in sum.iter_mut().zip(row) {
+                                *s += v;
+                            }
+                        }
+                        let count = (count as f32).max(1e-9);
+                        sum.iter_mut().for_each(|s| *s /= count);
+                        sum
+                    }
+                    Pooling::Max => {
+                        let mut top = vec![if count == 0 { -1e9 } else { f32::MIN }; width];
+                        for row in rows.chunks_exact(width) {
+                            for (t, v) in top.iter_mut().zip(row) {
+                                *t = t.max(*v);
+                            }
+                        }
+                        top
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// x / max(‖x‖₂, 1e-12) for one vector, in place.
+pub fn l2_normalize_in_place(x: &mut [f32]) {
+    let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+    x.iter_mut().for_each(|v| *v /= norm);
+}
+
 /// x / max(‖x‖₂, 1e-12) row-wise on [batch, dim].
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     let norms = x

@@ -13,6 +13,8 @@ use super::bert::{read_config, BertEncoder, PaddedBatch};
 use super::checkpoint::Checkpoint;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
+use super::packed::kernels::{self, MatRef, Rhs};
+use super::packed::{activate, DenseLayer, PackedBatch, Threads};
 use super::tokenize::{Encoded, TextTokenizer};
 use super::{ModelError, SelectedDevice};
 use crate::vectors::SparseVector;
@@ -38,9 +40,7 @@ const WORD_EMBEDDINGS: [&str; 2] = [
 ];
 
 impl MlmHead {
-    /// Loads `cls.predictions.*`. The decoder weight is used when stored; otherwise it is tied
-    /// to the word embeddings (as Hugging Face does with `tie_word_embeddings`). The bias is
-    /// `cls.predictions.decoder.bias` or, as older checkpoints store it, `cls.predictions.bias`.
+    /// Loads `cls.predictions.*` (decoder and bias as [`decoder_names`] finds them).
     pub fn load(checkpoint: &Checkpoint, config: &BertConfig) -> Result<Self, ModelError> {
         let vb = checkpoint.vb.pp("cls.predictions");
         let hidden = config.hidden_size;
@@ -56,28 +56,11 @@ impl MlmHead {
         let layer_norm =
             candle_nn::layer_norm(hidden, config.layer_norm_eps, vb.pp("transform.LayerNorm"))
                 .map_err(load_err("LayerNorm"))?;
-        let decoder_name = if checkpoint.has("cls.predictions.decoder.weight") {
-            "cls.predictions.decoder.weight"
-        } else {
-            WORD_EMBEDDINGS
-                .iter()
-                .copied()
-                .find(|name| checkpoint.has(name))
-                .ok_or_else(|| ModelError::Unsupported {
-                    path: checkpoint.path.clone(),
-                    message: "no MLM decoder weight and no word embeddings to tie it to"
-                        .to_string(),
-                })?
-        };
+        let (decoder_name, bias_name) = decoder_names(checkpoint)?;
         let decoder = checkpoint
             .vb
             .get((vocab, hidden), decoder_name)
             .map_err(load_err("decoder"))?;
-        let bias_name = if checkpoint.has("cls.predictions.decoder.bias") {
-            "cls.predictions.decoder.bias"
-        } else {
-            "cls.predictions.bias"
-        };
         let bias = checkpoint
             .vb
             .get(vocab, bias_name)
@@ -148,6 +131,155 @@ impl MlmHead {
     }
 }
 
+/// The decoder weight and bias names: `cls.predictions.decoder.weight` when stored, otherwise the
+/// word embeddings it is tied to (as Hugging Face does with `tie_word_embeddings`); the bias is
+/// `cls.predictions.decoder.bias` or, as older checkpoints store it, `cls.predictions.bias`.
+fn decoder_names(checkpoint: &Checkpoint) -> Result<(&'static str, &'static str), ModelError> {
+    let weight = if checkpoint.has("cls.predictions.decoder.weight") {
+        "cls.predictions.decoder.weight"
+    } else {
+        WORD_EMBEDDINGS
+            .iter()
+            .copied()
+            .find(|name| checkpoint.has(name))
+            .ok_or_else(|| ModelError::Unsupported {
+                path: checkpoint.path.clone(),
+                message: "no MLM decoder weight and no word embeddings to tie it to".to_string(),
+            })?
+    };
+    let bias = if checkpoint.has("cls.predictions.decoder.bias") {
+        "cls.predictions.decoder.bias"
+    } else {
+        "cls.predictions.bias"
+    };
+    Ok((weight, bias))
+}
+
+/// The MLM head over packed hidden states (the packed encoder's SPLADE path).
+pub struct PackedMlmHead {
+    transform: DenseLayer,
+    activation: HiddenAct,
+    norm: (Vec<f32>, Vec<f32>),
+    eps: f32,
+    /// [vocab, hidden] row-major, read transposed by the product.
+    decoder: Vec<f32>,
+    bias: Vec<f32>,
+    hidden: usize,
+}
+
+/// Vocabulary columns per logits tile: wide enough to amortise the product's packing of the
+/// hidden states, narrow enough that a tile of a large batch stays in cache.
+const VOCAB_TILE: usize = 2048;
+
+impl PackedMlmHead {
+    pub fn load(checkpoint: &Checkpoint, config: &BertConfig) -> Result<Self, ModelError> {
+        use super::packed::weights_tensor as tensor;
+        let hidden = config.hidden_size;
+        let vocab = config.vocab_size;
+        let (decoder_name, bias_name) = decoder_names(checkpoint)?;
+        Ok(Self {
+            transform: DenseLayer::load(
+                checkpoint,
+                "cls.predictions.transform.dense",
+                hidden,
+                hidden,
+            )?,
+            activation: config.hidden_act,
+            norm: (
+                tensor(
+                    checkpoint,
+                    "cls.predictions.transform.LayerNorm.weight",
+                    &[hidden],
+                )?,
+                tensor(
+                    checkpoint,
+                    "cls.predictions.transform.LayerNorm.bias",
+                    &[hidden],
+                )?,
+            ),
+            eps: config.layer_norm_eps as f32,
+            decoder: tensor(checkpoint, decoder_name, &[vocab, hidden])?,
+            bias: tensor(checkpoint, bias_name, &[vocab])?,
+            hidden,
+        })
+    }
+
+    /// Per sequence, the max over its tokens of the vocabulary logits (bias included):
+    /// [sequences][vocab]. Logits are computed in tiles of at most `tile_bytes` (rows × a vocab
+    /// block) with a running max; the bias is added after the max (it is constant per term).
+    pub fn max_logits(
+        &self,
+        hidden: &[f32],
+        offsets: &[usize],
+        tile_bytes: usize,
+        threads: Threads,
+    ) -> Vec<Vec<f32>> {
+        let h = self.hidden;
+        let vocab = self.bias.len();
+        let tokens = hidden.len() / h;
+        let par = threads.parallelism();
+        let mut transformed = vec![0f32; tokens * h];
+        self.transform.apply(hidden, tokens, &mut transformed, par);
+        activate(self.activation, &mut transformed, &self.transform.bias);
+        kernels::bias_residual_layer_norm(
+            &mut transformed,
+            &[],
+            &[],
+            &self.norm.0,
+            &self.norm.1,
+            self.eps,
+        );
+        let sequences = offsets.len().saturating_sub(1);
+        let mut maxima = vec![vec![f32::NEG_INFINITY; vocab]; sequences];
+        let columns = VOCAB_TILE.min(vocab).max(1);
+        let rows_per_tile = (tile_bytes / (columns * 4)).clamp(1, tokens.max(1));
+        let mut tile = vec![0f32; rows_per_tile * columns];
+        for first_column in (0..vocab).step_by(columns) {
+            let width = columns.min(vocab - first_column);
+            for first_row in (0..tokens).step_by(rows_per_tile) {
+                let rows = rows_per_tile.min(tokens - first_row);
+                kernels::matmul(
+                    MatRef {
+                        data: &transformed[first_row * h..],
+                        rows,
+                        cols: h,
+                        row_stride: h,
+                    },
+                    Rhs::Transposed(MatRef {
+                        data: &self.decoder[first_column * h..],
+                        rows: width,
+                        cols: h,
+                        row_stride: h,
+                    }),
+                    &mut tile,
+                    width,
+                    1.0,
+                    par,
+                );
+                // Fold the tile's rows into their sequences' running maxima.
+                for (seq, range) in offsets.windows(2).enumerate() {
+                    let start = range[0].max(first_row);
+                    let end = range[1].min(first_row + rows);
+                    if start < end {
+                        kernels::max_rows_into(
+                            &mut maxima[seq][first_column..first_column + width],
+                            &tile[(start - first_row) * width..(end - first_row) * width],
+                        );
+                    }
+                }
+            }
+        }
+        for (row, range) in maxima.iter_mut().zip(offsets.windows(2)) {
+            if range[0] == range[1] {
+                row.fill(0.0); // an empty sequence has no terms
+            } else {
+                kernels::add_bias(row, &self.bias);
+            }
+        }
+        maxima
+    }
+}
+
 /// Sequence positions per slice so that batch × positions × vocab logits (and the masked copy
 /// beside them) fit `budget_bytes`; at least one.
 pub fn slice_positions(batch: usize, vocab: usize, budget_bytes: usize) -> usize {
@@ -156,10 +288,18 @@ pub fn slice_positions(batch: usize, vocab: usize, budget_bytes: usize) -> usize
     (budget_bytes / per_position).max(1)
 }
 
+/// The MLM head in the form its encoder backend needs.
+enum SpladeHead {
+    Packed(PackedMlmHead),
+    Candle(MlmHead),
+}
+
 /// A loaded SPLADE model.
 pub struct SpladeEncoder {
     encoder: BertEncoder,
-    head: MlmHead,
+    head: SpladeHead,
+    threads: Threads,
+    workers: usize,
     tokenizer: TextTokenizer,
     device: SelectedDevice,
     max_terms: Option<usize>,
@@ -180,8 +320,13 @@ impl SpladeEncoder {
         let config = read_config(&resolved.dir)?;
         let weights = resolved.weights_file()?;
         let checkpoint = Checkpoint::open(&weights, device.dtype, &device.device)?;
-        let encoder = BertEncoder::load(&checkpoint, &config)?;
-        let head = MlmHead::load(&checkpoint, &config)?;
+        let encoder = BertEncoder::load(&checkpoint, &config, device.backend)?;
+        let head = match encoder {
+            BertEncoder::Packed(_) => {
+                SpladeHead::Packed(PackedMlmHead::load(&checkpoint, &config)?)
+            }
+            BertEncoder::Candle { .. } => SpladeHead::Candle(MlmHead::load(&checkpoint, &config)?),
+        };
         let max_length = config.max_position_embeddings;
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
         let identity = ModelIdentity::new(
@@ -198,6 +343,8 @@ impl SpladeEncoder {
         Ok(Self {
             encoder,
             head,
+            threads: device.threads_per_pass(),
+            workers: device.workers,
             tokenizer,
             device: device.clone(),
             max_terms,
@@ -219,16 +366,49 @@ impl SpladeEncoder {
         self.logits_budget_bytes = bytes;
     }
 
+    /// Runs batches on `workers` concurrent workers sharing this model, each pass on `threads`.
+    pub fn set_parallelism(&mut self, workers: usize, threads: Threads) {
+        self.workers = workers.max(1);
+        self.threads = threads;
+    }
+
+    /// Concurrent batch workers the stage should run this model on.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Per text, the max over its tokens of the vocabulary logits.
+    fn max_logits(&self, items: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
+        match (&self.encoder, &self.head) {
+            (BertEncoder::Packed(bert), SpladeHead::Packed(head)) => {
+                let batch = PackedBatch::new(items);
+                bert.forward_with(&batch, self.threads, |hidden| {
+                    head.max_logits(
+                        hidden,
+                        &batch.offsets,
+                        self.logits_budget_bytes,
+                        self.threads,
+                    )
+                })
+            }
+            (_, SpladeHead::Candle(head)) => {
+                let batch = PaddedBatch::new(items, self.tokenizer.pad_id(), &self.device.device)?;
+                let hidden = self.encoder.forward(&batch)?;
+                head.max_logits(&hidden, &batch.mask, self.logits_budget_bytes)
+                    .and_then(|t| t.to_vec2::<f32>())
+                    .map_err(ModelError::candle("SPLADE head failed"))
+            }
+            (BertEncoder::Candle { .. }, SpladeHead::Packed(_)) => Err(ModelError::Device {
+                device: self.device.label.clone(),
+                message: "the packed SPLADE head needs the packed encoder".to_string(),
+            }),
+        }
+    }
+
     /// Sparse vectors for already tokenised texts, in the given order. A non-finite weight is
     /// an error for the whole batch (the caller retries smaller batches, then falls back).
     pub fn encode(&self, items: &[&Encoded]) -> Result<Vec<SparseVector>, ModelError> {
-        let batch = PaddedBatch::new(items, self.tokenizer.pad_id(), &self.device.device)?;
-        let hidden = self.encoder.forward(&batch)?;
-        let maxima = self
-            .head
-            .max_logits(&hidden, &batch.mask, self.logits_budget_bytes)
-            .and_then(|t| t.to_vec2::<f32>())
-            .map_err(ModelError::candle("SPLADE head failed"))?;
+        let maxima = self.max_logits(items)?;
         maxima
             .into_iter()
             .map(|row| {

@@ -2,6 +2,7 @@
 
 use crate::batching::BatchBudget;
 use crate::config::ProgressMode;
+use crate::dispatch::FaultInjector;
 use crate::export::StageRun;
 use crate::input::Chunk;
 use crate::models::{DenseEmbedder, ModelError};
@@ -16,6 +17,7 @@ pub fn run_dense(
     chunks: &[Chunk],
     budget: BatchBudget,
     progress: ProgressMode,
+    fault: Option<&FaultInjector>,
 ) -> Result<(Vec<Vec<f32>>, StageRun), ModelError> {
     let identity = embedder.identity();
     let span = tracing::info_span!(
@@ -28,20 +30,32 @@ pub fn run_dense(
     let _entered = span.enter();
     let texts: Vec<std::borrow::Cow<'_, str>> = chunks.iter().map(Chunk::embedding_text).collect();
     let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
-    let mut shown = StageProgress::new(
+    let shown = std::sync::Mutex::new(StageProgress::new(
         progress,
         format!("dense {collection}"),
         "chunks",
         refs.len() as u64,
-    );
-    let output = embedder.embed_documents_observed(&refs, budget, &mut |n| shown.inc(n as u64))?;
-    shown.finish();
-    let run = StageRun::new(
+    ));
+    let output = embedder.embed_documents_observed(
+        &refs,
+        budget,
+        &|n| {
+            if let Ok(mut shown) = shown.lock() {
+                shown.inc(n as u64);
+            }
+        },
+        fault,
+    )?;
+    if let Ok(shown) = shown.into_inner() {
+        shown.finish();
+    }
+    let mut run = StageRun::new(
         &identity.name,
         &output.stats,
         output.truncated,
         output.elapsed,
     );
+    run.record_dispatch(output.dispatch);
     info!(
         items = run.items,
         tokens = run.tokens,

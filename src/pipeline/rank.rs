@@ -12,15 +12,15 @@
 //! the top `rerank.candidates` fused candidates. A query whose pairs cannot all be scored is
 //! marked failed with the reason and keeps only its fused list: no invented scores.
 
-use super::sparse::FaultInjector;
-use crate::batching::{plan_batches, run_splitting_on_failure, BatchBudget, BatchStats};
+use crate::batching::{BatchBudget, BatchStats};
 use crate::config::{FusionMethod, RunConfig};
+use crate::dispatch::{run_stage_batches, FaultInjector};
 use crate::eval::{self, Metrics, Qrels};
 use crate::export::StageRun;
 use crate::fusion::{self, FusedHit};
 use crate::input::{Chunk, Query};
 use crate::models::tokenize::Encoded;
-use crate::models::{CrossEncoder, DenseEmbedder, ModelError, PairScore, SpladeEncoder};
+use crate::models::{CrossEncoder, DenseEmbedder, PairScore, SpladeEncoder};
 use crate::retrieval::{DenseIndex, Hit, SparseIndex};
 use crate::telemetry::progress::StageProgress;
 use crate::vectors::{SparsePoint, SparseVector};
@@ -299,16 +299,19 @@ fn encode_sparse_queries(
         return vec![None; texts.len()];
     };
     let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-    let mut out = vec![None; texts.len()];
-    for batch in plan_batches(&lengths, budget) {
-        let outcome = run_splitting_on_failure(&batch, &mut |items: &[usize]| {
-            encoder.encode(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>())
-        });
-        for (index, result) in outcome.results {
-            out[index] = result.ok();
-        }
+    match run_stage_batches(
+        encoder,
+        encoder.workers(),
+        &lengths,
+        budget,
+        None,
+        &|i| i,
+        &|_| {},
+        |encoder, items| encoder.encode(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>()),
+    ) {
+        Ok(outcome) => outcome.results.into_iter().map(Result::ok).collect(),
+        Err(_) => vec![None; texts.len()],
     }
-    out
 }
 
 /// A candidate position and its score, or why it has none.
@@ -343,7 +346,7 @@ fn rerank(
         .collect();
     let mut scores: Vec<Result<PairScore, String>> = Vec::with_capacity(pairs.len());
     let mut stats = BatchStats::default();
-    let mut retries = 0;
+    let mut dispatch = None;
     let mut truncated = 0;
     match ce.tokenizer().encode_pairs(&text_pairs) {
         Ok(encodings) => {
@@ -353,33 +356,41 @@ fn rerank(
                 max_tokens: config.rerank.batch_tokens,
                 max_items: config.dense.max_batch_size,
             };
-            let mut slots: Vec<Option<Result<PairScore, String>>> = vec![None; pairs.len()];
-            let mut shown = StageProgress::new(
+            let shown = std::sync::Mutex::new(StageProgress::new(
                 config.telemetry.progress,
                 "rerank",
                 "pairs",
                 pairs.len() as u64,
-            );
-            for batch in plan_batches(&lengths, budget) {
-                let outcome = run_splitting_on_failure(&batch, &mut |items: &[usize]| {
-                    stats.record(&items.iter().map(|&i| lengths[i]).collect::<Vec<_>>());
-                    let query_indices: Vec<usize> = items.iter().map(|&i| pairs[i].0).collect();
-                    if fault.is_some_and(|inject| inject(&query_indices)) {
-                        return Err(ModelError::Injected);
+            ));
+            let outcome = run_stage_batches(
+                ce,
+                ce.workers(),
+                &lengths,
+                budget,
+                fault,
+                &|i| pairs[i].0,
+                &|n| {
+                    if let Ok(mut shown) = shown.lock() {
+                        shown.inc(n as u64);
                     }
-                    ce.score(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>())
-                });
-                retries += outcome.retries;
-                for (index, result) in outcome.results {
-                    slots[index] = Some(result.map_err(|err| err.to_string()));
-                }
-                shown.inc(batch.len() as u64);
+                },
+                |ce, items| ce.score(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>()),
+            );
+            if let Ok(shown) = shown.into_inner() {
+                shown.finish();
             }
-            shown.finish();
-            scores = slots
-                .into_iter()
-                .map(|slot| slot.unwrap_or_else(|| Err("not scored".to_string())))
-                .collect();
+            match outcome {
+                Ok(outcome) => {
+                    stats = outcome.stats;
+                    dispatch = Some(outcome.dispatch);
+                    scores = outcome
+                        .results
+                        .into_iter()
+                        .map(|result| result.map_err(|err| err.to_string()))
+                        .collect();
+                }
+                Err(err) => scores.extend(pairs.iter().map(|_| Err(err.to_string()))),
+            }
         }
         Err(err) => scores.extend(
             pairs
@@ -423,7 +434,9 @@ fn rerank(
     }
     let mut run = StageRun::new(&ce.identity().name, &stats, truncated, started.elapsed());
     run.items = pairs.len();
-    run.retries = retries;
+    if let Some(dispatch) = dispatch {
+        run.record_dispatch(dispatch);
+    }
     run.missing = failed_queries;
     if failed_queries > 0 {
         run.failure_reasons

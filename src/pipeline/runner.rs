@@ -10,10 +10,11 @@ use super::rank::{
     evaluate_lists, probe_qrels, probe_queries, rank_queries, QuerySet, QuerySource, QueryStatus,
     RankModels, RankedQuery,
 };
-use super::sparse::{run_sparse, FaultInjector, SparseStageOutput};
+use super::sparse::{run_sparse, SparseStageOutput};
 use crate::batching::BatchBudget;
 use crate::config::FusionMethod;
 use crate::config::RunConfig;
+use crate::dispatch::FaultInjector;
 use crate::eval::{self, Qrels};
 use crate::export::manifest::{EvaluationReport, RankingReport};
 use crate::export::manifest::{SkippedSummary, Tool};
@@ -79,6 +80,7 @@ pub struct RunOutcome {
 pub struct BatchRunner {
     config: RunConfig,
     manager: ModelManager,
+    dense_fault: Option<Box<FaultInjector>>,
     sparse_fault: Option<Box<FaultInjector>>,
     rerank_fault: Option<Box<FaultInjector>>,
 }
@@ -105,9 +107,17 @@ impl BatchRunner {
         Self {
             config,
             manager,
+            dense_fault: None,
             sparse_fault: None,
             rerank_fault: None,
         }
+    }
+
+    /// Makes the dense stage fail (or run out of memory on) the batches `fault` picks, by chunk
+    /// index within the collection.
+    pub fn with_dense_fault(mut self, fault: Box<FaultInjector>) -> Self {
+        self.dense_fault = Some(fault);
+        self
     }
 
     /// Makes the sparse stage fail the batches `fault` picks (by chunk index within the
@@ -710,6 +720,7 @@ impl BatchRunner {
                     chunks,
                     budget,
                     self.config.telemetry.progress,
+                    self.dense_fault.as_deref(),
                 )
             });
             match result {

@@ -8,8 +8,9 @@
 //! can be searched together. Each point says which it got (`"sparse_source"`); a chunk with
 //! neither gets no sparse vector, and is counted.
 
-use crate::batching::{plan_batches, run_splitting_on_failure, BatchBudget, BatchStats};
+use crate::batching::{BatchBudget, BatchStats};
 use crate::config::{ProgressMode, SparseConfig, SparseFallback};
+use crate::dispatch::{run_stage_batches, FaultInjector};
 use crate::export::StageRun;
 use crate::input::Chunk;
 use crate::models::tokenize::Encoded;
@@ -21,9 +22,6 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tracing::{info, warn};
-
-/// Decides, from a batch's chunk indices, whether to fail it: the way tests force the fallback.
-pub type FaultInjector = dyn Fn(&[usize]) -> bool + Send + Sync;
 
 /// What the stage produced for a collection.
 pub struct SparseStageOutput {
@@ -37,15 +35,8 @@ fn failure_reason(err: &ModelError) -> &'static str {
     match err {
         ModelError::NonFinite => "non_finite",
         ModelError::Injected => "injected",
+        other if other.is_out_of_memory() => "out_of_memory",
         ModelError::Tokenize { .. } => "tokenization",
-        other
-            if other
-                .to_string()
-                .to_ascii_lowercase()
-                .contains("out of memory") =>
-        {
-            "out_of_memory"
-        }
         _ => "inference_error",
     }
 }
@@ -72,33 +63,52 @@ pub fn run_sparse(
     let mut stats = BatchStats::default();
     let mut retries = 0;
     let mut truncated = 0;
+    let mut dispatch = None;
     match encoder.tokenizer().encode_batch(&refs) {
         Ok(encodings) => {
             truncated = encodings.iter().filter(|e| e.truncated).count();
             let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-            let mut shown = StageProgress::new(
+            let shown = std::sync::Mutex::new(StageProgress::new(
                 progress,
                 format!("sparse {collection}"),
                 "chunks",
                 chunks.len() as u64,
-            );
-            for batch in plan_batches(&lengths, budget) {
-                let mut run = |items: &[usize]| -> Result<Vec<SparseVector>, ModelError> {
-                    stats.record(&items.iter().map(|&i| lengths[i]).collect::<Vec<_>>());
-                    if fault.is_some_and(|inject| inject(items)) {
-                        return Err(ModelError::Injected);
+            ));
+            let outcome = run_stage_batches(
+                encoder,
+                encoder.workers(),
+                &lengths,
+                budget,
+                fault,
+                &|i| i,
+                &|n| {
+                    if let Ok(mut shown) = shown.lock() {
+                        shown.inc(n as u64);
                     }
-                    let batch: Vec<&Encoded> = items.iter().map(|&i| &encodings[i]).collect();
-                    encoder.encode(&batch)
-                };
-                let outcome = run_splitting_on_failure(&batch, &mut run);
-                retries += outcome.retries;
-                for (index, result) in outcome.results {
-                    results[index] = Some(result.map_err(|err| failure_reason(&err)));
-                }
-                shown.inc(batch.len() as u64);
+                },
+                |encoder, items| {
+                    encoder.encode(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>())
+                },
+            );
+            if let Ok(shown) = shown.into_inner() {
+                shown.finish();
             }
-            shown.finish();
+            match outcome {
+                Ok(outcome) => {
+                    stats = outcome.stats;
+                    retries = outcome.dispatch.retries;
+                    dispatch = Some(outcome.dispatch);
+                    for (slot, result) in results.iter_mut().zip(outcome.results) {
+                        *slot = Some(result.map_err(|err| failure_reason(&err)));
+                    }
+                }
+                Err(err) => {
+                    warn!("SPLADE batches could not be dispatched: {err}");
+                    results
+                        .iter_mut()
+                        .for_each(|slot| *slot = Some(Err("inference_error")));
+                }
+            }
         }
         Err(err) => {
             let reason = failure_reason(&err);
@@ -152,7 +162,9 @@ pub fn run_sparse(
     let mut run = StageRun::new(&identity.name, &stats, truncated, started.elapsed());
     // Items count each chunk once, whatever the retries.
     run.items = chunks.len();
-    run.retries = retries;
+    if let Some(dispatch) = dispatch {
+        run.record_dispatch(dispatch);
+    }
     run.fallbacks = fallbacks;
     run.missing = missing;
     run.failure_reasons = reasons;

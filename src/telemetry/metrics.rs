@@ -421,6 +421,7 @@ mod tests {
             missing: 0,
             failure_reasons: BTreeMap::new(),
             peak_rss_bytes: Some(1 << 30),
+            dispatch: None,
             latency_s,
             items_per_s: items as f64 / latency_s,
             tokens_per_s: tokens as f64 / latency_s,

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Side-by-side encoder throughput: our binary vs ONNX Runtime, same texts, same batch policy,
+same threads, alternating A/B for several rounds; prints medians and the ratio.
+
+    scripts/python-env.sh   # once: the venv with onnxruntime (scripts/fetch-models.sh makes it)
+    ~/.cache/embed-collections/venv/bin/python scripts/compare-runtimes.py --model dense
+
+Texts: 1,000 windows of 40-120 words cut deterministically from the bundled SciFact slice
+(examples/collections/scifact-mini), written to a temporary JSONL file, so both sides read the
+same texts with or without ../shared. The ONNX Runtime side needs ../shared/bench/*.onnx and the
+onnxruntime module; when either is missing it is skipped, and the script says so.
+
+Both sides are timed end to end after loading: tokenisation (Hugging Face tokenizers, the same
+tokenizer.json), batches of --batch-size texts sorted by token length, the forward pass and the
+head (mean pooling + L2 for dense; SPLADE max-pooled log1p(ReLU) for sparse; the logit for
+rerank). Ours runs as `embed-collections bench` (one process per round, load excluded from its
+timing); ORT runs in this process with intra_op_num_threads = --threads.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_BENCH = ROOT.parent / "shared" / "bench"
+MODELS_DIR = Path(os.environ.get("EMBED_COLLECTIONS_MODELS_DIR",
+                                 Path.home() / ".cache" / "embed-collections" / "models"))
+
+MODELS = {
+    "dense": ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2.onnx"),
+    "sparse": ("splade-tiny", "splade-tiny-mlm.onnx"),
+    "rerank": ("cross-encoder/ms-marco-MiniLM-L-12-v2", None),
+}
+
+
+def make_texts(count, path, pairs):
+    """`count` texts of 40-120 words from the bundled slice (deterministic)."""
+    corpus = ROOT / "examples" / "collections" / "scifact-mini" / "corpus.jsonl"
+    words = []
+    for line in corpus.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            doc = json.loads(line)
+            words.extend((doc.get("title", "") + " " + doc["text"]).split())
+    queries = [json.loads(l)["text"] for l in
+               (ROOT / "examples" / "collections" / "scifact-mini" / "queries.jsonl")
+               .read_text(encoding="utf-8").splitlines() if l.strip()]
+    texts, start = [], 0
+    with open(path, "w", encoding="utf-8") as out:
+        for i in range(count):
+            n = 40 + (i * 37) % 81
+            if start + n > len(words):
+                start = (start * 7 + 13) % max(1, len(words) - n)
+            text = " ".join(words[start:start + n])
+            start += n
+            row = {"text": text}
+            if pairs:
+                row["query"] = queries[i % len(queries)]
+            out.write(json.dumps(row) + "\n")
+            texts.append(row)
+    return texts
+
+
+def run_ours(binary, model, texts_path, args):
+    cmd = [str(binary), "bench", "--model", model, "--texts", str(texts_path),
+           "--batch-size", str(args.batch_size), "--repeat", "1",
+           "--backend", args.backend]
+    if model != "sparse":
+        cmd += ["--max-length", str(args.max_length)]
+    if args.workers:
+        cmd += ["--workers", str(args.workers), "--threads", str(max(1, args.threads // args.workers))]
+    else:
+        cmd += ["--workers", "1", "--threads", str(args.threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["tokens"], result["seconds"]
+
+
+class OrtSide:
+    def __init__(self, model, args):
+        import numpy as np
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+        self.np = np
+        self.model = model
+        ref, onnx_file = MODELS[model]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(SHARED_BENCH / onnx_file), options,
+                                            providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(MODELS_DIR / ref / "tokenizer.json"))
+        max_length = args.max_length if model != "sparse" else 512
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.no_padding()
+        self.batch_size = args.batch_size
+        self.version = ort.__version__
+
+    def run(self, texts):
+        np = self.np
+        started = time.perf_counter()
+        encodings = self.tokenizer.encode_batch([t["text"] for t in texts])
+        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
+        tokens = 0
+        outputs = [None] * len(encodings)
+        for b in range(0, len(order), self.batch_size):
+            batch = order[b:b + self.batch_size]
+            longest = max(len(encodings[i].ids) for i in batch)
+            ids = np.zeros((len(batch), longest), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            types = np.zeros_like(ids)
+            for row, i in enumerate(batch):
+                e = encodings[i]
+                ids[row, :len(e.ids)] = e.ids
+                types[row, :len(e.ids)] = e.type_ids
+                mask[row, :len(e.ids)] = 1
+                tokens += len(e.ids)
+            (out,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                             "token_type_ids": types})
+            m = mask[:, :, None].astype(np.float32)
+            if self.model == "dense":
+                pooled = (out * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+                pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+                for row, i in enumerate(batch):
+                    outputs[i] = pooled[row]
+            else:
+                weights = np.log1p(np.maximum(out, 0) * m).max(1)
+                for row, i in enumerate(batch):
+                    nz = np.nonzero(weights[row])[0]
+                    outputs[i] = (nz, weights[row, nz])
+        return tokens, time.perf_counter() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=["dense", "sparse", "rerank", "all"], default="all")
+    parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="our side: concurrent batch workers (threads split among them); "
+                             "default: one worker with --threads threads per pass")
+    parser.add_argument("--backend", choices=["packed", "candle"], default="packed")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "embed-collections"))
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    if not Path(args.binary).exists():
+        sys.exit(f"{args.binary} not found: run `cargo build --release` first")
+    models = ["dense", "sparse", "rerank"] if args.model == "all" else [args.model]
+    report = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in models:
+            texts_path = Path(tmp) / f"{model}.jsonl"
+            texts = make_texts(args.texts if model != "rerank" else min(args.texts, 200),
+                               texts_path, pairs=model == "rerank")
+            ort_side, why = None, None
+            onnx_file = MODELS[model][1]
+            if onnx_file is None:
+                why = "no f32 ONNX export of this model in ../shared/bench"
+            elif not (SHARED_BENCH / onnx_file).exists():
+                why = f"{SHARED_BENCH / onnx_file} not found"
+            else:
+                try:
+                    ort_side = OrtSide(model, args)
+                except ImportError as err:
+                    why = f"onnxruntime/numpy/tokenizers not importable ({err}); pip install onnxruntime"
+            if ort_side is None:
+                print(f"[{model}] ONNX Runtime side skipped: {why}", file=sys.stderr)
+                ort_side_run = None
+            else:
+                ort_side.run(texts[:64])  # warm-up
+                ort_side_run = ort_side.run
+            ours, theirs = [], []
+            for round_ in range(args.rounds):
+                # Alternate which side goes first, so drift hits both alike.
+                sides = [("ours", lambda: run_ours(args.binary, model, texts_path, args))]
+                if ort_side_run:
+                    sides.append(("ort", lambda: ort_side_run(texts)))
+                if round_ % 2:
+                    sides.reverse()
+                for name, fn in sides:
+                    tokens, seconds = fn()
+                    (ours if name == "ours" else theirs).append(tokens / seconds)
+                    print(f"[{model}] round {round_ + 1} {name}: {tokens} tokens in {seconds:.2f} s"
+                          f" = {tokens / seconds:,.0f} tokens/s", file=sys.stderr)
+            row = {"model": model, "texts": len(texts), "threads": args.threads,
+                   "workers": args.workers or 1, "backend": args.backend,
+                   "batch_size": args.batch_size, "rounds": args.rounds,
+                   "ours_tokens_per_s": statistics.median(ours)}
+            if theirs:
+                row["ort_tokens_per_s"] = statistics.median(theirs)
+                row["ort_version"] = ort_side.version
+                row["ratio"] = row["ours_tokens_per_s"] / row["ort_tokens_per_s"]
+            report.append(row)
+    print(f"{'model':8} {'ours tok/s':>12} {'ORT tok/s':>12} {'ratio':>7}  (medians of {args.rounds} alternating rounds, "
+          f"{args.threads} threads, batch {args.batch_size}, backend {args.backend})")
+    for row in report:
+        ort = f"{row['ort_tokens_per_s']:12,.0f}" if "ort_tokens_per_s" in row else f"{'skipped':>12}"
+        ratio = f"{row['ratio']:7.2f}" if "ratio" in row else f"{'-':>7}"
+        print(f"{row['model']:8} {row['ours_tokens_per_s']:12,.0f} {ort} {ratio}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

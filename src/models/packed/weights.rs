@@ -1,0 +1,200 @@
+//! Weights of the packed encoder, read once from a [`Checkpoint`] into f32 vectors in the layout
+//! the products read: linear weights transposed to [in, out]; Q, K and V fused side by side.
+
+use super::kernels::{self, MatRef, Rhs};
+use super::Shape;
+use crate::models::checkpoint::Checkpoint;
+use crate::models::ModelError;
+use candle_core::DType;
+use gemm::Parallelism;
+
+/// A linear layer `y = x·Wᵀ + b` with W stored transposed: [in, out] row-major.
+pub struct DenseLayer {
+    pub weight_t: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+impl DenseLayer {
+    /// Loads `<prefix>.weight` [out, in] and `<prefix>.bias` [out].
+    pub fn load(
+        checkpoint: &Checkpoint,
+        prefix: &str,
+        inputs: usize,
+        outputs: usize,
+    ) -> Result<Self, ModelError> {
+        let weight = tensor(checkpoint, &format!("{prefix}.weight"), &[outputs, inputs])?;
+        Ok(Self {
+            weight_t: transpose(&weight, outputs, inputs),
+            bias: tensor(checkpoint, &format!("{prefix}.bias"), &[outputs])?,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Several layers with the same input side by side: one product instead of several.
+    fn fused(parts: Vec<DenseLayer>) -> Self {
+        let inputs = parts.first().map_or(0, |p| p.inputs);
+        let outputs: usize = parts.iter().map(|p| p.outputs).sum();
+        let mut weight_t = vec![0f32; inputs * outputs];
+        let mut column = 0;
+        for part in &parts {
+            for row in 0..inputs {
+                weight_t[row * outputs + column..row * outputs + column + part.outputs]
+                    .copy_from_slice(&part.weight_t[row * part.outputs..(row + 1) * part.outputs]);
+            }
+            column += part.outputs;
+        }
+        Self {
+            weight_t,
+            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
+            inputs,
+            outputs,
+        }
+    }
+
+    /// `out[rows, outputs] = x[rows, inputs] · W` (bias not added: callers fuse it with what
+    /// follows).
+    pub fn apply(&self, x: &[f32], rows: usize, out: &mut [f32], parallelism: Parallelism) {
+        kernels::matmul(
+            MatRef::new(&x[..rows * self.inputs], rows, self.inputs),
+            Rhs::Plain(MatRef::new(&self.weight_t, self.inputs, self.outputs)),
+            out,
+            self.outputs,
+            1.0,
+            parallelism,
+        );
+    }
+
+    fn bytes(&self) -> usize {
+        (self.weight_t.len() + self.bias.len()) * 4
+    }
+}
+
+/// One transformer layer.
+pub struct LayerWeights {
+    pub qkv: DenseLayer,
+    pub attention_out: DenseLayer,
+    pub attention_norm: (Vec<f32>, Vec<f32>),
+    pub ffn_in: DenseLayer,
+    pub ffn_out: DenseLayer,
+    pub ffn_norm: (Vec<f32>, Vec<f32>),
+}
+
+pub(super) struct EncoderWeights {
+    pub word: Vec<f32>,
+    pub position: Vec<f32>,
+    pub token_type: Vec<f32>,
+    pub embedding_norm: (Vec<f32>, Vec<f32>),
+    pub layers: Vec<LayerWeights>,
+}
+
+impl EncoderWeights {
+    pub fn load(checkpoint: &Checkpoint, shape: &Shape) -> Result<Self, ModelError> {
+        let prefix = encoder_prefix(checkpoint);
+        let h = shape.hidden;
+        let name = |rest: &str| format!("{prefix}{rest}");
+        let norm = |path: &str| -> Result<(Vec<f32>, Vec<f32>), ModelError> {
+            Ok((
+                tensor(checkpoint, &format!("{path}.weight"), &[h])?,
+                tensor(checkpoint, &format!("{path}.bias"), &[h])?,
+            ))
+        };
+        let mut layers = Vec::with_capacity(shape.layers);
+        for index in 0..shape.layers {
+            let layer = name(&format!("encoder.layer.{index}."));
+            let attention = format!("{layer}attention.");
+            let linear = |rest: &str, inputs, outputs| {
+                DenseLayer::load(checkpoint, &format!("{layer}{rest}"), inputs, outputs)
+            };
+            layers.push(LayerWeights {
+                qkv: DenseLayer::fused(vec![
+                    linear("attention.self.query", h, h)?,
+                    linear("attention.self.key", h, h)?,
+                    linear("attention.self.value", h, h)?,
+                ]),
+                attention_out: linear("attention.output.dense", h, h)?,
+                attention_norm: norm(&format!("{attention}output.LayerNorm"))?,
+                ffn_in: linear("intermediate.dense", h, shape.intermediate)?,
+                ffn_out: linear("output.dense", shape.intermediate, h)?,
+                ffn_norm: norm(&format!("{layer}output.LayerNorm"))?,
+            });
+        }
+        Ok(Self {
+            word: tensor(
+                checkpoint,
+                &name("embeddings.word_embeddings.weight"),
+                &[shape.vocab, h],
+            )?,
+            position: tensor(
+                checkpoint,
+                &name("embeddings.position_embeddings.weight"),
+                &[shape.max_positions, h],
+            )?,
+            token_type: tensor(
+                checkpoint,
+                &name("embeddings.token_type_embeddings.weight"),
+                &[shape.type_vocab, h],
+            )?,
+            embedding_norm: norm(&name("embeddings.LayerNorm"))?,
+            layers,
+        })
+    }
+
+    pub fn bytes(&self) -> usize {
+        let norms = |n: &(Vec<f32>, Vec<f32>)| (n.0.len() + n.1.len()) * 4;
+        (self.word.len() + self.position.len() + self.token_type.len()) * 4
+            + norms(&self.embedding_norm)
+            + self
+                .layers
+                .iter()
+                .map(|l| {
+                    l.qkv.bytes()
+                        + l.attention_out.bytes()
+                        + l.ffn_in.bytes()
+                        + l.ffn_out.bytes()
+                        + norms(&l.attention_norm)
+                        + norms(&l.ffn_norm)
+                })
+                .sum::<usize>()
+    }
+}
+
+/// `""` for a bare encoder checkpoint (sentence-transformers), `"bert."` for a task model.
+pub fn encoder_prefix(checkpoint: &Checkpoint) -> &'static str {
+    if checkpoint.has("embeddings.word_embeddings.weight") {
+        ""
+    } else {
+        "bert."
+    }
+}
+
+/// A tensor as f32 values, checked against the expected shape.
+pub fn tensor(
+    checkpoint: &Checkpoint,
+    name: &str,
+    shape: &[usize],
+) -> Result<Vec<f32>, ModelError> {
+    checkpoint
+        .vb
+        .get(shape, name)
+        .and_then(|t| t.to_dtype(DType::F32))
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(ModelError::candle(format!(
+            "{}: cannot load {name} as {shape:?}",
+            checkpoint.path.display()
+        )))
+}
+
+/// [rows, cols] row-major → [cols, rows] row-major.
+pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
