@@ -8,7 +8,9 @@ same threads, alternating A/B for several rounds; prints medians and the ratio.
 Texts: 1,000 windows of 40-120 words cut deterministically from the bundled SciFact slice
 (examples/collections/scifact-mini), written to a temporary JSONL file, so both sides read the
 same texts with or without ../shared. The ONNX Runtime side needs ../shared/bench/*.onnx and the
-onnxruntime module; when either is missing it is skipped, and the script says so.
+onnxruntime module; when either is missing it is skipped, and the script says so. For rerank
+there is no f32 ONNX export; pass --rerank-onnx with the INT8 file the model ships as (see
+BENCHMARKS.md for the one-line fetch), which is what its users run: an INT8-vs-f32 comparison.
 
 Both sides are timed end to end after loading: tokenisation (Hugging Face tokenizers, the same
 tokenizer.json), batches of --batch-size texts sorted by token length, the forward pass and the
@@ -72,27 +74,25 @@ def run_ours(binary, model, texts_path, args):
            "--backend", args.backend]
     if model != "sparse":
         cmd += ["--max-length", str(args.max_length)]
-    if args.workers:
-        cmd += ["--workers", str(args.workers), "--threads", str(max(1, args.threads // args.workers))]
-    else:
-        cmd += ["--workers", "1", "--threads", str(args.threads)]
+    workers = args.workers or args.threads
+    cmd += ["--workers", str(workers), "--threads", str(max(1, args.threads // workers))]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return result["tokens"], result["seconds"]
 
 
 class OrtSide:
-    def __init__(self, model, args):
+    def __init__(self, model, args, onnx_path):
         import numpy as np
         import onnxruntime as ort
         from tokenizers import Tokenizer
         self.np = np
         self.model = model
-        ref, onnx_file = MODELS[model]
+        ref, _ = MODELS[model]
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(SHARED_BENCH / onnx_file), options,
+        self.session = ort.InferenceSession(str(onnx_path), options,
                                             providers=["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(str(MODELS_DIR / ref / "tokenizer.json"))
         max_length = args.max_length if model != "sparse" else 512
@@ -104,7 +104,10 @@ class OrtSide:
     def run(self, texts):
         np = self.np
         started = time.perf_counter()
-        encodings = self.tokenizer.encode_batch([t["text"] for t in texts])
+        if self.model == "rerank":
+            encodings = self.tokenizer.encode_batch([(t["query"], t["text"]) for t in texts])
+        else:
+            encodings = self.tokenizer.encode_batch([t["text"] for t in texts])
         order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
         tokens = 0
         outputs = [None] * len(encodings)
@@ -123,7 +126,10 @@ class OrtSide:
             (out,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
                                              "token_type_ids": types})
             m = mask[:, :, None].astype(np.float32)
-            if self.model == "dense":
+            if self.model == "rerank":
+                for row, i in enumerate(batch):
+                    outputs[i] = float(out[row, 0])
+            elif self.model == "dense":
                 pooled = (out * m).sum(1) / np.maximum(m.sum(1), 1e-9)
                 pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
                 for row, i in enumerate(batch):
@@ -143,13 +149,15 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workers", type=int, default=None,
-                        help="our side: concurrent batch workers (threads split among them); "
-                             "default: one worker with --threads threads per pass")
+                        help="our side: concurrent batch workers, the --threads split among them "
+                             "(default: one per thread, as a run does on the CPU)")
     parser.add_argument("--backend", choices=["packed", "candle"], default="packed")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "embed-collections"))
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--rerank-onnx", help="ONNX file of the CrossEncoder for the ORT side "
+                        "(the model ships only as INT8 ONNX; see BENCHMARKS.md)")
     args = parser.parse_args()
 
     if not Path(args.binary).exists():
@@ -159,17 +167,19 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             texts_path = Path(tmp) / f"{model}.jsonl"
-            texts = make_texts(args.texts if model != "rerank" else min(args.texts, 200),
+            texts = make_texts(args.texts if model != "rerank" else min(args.texts, 320),
                                texts_path, pairs=model == "rerank")
             ort_side, why = None, None
             onnx_file = MODELS[model][1]
-            if onnx_file is None:
-                why = "no f32 ONNX export of this model in ../shared/bench"
-            elif not (SHARED_BENCH / onnx_file).exists():
-                why = f"{SHARED_BENCH / onnx_file} not found"
+            onnx_path = Path(args.rerank_onnx) if model == "rerank" and args.rerank_onnx else (
+                SHARED_BENCH / onnx_file if onnx_file else None)
+            if onnx_path is None:
+                why = "no f32 ONNX export of this model in ../shared/bench (see --rerank-onnx)"
+            elif not onnx_path.exists():
+                why = f"{onnx_path} not found"
             else:
                 try:
-                    ort_side = OrtSide(model, args)
+                    ort_side = OrtSide(model, args, onnx_path)
                 except ImportError as err:
                     why = f"onnxruntime/numpy/tokenizers not importable ({err}); pip install onnxruntime"
             if ort_side is None:
@@ -192,12 +202,13 @@ def main():
                     print(f"[{model}] round {round_ + 1} {name}: {tokens} tokens in {seconds:.2f} s"
                           f" = {tokens / seconds:,.0f} tokens/s", file=sys.stderr)
             row = {"model": model, "texts": len(texts), "threads": args.threads,
-                   "workers": args.workers or 1, "backend": args.backend,
+                   "workers": args.workers or args.threads, "backend": args.backend,
                    "batch_size": args.batch_size, "rounds": args.rounds,
                    "ours_tokens_per_s": statistics.median(ours)}
             if theirs:
                 row["ort_tokens_per_s"] = statistics.median(theirs)
                 row["ort_version"] = ort_side.version
+                row["ort_model"] = str(onnx_path)
                 row["ratio"] = row["ours_tokens_per_s"] / row["ort_tokens_per_s"]
             report.append(row)
     print(f"{'model':8} {'ours tok/s':>12} {'ORT tok/s':>12} {'ratio':>7}  (medians of {args.rounds} alternating rounds, "

@@ -51,6 +51,8 @@ pub struct BatchStats {
     pub tokens: usize,
     /// Tokens including padding: Σ items × longest.
     pub padded_tokens: usize,
+    /// The largest batch's items × longest (what a memory budget bounds).
+    pub max_batch_tokens: usize,
     pub min_batch_size: usize,
     pub max_batch_size: usize,
 }
@@ -62,6 +64,7 @@ impl BatchStats {
         self.items += lengths.len();
         self.tokens += lengths.iter().sum::<usize>();
         self.padded_tokens += longest * lengths.len();
+        self.max_batch_tokens = self.max_batch_tokens.max(longest * lengths.len());
         self.min_batch_size = if self.batches == 1 {
             lengths.len()
         } else {

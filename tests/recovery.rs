@@ -9,6 +9,7 @@ use embed_collections::config::{
     self, DenseModelConfig, DeviceSpec, Environment, Overrides, Precision,
 };
 use embed_collections::dispatch::Fault;
+use embed_collections::gpu::{DeviceId, MemoryProbe, ScriptedProbe};
 use embed_collections::models::packed::Threads;
 use embed_collections::models::{select_device, DenseEmbedder, ModelManager};
 use embed_collections::pipeline::BatchRunner;
@@ -25,10 +26,18 @@ const TEXTS: [&str; 7] = [
     "The weather is nice today.",
 ];
 
-/// A one-collection dense-only run with small batches; returns the output dir.
+/// A one-collection dense-only run; returns the output dir.
 fn run_dense(
     root: &Path,
     fault: Option<Box<embed_collections::dispatch::FaultInjector>>,
+) -> Result<std::path::PathBuf, String> {
+    run_dense_with(root, fault, None)
+}
+
+fn run_dense_with(
+    root: &Path,
+    fault: Option<Box<embed_collections::dispatch::FaultInjector>>,
+    probe: Option<Box<dyn MemoryProbe>>,
 ) -> Result<std::path::PathBuf, String> {
     let collection = root.join("in/notes");
     std::fs::create_dir_all(&collection).unwrap();
@@ -56,17 +65,20 @@ fn run_dense(
     )
     .unwrap();
     let manager = ModelManager::new(models_dir(), root.join("hf"), true);
-    let mut runner = BatchRunner::new(config, manager);
+    let mut runner = BatchRunner::new(config, manager).with_lock_dir(root.join("locks"));
     if let Some(fault) = fault {
         runner = runner.with_dense_fault(fault);
+    }
+    if let Some(probe) = probe {
+        runner = runner.with_memory_probe(probe);
     }
     let outcome = runner.run().map_err(|err| err.to_string())?;
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     if manifest["collections"][0]["status"] != "ok" {
         return Err(format!(
-            "collection status {}",
-            manifest["collections"][0]["status"]
+            "collection status {}: {}",
+            manifest["collections"][0]["status"], manifest["collections"][0]["error"]
         ));
     }
     drop(outcome);
@@ -163,4 +175,67 @@ fn several_workers_give_the_same_vectors_as_one() {
     for (x, y) in a.vectors.iter().zip(&b.vectors) {
         assert!(max_abs_diff(x, y) < 1e-6);
     }
+}
+
+const MIB: u64 = 1 << 20;
+
+fn manifest(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn injected_memory_readings_bound_every_planned_batch() {
+    let clean = tempfile::tempdir().unwrap();
+    let clean_out = run_dense(clean.path(), None).unwrap();
+    let roomy = manifest(&clean_out)["collections"][0]["stages"]["dense"]["runs"][0].clone();
+    let tmp = tempfile::tempdir().unwrap();
+    // 96 MiB free: the weights (~87 MiB) leave a few MiB for activations.
+    let probe = ScriptedProbe::new().with_constant(DeviceId::Cpu, 16 << 30, 96 * MIB);
+    let out = run_dense_with(tmp.path(), None, Some(Box::new(probe))).unwrap();
+    let run = manifest(&out)["collections"][0]["stages"]["dense"]["runs"][0].clone();
+    let memory = &run["memory"];
+    assert_eq!(memory["device"], "cpu");
+    assert_eq!(memory["budget_bytes"], 96 * MIB);
+    let planned = memory["max_tokens"].as_u64().unwrap();
+    assert!(
+        planned < roomy["memory"]["max_tokens"].as_u64().unwrap(),
+        "a small budget plans smaller batches: {memory}"
+    );
+    assert!(
+        run["max_batch_tokens"].as_u64().unwrap() <= planned,
+        "{run}"
+    );
+    assert!(run["batches"].as_u64().unwrap() > roomy["batches"].as_u64().unwrap());
+    for ((id_a, a), (id_b, b)) in vectors(&out).iter().zip(&vectors(&clean_out)) {
+        assert_eq!(id_a, id_b);
+        assert!(max_abs_diff(a, b) < 1e-5, "batching never changes a vector");
+    }
+}
+
+#[test]
+fn every_stage_leases_and_releases_its_device_with_memory_readings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = ScriptedProbe::new().with_constant(DeviceId::Cpu, 16 << 30, 8 << 30);
+    let out = run_dense_with(tmp.path(), None, Some(Box::new(probe))).unwrap();
+    let leases = manifest(&out)["leases"].as_array().unwrap().clone();
+    let kinds: Vec<(&str, &str)> = leases
+        .iter()
+        .map(|e| (e["stage"].as_str().unwrap(), e["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [("dense", "leased"), ("dense", "released")]);
+    assert_eq!(leases[0]["device"], "cpu");
+    assert_eq!(leases[0]["memory"]["free_bytes"], 8u64 << 30);
+}
+
+#[test]
+fn a_device_without_memory_fails_the_dense_stage_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = ScriptedProbe::new().with_constant(DeviceId::Cpu, 16 << 30, 10 * MIB);
+    let message = run_dense_with(tmp.path(), None, Some(Box::new(probe))).unwrap_err();
+    assert!(message.contains("\"failed\""), "{message}");
+    assert!(message.contains("cpu"), "names the device: {message}");
+    assert!(
+        message.contains("MiB") || message.contains("bytes") || message.contains("memory"),
+        "says why: {message}"
+    );
 }

@@ -4,6 +4,7 @@
 use crate::batching::BatchStats;
 use crate::config::RunConfig;
 use crate::dispatch::DispatchStats;
+use crate::gpu::{LeaseEvent, StageMemory};
 use crate::input::SkipReport;
 use crate::models::ModelIdentity;
 use crate::stage::Stage;
@@ -24,6 +25,8 @@ pub struct Manifest<'a> {
     pub config: &'a RunConfig,
     pub models: Vec<ModelIdentity>,
     pub collections: Vec<CollectionReport>,
+    /// Device lease, release and memory events of every stage, in order.
+    pub leases: Vec<LeaseEvent>,
     pub warnings: Vec<String>,
 }
 
@@ -181,6 +184,8 @@ pub struct StageRun {
     pub items: usize,
     pub tokens: usize,
     pub padded_tokens: usize,
+    /// The largest batch's items × longest.
+    pub max_batch_tokens: usize,
     pub batches: usize,
     pub min_batch_size: usize,
     pub max_batch_size: usize,
@@ -202,6 +207,9 @@ pub struct StageRun {
     /// batches, when the stage ran through the adaptive dispatcher.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<DispatchStats>,
+    /// The device budget the stage ran under and the batch token budget planned from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<StageMemory>,
     pub latency_s: f64,
     pub items_per_s: f64,
     pub tokens_per_s: f64,
@@ -228,6 +236,7 @@ impl StageRun {
             items: stats.items,
             tokens: stats.tokens,
             padded_tokens: stats.padded_tokens,
+            max_batch_tokens: stats.max_batch_tokens,
             batches: stats.batches,
             min_batch_size: stats.min_batch_size,
             max_batch_size: stats.max_batch_size,
@@ -239,6 +248,7 @@ impl StageRun {
             failure_reasons: BTreeMap::new(),
             peak_rss_bytes: None,
             dispatch: None,
+            memory: None,
             latency_s: seconds,
             items_per_s: rate(stats.items),
             tokens_per_s: rate(stats.tokens),

@@ -7,6 +7,8 @@
 //! next layer runs: the peak is one layer's, whatever the depth. Out-of-memory errors that slip
 //! through anyway are handled by halving (see [`crate::dispatch`]).
 
+use serde::Serialize;
+
 /// What sits on top of the encoder, which decides the head's share of the peak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeadMemory {
@@ -172,6 +174,24 @@ impl EncoderMemoryModel {
         let bytes = per_layer * self.layers as u128 * self.bytes_per_value as u128;
         u64::try_from(bytes).unwrap_or(u64::MAX)
     }
+}
+
+/// What the stage was allowed, for the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StageMemory {
+    pub device: String,
+    /// min(ceiling, free memory at lease).
+    pub budget_bytes: u64,
+    /// The model's weights, resident during the stage.
+    pub weights_bytes: u64,
+    /// Workers sharing the device's budget (CPU workers share the host's memory).
+    pub workers: usize,
+    /// The batch token budget (items × longest) planned from the memory model, at most the
+    /// configured one.
+    pub max_tokens: usize,
+    /// Whether one item at the model's max length fits; if not, such items are tried alone and
+    /// fail with out-of-memory if they must.
+    pub one_item_fits: bool,
 }
 
 #[cfg(test)]

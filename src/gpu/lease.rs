@@ -44,6 +44,9 @@ pub struct LeaseOptions {
     pub min_budget_bytes: u64,
     /// The stage leasing the devices, recorded in every event (`dense`, `sparse`, `rerank`).
     pub stage: String,
+    /// Whether the CPU is locked too. Off by default: the CPU is budgeted and its memory
+    /// recorded like a GPU, but two CPU jobs on one machine may run side by side.
+    pub lock_cpu: bool,
 }
 
 impl LeaseOptions {
@@ -70,6 +73,7 @@ impl Default for LeaseOptions {
             ceiling_bytes: DEFAULT_CEILING_BYTES,
             min_budget_bytes: 64 << 20,
             stage: String::new(),
+            lock_cpu: false,
         }
     }
 }
@@ -77,6 +81,9 @@ impl Default for LeaseOptions {
 /// Why devices could not be leased. Locks taken before the failure are released.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
+    /// A device name that is neither `cpu` nor `cuda:N`.
+    #[error("unknown device {0:?} (expected cpu or cuda:N)")]
+    UnknownDevice(String),
     #[error(
         "{device} is leased by another embed-collections process{holder} (lock {}); {}wait for it or pass a different device",
         lock_path.display(),
@@ -239,7 +246,7 @@ pub struct LeasedDevice {
 pub struct DeviceLease<'probe> {
     devices: Vec<LeasedDevice>,
     /// Lock files held, in lock order (may be longer than `devices` while leasing).
-    locks: Vec<(DeviceId, File)>,
+    locks: Vec<(DeviceId, Option<File>)>,
     probe: &'probe dyn MemoryProbe,
     log: LeaseLog,
     stage: String,
@@ -294,9 +301,11 @@ impl Drop for DeviceLease<'_> {
         // Reverse lock order; errors are ignored: closing the file releases the lock anyway, and
         // a drop (possibly during unwinding) must not panic.
         while let Some((device, file)) = self.locks.pop() {
-            let _ = file.set_len(0);
-            let _ = file.unlock();
-            drop(file);
+            if let Some(file) = file {
+                let _ = file.set_len(0);
+                let _ = file.unlock();
+                drop(file);
+            }
             self.log.record(PendingEvent {
                 device: &device,
                 kind: LeaseEventKind::Released,
@@ -345,7 +354,12 @@ pub fn lease_gpus<'probe>(
             .lock_dir
             .join(format!("{}.lock", device.file_stem()));
         let device_started = Instant::now();
-        let file = match lock_device(&lock_path, deadline) {
+        let locked = if device == DeviceId::Cpu && !options.lock_cpu {
+            Ok(None)
+        } else {
+            lock_device(&lock_path, deadline).map(Some)
+        };
+        let file = match locked {
             Ok(file) => file,
             Err(LockFailure::Busy) => {
                 let waited = device_started.elapsed();
@@ -373,7 +387,7 @@ pub fn lease_gpus<'probe>(
         };
         let waited = device_started.elapsed();
         lease.locks.push((device.clone(), file));
-        if let Some((_, file)) = lease.locks.last_mut() {
+        if let Some((_, Some(file))) = lease.locks.last_mut() {
             write_holder_pid(file).map_err(|source| LeaseError::Io {
                 path: lock_path.clone(),
                 source,
@@ -484,7 +498,24 @@ mod tests {
             ceiling_bytes: 12 * GIB,
             min_budget_bytes: 0,
             stage: "dense".to_string(),
+            lock_cpu: true,
         }
+    }
+
+    #[test]
+    fn the_cpu_is_budgeted_but_not_locked_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = ScriptedProbe::new().with_constant(DeviceId::Cpu, 64 * GIB, 40 * GIB);
+        let opts = LeaseOptions {
+            lock_cpu: false,
+            ..options(dir.path(), LeaseWait::Fail)
+        };
+        let log = LeaseLog::new();
+        let first = lease_gpus(&[DeviceId::Cpu], &opts, &probe, &log).unwrap();
+        let second = lease_gpus(&[DeviceId::Cpu], &opts, &probe, &log).unwrap();
+        assert_eq!(first.devices()[0].budget_bytes, 12 * GIB);
+        assert_eq!(second.devices()[0].budget_bytes, 12 * GIB);
+        assert!(!dir.path().join("locks/cpu.lock").exists());
     }
 
     fn kinds(log: &LeaseLog, device: &DeviceId) -> Vec<LeaseEventKind> {

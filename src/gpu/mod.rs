@@ -22,7 +22,7 @@ pub mod budget;
 pub mod lease;
 pub mod memory;
 
-pub use budget::{BatchCapacity, EncoderMemoryModel, HeadMemory};
+pub use budget::{BatchCapacity, EncoderMemoryModel, HeadMemory, StageMemory};
 pub use lease::{
     lease_gpus, DeviceLease, HolderPid, LeaseError, LeaseEvent, LeaseEventKind, LeaseLog,
     LeaseOptions, LeaseWait, LeasedDevice, DEFAULT_CEILING_BYTES,
@@ -54,6 +54,7 @@ mod tests {
             ceiling_bytes: 2 * GIB,
             min_budget_bytes: 0,
             stage: "sparse".to_string(),
+            lock_cpu: false,
         };
         let log = LeaseLog::new();
         let lease = lease_gpus(

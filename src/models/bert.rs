@@ -12,6 +12,7 @@ use super::checkpoint::Checkpoint;
 use super::packed::PackedBert;
 use super::tokenize::Encoded;
 use super::ModelError;
+use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use std::path::Path;
@@ -130,6 +131,54 @@ impl BertEncoder {
             Self::Candle { config, .. } => config.max_position_embeddings,
             Self::Packed(bert) => bert.shape().max_positions,
         }
+    }
+
+    /// (hidden, heads, intermediate, layers, vocab, positions, token types).
+    fn dims(&self) -> [usize; 7] {
+        match self {
+            Self::Candle { config: c, .. } => [
+                c.hidden_size,
+                c.num_attention_heads,
+                c.intermediate_size,
+                c.num_hidden_layers,
+                c.vocab_size,
+                c.max_position_embeddings,
+                c.type_vocab_size,
+            ],
+            Self::Packed(bert) => {
+                let s = bert.shape();
+                [
+                    s.hidden,
+                    s.heads,
+                    s.intermediate,
+                    s.layers,
+                    s.vocab,
+                    s.max_positions,
+                    s.type_vocab,
+                ]
+            }
+        }
+    }
+
+    /// The activation-memory model of this encoder with `head` on top.
+    pub fn memory_model(&self, head: HeadMemory, bytes_per_value: usize) -> EncoderMemoryModel {
+        let [hidden, heads, intermediate, layers, ..] = self.dims();
+        EncoderMemoryModel {
+            hidden,
+            intermediate,
+            heads,
+            layers,
+            bytes_per_value,
+            head,
+        }
+    }
+
+    /// Bytes of the encoder's parameters at `bytes_per_value` (embeddings, layers, LayerNorms).
+    pub fn weight_bytes(&self, bytes_per_value: usize) -> u64 {
+        let [h, _, i, layers, vocab, positions, types] = self.dims();
+        let embeddings = (vocab + positions + types) * h + 2 * h;
+        let per_layer = 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h;
+        ((embeddings + layers * per_layer) * bytes_per_value) as u64
     }
 
     /// Hidden states [batch, seq, hidden] for a padded batch (candle backend only).

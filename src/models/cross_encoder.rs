@@ -10,6 +10,7 @@ use super::manager::ResolvedModel;
 use super::packed::{DenseLayer, PackedBatch, Threads};
 use super::tokenize::{Encoded, TextTokenizer};
 use super::{read_json, ModelError, SelectedDevice};
+use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use candle_core::{DType, Module};
 use candle_nn::Linear;
 use serde::{Deserialize, Serialize};
@@ -203,6 +204,15 @@ impl CrossEncoder {
     pub fn set_parallelism(&mut self, workers: usize, threads: Threads) {
         self.workers = workers.max(1);
         self.threads = threads;
+    }
+
+    /// Activation-memory model and weight bytes, for planning batches under a device budget.
+    pub fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
+        let bytes = self.device.dtype.size_in_bytes();
+        (
+            self.encoder.memory_model(HeadMemory::Classifier, bytes),
+            self.encoder.weight_bytes(bytes),
+        )
     }
 
     /// Concurrent batch workers the stage should run this model on.

@@ -13,6 +13,7 @@ use super::{ModelError, SelectedDevice};
 use crate::batching::{BatchBudget, BatchSizeMismatch, BatchStats};
 use crate::config::DenseModelConfig;
 use crate::dispatch::{run_stage_batches, DispatchStats, FaultInjector};
+use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
@@ -108,6 +109,20 @@ impl DenseEmbedder {
 
     pub fn identity(&self) -> &ModelIdentity {
         &self.identity
+    }
+
+    /// Concurrent batch workers the stage runs this model on.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Activation-memory model and weight bytes, for planning batches under a device budget.
+    pub fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
+        let bytes = self.device.dtype.size_in_bytes();
+        (
+            self.encoder.memory_model(HeadMemory::Pooling, bytes),
+            self.encoder.weight_bytes(bytes),
+        )
     }
 
     /// Runs batches on `workers` concurrent workers sharing this model, each pass on `threads`.

@@ -17,6 +17,7 @@ use super::packed::kernels::{self, MatRef, Rhs};
 use super::packed::{activate, DenseLayer, PackedBatch, Threads};
 use super::tokenize::{Encoded, TextTokenizer};
 use super::{ModelError, SelectedDevice};
+use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use crate::vectors::SparseVector;
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{LayerNorm, Linear};
@@ -370,6 +371,23 @@ impl SpladeEncoder {
     pub fn set_parallelism(&mut self, workers: usize, threads: Threads) {
         self.workers = workers.max(1);
         self.threads = threads;
+    }
+
+    /// Activation-memory model (with the logits slices) and weight bytes, for planning batches.
+    pub fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
+        let bytes = self.device.dtype.size_in_bytes();
+        let vocab = self.identity.dim;
+        let head = HeadMemory::MlmLogits {
+            vocab,
+            slice_tokens: (self.logits_budget_bytes / (vocab.max(1) * 4)).max(1),
+        };
+        let model = self.encoder.memory_model(head, bytes);
+        let hidden = model.hidden;
+        // The MLM head's transform, LayerNorm and bias, and a decoder the size of the word
+        // embeddings (counted as if untied: a safe over-estimate).
+        let head_values = hidden * hidden + 3 * hidden + vocab * hidden + vocab;
+        let weights = self.encoder.weight_bytes(bytes) + (head_values * bytes) as u64;
+        (model, weights)
     }
 
     /// Concurrent batch workers the stage should run this model on.

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod dense;
+pub mod devices;
 pub mod evaluate;
 pub mod rank;
 pub mod runner;

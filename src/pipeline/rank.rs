@@ -167,6 +167,8 @@ pub struct RankModels<'a> {
     pub dense: &'a DenseEmbedder,
     pub sparse: Option<&'a SpladeEncoder>,
     pub cross_encoder: Option<&'a CrossEncoder>,
+    /// The CrossEncoder's batch budget as planned for its device; `None`: the configured one.
+    pub rerank_budget: Option<BatchBudget>,
 }
 
 /// Ranks every query of `set` against the collection's vectors.
@@ -274,9 +276,21 @@ pub fn rank_queries(
     };
     let fusion_run = StageRun::new(method.as_str(), &fusion_stats, 0, started.elapsed());
 
-    let rerank_run = models
-        .cross_encoder
-        .map(|ce| rerank(ce, &mut queries, &texts, chunks, config, rerank_fault));
+    let rerank_run = models.cross_encoder.map(|ce| {
+        let budget = models.rerank_budget.unwrap_or(BatchBudget {
+            max_tokens: config.rerank.batch_tokens,
+            max_items: config.dense.max_batch_size,
+        });
+        rerank(
+            ce,
+            &mut queries,
+            &texts,
+            chunks,
+            config,
+            budget,
+            rerank_fault,
+        )
+    });
     let failed = queries
         .iter()
         .filter(|q| q.status == QueryStatus::Failed)
@@ -324,6 +338,7 @@ fn rerank(
     texts: &[&str],
     chunks: &[Chunk],
     config: &RunConfig,
+    budget: BatchBudget,
     fault: Option<&FaultInjector>,
 ) -> StageRun {
     let started = Instant::now();
@@ -352,10 +367,6 @@ fn rerank(
         Ok(encodings) => {
             truncated = encodings.iter().filter(|e| e.truncated).count();
             let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-            let budget = BatchBudget {
-                max_tokens: config.rerank.batch_tokens,
-                max_items: config.dense.max_batch_size,
-            };
             let shown = std::sync::Mutex::new(StageProgress::new(
                 config.telemetry.progress,
                 "rerank",

@@ -6,6 +6,7 @@
 //! or a dense failure marks the collection failed and the run goes on with the next one; a
 //! sparse failure never fails a collection — the affected chunks fall back, flagged and counted.
 
+use super::devices::{lease_stage, StageNeeds};
 use super::rank::{
     evaluate_lists, probe_qrels, probe_queries, rank_queries, QuerySet, QuerySource, QueryStatus,
     RankModels, RankedQuery,
@@ -24,6 +25,10 @@ use crate::export::{
     SCHEMA_VERSION,
 };
 use crate::export::{write_ranked, RANKED_FILE};
+use crate::gpu::{
+    DeviceLease, LeaseError, LeaseLog, LeaseOptions, LeaseWait, MemoryProbe, StageMemory,
+    SystemMemoryProbe,
+};
 use crate::input::{self, Chunk, Collection, InputError, Query};
 use crate::models::{
     select_device, CrossEncoder, DenseEmbedder, ModelError, ModelManager, SelectedDevice,
@@ -40,7 +45,7 @@ const CPU_LOGITS_BUDGET: u64 = 256 << 20;
 pub const METRICS_FILE: &str = "metrics.prom";
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
 
 /// Why a run could not start or finish.
@@ -83,6 +88,10 @@ pub struct BatchRunner {
     dense_fault: Option<Box<FaultInjector>>,
     sparse_fault: Option<Box<FaultInjector>>,
     rerank_fault: Option<Box<FaultInjector>>,
+    /// Reads device memory for leases (the host's, or injected readings in tests).
+    probe: Box<dyn MemoryProbe>,
+    lease_options: LeaseOptions,
+    lease_log: LeaseLog,
 }
 
 /// Run-wide inputs read once: the global query file and qrels, when configured.
@@ -104,13 +113,48 @@ struct LoadedModels {
 
 impl BatchRunner {
     pub fn new(config: RunConfig, manager: ModelManager) -> Self {
+        let ceiling_bytes = config.gpu.memory_ceiling.0;
         Self {
             config,
             manager,
             dense_fault: None,
             sparse_fault: None,
             rerank_fault: None,
+            probe: Box::new(SystemMemoryProbe),
+            lease_options: LeaseOptions {
+                ceiling_bytes,
+                // A cron job queues behind another job's lease instead of failing at once.
+                wait: LeaseWait::Wait(Duration::from_secs(30 * 60)),
+                ..LeaseOptions::default()
+            },
+            lease_log: LeaseLog::new(),
         }
+    }
+
+    /// Reads device memory through `probe` (tests inject readings).
+    pub fn with_memory_probe(mut self, probe: Box<dyn MemoryProbe>) -> Self {
+        self.probe = probe;
+        self
+    }
+
+    /// Keeps device lock files in `dir` and fails at once when a device is busy (tests).
+    pub fn with_lock_dir(mut self, dir: PathBuf) -> Self {
+        self.lease_options.lock_dir = dir;
+        self.lease_options.wait = LeaseWait::Fail;
+        self
+    }
+
+    /// Leases `needs.device_label` for a stage and plans its batches (see [`super::devices`]).
+    fn lease_stage(
+        &self,
+        needs: &StageNeeds<'_>,
+    ) -> Result<(DeviceLease<'_>, BatchBudget, StageMemory), LeaseError> {
+        lease_stage(
+            needs,
+            &self.lease_options,
+            self.probe.as_ref(),
+            &self.lease_log,
+        )
     }
 
     /// Makes the dense stage fail (or run out of memory on) the batches `fault` picks, by chunk
@@ -251,6 +295,7 @@ impl BatchRunner {
                 .chain(models.cross_encoder.iter().map(|c| c.identity().clone()))
                 .collect(),
             collections: reports.clone(),
+            leases: self.lease_log.events(),
             warnings,
         };
         let manifest_path = config.output.dir.join(MANIFEST_FILE);
@@ -422,9 +467,21 @@ impl BatchRunner {
                 }
             };
 
-        let sparse_output = models.sparse.as_ref().map(|encoder| {
-            let (mut output, peak) = memory::measure(|| {
-                run_sparse(
+        let sparse_output = models.sparse.as_ref().and_then(|encoder| {
+            let (model, weights_bytes) = encoder.memory_profile();
+            let identity = encoder.identity();
+            let needs = StageNeeds {
+                stage: "sparse",
+                device_label: &identity.device,
+                model,
+                weights_bytes,
+                max_length: identity.max_length,
+                workers: encoder.workers(),
+                configured: budget,
+            };
+            let (output, peak) = memory::measure(|| {
+                let (_lease, budget, plan) = self.lease_stage(&needs)?;
+                let mut output = run_sparse(
                     &collection.name,
                     encoder,
                     &read.chunks,
@@ -432,10 +489,23 @@ impl BatchRunner {
                     &config.sparse,
                     self.sparse_fault.as_deref(),
                     config.telemetry.progress,
-                )
+                );
+                output.run.memory = Some(plan);
+                Ok::<_, LeaseError>(output)
             });
-            output.run.peak_rss_bytes = peak;
-            output
+            match output {
+                Ok(mut output) => {
+                    output.run.peak_rss_bytes = peak;
+                    Some(output)
+                }
+                Err(err) => {
+                    warnings.push(format!(
+                        "collection {}: sparse stage not run: {err}",
+                        collection.name
+                    ));
+                    None
+                }
+            }
         });
         report.stages.insert(
             Stage::Sparse,
@@ -615,9 +685,56 @@ impl BatchRunner {
             dense: dense_model,
             sparse: models.sparse.as_ref(),
             cross_encoder: models.cross_encoder.as_ref(),
+            rerank_budget: None,
         };
         let (mut output, peak) = memory::measure(|| {
-            rank_queries(
+            // The CrossEncoder's lease covers the whole ranking step (queries, fusion, rerank).
+            let lease = match models.cross_encoder.as_ref() {
+                Some(ce) => {
+                    let (model, weights_bytes) = ce.memory_profile();
+                    let identity = ce.identity();
+                    let needs = StageNeeds {
+                        stage: "rerank",
+                        device_label: &identity.device,
+                        model,
+                        weights_bytes,
+                        max_length: identity.max_length,
+                        workers: ce.workers(),
+                        configured: BatchBudget {
+                            max_tokens: config.rerank.batch_tokens,
+                            max_items: config.dense.max_batch_size,
+                        },
+                    };
+                    Some(self.lease_stage(&needs))
+                }
+                None => None,
+            };
+            let (rank_models, plan, _lease) = match lease {
+                Some(Ok((lease, budget, plan))) => (
+                    RankModels {
+                        rerank_budget: Some(budget),
+                        ..rank_models
+                    },
+                    Some(plan),
+                    Some(lease),
+                ),
+                Some(Err(err)) => {
+                    warnings.push(format!(
+                        "collection {}: rerank not run: {err}",
+                        collection.name
+                    ));
+                    (
+                        RankModels {
+                            cross_encoder: None,
+                            ..rank_models
+                        },
+                        None,
+                        None,
+                    )
+                }
+                None => (rank_models, None, None),
+            };
+            let mut output = rank_queries(
                 &collection.name,
                 &set,
                 chunks,
@@ -626,7 +743,11 @@ impl BatchRunner {
                 &rank_models,
                 config,
                 self.rerank_fault.as_deref(),
-            )
+            );
+            if let Some(run) = output.rerank_run.as_mut() {
+                run.memory = plan;
+            }
+            output
         });
         // Ranking is one measurement: the CrossEncoder dominates it when it runs.
         match output.rerank_run.as_mut() {
@@ -713,7 +834,24 @@ impl BatchRunner {
         let mut stage = StageReport::with_status(StageStatus::Ok, None);
         let mut vectors = Vec::new();
         for embedder in &models.dense {
+            let (model, weights_bytes) = embedder.memory_profile();
+            let identity = embedder.identity();
+            let needs = StageNeeds {
+                stage: "dense",
+                device_label: &identity.device,
+                model,
+                weights_bytes,
+                max_length: identity.max_length,
+                workers: embedder.workers(),
+                configured: budget,
+            };
             let (result, peak) = memory::measure(|| {
+                let (_lease, budget, plan) =
+                    self.lease_stage(&needs)
+                        .map_err(|err| crate::models::ModelError::Device {
+                            device: identity.device.clone(),
+                            message: err.to_string(),
+                        })?;
                 super::dense::run_dense(
                     &collection.name,
                     embedder,
@@ -722,10 +860,12 @@ impl BatchRunner {
                     self.config.telemetry.progress,
                     self.dense_fault.as_deref(),
                 )
+                .map(|(vectors, run)| (vectors, run, plan))
             });
             match result {
-                Ok((set, mut run)) => {
+                Ok((set, mut run, plan)) => {
                     run.peak_rss_bytes = peak;
+                    run.memory = Some(plan);
                     stage.runs.push(run);
                     vectors.push((embedder.identity().name.as_str(), set));
                 }
