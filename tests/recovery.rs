@@ -239,3 +239,90 @@ fn a_device_without_memory_fails_the_dense_stage_clearly() {
         "says why: {message}"
     );
 }
+
+/// A full run (dense, sparse, fusion, rerank) over the fixture with two queries.
+fn run_full(root: &Path, exclusive: bool) -> std::path::PathBuf {
+    let collection = root.join("in/notes");
+    std::fs::create_dir_all(&collection).unwrap();
+    let lines: Vec<String> = TEXTS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| serde_json::json!({"id": format!("c{i}"), "text": t}).to_string())
+        .collect();
+    std::fs::write(collection.join("chunks.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(
+        collection.join("queries.jsonl"),
+        "{\"_id\": \"q1\", \"text\": \"vitamin D and bones\"}\n{\"_id\": \"q2\", \"text\": \"learned sparse retrieval\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("run.toml"),
+        "[rerank]\ncandidates = 3\ntop_k = 3\nmax_length = 64\n",
+    )
+    .unwrap();
+    let out = root.join("out");
+    let flags = Overrides {
+        input: Some(root.join("in")),
+        output: Some(out.clone()),
+        device: Some(DeviceSpec::Cpu),
+        models_dir: Some(models_dir()),
+        ..Overrides::default()
+    };
+    let config = config::resolve_layers(
+        Some(&root.join("run.toml")),
+        config::load_file(&root.join("run.toml")).unwrap(),
+        &Environment::from_pairs([("HOME", "/nonexistent")]),
+        &flags,
+    )
+    .unwrap();
+    let manager = ModelManager::new(models_dir(), root.join("hf"), true);
+    let mut runner = BatchRunner::new(config, manager).with_lock_dir(root.join("locks"));
+    if exclusive {
+        runner = runner.with_exclusive_models();
+    }
+    runner.run().unwrap();
+    out
+}
+
+#[test]
+fn exclusive_stages_load_one_model_at_a_time_and_change_nothing() {
+    let resident = tempfile::tempdir().unwrap();
+    let exclusive = tempfile::tempdir().unwrap();
+    let a = run_full(resident.path(), false);
+    let b = run_full(exclusive.path(), true);
+    for file in ["notes/points.jsonl", "notes/rerank.jsonl"] {
+        let (x, y) = (read_jsonl(&a.join(file)), read_jsonl(&b.join(file)));
+        assert_eq!(x.len(), y.len(), "{file}");
+        for (p, q) in x.iter().zip(&y) {
+            // Same ids, candidates and orders; vectors equal within float noise.
+            assert_eq!(p["chunk_id"], q["chunk_id"], "{file}");
+            assert_eq!(p["query_id"], q["query_id"], "{file}");
+            if let (Some(c), Some(d)) = (p["candidates"].as_array(), q["candidates"].as_array()) {
+                let ids = |v: &Vec<serde_json::Value>| {
+                    v.iter().map(|c| c["chunk_id"].clone()).collect::<Vec<_>>()
+                };
+                assert_eq!(ids(c), ids(d), "{file}");
+            }
+        }
+    }
+    let manifest = manifest(&b);
+    assert_eq!(manifest["collections"][0]["status"], "ok");
+    let stages: Vec<&str> = manifest["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "leased")
+        .map(|e| e["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        ["dense", "sparse", "rerank"],
+        "one lease per stage, in order"
+    );
+    let models = manifest["models"].as_array().unwrap();
+    assert_eq!(
+        models.len(),
+        3,
+        "every model listed although loaded per stage"
+    );
+}

@@ -162,13 +162,44 @@ pub struct RankOutput {
     pub rerank_run: Option<StageRun>,
 }
 
-/// The models ranking uses.
+/// The model ranking itself uses: the CrossEncoder (queries are encoded by the dense and sparse
+/// stages while their models are resident, see [`QueryVectors`]).
 pub struct RankModels<'a> {
-    pub dense: &'a DenseEmbedder,
-    pub sparse: Option<&'a SpladeEncoder>,
     pub cross_encoder: Option<&'a CrossEncoder>,
     /// The CrossEncoder's batch budget as planned for its device; `None`: the configured one.
     pub rerank_budget: Option<BatchBudget>,
+}
+
+/// Query vectors made by the dense stage (primary model, query prompt) and the sparse stage.
+pub struct QueryVectors {
+    /// One vector per query, or why there are none.
+    pub dense: Result<Vec<Vec<f32>>, String>,
+    /// One SPLADE vector per query (`None` where its encoding failed); `None` without sparse.
+    pub sparse: Option<Vec<Option<SparseVector>>>,
+}
+
+/// The batch budget for encoding queries.
+pub fn query_budget(config: &RunConfig) -> BatchBudget {
+    BatchBudget {
+        max_tokens: config.dense.batch_tokens,
+        max_items: config.dense.max_batch_size,
+    }
+}
+
+/// Dense query vectors with the model's query prompt.
+pub fn encode_dense_queries(
+    embedder: &DenseEmbedder,
+    set: &QuerySet,
+    budget: BatchBudget,
+) -> Result<Vec<Vec<f32>>, String> {
+    let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
+    embedder
+        .embed_queries(&texts, budget)
+        .map(|output| output.vectors)
+        .map_err(|err| {
+            warn!("dense query encoding failed: {err}");
+            format!("dense query encoding failed: {err}")
+        })
 }
 
 /// Ranks every query of `set` against the collection's vectors.
@@ -179,45 +210,38 @@ pub fn rank_queries(
     chunks: &[Chunk],
     dense_vectors: &[Vec<f32>],
     sparse_points: Option<&[Option<SparsePoint>]>,
+    query_vectors: &QueryVectors,
     models: &RankModels<'_>,
     config: &RunConfig,
     rerank_fault: Option<&FaultInjector>,
 ) -> RankOutput {
     let started = Instant::now();
-    let budget = BatchBudget {
-        max_tokens: config.dense.batch_tokens,
-        max_items: config.dense.max_batch_size,
-    };
     let depth = config.fusion.depth;
     let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
     let mut reasons: Vec<Option<String>> = vec![None; texts.len()];
 
     // Dense retrieval with the primary model and its query prompt.
-    let dense_hits: Vec<Vec<Hit>> = match models.dense.embed_queries(&texts, budget) {
-        Ok(output) => DenseIndex::new(dense_vectors).search_many(&output.vectors, depth),
-        Err(err) => {
-            warn!("dense query encoding failed: {err}");
-            reasons
-                .iter_mut()
-                .for_each(|r| *r = Some(format!("dense query encoding failed: {err}")));
+    let dense_hits: Vec<Vec<Hit>> = match &query_vectors.dense {
+        Ok(vectors) => DenseIndex::new(dense_vectors).search_many(vectors, depth),
+        Err(reason) => {
+            reasons.iter_mut().for_each(|r| *r = Some(reason.clone()));
             vec![Vec::new(); texts.len()]
         }
     };
 
     // Sparse retrieval; a query whose SPLADE encoding fails is ranked on dense alone.
-    let sparse_hits: Option<Vec<Option<Vec<Hit>>>> = match (models.sparse, sparse_points) {
-        (Some(encoder), Some(points)) => {
+    let sparse_hits: Option<Vec<Option<Vec<Hit>>>> = match (&query_vectors.sparse, sparse_points) {
+        (Some(vectors), Some(points)) => {
             let index = SparseIndex::new(
                 &points
                     .iter()
                     .map(|p| p.as_ref().map(|p| &p.vector))
                     .collect::<Vec<_>>(),
             );
-            let vectors = encode_sparse_queries(encoder, &texts, budget);
             Some(
                 vectors
-                    .into_iter()
-                    .map(|vector| vector.map(|v| index.search(&v, depth)))
+                    .iter()
+                    .map(|vector| vector.as_ref().map(|v| index.search(v, depth)))
                     .collect(),
             )
         }
@@ -304,11 +328,13 @@ pub fn rank_queries(
 }
 
 /// SPLADE vectors for queries; `None` for a query whose encoding failed.
-fn encode_sparse_queries(
+pub fn encode_sparse_queries(
     encoder: &SpladeEncoder,
-    texts: &[&str],
+    set: &QuerySet,
     budget: BatchBudget,
 ) -> Vec<Option<SparseVector>> {
+    let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
+    let texts = texts.as_slice();
     let Ok(encodings) = encoder.tokenizer().encode_batch(texts) else {
         return vec![None; texts.len()];
     };

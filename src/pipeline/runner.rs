@@ -8,8 +8,9 @@
 
 use super::devices::{lease_stage, StageNeeds};
 use super::rank::{
-    evaluate_lists, probe_qrels, probe_queries, rank_queries, QuerySet, QuerySource, QueryStatus,
-    RankModels, RankedQuery,
+    encode_dense_queries, encode_sparse_queries, evaluate_lists, probe_qrels, probe_queries,
+    query_budget, rank_queries, QuerySet, QuerySource, QueryStatus, QueryVectors, RankModels,
+    RankedQuery,
 };
 use super::sparse::{run_sparse, SparseStageOutput};
 use crate::batching::BatchBudget;
@@ -92,6 +93,20 @@ pub struct BatchRunner {
     probe: Box<dyn MemoryProbe>,
     lease_options: LeaseOptions,
     lease_log: LeaseLog,
+    /// Exclusive stages on the CPU too (GPUs always are).
+    exclusive_models: bool,
+}
+
+impl LoadedModels {
+    /// What the manifest lists: every loaded model's identity.
+    fn identities(&self) -> Vec<crate::models::ModelIdentity> {
+        self.dense
+            .iter()
+            .map(|e| e.identity().clone())
+            .chain(self.sparse.iter().map(|s| s.identity().clone()))
+            .chain(self.cross_encoder.iter().map(|c| c.identity().clone()))
+            .collect()
+    }
 }
 
 /// Run-wide inputs read once: the global query file and qrels, when configured.
@@ -102,9 +117,20 @@ struct Shared<'a> {
 }
 
 /// A dense model's vector name and one vector per chunk.
-type NamedDenseVectors<'a> = (&'a str, Vec<Vec<f32>>);
+type NamedDenseVectors = (String, Vec<Vec<f32>>);
 
-/// The models a run holds, loaded once.
+/// The primary dense model's query vectors, or why there are none.
+type DenseQueryVectors = Result<Vec<Vec<f32>>, String>;
+
+/// What a collection is ranked with.
+struct RankingInputs {
+    set: QuerySet,
+    /// Label (`file:…` or `probe`) and judgements, when there are any to evaluate with.
+    qrels: Option<(String, Qrels)>,
+}
+
+/// The models resident now (all of them on the CPU; the current stage's in exclusive mode).
+#[derive(Default)]
 struct LoadedModels {
     dense: Vec<DenseEmbedder>,
     sparse: Option<SpladeEncoder>,
@@ -128,7 +154,15 @@ impl BatchRunner {
                 ..LeaseOptions::default()
             },
             lease_log: LeaseLog::new(),
+            exclusive_models: false,
         }
+    }
+
+    /// Runs stages exclusively on the CPU too: each stage loads its model and the others are
+    /// unloaded, as on GPUs (tests check that the output does not change).
+    pub fn with_exclusive_models(mut self) -> Self {
+        self.exclusive_models = true;
+        self
     }
 
     /// Reads device memory through `probe` (tests inject readings).
@@ -255,7 +289,15 @@ impl BatchRunner {
                     source: Box::new(source),
                 }
             })?;
-        let models = self.load_models(&device)?;
+        // Every model is loaded once up front: a missing or broken model fails the run before
+        // any collection, and the manifest lists them all. In exclusive mode (GPUs) they are
+        // then unloaded and each stage loads only its own, so one model at a time sits on the
+        // device; on the CPU they stay resident (small, and shared by the workers).
+        let mut models = self.load_models(&device)?;
+        let identities = models.identities();
+        if self.exclusive(&device) {
+            models = LoadedModels::default();
+        }
 
         let mut reports = Vec::new();
         for collection in &collections {
@@ -263,7 +305,8 @@ impl BatchRunner {
                 queries: global_queries.as_ref(),
                 qrels: global_qrels.as_ref(),
             };
-            let report = self.run_collection(collection, &models, shared, &mut warnings);
+            let report =
+                self.run_collection(collection, &mut models, &device, shared, &mut warnings);
             if let (CollectionStatus::Failed, Some(message)) = (report.status, &report.error) {
                 error!(collection = %collection.name, "collection failed: {message}");
             }
@@ -287,13 +330,7 @@ impl BatchRunner {
             finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             status,
             config: &config.for_manifest(),
-            models: models
-                .dense
-                .iter()
-                .map(|e| e.identity().clone())
-                .chain(models.sparse.iter().map(|s| s.identity().clone()))
-                .chain(models.cross_encoder.iter().map(|c| c.identity().clone()))
-                .collect(),
+            models: identities,
             collections: reports.clone(),
             leases: self.lease_log.events(),
             warnings,
@@ -319,6 +356,60 @@ impl BatchRunner {
     }
 
     fn load_models(&self, device: &SelectedDevice) -> Result<LoadedModels, RunError> {
+        Ok(LoadedModels {
+            dense: self.load_dense(device)?,
+            sparse: self.load_sparse(device)?,
+            cross_encoder: self.load_cross_encoder(device)?,
+        })
+    }
+
+    /// Whether stages hold their device exclusively: always on GPUs, on the CPU when a test
+    /// asks ([`Self::with_exclusive_models`]).
+    fn exclusive(&self, device: &SelectedDevice) -> bool {
+        self.exclusive_models || !device.device.is_cpu()
+    }
+
+    /// Makes `stage`'s models resident; in exclusive mode first unloads every other stage's.
+    fn activate(
+        &self,
+        models: &mut LoadedModels,
+        stage: Stage,
+        device: &SelectedDevice,
+    ) -> Result<(), RunError> {
+        if self.exclusive(device) {
+            let unloaded = [
+                (stage != Stage::Dense && !models.dense.is_empty(), "dense"),
+                (stage != Stage::Sparse && models.sparse.is_some(), "sparse"),
+                (
+                    stage != Stage::Rerank && models.cross_encoder.is_some(),
+                    "rerank",
+                ),
+            ];
+            if stage != Stage::Dense {
+                models.dense.clear();
+            }
+            if stage != Stage::Sparse {
+                models.sparse = None;
+            }
+            if stage != Stage::Rerank {
+                models.cross_encoder = None;
+            }
+            for (_, kind) in unloaded.iter().filter(|(was, _)| *was) {
+                info!(stage = kind, device = %device.label, "model unloaded (exclusive stages)");
+            }
+        }
+        match stage {
+            Stage::Dense if models.dense.is_empty() => models.dense = self.load_dense(device)?,
+            Stage::Sparse if models.sparse.is_none() => models.sparse = self.load_sparse(device)?,
+            Stage::Rerank if models.cross_encoder.is_none() => {
+                models.cross_encoder = self.load_cross_encoder(device)?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn load_dense(&self, device: &SelectedDevice) -> Result<Vec<DenseEmbedder>, RunError> {
         let config = &self.config;
         let base_dir = config.config_file.as_deref().and_then(Path::parent);
         let model_error = |name: &str| {
@@ -341,6 +432,19 @@ impl BatchRunner {
                 device = %id.device, dtype = %id.dtype, "dense model loaded");
             dense.push(embedder);
         }
+        Ok(dense)
+    }
+
+    fn load_sparse(&self, device: &SelectedDevice) -> Result<Option<SpladeEncoder>, RunError> {
+        let config = &self.config;
+        let base_dir = config.config_file.as_deref().and_then(Path::parent);
+        let model_error = |name: &str| {
+            let name = name.to_string();
+            move |source| RunError::Model {
+                name,
+                source: Box::new(source),
+            }
+        };
         let sparse = if config.sparse.enabled {
             let name = &config.sparse.name;
             let resolved = self
@@ -373,6 +477,22 @@ impl BatchRunner {
         } else {
             None
         };
+        Ok(sparse)
+    }
+
+    fn load_cross_encoder(
+        &self,
+        device: &SelectedDevice,
+    ) -> Result<Option<CrossEncoder>, RunError> {
+        let config = &self.config;
+        let base_dir = config.config_file.as_deref().and_then(Path::parent);
+        let model_error = |name: &str| {
+            let name = name.to_string();
+            move |source| RunError::Model {
+                name,
+                source: Box::new(source),
+            }
+        };
         let cross_encoder = if config.rerank.enabled {
             let resolved = self
                 .manager
@@ -391,17 +511,14 @@ impl BatchRunner {
         } else {
             None
         };
-        Ok(LoadedModels {
-            dense,
-            sparse,
-            cross_encoder,
-        })
+        Ok(cross_encoder)
     }
 
     fn run_collection(
         &self,
         collection: &Collection,
-        models: &LoadedModels,
+        models: &mut LoadedModels,
+        device: &SelectedDevice,
         shared: Shared<'_>,
         warnings: &mut Vec<String>,
     ) -> CollectionReport {
@@ -449,24 +566,47 @@ impl BatchRunner {
             max_items: config.dense.max_batch_size,
         };
 
-        let dense_vectors =
-            match self.dense_stage(collection, models, &read.chunks, budget, &mut report) {
-                Some(vectors) => vectors,
-                None => {
-                    for stage in [Stage::Sparse, Stage::Fusion, Stage::Rerank, Stage::Export] {
-                        let status = if self.stage_enabled(stage) {
-                            StageStatus::Skipped
-                        } else {
-                            StageStatus::Disabled
-                        };
-                        report
-                            .stages
-                            .insert(stage, StageReport::with_status(status, None));
-                    }
-                    return report;
-                }
-            };
+        let inputs = self.ranking_inputs(collection, shared, &read.chunks, &mut report, warnings);
+        let queries = inputs.as_ref().map(|inputs| &inputs.set);
 
+        if let Err(err) = self.activate(models, Stage::Dense, device) {
+            report.failure = Some(FailureClass::Model);
+            report.error = Some(error_chain(&err));
+            return report;
+        }
+        let dense = self.dense_stage(
+            collection,
+            models,
+            &read.chunks,
+            queries,
+            budget,
+            &mut report,
+        );
+        let (dense_vectors, dense_queries) = match dense {
+            Some(vectors) => vectors,
+            None => {
+                for stage in [Stage::Sparse, Stage::Fusion, Stage::Rerank, Stage::Export] {
+                    let status = if self.stage_enabled(stage) {
+                        StageStatus::Skipped
+                    } else {
+                        StageStatus::Disabled
+                    };
+                    report
+                        .stages
+                        .insert(stage, StageReport::with_status(status, None));
+                }
+                return report;
+            }
+        };
+
+        if let Err(err) = self.activate(models, Stage::Sparse, device) {
+            warnings.push(format!(
+                "collection {}: sparse stage not run: {}",
+                collection.name,
+                error_chain(&err)
+            ));
+        }
+        let mut sparse_queries = None;
         let sparse_output = models.sparse.as_ref().and_then(|encoder| {
             let (model, weights_bytes) = encoder.memory_profile();
             let identity = encoder.identity();
@@ -491,6 +631,10 @@ impl BatchRunner {
                     config.telemetry.progress,
                 );
                 output.run.memory = Some(plan);
+                if let Some(set) = queries {
+                    sparse_queries =
+                        Some(encode_sparse_queries(encoder, set, query_budget(config)));
+                }
                 Ok::<_, LeaseError>(output)
             });
             match output {
@@ -511,10 +655,24 @@ impl BatchRunner {
             Stage::Sparse,
             sparse_report(sparse_output.as_ref(), &collection.name, warnings),
         );
+        let query_vectors = QueryVectors {
+            dense: dense_queries,
+            sparse: sparse_output.as_ref().and(sparse_queries),
+        };
+        if self.stage_enabled(Stage::Rerank) && inputs.is_some() {
+            if let Err(err) = self.activate(models, Stage::Rerank, device) {
+                warnings.push(format!(
+                    "collection {}: rerank not run: {}",
+                    collection.name,
+                    error_chain(&err)
+                ));
+            }
+        }
         let ranked = self.ranking_stages(
             collection,
             models,
-            shared,
+            inputs,
+            query_vectors,
             &read.chunks,
             &dense_vectors,
             sparse_output.as_ref(),
@@ -526,7 +684,7 @@ impl BatchRunner {
         let vectors = CollectionVectors {
             dense: dense_vectors
                 .iter()
-                .map(|(name, vectors)| (*name, vectors.as_slice()))
+                .map(|(name, vectors)| (name.as_str(), vectors.as_slice()))
                 .collect(),
             sparse: sparse_output
                 .as_ref()
@@ -608,32 +766,20 @@ impl BatchRunner {
         Ok((!probe.queries.is_empty()).then_some(probe))
     }
 
-    /// Fusion, rerank and evaluation for a collection. Runs when fusion or rerank is on, or —
-    /// in a dense-only run — when there are queries and qrels to evaluate the dense list with.
-    #[allow(clippy::too_many_arguments)]
-    fn ranking_stages(
+    /// The queries and qrels a collection is ranked with, decided before any model runs so the
+    /// dense and sparse stages can encode the queries while their models are resident. `None`
+    /// when nothing will be ranked: no queries, or a dense-only run with nothing to evaluate.
+    /// A bad query file of the collection is an input failure in `report`.
+    fn ranking_inputs(
         &self,
         collection: &Collection,
-        models: &LoadedModels,
         shared: Shared<'_>,
         chunks: &[Chunk],
-        dense_vectors: &[NamedDenseVectors<'_>],
-        sparse_output: Option<&SparseStageOutput>,
         report: &mut CollectionReport,
         warnings: &mut Vec<String>,
-    ) -> Option<(QuerySet, Vec<RankedQuery>)> {
+    ) -> Option<RankingInputs> {
         let config = &self.config;
         let fusion_on = self.stage_enabled(Stage::Fusion);
-        let disabled = |stage: Stage| {
-            let status = if self.stage_enabled(stage) {
-                StageStatus::Skipped
-            } else {
-                StageStatus::Disabled
-            };
-            StageReport::with_status(status, None)
-        };
-        report.stages.insert(Stage::Fusion, disabled(Stage::Fusion));
-        report.stages.insert(Stage::Rerank, disabled(Stage::Rerank));
         let set = match self.query_set(collection, shared, chunks) {
             Ok(set) => set,
             Err(err) => {
@@ -679,11 +825,39 @@ impl BatchRunner {
         if !fusion_on && (is_probe || qrels.is_none()) {
             return None;
         }
+        Some(RankingInputs { set, qrels })
+    }
+
+    /// Fusion, rerank and evaluation for a collection, from the query vectors the dense and
+    /// sparse stages made.
+    #[allow(clippy::too_many_arguments)]
+    fn ranking_stages(
+        &self,
+        collection: &Collection,
+        models: &LoadedModels,
+        inputs: Option<RankingInputs>,
+        query_vectors: QueryVectors,
+        chunks: &[Chunk],
+        dense_vectors: &[NamedDenseVectors],
+        sparse_output: Option<&SparseStageOutput>,
+        report: &mut CollectionReport,
+        warnings: &mut Vec<String>,
+    ) -> Option<(QuerySet, Vec<RankedQuery>)> {
+        let config = &self.config;
+        let fusion_on = self.stage_enabled(Stage::Fusion);
+        let disabled = |stage: Stage| {
+            let status = if self.stage_enabled(stage) {
+                StageStatus::Skipped
+            } else {
+                StageStatus::Disabled
+            };
+            StageReport::with_status(status, None)
+        };
+        report.stages.insert(Stage::Fusion, disabled(Stage::Fusion));
+        report.stages.insert(Stage::Rerank, disabled(Stage::Rerank));
+        let RankingInputs { set, qrels } = inputs?;
         let (_, primary) = dense_vectors.first()?;
-        let dense_model = models.dense.first()?;
         let rank_models = RankModels {
-            dense: dense_model,
-            sparse: models.sparse.as_ref(),
             cross_encoder: models.cross_encoder.as_ref(),
             rerank_budget: None,
         };
@@ -740,6 +914,7 @@ impl BatchRunner {
                 chunks,
                 primary,
                 sparse_output.map(|o| o.points.as_slice()),
+                &query_vectors,
                 &rank_models,
                 config,
                 self.rerank_fault.as_deref(),
@@ -766,7 +941,7 @@ impl BatchRunner {
                 output.queries.len()
             ));
         }
-        let fusion_label = match (config.fusion.method, models.sparse.is_some()) {
+        let fusion_label = match (config.fusion.method, query_vectors.sparse.is_some()) {
             (_, false) => "dense only (sparse disabled)".to_string(),
             (FusionMethod::Rrf, true) => format!(
                 "rrf k={} weights dense={} sparse={}",
@@ -823,17 +998,20 @@ impl BatchRunner {
 
     /// Every dense model over the chunks; `None` (with the report filled in) when one fails,
     /// which fails the collection.
-    fn dense_stage<'m>(
+    /// The primary (first) model also encodes `queries`, while it is resident and leased.
+    fn dense_stage(
         &self,
         collection: &Collection,
-        models: &'m LoadedModels,
+        models: &LoadedModels,
         chunks: &[Chunk],
+        queries: Option<&QuerySet>,
         budget: BatchBudget,
         report: &mut CollectionReport,
-    ) -> Option<Vec<NamedDenseVectors<'m>>> {
+    ) -> Option<(Vec<NamedDenseVectors>, DenseQueryVectors)> {
         let mut stage = StageReport::with_status(StageStatus::Ok, None);
         let mut vectors = Vec::new();
-        for embedder in &models.dense {
+        let mut query_vectors = Ok(Vec::new());
+        for (index, embedder) in models.dense.iter().enumerate() {
             let (model, weights_bytes) = embedder.memory_profile();
             let identity = embedder.identity();
             let needs = StageNeeds {
@@ -852,22 +1030,25 @@ impl BatchRunner {
                             device: identity.device.clone(),
                             message: err.to_string(),
                         })?;
-                super::dense::run_dense(
+                let (vectors, run) = super::dense::run_dense(
                     &collection.name,
                     embedder,
                     chunks,
                     budget,
                     self.config.telemetry.progress,
                     self.dense_fault.as_deref(),
-                )
-                .map(|(vectors, run)| (vectors, run, plan))
+                )?;
+                if let (0, Some(set)) = (index, queries) {
+                    query_vectors = encode_dense_queries(embedder, set, query_budget(&self.config));
+                }
+                Ok::<_, crate::models::ModelError>((vectors, run, plan))
             });
             match result {
                 Ok((set, mut run, plan)) => {
                     run.peak_rss_bytes = peak;
                     run.memory = Some(plan);
                     stage.runs.push(run);
-                    vectors.push((embedder.identity().name.as_str(), set));
+                    vectors.push((embedder.identity().name.clone(), set));
                 }
                 Err(err) => {
                     stage.status = StageStatus::Failed;
@@ -880,7 +1061,7 @@ impl BatchRunner {
         }
         let ok = stage.status == StageStatus::Ok;
         report.stages.insert(Stage::Dense, stage);
-        ok.then_some(vectors)
+        ok.then_some((vectors, query_vectors))
     }
 
     /// Whether the configuration asks for `stage` (fusion runs when anything ranks).
