@@ -71,7 +71,7 @@ def make_texts(count, path, pairs):
 def run_ours(binary, model, texts_path, args):
     cmd = [str(binary), "bench", "--model", model, "--texts", str(texts_path),
            "--batch-size", str(args.batch_size), "--repeat", "1",
-           "--backend", args.backend]
+           "--backend", args.backend, "--precision", args.precision]
     if model != "sparse":
         cmd += ["--max-length", str(args.max_length)]
     workers = args.workers or args.threads
@@ -152,6 +152,8 @@ def main():
                         help="our side: concurrent batch workers, the --threads split among them "
                              "(default: one per thread, as a run does on the CPU)")
     parser.add_argument("--backend", choices=["packed", "candle"], default="packed")
+    parser.add_argument("--precision", choices=["f32", "bf16"], default="f32",
+                        help="our side's precision (bf16: products in bf16, needs AVX512-BF16)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "embed-collections"))
@@ -203,6 +205,7 @@ def main():
                           f" = {tokens / seconds:,.0f} tokens/s", file=sys.stderr)
             row = {"model": model, "texts": len(texts), "threads": args.threads,
                    "workers": args.workers or args.threads, "backend": args.backend,
+                   "precision": args.precision,
                    "batch_size": args.batch_size, "rounds": args.rounds,
                    "ours_tokens_per_s": statistics.median(ours)}
             if theirs:
@@ -212,7 +215,7 @@ def main():
                 row["ratio"] = row["ours_tokens_per_s"] / row["ort_tokens_per_s"]
             report.append(row)
     print(f"{'model':8} {'ours tok/s':>12} {'ORT tok/s':>12} {'ratio':>7}  (medians of {args.rounds} alternating rounds, "
-          f"{args.threads} threads, batch {args.batch_size}, backend {args.backend})")
+          f"{args.threads} threads, batch {args.batch_size}, backend {args.backend}, {args.precision})")
     for row in report:
         ort = f"{row['ort_tokens_per_s']:12,.0f}" if "ort_tokens_per_s" in row else f"{'skipped':>12}"
         ratio = f"{row['ratio']:7.2f}" if "ratio" in row else f"{'-':>7}"

@@ -39,6 +39,7 @@ pub struct BenchSpec {
     pub workers: usize,
     pub threads: Threads,
     pub repeat: usize,
+    pub precision: Precision,
 }
 
 /// One repetition's figures.
@@ -46,6 +47,7 @@ pub struct BenchSpec {
 pub struct BenchResult {
     pub model: BenchModel,
     pub backend: &'static str,
+    pub precision: String,
     pub workers: usize,
     pub threads_per_pass: usize,
     pub items: usize,
@@ -108,7 +110,7 @@ fn read_texts(path: &Path, limit: Option<usize>) -> Result<Vec<TextLine>, BenchE
 /// Loads the model once and runs the texts `repeat` times.
 pub fn run_bench(spec: &BenchSpec, manager: &ModelManager) -> Result<Vec<BenchResult>, BenchError> {
     let lines = read_texts(&spec.texts, spec.limit)?;
-    let mut device = select_device(&DeviceSpec::Cpu, Precision::F32)?;
+    let mut device = select_device(&DeviceSpec::Cpu, spec.precision)?;
     device.backend = spec.backend;
     let resolved = manager.resolve(&spec.model_ref, None, None)?;
     let budget = BatchBudget {
@@ -222,6 +224,7 @@ fn result(
     BenchResult {
         model: spec.model,
         backend: spec.backend.as_str(),
+        precision: format!("{:?}", spec.precision).to_lowercase(),
         workers: spec.workers.max(1),
         threads_per_pass: match spec.threads {
             Threads::Single => 1,

@@ -149,6 +149,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
 
+    /// Precision: f32, or bf16 (packed encoder's products in bf16; needs AVX512-BF16)
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub precision: String,
+
     /// Models directory (default: as for a run)
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,

@@ -141,3 +141,52 @@ fn sanity_ordering_from_models_md() {
     assert!((scores[0].logit - 8.7).abs() < 0.5, "{}", scores[0].logit);
     assert!((scores[1].logit + 11.3).abs() < 0.5, "{}", scores[1].logit);
 }
+
+/// bf16 products (opt-in, AVX512-BF16 CPUs only): logits stay near the float64 reference and
+/// the ranking of the golden pairs is unchanged (measured worst |Δlogit|: 0.0095).
+#[test]
+fn bf16_logits_stay_close_to_the_reference_and_keep_the_order() {
+    if !embed_collections::models::packed::bf16::supported() {
+        eprintln!("skipped: this CPU has no AVX512-BF16");
+        return;
+    }
+    let golden = golden();
+    let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
+    let resolved = manager.resolve(&golden.model, None, None).unwrap();
+    let device = select_device(&DeviceSpec::Cpu, Precision::Bf16).unwrap();
+    assert_eq!(device.backend, EncoderBackend::Packed);
+    let model = CrossEncoder::load(&golden.model, &resolved, &device, None).unwrap();
+    let pairs: Vec<(&str, &str)> = golden
+        .items
+        .iter()
+        .map(|i| (i.query.as_str(), i.passage.as_str()))
+        .collect();
+    let encodings = model.tokenizer().encode_pairs(&pairs).unwrap();
+    let logits: Vec<f32> = model
+        .score(&encodings.iter().collect::<Vec<_>>())
+        .unwrap()
+        .iter()
+        .map(|s| s.logit)
+        .collect();
+    let mut worst = 0.0f64;
+    for (item, logit) in golden.items.iter().zip(&logits) {
+        let diff = (*logit as f64 - item.logit).abs();
+        worst = worst.max(diff);
+        assert!(
+            diff <= 0.05,
+            "bf16 logit {logit} vs {} (diff {diff})",
+            item.logit
+        );
+    }
+    let order = |values: Vec<f64>| {
+        let mut idx: Vec<usize> = (0..values.len()).collect();
+        idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+        idx
+    };
+    assert_eq!(
+        order(logits.iter().map(|&l| l as f64).collect()),
+        order(golden.items.iter().map(|i| i.logit).collect()),
+        "bf16 keeps the order of the golden pairs"
+    );
+    eprintln!("bf16 CrossEncoder: worst |Δlogit| {worst:.4}");
+}

@@ -69,9 +69,10 @@ pub enum EncoderBackend {
 }
 
 impl EncoderBackend {
-    /// Packed on the CPU in f32, candle everywhere else.
+    /// Packed on the CPU in f32 (and bf16, where the packed encoder rounds its products'
+    /// operands), candle everywhere else.
     pub fn for_device(device: &Device, dtype: candle_core::DType) -> Self {
-        if device.is_cpu() && dtype == candle_core::DType::F32 {
+        if device.is_cpu() && matches!(dtype, candle_core::DType::F32 | candle_core::DType::BF16) {
             EncoderBackend::Packed
         } else {
             EncoderBackend::Candle
@@ -116,6 +117,14 @@ impl BertEncoder {
                     config: config.clone(),
                 })
             }
+        }
+    }
+
+    /// Switches the packed encoder's products to bf16 (no-op for candle, whose dtype is the
+    /// weights').
+    pub fn use_bf16(&mut self) {
+        if let Self::Packed(bert) = self {
+            bert.use_bf16();
         }
     }
 

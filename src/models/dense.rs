@@ -63,8 +63,12 @@ impl DenseEmbedder {
     ) -> Result<Self, ModelError> {
         let st = SentenceTransformerInfo::read(&resolved.dir)?;
         let weights = resolved.weights_file()?;
-        let checkpoint = Checkpoint::open(&weights, device.dtype, &device.device)?;
-        let encoder = BertEncoder::load(&checkpoint, &read_config(&resolved.dir)?, device.backend)?;
+        let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
+        let mut encoder =
+            BertEncoder::load(&checkpoint, &read_config(&resolved.dir)?, device.backend)?;
+        if device.packed_bf16() {
+            encoder.use_bf16();
+        }
         // Sentence-transformers' default for a plain transformers checkpoint is mean pooling.
         let pooling = config.pooling.or(st.pooling).unwrap_or(Pooling::Mean);
         let normalize = config.normalize.unwrap_or(st.normalize);

@@ -22,6 +22,20 @@ pub struct SelectedDevice {
 }
 
 impl SelectedDevice {
+    /// The dtype weights are read in: f32 for the packed encoder (which keeps f32 weights and,
+    /// in bf16 mode, converts its matrix products' operands itself), the run dtype otherwise.
+    pub fn weights_dtype(&self) -> DType {
+        match self.backend {
+            EncoderBackend::Packed => DType::F32,
+            EncoderBackend::Candle => self.dtype,
+        }
+    }
+
+    /// Whether the packed encoder should run its products in bf16.
+    pub fn packed_bf16(&self) -> bool {
+        self.backend == EncoderBackend::Packed && self.dtype == DType::BF16
+    }
+
     /// Threads for one forward pass given the workers.
     pub fn threads_per_pass(&self) -> Threads {
         if self.workers > 1 {
@@ -58,6 +72,12 @@ pub fn select_device(
         (Precision::Bf16, _) => DType::BF16,
     };
     let backend = EncoderBackend::for_device(&device, dtype);
+    if device.is_cpu() && dtype == DType::BF16 && !super::packed::bf16::supported() {
+        return Err(ModelError::Device {
+            device: label,
+            message: "bf16 on the CPU needs AVX512-BF16, which this CPU lacks; use precision \"f32\" (or \"auto\")".to_string(),
+        });
+    }
     let workers = match backend {
         EncoderBackend::Packed => std::thread::available_parallelism().map_or(1, |n| n.get()),
         EncoderBackend::Candle => 1,

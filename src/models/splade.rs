@@ -320,8 +320,11 @@ impl SpladeEncoder {
     ) -> Result<Self, ModelError> {
         let config = read_config(&resolved.dir)?;
         let weights = resolved.weights_file()?;
-        let checkpoint = Checkpoint::open(&weights, device.dtype, &device.device)?;
-        let encoder = BertEncoder::load(&checkpoint, &config, device.backend)?;
+        let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
+        let mut encoder = BertEncoder::load(&checkpoint, &config, device.backend)?;
+        if device.packed_bf16() {
+            encoder.use_bf16();
+        }
         let head = match encoder {
             BertEncoder::Packed(_) => {
                 SpladeHead::Packed(PackedMlmHead::load(&checkpoint, &config)?)

@@ -17,6 +17,7 @@
 //! The heads (pooling, the SPLADE MLM head, the CrossEncoder classifier) read the packed hidden
 //! states through [`PackedBert::forward_with`] while the scratch is borrowed: zero copies.
 
+pub mod bf16;
 pub mod kernels;
 mod weights;
 
@@ -168,6 +169,12 @@ impl PackedBert {
             weights,
             scratch: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Runs the layers' matrix products in bf16 (see [`bf16`]); callers check
+    /// [`bf16::supported`] first.
+    pub fn use_bf16(&mut self) {
+        self.weights.use_bf16();
     }
 
     pub fn shape(&self) -> &Shape {

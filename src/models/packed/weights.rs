@@ -1,6 +1,7 @@
 //! Weights of the packed encoder, read once from a [`Checkpoint`] into f32 vectors in the layout
 //! the products read: linear weights transposed to [in, out]; Q, K and V fused side by side.
 
+use super::bf16::Bf16Matrix;
 use super::kernels::{self, MatRef, Rhs};
 use super::Shape;
 use crate::models::checkpoint::Checkpoint;
@@ -14,6 +15,8 @@ pub struct DenseLayer {
     pub bias: Vec<f32>,
     pub inputs: usize,
     pub outputs: usize,
+    /// The same weights as bf16 pairs, when the products run in bf16.
+    bf16: Option<Bf16Matrix>,
 }
 
 impl DenseLayer {
@@ -30,6 +33,7 @@ impl DenseLayer {
             bias: tensor(checkpoint, &format!("{prefix}.bias"), &[outputs])?,
             inputs,
             outputs,
+            bf16: None,
         })
     }
 
@@ -51,12 +55,17 @@ impl DenseLayer {
             bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
             inputs,
             outputs,
+            bf16: None,
         }
     }
 
     /// `out[rows, outputs] = x[rows, inputs] · W` (bias not added: callers fuse it with what
     /// follows).
     pub fn apply(&self, x: &[f32], rows: usize, out: &mut [f32], parallelism: Parallelism) {
+        if let Some(matrix) = &self.bf16 {
+            matrix.matmul(&x[..rows * self.inputs], rows, out, self.outputs);
+            return;
+        }
         kernels::matmul(
             MatRef::new(&x[..rows * self.inputs], rows, self.inputs),
             Rhs::Plain(MatRef::new(&self.weight_t, self.inputs, self.outputs)),
@@ -69,6 +78,11 @@ impl DenseLayer {
 
     fn bytes(&self) -> usize {
         (self.weight_t.len() + self.bias.len()) * 4
+    }
+
+    /// Runs this layer's products in bf16 from now on (single-threaded per pass).
+    pub fn use_bf16(&mut self) {
+        self.bf16 = Some(Bf16Matrix::new(&self.weight_t, self.inputs, self.outputs));
     }
 }
 
@@ -91,6 +105,20 @@ pub(super) struct EncoderWeights {
 }
 
 impl EncoderWeights {
+    /// Every layer's products in bf16 (embeddings, LayerNorms and attention stay f32).
+    pub fn use_bf16(&mut self) {
+        for layer in &mut self.layers {
+            for dense in [
+                &mut layer.qkv,
+                &mut layer.attention_out,
+                &mut layer.ffn_in,
+                &mut layer.ffn_out,
+            ] {
+                dense.use_bf16();
+            }
+        }
+    }
+
     pub fn load(checkpoint: &Checkpoint, shape: &Shape) -> Result<Self, ModelError> {
         let prefix = encoder_prefix(checkpoint);
         let h = shape.hidden;
