@@ -47,6 +47,11 @@ pub struct LeaseOptions {
     /// Whether the CPU is locked too. Off by default: the CPU is budgeted and its memory
     /// recorded like a GPU, but two CPU jobs on one machine may run side by side.
     pub lock_cpu: bool,
+    /// When the probe cannot read a device at all (`ProbeError::Unsupported`, e.g. a GPU in a
+    /// build without its probe): budget the ceiling, record the lease without a reading, and
+    /// keep going (true); or fail with [`LeaseError::Probe`] (false). A failed read of a device
+    /// the probe does support is always an error.
+    pub ceiling_when_unprobed: bool,
 }
 
 impl LeaseOptions {
@@ -74,6 +79,7 @@ impl Default for LeaseOptions {
             min_budget_bytes: 64 << 20,
             stage: String::new(),
             lock_cpu: false,
+            ceiling_when_unprobed: false,
         }
     }
 }
@@ -236,7 +242,9 @@ pub struct LeasedDevice {
     pub id: DeviceId,
     /// min(ceiling, free memory at lease): what the stage may use, weights included.
     pub budget_bytes: u64,
-    pub at_lease: MemoryReading,
+    /// The reading at lease; `None` when the probe cannot read this device (see
+    /// [`LeaseOptions::ceiling_when_unprobed`]).
+    pub at_lease: Option<MemoryReading>,
 }
 
 /// The guard over leased devices. Dropping it — at the end of the stage, on an early `?`
@@ -393,24 +401,33 @@ pub fn lease_gpus<'probe>(
                 source,
             })?;
         }
-        let at_lease = probe.read(&device).map_err(|source| LeaseError::Probe {
-            device: device.clone(),
-            source,
-        })?;
-        let budget_bytes = options.ceiling_bytes.min(at_lease.free_bytes);
+        let at_lease = match probe.read(&device) {
+            Ok(reading) => Some(reading),
+            Err(ProbeError::Unsupported { .. }) if options.ceiling_when_unprobed => None,
+            Err(source) => {
+                return Err(LeaseError::Probe {
+                    device: device.clone(),
+                    source,
+                })
+            }
+        };
+        let free = at_lease.map_or(options.ceiling_bytes, |reading| reading.free_bytes);
+        let budget_bytes = options.ceiling_bytes.min(free);
         log.record(PendingEvent {
             device: &device,
             kind: LeaseEventKind::Leased,
-            memory: Some(at_lease),
+            memory: at_lease,
             waited,
             stage: &options.stage,
-            note: None,
+            note: at_lease
+                .is_none()
+                .then_some("no memory probe for this device: the ceiling is the budget"),
         });
         if budget_bytes < options.min_budget_bytes {
             return Err(LeaseError::NoMemory {
                 device,
                 ceiling: options.ceiling_bytes,
-                free: at_lease.free_bytes,
+                free,
                 minimum: options.min_budget_bytes,
             });
         }
@@ -499,7 +516,34 @@ mod tests {
             min_budget_bytes: 0,
             stage: "dense".to_string(),
             lock_cpu: true,
+            ceiling_when_unprobed: false,
         }
+    }
+
+    #[test]
+    fn an_unprobed_device_gets_the_ceiling_only_when_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        // The host probe cannot read GPUs: every CUDA read is `Unsupported`.
+        let probe = crate::gpu::SystemMemoryProbe;
+        let log = LeaseLog::new();
+        let strict = options(dir.path(), LeaseWait::Fail);
+        assert!(matches!(
+            lease_gpus(&[DeviceId::Cuda(0)], &strict, &probe, &log),
+            Err(LeaseError::Probe { .. })
+        ));
+        let lenient = LeaseOptions {
+            ceiling_when_unprobed: true,
+            ..strict
+        };
+        let lease = lease_gpus(&[DeviceId::Cuda(0)], &lenient, &probe, &log).unwrap();
+        assert_eq!(lease.devices()[0].budget_bytes, 12 * GIB);
+        assert_eq!(lease.devices()[0].at_lease, None);
+        let leased = log
+            .events()
+            .into_iter()
+            .find(|e| e.kind == LeaseEventKind::Leased)
+            .unwrap();
+        assert!(leased.memory.is_none() && leased.note.is_some());
     }
 
     #[test]
@@ -548,7 +592,7 @@ mod tests {
             leased,
             vec![(DeviceId::Cuda(0), 12 * GIB), (DeviceId::Cuda(1), 3 * GIB)]
         );
-        assert_eq!(lease.devices()[1].at_lease.free_bytes, 3 * GIB);
+        assert_eq!(lease.devices()[1].at_lease.unwrap().free_bytes, 3 * GIB);
         assert_eq!(
             lease.budget_after_weights(&DeviceId::Cuda(0), 2 * GIB),
             10 * GIB

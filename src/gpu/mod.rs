@@ -55,6 +55,7 @@ mod tests {
             min_budget_bytes: 0,
             stage: "sparse".to_string(),
             lock_cpu: false,
+            ceiling_when_unprobed: false,
         };
         let log = LeaseLog::new();
         let lease = lease_gpus(
