@@ -354,6 +354,7 @@ impl PackedBert {
         let len = qkv.len() / (3 * h);
         let scale = 1.0 / (d as f32).sqrt();
         let mut scores = vec![0f32; len * len];
+        let mut sums = vec![0f32; len];
         for head in 0..self.shape.heads {
             let view = |part: usize| MatRef {
                 data: &qkv[part * h + head * d..],
@@ -369,7 +370,9 @@ impl PackedBert {
                 scale,
                 Parallelism::None,
             );
-            kernels::softmax_rows(&mut scores, len);
+            // exp(s − max) and the row sums; 1/sum is applied to the [len, d] output, not to
+            // the [len, len] probabilities.
+            kernels::softmax_rows_unnormalised(&mut scores, len, &mut sums);
             kernels::matmul(
                 MatRef::new(&scores, len, len),
                 Rhs::Plain(view(2)),
@@ -378,6 +381,7 @@ impl PackedBert {
                 1.0,
                 Parallelism::None,
             );
+            kernels::scale_rows(&mut out[head * d..], len, d, h, &sums);
         }
     }
 }
