@@ -3,9 +3,9 @@
 //! of `scripts/compare-runtimes.py`, which runs a reference runtime on the same texts with the
 //! same batch policy and threads. Texts never reach the output: only counts and timings.
 
-use crate::batching::{plan_batches, BatchBudget};
+use crate::batching::BatchBudget;
 use crate::config::{DenseModelConfig, DeviceSpec, Precision};
-use crate::dispatch::{run_batches, AdaptivePolicy};
+use crate::dispatch::run_stage_batches;
 use crate::models::bert::EncoderBackend;
 use crate::models::packed::Threads;
 use crate::models::tokenize::Encoded;
@@ -181,7 +181,8 @@ pub fn run_bench(spec: &BenchSpec, manager: &ModelManager) -> Result<Vec<BenchRe
     Ok(results)
 }
 
-/// Runs every encoding through `run` on `workers` workers; returns (tokens, batches).
+/// Runs every encoding through `run` on `workers` workers, as a stage does
+/// ([`run_stage_batches`]); returns (tokens, batches).
 fn dispatch<M: Sync>(
     model: &M,
     workers: usize,
@@ -190,27 +191,26 @@ fn dispatch<M: Sync>(
     run: impl Fn(&M, &[&Encoded]) -> Result<usize, ModelError> + Sync,
 ) -> Result<(usize, usize), ModelError> {
     let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-    let plan = plan_batches(&lengths, budget);
-    let batches = plan.len();
-    let replicas = vec![model; workers];
-    let outcome = run_batches(
-        &replicas,
+    let outcome = run_stage_batches(
+        model,
+        workers,
         &lengths,
-        plan,
-        AdaptivePolicy::new(budget.max_tokens),
-        |model, _worker, batch| {
+        budget,
+        None,
+        &|i| i,
+        &|_| {},
+        |model, batch| {
             let items: Vec<&Encoded> = batch.iter().map(|&i| &encodings[i]).collect();
-            let count = run(model, &items).map_err(ModelError::as_batch_failure)?;
-            Ok(vec![(); count])
+            run(model, &items).map(|count| vec![(); count])
         },
     )
     .map_err(|err| ModelError::Item {
         message: err.to_string(),
     })?;
     for result in outcome.results {
-        result.map_err(ModelError::from_item)?;
+        result?;
     }
-    Ok((lengths.iter().sum(), batches))
+    Ok((outcome.stats.tokens, outcome.stats.batches))
 }
 
 fn result(

@@ -39,6 +39,28 @@ fn run_dense_with(
     fault: Option<Box<embed_collections::dispatch::FaultInjector>>,
     probe: Option<Box<dyn MemoryProbe>>,
 ) -> Result<std::path::PathBuf, String> {
+    let mut runner = fixture_runner(root, None);
+    if let Some(fault) = fault {
+        runner = runner.with_dense_fault(fault);
+    }
+    if let Some(probe) = probe {
+        runner = runner.with_memory_probe(probe);
+    }
+    runner.run().map_err(|err| err.to_string())?;
+    let out = root.join("out");
+    let manifest = manifest(&out);
+    if manifest["collections"][0]["status"] != "ok" {
+        return Err(format!(
+            "collection status {}: {}",
+            manifest["collections"][0]["status"], manifest["collections"][0]["error"]
+        ));
+    }
+    Ok(out)
+}
+
+/// Writes the TEXTS collection under `root/in` and a runner over it into `root/out`, CPU,
+/// its own lock dir: dense only without `config_toml`, else with that config file.
+fn fixture_runner(root: &Path, config_toml: Option<&str>) -> BatchRunner {
     let collection = root.join("in/notes");
     std::fs::create_dir_all(&collection).unwrap();
     let lines: Vec<String> = TEXTS
@@ -47,56 +69,46 @@ fn run_dense_with(
         .map(|(i, t)| serde_json::json!({"id": format!("c{i}"), "text": t}).to_string())
         .collect();
     std::fs::write(collection.join("chunks.jsonl"), lines.join("\n")).unwrap();
-    let out = root.join("out");
     let flags = Overrides {
         input: Some(root.join("in")),
-        output: Some(out.clone()),
-        no_sparse: true,
-        no_rerank: true,
+        output: Some(root.join("out")),
+        no_sparse: config_toml.is_none(),
+        no_rerank: config_toml.is_none(),
         device: Some(DeviceSpec::Cpu),
         models_dir: Some(models_dir()),
         ..Overrides::default()
     };
+    let (file, layer) = match config_toml {
+        Some(text) => {
+            let path = root.join("run.toml");
+            std::fs::write(&path, text).unwrap();
+            let layer = config::load_file(&path).unwrap();
+            (Some(path), layer)
+        }
+        None => (None, Default::default()),
+    };
     let config = config::resolve_layers(
-        None,
-        Default::default(),
+        file.as_deref(),
+        layer,
         &Environment::from_pairs([("HOME", "/nonexistent")]),
         &flags,
     )
     .unwrap();
     let manager = ModelManager::new(models_dir(), root.join("hf"), true);
-    let mut runner = BatchRunner::new(config, manager).with_lock_dir(root.join("locks"));
-    if let Some(fault) = fault {
-        runner = runner.with_dense_fault(fault);
-    }
-    if let Some(probe) = probe {
-        runner = runner.with_memory_probe(probe);
-    }
-    let outcome = runner.run().map_err(|err| err.to_string())?;
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
-    if manifest["collections"][0]["status"] != "ok" {
-        return Err(format!(
-            "collection status {}: {}",
-            manifest["collections"][0]["status"], manifest["collections"][0]["error"]
-        ));
-    }
-    drop(outcome);
-    Ok(out)
+    BatchRunner::new(config, manager).with_lock_dir(root.join("locks"))
 }
 
+/// (chunk id, dense vector) per point of a dense-only run (its one named vector).
 fn vectors(out: &Path) -> Vec<(String, Vec<f32>)> {
     read_jsonl(&out.join("notes/points.jsonl"))
         .into_iter()
         .map(|p| {
+            let named = p["vector"].as_object().unwrap();
+            assert_eq!(named.len(), 1, "a dense-only point has one vector");
+            let vector = named.values().next().unwrap().clone();
             (
                 p["chunk_id"].as_str().unwrap().to_string(),
-                serde_json::from_value(p["vector"]["minilm"].clone())
-                    .or_else(|_| serde_json::from_value(p["vector"]["dense"].clone()))
-                    .unwrap_or_else(|_| {
-                        let (_, v) = p["vector"].as_object().unwrap().iter().next().unwrap();
-                        serde_json::from_value(v.clone()).unwrap()
-                    }),
+                serde_json::from_value(vector).unwrap(),
             )
         })
         .collect()
@@ -242,46 +254,20 @@ fn a_device_without_memory_fails_the_dense_stage_clearly() {
 
 /// A full run (dense, sparse, fusion, rerank) over the fixture with two queries.
 fn run_full(root: &Path, exclusive: bool) -> std::path::PathBuf {
-    let collection = root.join("in/notes");
-    std::fs::create_dir_all(&collection).unwrap();
-    let lines: Vec<String> = TEXTS
-        .iter()
-        .enumerate()
-        .map(|(i, t)| serde_json::json!({"id": format!("c{i}"), "text": t}).to_string())
-        .collect();
-    std::fs::write(collection.join("chunks.jsonl"), lines.join("\n")).unwrap();
+    let mut runner = fixture_runner(
+        root,
+        Some("[rerank]\ncandidates = 3\ntop_k = 3\nmax_length = 64\n"),
+    );
     std::fs::write(
-        collection.join("queries.jsonl"),
+        root.join("in/notes/queries.jsonl"),
         "{\"_id\": \"q1\", \"text\": \"vitamin D and bones\"}\n{\"_id\": \"q2\", \"text\": \"learned sparse retrieval\"}\n",
     )
     .unwrap();
-    std::fs::write(
-        root.join("run.toml"),
-        "[rerank]\ncandidates = 3\ntop_k = 3\nmax_length = 64\n",
-    )
-    .unwrap();
-    let out = root.join("out");
-    let flags = Overrides {
-        input: Some(root.join("in")),
-        output: Some(out.clone()),
-        device: Some(DeviceSpec::Cpu),
-        models_dir: Some(models_dir()),
-        ..Overrides::default()
-    };
-    let config = config::resolve_layers(
-        Some(&root.join("run.toml")),
-        config::load_file(&root.join("run.toml")).unwrap(),
-        &Environment::from_pairs([("HOME", "/nonexistent")]),
-        &flags,
-    )
-    .unwrap();
-    let manager = ModelManager::new(models_dir(), root.join("hf"), true);
-    let mut runner = BatchRunner::new(config, manager).with_lock_dir(root.join("locks"));
     if exclusive {
         runner = runner.with_exclusive_models();
     }
     runner.run().unwrap();
-    out
+    root.join("out")
 }
 
 #[test]

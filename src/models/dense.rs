@@ -10,7 +10,7 @@ use super::pooling::{l2_normalize, l2_normalize_in_place, Pooling};
 use super::sentence_transformers::SentenceTransformerInfo;
 use super::tokenize::{Encoded, TextTokenizer};
 use super::{ModelError, SelectedDevice};
-use crate::batching::{BatchBudget, BatchSizeMismatch, BatchStats};
+use crate::batching::{BatchBudget, BatchStats};
 use crate::config::DenseModelConfig;
 use crate::dispatch::{run_stage_batches, DispatchStats, FaultInjector};
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
@@ -29,15 +29,6 @@ pub struct DenseOutput {
     pub elapsed: Duration,
     /// Workers, out-of-memory recoveries and retries.
     pub dispatch: DispatchStats,
-}
-
-impl From<BatchSizeMismatch> for ModelError {
-    fn from(err: BatchSizeMismatch) -> Self {
-        ModelError::Device {
-            device: "batch".to_string(),
-            message: err.to_string(),
-        }
-    }
 }
 
 /// A loaded sentence-embedding model.

@@ -7,7 +7,7 @@ use crate::export::StageRun;
 use crate::input::Chunk;
 use crate::models::{DenseEmbedder, ModelError};
 use crate::stage::Stage;
-use crate::telemetry::progress::StageProgress;
+use crate::telemetry::progress::SharedProgress;
 use tracing::info;
 
 /// Embeds `chunks` (their `embedding_text`) with `embedder`; vectors in chunk order.
@@ -30,25 +30,14 @@ pub fn run_dense(
     let _entered = span.enter();
     let texts: Vec<std::borrow::Cow<'_, str>> = chunks.iter().map(Chunk::embedding_text).collect();
     let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
-    let shown = std::sync::Mutex::new(StageProgress::new(
+    let shown = SharedProgress::new(
         progress,
         format!("dense {collection}"),
         "chunks",
         refs.len() as u64,
-    ));
-    let output = embedder.embed_documents_observed(
-        &refs,
-        budget,
-        &|n| {
-            if let Ok(mut shown) = shown.lock() {
-                shown.inc(n as u64);
-            }
-        },
-        fault,
-    )?;
-    if let Ok(shown) = shown.into_inner() {
-        shown.finish();
-    }
+    );
+    let output = embedder.embed_documents_observed(&refs, budget, &|n| shown.inc(n), fault)?;
+    shown.finish();
     let mut run = StageRun::new(
         &identity.name,
         &output.stats,

@@ -11,6 +11,7 @@ use crate::gpu::{
     lease_gpus, DeviceId, DeviceLease, EncoderMemoryModel, LeaseError, LeaseLog, LeaseOptions,
     MemoryProbe, StageMemory,
 };
+use crate::models::{CrossEncoder, DenseEmbedder, ModelIdentity, SpladeEncoder};
 use tracing::{info, warn};
 
 /// What one stage needs to know to lease and plan.
@@ -22,6 +23,49 @@ pub struct StageNeeds<'a> {
     pub max_length: usize,
     pub workers: usize,
     pub configured: BatchBudget,
+}
+
+/// What a stage's model tells the planner: implemented by the three model kinds.
+pub trait StageModel {
+    fn identity(&self) -> &ModelIdentity;
+    /// (activation-memory model, weight bytes).
+    fn memory_profile(&self) -> (EncoderMemoryModel, u64);
+    fn workers(&self) -> usize;
+}
+
+macro_rules! stage_model {
+    ($($model:ty),*) => {$(
+        impl StageModel for $model {
+            fn identity(&self) -> &ModelIdentity {
+                <$model>::identity(self)
+            }
+            fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
+                <$model>::memory_profile(self)
+            }
+            fn workers(&self) -> usize {
+                <$model>::workers(self)
+            }
+        }
+    )*};
+}
+
+stage_model!(DenseEmbedder, SpladeEncoder, CrossEncoder);
+
+impl<'a> StageNeeds<'a> {
+    /// The needs of `model` running `stage` with the configured batch budget.
+    pub fn for_model(stage: &'a str, model: &'a impl StageModel, configured: BatchBudget) -> Self {
+        let (memory, weights_bytes) = model.memory_profile();
+        let identity = model.identity();
+        Self {
+            stage,
+            device_label: &identity.device,
+            model: memory,
+            weights_bytes,
+            max_length: identity.max_length,
+            workers: model.workers(),
+            configured,
+        }
+    }
 }
 
 /// Leases the stage's device and plans its batch budget.

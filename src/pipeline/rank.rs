@@ -22,7 +22,7 @@ use crate::input::{Chunk, Query};
 use crate::models::tokenize::Encoded;
 use crate::models::{CrossEncoder, DenseEmbedder, PairScore, SpladeEncoder};
 use crate::retrieval::{DenseIndex, Hit, SparseIndex};
-use crate::telemetry::progress::StageProgress;
+use crate::telemetry::progress::SharedProgress;
 use crate::vectors::{SparsePoint, SparseVector};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -393,12 +393,12 @@ fn rerank(
         Ok(encodings) => {
             truncated = encodings.iter().filter(|e| e.truncated).count();
             let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-            let shown = std::sync::Mutex::new(StageProgress::new(
+            let shown = SharedProgress::new(
                 config.telemetry.progress,
                 "rerank",
                 "pairs",
                 pairs.len() as u64,
-            ));
+            );
             let outcome = run_stage_batches(
                 ce,
                 ce.workers(),
@@ -406,16 +406,10 @@ fn rerank(
                 budget,
                 fault,
                 &|i| pairs[i].0,
-                &|n| {
-                    if let Ok(mut shown) = shown.lock() {
-                        shown.inc(n as u64);
-                    }
-                },
+                &|n| shown.inc(n),
                 |ce, items| ce.score(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>()),
             );
-            if let Ok(shown) = shown.into_inner() {
-                shown.finish();
-            }
+            shown.finish();
             match outcome {
                 Ok(outcome) => {
                     stats = outcome.stats;

@@ -97,15 +97,12 @@ pub struct BatchRunner {
     exclusive_models: bool,
 }
 
-impl LoadedModels {
-    /// What the manifest lists: every loaded model's identity.
-    fn identities(&self) -> Vec<crate::models::ModelIdentity> {
-        self.dense
-            .iter()
-            .map(|e| e.identity().clone())
-            .chain(self.sparse.iter().map(|s| s.identity().clone()))
-            .chain(self.cross_encoder.iter().map(|c| c.identity().clone()))
-            .collect()
+/// Maps a model error to the run error naming the model.
+fn model_error(name: &str) -> impl FnOnce(crate::models::ModelError) -> RunError {
+    let name = name.to_string();
+    move |source| RunError::Model {
+        name,
+        source: Box::new(source),
     }
 }
 
@@ -291,15 +288,9 @@ impl BatchRunner {
                     source: Box::new(source),
                 }
             })?;
-        // Every model is loaded once up front: a missing or broken model fails the run before
-        // any collection, and the manifest lists them all. In exclusive mode (GPUs) they are
-        // then unloaded and each stage loads only its own, so one model at a time sits on the
-        // device; on the CPU they stay resident (small, and shared by the workers).
-        let mut models = self.load_models(&device)?;
-        let identities = models.identities();
-        if self.exclusive(&device) {
-            models = LoadedModels::default();
-        }
+        // Exclusive mode (GPUs): each stage loads only its own model, so one model at a time
+        // sits on the device; on the CPU they stay resident (small, shared by the workers).
+        let (mut models, identities) = self.load_models(&device)?;
 
         let mut reports = Vec::new();
         for collection in &collections {
@@ -357,12 +348,44 @@ impl BatchRunner {
         })
     }
 
-    fn load_models(&self, device: &SelectedDevice) -> Result<LoadedModels, RunError> {
-        Ok(LoadedModels {
-            dense: self.load_dense(device)?,
-            sparse: self.load_sparse(device)?,
-            cross_encoder: self.load_cross_encoder(device)?,
-        })
+    /// Loads every model once, so a missing or broken model fails the run before any
+    /// collection, and returns their identities for the manifest. On the CPU they stay
+    /// resident; in exclusive mode each is dropped before the next loads (never two on the
+    /// device) and the stages load their own later.
+    fn load_models(
+        &self,
+        device: &SelectedDevice,
+    ) -> Result<(LoadedModels, Vec<crate::models::ModelIdentity>), RunError> {
+        let exclusive = self.exclusive(device);
+        let mut models = LoadedModels::default();
+        let mut identities = Vec::new();
+        let dense = self.load_dense(device)?;
+        identities.extend(dense.iter().map(|m| m.identity().clone()));
+        if exclusive {
+            drop(dense); // before the next model loads
+        } else {
+            models.dense = dense;
+        }
+        let sparse = self.load_sparse(device)?;
+        identities.extend(sparse.iter().map(|m| m.identity().clone()));
+        if exclusive {
+            drop(sparse); // before the next model loads
+        } else {
+            models.sparse = sparse;
+        }
+        let cross_encoder = self.load_cross_encoder(device)?;
+        identities.extend(cross_encoder.iter().map(|m| m.identity().clone()));
+        if exclusive {
+            drop(cross_encoder); // before the next model loads
+        } else {
+            models.cross_encoder = cross_encoder;
+        }
+        Ok((models, identities))
+    }
+
+    /// Model paths in the config are relative to the config file.
+    fn model_base_dir(&self) -> Option<&Path> {
+        self.config.config_file.as_deref().and_then(Path::parent)
     }
 
     /// Whether stages hold their device exclusively: always on GPUs, on the CPU when a test
@@ -413,14 +436,7 @@ impl BatchRunner {
 
     fn load_dense(&self, device: &SelectedDevice) -> Result<Vec<DenseEmbedder>, RunError> {
         let config = &self.config;
-        let base_dir = config.config_file.as_deref().and_then(Path::parent);
-        let model_error = |name: &str| {
-            let name = name.to_string();
-            move |source| RunError::Model {
-                name,
-                source: Box::new(source),
-            }
-        };
+        let base_dir = self.model_base_dir();
         let mut dense = Vec::new();
         for model in &config.dense.models {
             let resolved = self
@@ -439,14 +455,7 @@ impl BatchRunner {
 
     fn load_sparse(&self, device: &SelectedDevice) -> Result<Option<SpladeEncoder>, RunError> {
         let config = &self.config;
-        let base_dir = config.config_file.as_deref().and_then(Path::parent);
-        let model_error = |name: &str| {
-            let name = name.to_string();
-            move |source| RunError::Model {
-                name,
-                source: Box::new(source),
-            }
-        };
+        let base_dir = self.model_base_dir();
         let sparse = if config.sparse.enabled {
             let name = &config.sparse.name;
             let resolved = self
@@ -487,14 +496,7 @@ impl BatchRunner {
         device: &SelectedDevice,
     ) -> Result<Option<CrossEncoder>, RunError> {
         let config = &self.config;
-        let base_dir = config.config_file.as_deref().and_then(Path::parent);
-        let model_error = |name: &str| {
-            let name = name.to_string();
-            move |source| RunError::Model {
-                name,
-                source: Box::new(source),
-            }
-        };
+        let base_dir = self.model_base_dir();
         let cross_encoder = if config.rerank.enabled {
             let resolved = self
                 .manager
@@ -610,17 +612,7 @@ impl BatchRunner {
         }
         let mut sparse_queries = None;
         let sparse_output = models.sparse.as_ref().and_then(|encoder| {
-            let (model, weights_bytes) = encoder.memory_profile();
-            let identity = encoder.identity();
-            let needs = StageNeeds {
-                stage: "sparse",
-                device_label: &identity.device,
-                model,
-                weights_bytes,
-                max_length: identity.max_length,
-                workers: encoder.workers(),
-                configured: budget,
-            };
+            let needs = StageNeeds::for_model("sparse", encoder, budget);
             let (output, peak) = memory::measure(|| {
                 let (_lease, budget, plan) = self.lease_stage(&needs)?;
                 let mut output = run_sparse(
@@ -867,20 +859,11 @@ impl BatchRunner {
             // The CrossEncoder's lease covers the whole ranking step (queries, fusion, rerank).
             let lease = match models.cross_encoder.as_ref() {
                 Some(ce) => {
-                    let (model, weights_bytes) = ce.memory_profile();
-                    let identity = ce.identity();
-                    let needs = StageNeeds {
-                        stage: "rerank",
-                        device_label: &identity.device,
-                        model,
-                        weights_bytes,
-                        max_length: identity.max_length,
-                        workers: ce.workers(),
-                        configured: BatchBudget {
-                            max_tokens: config.rerank.batch_tokens,
-                            max_items: config.dense.max_batch_size,
-                        },
+                    let budget = BatchBudget {
+                        max_tokens: config.rerank.batch_tokens,
+                        max_items: config.dense.max_batch_size,
                     };
+                    let needs = StageNeeds::for_model("rerank", ce, budget);
                     Some(self.lease_stage(&needs))
                 }
                 None => None,
@@ -1014,22 +997,12 @@ impl BatchRunner {
         let mut vectors = Vec::new();
         let mut query_vectors = Ok(Vec::new());
         for (index, embedder) in models.dense.iter().enumerate() {
-            let (model, weights_bytes) = embedder.memory_profile();
-            let identity = embedder.identity();
-            let needs = StageNeeds {
-                stage: "dense",
-                device_label: &identity.device,
-                model,
-                weights_bytes,
-                max_length: identity.max_length,
-                workers: embedder.workers(),
-                configured: budget,
-            };
+            let needs = StageNeeds::for_model("dense", embedder, budget);
             let (result, peak) = memory::measure(|| {
                 let (_lease, budget, plan) =
                     self.lease_stage(&needs)
                         .map_err(|err| crate::models::ModelError::Device {
-                            device: identity.device.clone(),
+                            device: needs.device_label.to_string(),
                             message: err.to_string(),
                         })?;
                 let (vectors, run) = super::dense::run_dense(

@@ -16,7 +16,7 @@ use crate::input::Chunk;
 use crate::models::tokenize::Encoded;
 use crate::models::{ModelError, SpladeEncoder};
 use crate::stage::Stage;
-use crate::telemetry::progress::StageProgress;
+use crate::telemetry::progress::SharedProgress;
 use crate::vectors::{SparsePoint, SparseSource, SparseVector};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -68,12 +68,12 @@ pub fn run_sparse(
         Ok(encodings) => {
             truncated = encodings.iter().filter(|e| e.truncated).count();
             let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-            let shown = std::sync::Mutex::new(StageProgress::new(
+            let shown = SharedProgress::new(
                 progress,
                 format!("sparse {collection}"),
                 "chunks",
                 chunks.len() as u64,
-            ));
+            );
             let outcome = run_stage_batches(
                 encoder,
                 encoder.workers(),
@@ -81,18 +81,12 @@ pub fn run_sparse(
                 budget,
                 fault,
                 &|i| i,
-                &|n| {
-                    if let Ok(mut shown) = shown.lock() {
-                        shown.inc(n as u64);
-                    }
-                },
+                &|n| shown.inc(n),
                 |encoder, items| {
                     encoder.encode(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>())
                 },
             );
-            if let Ok(shown) = shown.into_inner() {
-                shown.finish();
-            }
+            shown.finish();
             match outcome {
                 Ok(outcome) => {
                     stats = outcome.stats;

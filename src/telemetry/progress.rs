@@ -104,3 +104,32 @@ impl StageProgress {
         }
     }
 }
+
+/// A [`StageProgress`] that batch workers on several threads advance.
+pub struct SharedProgress(std::sync::Mutex<StageProgress>);
+
+impl SharedProgress {
+    pub fn new(
+        mode: ProgressMode,
+        label: impl Into<String>,
+        unit: &'static str,
+        total: u64,
+    ) -> Self {
+        Self(std::sync::Mutex::new(StageProgress::new(
+            mode, label, unit, total,
+        )))
+    }
+
+    /// `n` more items done (from any worker).
+    pub fn inc(&self, n: usize) {
+        if let Ok(mut progress) = self.0.lock() {
+            progress.inc(n as u64);
+        }
+    }
+
+    pub fn finish(self) {
+        if let Ok(progress) = self.0.into_inner() {
+            progress.finish();
+        }
+    }
+}

@@ -263,21 +263,6 @@ fn bias_residual_layer_norm_generic(
 }
 
 multiversioned! {
-    /// In-place softmax of each row of `x` (rows of `width` values).
-    fn softmax_rows(x: &mut [f32], width: usize) => softmax_rows_generic
-}
-
-#[inline(always)]
-fn softmax_rows_generic(x: &mut [f32], width: usize) {
-    for row in x.chunks_exact_mut(width) {
-        let inv = 1.0 / exp_shifted_sum(row);
-        for v in row.iter_mut() {
-            *v *= inv;
-        }
-    }
-}
-
-multiversioned! {
     /// The unnormalised softmax: each row of `x` becomes exp(x − max(row)) and `sums[i]` gets
     /// row i's sum, so the caller can apply 1/sum to something smaller than the row (attention
     /// scales its [len, head_dim] output instead of the [len, len] probabilities).
@@ -462,8 +447,11 @@ mod tests {
 
     #[test]
     fn softmax_matches_the_definition() {
+        // As attention uses it: unnormalised exponentials, then 1/sum applied row by row.
         let mut rows = vec![1.0, 2.0, 3.0, -1.0, 0.0, 1000.0, 1000.0, -1000.0];
-        softmax_rows(&mut rows, 4);
+        let mut sums = [0.0; 2];
+        softmax_rows_unnormalised(&mut rows, 4, &mut sums);
+        scale_rows(&mut rows, 2, 4, 4, &sums);
         let want = |row: &[f64]| {
             let m = row.iter().cloned().fold(f64::MIN, f64::max);
             let e: Vec<f64> = row.iter().map(|v| (v - m).exp()).collect();
