@@ -192,8 +192,7 @@ fn dispatch<M: Sync>(
 ) -> Result<(usize, usize), ModelError> {
     let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
     let outcome = run_stage_batches(
-        model,
-        workers,
+        &vec![model; workers.max(1)],
         &lengths,
         budget,
         None,

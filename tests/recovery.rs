@@ -11,7 +11,7 @@ use embed_collections::config::{
 use embed_collections::dispatch::Fault;
 use embed_collections::gpu::{DeviceId, MemoryProbe, ScriptedProbe};
 use embed_collections::models::packed::Threads;
-use embed_collections::models::{select_device, DenseEmbedder, ModelManager};
+use embed_collections::models::{select_device, DenseEmbedder, ModelManager, Replicas};
 use embed_collections::pipeline::BatchRunner;
 use std::path::Path;
 use util::{max_abs_diff, models_dir, read_jsonl};
@@ -185,6 +185,43 @@ fn several_workers_give_the_same_vectors_as_one() {
     );
     assert_eq!(a.vectors.len(), TEXTS.len());
     for (x, y) in a.vectors.iter().zip(&b.vectors) {
+        assert!(max_abs_diff(x, y) < 1e-6);
+    }
+}
+
+#[test]
+fn one_replica_per_device_gives_the_same_vectors_as_one_model() {
+    // Two devices' worth of replicas, here two CPU copies with one worker each: the code path a
+    // stage takes with two GPUs (a copy of the weights per device, a worker per copy).
+    let model = "sentence-transformers/all-MiniLM-L6-v2";
+    let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
+    let resolved = manager.resolve(model, None, None).unwrap();
+    let device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+    let config = DenseModelConfig::for_model("minilm", model);
+    let single = DenseEmbedder::load(&config, &resolved, &device).unwrap();
+    let replicas = Replicas::load(&[device.clone(), device.clone()], |device| {
+        let mut copy = DenseEmbedder::load(&config, &resolved, device)?;
+        copy.set_parallelism(1, Threads::Single);
+        Ok(copy)
+    })
+    .unwrap();
+    let workers = replicas.workers();
+    assert_eq!(workers.len(), 2, "one worker per replica");
+    assert!(
+        !std::ptr::eq(workers[0], workers[1]),
+        "each worker has its own copy"
+    );
+    let budget = BatchBudget {
+        max_tokens: 64,
+        max_items: 2,
+    };
+    let expected = single.embed_documents(&TEXTS, budget).unwrap();
+    let got = replicas
+        .embed_documents_observed(&TEXTS, budget, &|_| {}, None)
+        .unwrap();
+    assert_eq!(got.dispatch.per_worker.len(), 2);
+    assert_eq!(got.vectors.len(), TEXTS.len());
+    for (x, y) in expected.vectors.iter().zip(&got.vectors) {
         assert!(max_abs_diff(x, y) < 1e-6);
     }
 }

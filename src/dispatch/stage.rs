@@ -29,12 +29,13 @@ pub struct BatchResults<T> {
     pub dispatch: DispatchStats,
 }
 
-/// Runs items of `lengths` tokens through `run` on `workers` workers sharing `model`.
-/// `fault_keys` maps an item to the index a fault injector sees (chunk or query index).
+/// Runs items of `lengths` tokens through `run`, one batch worker per entry of `workers` (a
+/// model replica per GPU, or one CPU model repeated once per thread; see
+/// [`crate::models::Replicas::workers`]). `fault_keys` maps an item to the index a fault
+/// injector sees (chunk or query index).
 #[allow(clippy::too_many_arguments)]
 pub fn run_stage_batches<M, T, F>(
-    model: &M,
-    workers: usize,
+    workers: &[&M],
     lengths: &[usize],
     budget: BatchBudget,
     fault: Option<&FaultInjector>,
@@ -49,9 +50,8 @@ where
 {
     let plan = plan_batches(lengths, budget);
     let stats = Mutex::new(BatchStats::default());
-    let replicas = vec![model; workers.max(1)];
     let outcome = run_batches(
-        &replicas,
+        workers,
         lengths,
         plan,
         AdaptivePolicy::new(budget.max_tokens),

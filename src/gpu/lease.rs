@@ -176,6 +176,10 @@ pub struct LeaseEvent {
     /// The caller's note of a `snapshot` (e.g. `after weights`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// On `released`: the most memory in use on the device while leased, when the probe can
+    /// measure peaks (CUDA: the allocator pool's high-water mark, weights included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_bytes: Option<u64>,
 }
 
 /// A shared, thread-safe recorder of lease events; clones record into the same log.
@@ -219,6 +223,7 @@ impl LeaseLog {
             waited_ms: u64::try_from(event.waited.as_millis()).unwrap_or(u64::MAX),
             stage: event.stage.to_string(),
             note: event.note.map(str::to_string),
+            peak_bytes: event.peak_bytes,
         };
         self.events
             .lock()
@@ -234,6 +239,7 @@ struct PendingEvent<'a> {
     waited: Duration,
     stage: &'a str,
     note: Option<&'a str>,
+    peak_bytes: Option<u64>,
 }
 
 /// A device held by a lease, with its memory budget.
@@ -299,6 +305,7 @@ impl DeviceLease<'_> {
                 waited: Duration::ZERO,
                 stage: &self.stage,
                 note: Some(note),
+                peak_bytes: None,
             });
         }
     }
@@ -314,6 +321,7 @@ impl Drop for DeviceLease<'_> {
                 let _ = file.unlock();
                 drop(file);
             }
+            let leased = self.devices.iter().any(|leased| leased.id == device);
             self.log.record(PendingEvent {
                 device: &device,
                 kind: LeaseEventKind::Released,
@@ -321,6 +329,8 @@ impl Drop for DeviceLease<'_> {
                 waited: Duration::ZERO,
                 stage: &self.stage,
                 note: None,
+                // Only a device whose peak this lease reset has a peak of its own.
+                peak_bytes: leased.then(|| self.probe.peak_bytes(&device)).flatten(),
             });
         }
     }
@@ -378,6 +388,7 @@ pub fn lease_gpus<'probe>(
                     waited,
                     stage: &options.stage,
                     note: None,
+                    peak_bytes: None,
                 });
                 return Err(LeaseError::Busy {
                     holder: HolderPid(read_holder_pid(&lock_path)),
@@ -422,6 +433,7 @@ pub fn lease_gpus<'probe>(
             note: at_lease
                 .is_none()
                 .then_some("no memory probe for this device: the ceiling is the budget"),
+            peak_bytes: None,
         });
         if budget_bytes < options.min_budget_bytes {
             return Err(LeaseError::NoMemory {
@@ -431,6 +443,8 @@ pub fn lease_gpus<'probe>(
                 minimum: options.min_budget_bytes,
             });
         }
+        // The stage's peak starts here: what earlier stages used does not count.
+        probe.reset_peak(&device);
         lease.devices.push(LeasedDevice {
             id: device,
             budget_bytes,
@@ -518,6 +532,33 @@ mod tests {
             lock_cpu: true,
             ceiling_when_unprobed: false,
         }
+    }
+
+    #[test]
+    fn the_release_event_carries_the_peak_measured_since_the_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = probe().with_peak(DeviceId::Cuda(0), 5 * GIB);
+        let log = LeaseLog::new();
+        let opts = options(dir.path(), LeaseWait::Fail);
+        {
+            let _lease =
+                lease_gpus(&[DeviceId::Cuda(0), DeviceId::Cuda(1)], &opts, &probe, &log).unwrap();
+            assert_eq!(probe.peak_resets(&DeviceId::Cuda(0)), 1, "reset at lease");
+        }
+        let peaks: Vec<(DeviceId, Option<u64>)> = log
+            .events()
+            .into_iter()
+            .filter(|e| e.kind == LeaseEventKind::Released)
+            .map(|e| (e.device, e.peak_bytes))
+            .collect();
+        // cuda:1's probe measures no peak: none is made up.
+        assert_eq!(
+            peaks,
+            vec![
+                (DeviceId::Cuda(1), None),
+                (DeviceId::Cuda(0), Some(5 * GIB))
+            ]
+        );
     }
 
     #[test]

@@ -96,14 +96,24 @@ pub enum ProbeError {
 /// Reads a device's memory. `Send + Sync` because a lease (and its probe) is shared by the
 /// worker threads of a data-parallel stage.
 ///
-/// Implementations: [`SystemMemoryProbe`] for the CPU; [`ScriptedProbe`] for tests. A
-/// `#[cfg(feature = "cuda")] CudaMemoryProbe` (cudaMemGetInfo per ordinal, via candle's CUDA
-/// device) plugs in here, next to [`SystemMemoryProbe`], and delegates `DeviceId::Cpu` to it.
+/// Implementations: [`SystemMemoryProbe`] for the CPU; `CudaMemoryProbe` (feature `cuda`:
+/// `cuMemGetInfo` per ordinal, delegating the CPU to [`SystemMemoryProbe`]); [`ScriptedProbe`]
+/// for tests.
 pub trait MemoryProbe: Send + Sync {
     /// What the probe is, for error messages and logs.
     fn label(&self) -> String;
     /// The device's memory now.
     fn read(&self, device: &DeviceId) -> Result<MemoryReading, ProbeError>;
+    /// Starts measuring the device's peak use afresh (a lease does this when it takes the
+    /// device); `false` when this probe cannot measure peaks there.
+    fn reset_peak(&self, _device: &DeviceId) -> bool {
+        false
+    }
+    /// The most memory in use on the device since [`Self::reset_peak`], when measurable. Free
+    /// memory read now and then misses short spikes inside a batch; a peak counter does not.
+    fn peak_bytes(&self, _device: &DeviceId) -> Option<u64> {
+        None
+    }
 }
 
 /// The host's memory from `/proc/meminfo` (Linux). Elsewhere, and for CUDA devices, every read
@@ -192,6 +202,9 @@ struct DeviceScript {
     readings: VecDeque<MemoryReading>,
     failing: bool,
     reads: usize,
+    /// The peak a peak read reports, when scripted.
+    peak_bytes: Option<u64>,
+    peak_resets: usize,
 }
 
 impl ScriptedProbe {
@@ -228,6 +241,20 @@ impl ScriptedProbe {
         scripts.entry(device).or_default().failing = failing;
     }
 
+    /// Makes `device` report `bytes` as its peak use.
+    pub fn with_peak(self, device: DeviceId, bytes: u64) -> Self {
+        let mut scripts = self.scripts.lock().unwrap_or_else(PoisonError::into_inner);
+        scripts.entry(device).or_default().peak_bytes = Some(bytes);
+        drop(scripts);
+        self
+    }
+
+    /// How many times `device`'s peak was reset.
+    pub fn peak_resets(&self, device: &DeviceId) -> usize {
+        let scripts = self.scripts.lock().unwrap_or_else(PoisonError::into_inner);
+        scripts.get(device).map_or(0, |script| script.peak_resets)
+    }
+
     /// How many reads of `device` were attempted.
     pub fn reads(&self, device: &DeviceId) -> usize {
         let scripts = self.scripts.lock().unwrap_or_else(PoisonError::into_inner);
@@ -260,6 +287,22 @@ impl MemoryProbe for ScriptedProbe {
             script.readings.front().copied()
         };
         reading.ok_or_else(|| failure("no readings scripted for this device"))
+    }
+
+    fn reset_peak(&self, device: &DeviceId) -> bool {
+        let mut scripts = self.scripts.lock().unwrap_or_else(PoisonError::into_inner);
+        match scripts.get_mut(device) {
+            Some(script) if script.peak_bytes.is_some() => {
+                script.peak_resets += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn peak_bytes(&self, device: &DeviceId) -> Option<u64> {
+        let scripts = self.scripts.lock().unwrap_or_else(PoisonError::into_inner);
+        scripts.get(device).and_then(|script| script.peak_bytes)
     }
 }
 

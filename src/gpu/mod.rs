@@ -15,12 +15,28 @@
 //! 3. [`crate::dispatch::run_batches`] runs the planned batches, one worker per leased device,
 //!    halving a worker's budget on out-of-memory and growing it back once pressure eases.
 //!
-//! Probes are injected (`&dyn MemoryProbe`): [`SystemMemoryProbe`] reads the host, a CUDA probe
-//! will read GPUs (see [`MemoryProbe`]), and [`ScriptedProbe`] replays readings in tests.
+//! Probes are injected (`&dyn MemoryProbe`): [`SystemMemoryProbe`] reads the host,
+//! `CudaMemoryProbe` (feature `cuda`) reads GPUs and their peaks, and [`ScriptedProbe`] replays
+//! readings in tests. [`default_probe`] picks the one for this build.
 
 pub mod budget;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod lease;
 pub mod memory;
+
+/// The probe a run uses: the CUDA probe (which also reads the host) when built with `cuda`,
+/// the host's otherwise (a CPU-only build has no GPU to read).
+pub fn default_probe() -> Box<dyn MemoryProbe> {
+    #[cfg(feature = "cuda")]
+    {
+        Box::new(cuda::CudaMemoryProbe::new())
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Box::new(SystemMemoryProbe)
+    }
+}
 
 pub use budget::{BatchCapacity, EncoderMemoryModel, HeadMemory, StageMemory};
 pub use lease::{

@@ -90,7 +90,8 @@ impl EncoderBackend {
 /// A loaded BERT encoder.
 pub enum BertEncoder {
     Candle {
-        model: BertModel,
+        // Boxed: with `cuda` a BertModel holds device handles and is twice PackedBert's size.
+        model: Box<BertModel>,
         config: BertConfig,
     },
     Packed(PackedBert),
@@ -113,7 +114,7 @@ impl BertEncoder {
                     )),
                 )?;
                 Ok(Self::Candle {
-                    model,
+                    model: Box::new(model),
                     config: config.clone(),
                 })
             }

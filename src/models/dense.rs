@@ -9,7 +9,7 @@ use super::packed::{PackedBatch, Threads};
 use super::pooling::{l2_normalize, l2_normalize_in_place, Pooling};
 use super::sentence_transformers::SentenceTransformerInfo;
 use super::tokenize::{Encoded, TextTokenizer};
-use super::{ModelError, SelectedDevice};
+use super::{ModelError, Replicas, SelectedDevice};
 use crate::batching::{BatchBudget, BatchStats};
 use crate::config::DenseModelConfig;
 use crate::dispatch::{run_stage_batches, DispatchStats, FaultInjector};
@@ -126,13 +126,14 @@ impl DenseEmbedder {
         self.threads = threads;
     }
 
-    /// Embeds documents (chunks) with the document prompt, if any.
+    /// Embeds documents (chunks) with the document prompt, if any, on this model's workers.
     pub fn embed_documents(
         &self,
         texts: &[&str],
         budget: BatchBudget,
     ) -> Result<DenseOutput, ModelError> {
         self.embed_with_prompt(
+            &vec![self; self.workers],
             texts,
             self.document_prompt.as_deref(),
             budget,
@@ -141,35 +142,26 @@ impl DenseEmbedder {
         )
     }
 
-    /// [`Self::embed_documents`], calling `on_batch` with the item count of each finished batch
-    /// (from any worker) and failing the batches `fault` picks (tests).
-    pub fn embed_documents_observed(
-        &self,
-        texts: &[&str],
-        budget: BatchBudget,
-        on_batch: &(dyn Fn(usize) + Sync),
-        fault: Option<&FaultInjector>,
-    ) -> Result<DenseOutput, ModelError> {
-        self.embed_with_prompt(
-            texts,
-            self.document_prompt.as_deref(),
-            budget,
-            on_batch,
-            fault,
-        )
-    }
-
-    /// Embeds queries with the query prompt, if any.
+    /// Embeds queries with the query prompt, if any, on this model's workers.
     pub fn embed_queries(
         &self,
         texts: &[&str],
         budget: BatchBudget,
     ) -> Result<DenseOutput, ModelError> {
-        self.embed_with_prompt(texts, self.query_prompt.as_deref(), budget, &|_| {}, None)
+        self.embed_with_prompt(
+            &vec![self; self.workers],
+            texts,
+            self.query_prompt.as_deref(),
+            budget,
+            &|_| {},
+            None,
+        )
     }
 
+    /// Tokenises once, then runs the batches on `workers` (copies of this model).
     fn embed_with_prompt(
         &self,
+        workers: &[&DenseEmbedder],
         texts: &[&str],
         prompt: Option<&str>,
         budget: BatchBudget,
@@ -187,8 +179,7 @@ impl DenseEmbedder {
         };
         let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
         let outcome = run_stage_batches(
-            self,
-            self.workers,
+            workers,
             &lengths,
             budget,
             fault,
@@ -241,6 +232,45 @@ impl DenseEmbedder {
         pooled.to_vec2::<f32>().map_err(ModelError::candle(
             "cannot read embeddings back from the device",
         ))
+    }
+}
+
+impl Replicas<DenseEmbedder> {
+    /// Embeds documents on every replica's workers, calling `on_batch` with the item count of
+    /// each finished batch (from any worker) and failing the batches `fault` picks (tests).
+    pub fn embed_documents_observed(
+        &self,
+        texts: &[&str],
+        budget: BatchBudget,
+        on_batch: &(dyn Fn(usize) + Sync),
+        fault: Option<&FaultInjector>,
+    ) -> Result<DenseOutput, ModelError> {
+        let primary = self.primary();
+        primary.embed_with_prompt(
+            &self.workers(),
+            texts,
+            primary.document_prompt.as_deref(),
+            budget,
+            on_batch,
+            fault,
+        )
+    }
+
+    /// Embeds queries on every replica's workers.
+    pub fn embed_queries(
+        &self,
+        texts: &[&str],
+        budget: BatchBudget,
+    ) -> Result<DenseOutput, ModelError> {
+        let primary = self.primary();
+        primary.embed_with_prompt(
+            &self.workers(),
+            texts,
+            primary.query_prompt.as_deref(),
+            budget,
+            &|_| {},
+            None,
+        )
     }
 }
 

@@ -46,25 +46,57 @@ impl SelectedDevice {
     }
 }
 
-/// Picks the first device of `spec` (multi-device data parallelism is a later stage of the
-/// design) and the dtype for `precision` on it: `auto` is f16 on CUDA and f32 on CPU.
+/// The first device of `spec` (see [`select_devices`]).
 pub fn select_device(
     spec: &DeviceSpec,
     precision: Precision,
 ) -> Result<SelectedDevice, ModelError> {
-    let (device, label) = match spec {
-        DeviceSpec::Cpu => (Device::Cpu, "cpu".to_string()),
-        DeviceSpec::Auto => auto_device(),
+    let mut devices = select_devices(spec, precision)?;
+    Ok(devices.swap_remove(0))
+}
+
+/// Every device of `spec`, each with the dtype for `precision` on it (`auto`: f16 on CUDA, f32
+/// on CPU): `cpu`; `cuda:0,1` those GPUs (a stage runs one model replica per GPU); `auto`
+/// every GPU the driver sees, else the CPU. Never empty.
+pub fn select_devices(
+    spec: &DeviceSpec,
+    precision: Precision,
+) -> Result<Vec<SelectedDevice>, ModelError> {
+    let placed: Vec<(Device, String)> = match spec {
+        DeviceSpec::Cpu => vec![(Device::Cpu, "cpu".to_string())],
+        DeviceSpec::Auto => auto_devices(),
         DeviceSpec::Cuda(ordinals) => {
-            let ordinal = ordinals.first().copied().unwrap_or(0);
-            let label = format!("cuda:{ordinal}");
-            let device = cuda_device(ordinal).map_err(|message| ModelError::Device {
-                device: label.clone(),
-                message,
-            })?;
-            (device, label)
+            let mut unique = ordinals.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            if unique.is_empty() {
+                unique.push(0);
+            }
+            unique
+                .into_iter()
+                .map(|ordinal| {
+                    let label = format!("cuda:{ordinal}");
+                    cuda_device(ordinal)
+                        .map(|device| (device, label.clone()))
+                        .map_err(|message| ModelError::Device {
+                            device: label,
+                            message,
+                        })
+                })
+                .collect::<Result<_, _>>()?
         }
     };
+    placed
+        .into_iter()
+        .map(|(device, label)| on_device(device, label, precision))
+        .collect()
+}
+
+fn on_device(
+    device: Device,
+    label: String,
+    precision: Precision,
+) -> Result<SelectedDevice, ModelError> {
     let dtype = match (precision, device.is_cuda()) {
         (Precision::Auto, true) => DType::F16,
         (Precision::Auto, false) | (Precision::F32, _) => DType::F32,
@@ -101,9 +133,28 @@ fn cuda_device(_ordinal: usize) -> Result<Device, String> {
     Err("this binary was built without the `cuda` feature; rebuild with `--features cuda` or use --device cpu".to_string())
 }
 
-fn auto_device() -> (Device, String) {
-    match cuda_device(0) {
-        Ok(device) => (device, "cuda:0".to_string()),
-        Err(_) => (Device::Cpu, "cpu".to_string()),
+/// Every GPU the driver reports that opens, else the CPU.
+fn auto_devices() -> Vec<(Device, String)> {
+    let gpus: Vec<(Device, String)> = (0..cuda_device_count())
+        .filter_map(|ordinal| {
+            cuda_device(ordinal)
+                .ok()
+                .map(|device| (device, format!("cuda:{ordinal}")))
+        })
+        .collect();
+    if gpus.is_empty() {
+        vec![(Device::Cpu, "cpu".to_string())]
+    } else {
+        gpus
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device_count() -> usize {
+    crate::gpu::cuda::device_count()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device_count() -> usize {
+    0
 }

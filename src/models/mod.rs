@@ -11,6 +11,7 @@ pub mod identity;
 pub mod manager;
 pub mod packed;
 pub mod pooling;
+pub mod replicas;
 pub mod sentence_transformers;
 pub mod splade;
 pub mod tokenize;
@@ -19,10 +20,11 @@ use std::path::PathBuf;
 
 pub use cross_encoder::{CrossEncoder, PairScore, ScoreActivation};
 pub use dense::{DenseEmbedder, DenseOutput};
-pub use device::{select_device, SelectedDevice};
+pub use device::{select_device, select_devices, SelectedDevice};
 pub use identity::{ModelIdentity, ModelRole};
 pub use manager::{ModelManager, ModelSource, ResolvedModel};
 pub use pooling::Pooling;
+pub use replicas::{Replica, Replicas};
 pub use splade::SpladeEncoder;
 
 /// Why a model could not be found, loaded or run.

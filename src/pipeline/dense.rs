@@ -5,7 +5,7 @@ use crate::config::ProgressMode;
 use crate::dispatch::FaultInjector;
 use crate::export::StageRun;
 use crate::input::Chunk;
-use crate::models::{DenseEmbedder, ModelError};
+use crate::models::{DenseEmbedder, ModelError, Replicas};
 use crate::stage::Stage;
 use crate::telemetry::progress::SharedProgress;
 use tracing::info;
@@ -13,13 +13,13 @@ use tracing::info;
 /// Embeds `chunks` (their `embedding_text`) with `embedder`; vectors in chunk order.
 pub fn run_dense(
     collection: &str,
-    embedder: &DenseEmbedder,
+    embedder: &Replicas<DenseEmbedder>,
     chunks: &[Chunk],
     budget: BatchBudget,
     progress: ProgressMode,
     fault: Option<&FaultInjector>,
 ) -> Result<(Vec<Vec<f32>>, StageRun), ModelError> {
-    let identity = embedder.identity();
+    let identity = embedder.primary().identity();
     let span = tracing::info_span!(
         "stage",
         stage = %Stage::Dense,

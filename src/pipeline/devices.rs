@@ -11,13 +11,14 @@ use crate::gpu::{
     lease_gpus, DeviceId, DeviceLease, EncoderMemoryModel, LeaseError, LeaseLog, LeaseOptions,
     MemoryProbe, StageMemory,
 };
-use crate::models::{CrossEncoder, DenseEmbedder, ModelIdentity, SpladeEncoder};
+use crate::models::{CrossEncoder, DenseEmbedder, Replica, Replicas, SpladeEncoder};
 use tracing::{info, warn};
 
 /// What one stage needs to know to lease and plan.
 pub struct StageNeeds<'a> {
     pub stage: &'a str,
-    pub device_label: &'a str,
+    /// Where the model's replicas sit (`cpu`, `cuda:N`), one per replica.
+    pub device_labels: Vec<&'a str>,
     pub model: EncoderMemoryModel,
     pub weights_bytes: u64,
     pub max_length: usize,
@@ -26,24 +27,16 @@ pub struct StageNeeds<'a> {
 }
 
 /// What a stage's model tells the planner: implemented by the three model kinds.
-pub trait StageModel {
-    fn identity(&self) -> &ModelIdentity;
-    /// (activation-memory model, weight bytes).
+pub trait StageModel: Replica {
+    /// (activation-memory model, weight bytes) of one replica.
     fn memory_profile(&self) -> (EncoderMemoryModel, u64);
-    fn workers(&self) -> usize;
 }
 
 macro_rules! stage_model {
     ($($model:ty),*) => {$(
         impl StageModel for $model {
-            fn identity(&self) -> &ModelIdentity {
-                <$model>::identity(self)
-            }
             fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
                 <$model>::memory_profile(self)
-            }
-            fn workers(&self) -> usize {
-                <$model>::workers(self)
             }
         }
     )*};
@@ -52,45 +45,71 @@ macro_rules! stage_model {
 stage_model!(DenseEmbedder, SpladeEncoder, CrossEncoder);
 
 impl<'a> StageNeeds<'a> {
-    /// The needs of `model` running `stage` with the configured batch budget.
-    pub fn for_model(stage: &'a str, model: &'a impl StageModel, configured: BatchBudget) -> Self {
-        let (memory, weights_bytes) = model.memory_profile();
-        let identity = model.identity();
+    /// The needs of `models` (one replica per device) running `stage` with the configured
+    /// batch budget.
+    pub fn for_model<M: StageModel>(
+        stage: &'a str,
+        models: &'a Replicas<M>,
+        configured: BatchBudget,
+    ) -> Self {
+        let primary = models.primary();
+        let (memory, weights_bytes) = primary.memory_profile();
         Self {
             stage,
-            device_label: &identity.device,
+            device_labels: models
+                .replicas()
+                .iter()
+                .map(|m| m.identity().device.as_str())
+                .collect(),
             model: memory,
             weights_bytes,
-            max_length: identity.max_length,
-            workers: model.workers(),
+            max_length: primary.identity().max_length,
+            workers: models.workers().len(),
             configured,
         }
     }
 }
 
-/// Leases the stage's device and plans its batch budget.
+/// Leases the stage's devices (every replica's) and plans its batch budget: each worker gets
+/// what its device has left after the weights, shared among that device's workers, and the
+/// tightest device sets the plan for all (each worker then adapts on its own).
 pub fn lease_stage<'p>(
     needs: &StageNeeds<'_>,
     options: &LeaseOptions,
     probe: &'p dyn MemoryProbe,
     log: &LeaseLog,
 ) -> Result<(DeviceLease<'p>, BatchBudget, StageMemory), LeaseError> {
-    let device: DeviceId = needs
-        .device_label
-        .parse()
-        .map_err(|_| LeaseError::UnknownDevice(needs.device_label.to_string()))?;
-    let lease = lease_gpus(
-        std::slice::from_ref(&device),
-        &options.for_stage(needs.stage),
-        probe,
-        log,
-    )?;
-    let budget_bytes = lease
-        .devices()
-        .first()
-        .map_or(0, |leased| leased.budget_bytes);
-    let available = lease.budget_after_weights(&device, needs.weights_bytes);
-    let per_worker = available / needs.workers.max(1) as u64;
+    let devices: Vec<DeviceId> = needs
+        .device_labels
+        .iter()
+        .map(|label| {
+            label
+                .parse()
+                .map_err(|_| LeaseError::UnknownDevice(label.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let Some(first) = devices.first().cloned() else {
+        return Err(LeaseError::UnknownDevice("(no device)".to_string()));
+    };
+    let lease = lease_gpus(&devices, &options.for_stage(needs.stage), probe, log)?;
+    let workers_per_device = (needs.workers / devices.len()).max(1) as u64;
+    let (device, budget_bytes, available) = devices
+        .iter()
+        .map(|device| {
+            let budget = lease
+                .devices()
+                .iter()
+                .find(|leased| leased.id == *device)
+                .map_or(0, |leased| leased.budget_bytes);
+            (
+                device,
+                budget,
+                lease.budget_after_weights(device, needs.weights_bytes),
+            )
+        })
+        .min_by_key(|(_, _, available)| *available)
+        .unwrap_or((&first, 0, 0));
+    let per_worker = available / workers_per_device;
     let capacity = needs.model.max_tokens_within(per_worker, needs.max_length);
     let max_tokens = needs.configured.max_tokens.min(capacity.max_tokens).max(1);
     if !capacity.one_item_fits {
@@ -101,7 +120,7 @@ pub fn lease_stage<'p>(
             "batch token budget lowered to fit the memory ceiling");
     }
     let memory = StageMemory {
-        device: device.to_string(),
+        device: needs.device_labels.join(","),
         budget_bytes,
         weights_bytes: needs.weights_bytes,
         workers: needs.workers.max(1),
@@ -116,4 +135,66 @@ pub fn lease_stage<'p>(
         },
         memory,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{HeadMemory, LeaseEventKind, ScriptedProbe};
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn a_stage_on_two_gpus_leases_both_and_plans_for_the_tighter_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = ScriptedProbe::new()
+            .with_constant(DeviceId::Cuda(0), 16 * GIB, 15 * GIB) // the ceiling binds: 12
+            .with_constant(DeviceId::Cuda(1), 16 * GIB, 3 * GIB); // free memory binds: 3
+        let model = EncoderMemoryModel {
+            hidden: 384,
+            intermediate: 1536,
+            heads: 12,
+            layers: 6,
+            bytes_per_value: 2,
+            head: HeadMemory::Pooling,
+        };
+        let needs = StageNeeds {
+            stage: "dense",
+            device_labels: vec!["cuda:0", "cuda:1"],
+            model,
+            weights_bytes: GIB,
+            max_length: 512,
+            workers: 2,
+            configured: BatchBudget {
+                max_tokens: usize::MAX / 4,
+                max_items: 1 << 20,
+            },
+        };
+        let options = LeaseOptions {
+            lock_dir: dir.path().to_path_buf(),
+            ceiling_bytes: 12 * GIB,
+            ..LeaseOptions::default()
+        };
+        let log = LeaseLog::new();
+        {
+            let (lease, budget, memory) = lease_stage(&needs, &options, &probe, &log).unwrap();
+            let leased: Vec<DeviceId> = lease.devices().iter().map(|d| d.id.clone()).collect();
+            assert_eq!(leased, vec![DeviceId::Cuda(0), DeviceId::Cuda(1)]);
+            // One worker per device: each worker's plan fits the device with less room
+            // (3 GiB free − 1 GiB of weights), not the roomier one.
+            let tight = model.max_tokens_within(2 * GIB, 512).max_tokens;
+            let roomy = model.max_tokens_within(11 * GIB, 512).max_tokens;
+            assert!(tight < roomy);
+            assert_eq!(budget.max_tokens, tight);
+            assert_eq!(memory.device, "cuda:0,cuda:1");
+            assert_eq!(memory.budget_bytes, 3 * GIB);
+            assert_eq!(memory.workers, 2);
+        }
+        let released = log
+            .events()
+            .iter()
+            .filter(|e| e.kind == LeaseEventKind::Released)
+            .count();
+        assert_eq!(released, 2, "both devices released with the stage");
+    }
 }

@@ -20,7 +20,7 @@ use crate::export::StageRun;
 use crate::fusion::{self, FusedHit};
 use crate::input::{Chunk, Query};
 use crate::models::tokenize::Encoded;
-use crate::models::{CrossEncoder, DenseEmbedder, PairScore, SpladeEncoder};
+use crate::models::{CrossEncoder, DenseEmbedder, PairScore, Replicas, SpladeEncoder};
 use crate::retrieval::{DenseIndex, Hit, SparseIndex};
 use crate::telemetry::progress::SharedProgress;
 use crate::vectors::{SparsePoint, SparseVector};
@@ -165,7 +165,7 @@ pub struct RankOutput {
 /// The model ranking itself uses: the CrossEncoder (queries are encoded by the dense and sparse
 /// stages while their models are resident, see [`QueryVectors`]).
 pub struct RankModels<'a> {
-    pub cross_encoder: Option<&'a CrossEncoder>,
+    pub cross_encoder: Option<&'a Replicas<CrossEncoder>>,
     /// The CrossEncoder's batch budget as planned for its device; `None`: the configured one.
     pub rerank_budget: Option<BatchBudget>,
 }
@@ -188,7 +188,7 @@ pub fn query_budget(config: &RunConfig) -> BatchBudget {
 
 /// Dense query vectors with the model's query prompt.
 pub fn encode_dense_queries(
-    embedder: &DenseEmbedder,
+    embedder: &Replicas<DenseEmbedder>,
     set: &QuerySet,
     budget: BatchBudget,
 ) -> Result<Vec<Vec<f32>>, String> {
@@ -329,19 +329,18 @@ pub fn rank_queries(
 
 /// SPLADE vectors for queries; `None` for a query whose encoding failed.
 pub fn encode_sparse_queries(
-    encoder: &SpladeEncoder,
+    encoders: &Replicas<SpladeEncoder>,
     set: &QuerySet,
     budget: BatchBudget,
 ) -> Vec<Option<SparseVector>> {
     let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
     let texts = texts.as_slice();
-    let Ok(encodings) = encoder.tokenizer().encode_batch(texts) else {
+    let Ok(encodings) = encoders.primary().tokenizer().encode_batch(texts) else {
         return vec![None; texts.len()];
     };
     let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
     match run_stage_batches(
-        encoder,
-        encoder.workers(),
+        &encoders.workers(),
         &lengths,
         budget,
         None,
@@ -359,7 +358,7 @@ type CandidateScore = (usize, Result<PairScore, String>);
 
 /// Scores each query's top `rerank.candidates` fused candidates and reorders them by logit.
 fn rerank(
-    ce: &CrossEncoder,
+    ce: &Replicas<CrossEncoder>,
     queries: &mut [RankedQuery],
     texts: &[&str],
     chunks: &[Chunk],
@@ -389,7 +388,7 @@ fn rerank(
     let mut stats = BatchStats::default();
     let mut dispatch = None;
     let mut truncated = 0;
-    match ce.tokenizer().encode_pairs(&text_pairs) {
+    match ce.primary().tokenizer().encode_pairs(&text_pairs) {
         Ok(encodings) => {
             truncated = encodings.iter().filter(|e| e.truncated).count();
             let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
@@ -400,8 +399,7 @@ fn rerank(
                 pairs.len() as u64,
             );
             let outcome = run_stage_batches(
-                ce,
-                ce.workers(),
+                &ce.workers(),
                 &lengths,
                 budget,
                 fault,
@@ -463,7 +461,12 @@ fn rerank(
         query.ranked = reranked;
         query.status = QueryStatus::Ok;
     }
-    let mut run = StageRun::new(&ce.identity().name, &stats, truncated, started.elapsed());
+    let mut run = StageRun::new(
+        &ce.primary().identity().name,
+        &stats,
+        truncated,
+        started.elapsed(),
+    );
     run.items = pairs.len();
     if let Some(dispatch) = dispatch {
         run.record_dispatch(dispatch);

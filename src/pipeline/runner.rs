@@ -28,12 +28,11 @@ use crate::export::{
 use crate::export::{write_ranked, RANKED_FILE};
 use crate::gpu::{
     DeviceLease, LeaseError, LeaseLog, LeaseOptions, LeaseWait, MemoryProbe, StageMemory,
-    SystemMemoryProbe,
 };
 use crate::input::{self, Chunk, Collection, InputError, Query};
 use crate::models::{
-    select_device, CrossEncoder, DenseEmbedder, ModelError, ModelManager, SelectedDevice,
-    SpladeEncoder,
+    select_devices, CrossEncoder, DenseEmbedder, ModelError, ModelManager, Replicas,
+    SelectedDevice, SpladeEncoder,
 };
 use crate::stage::Stage;
 use crate::telemetry::{memory, metrics};
@@ -97,6 +96,15 @@ pub struct BatchRunner {
     exclusive_models: bool,
 }
 
+/// `cpu` or `cuda:0,cuda:1`: the devices a stage's replicas sit on, for logs.
+fn device_labels(devices: &[SelectedDevice]) -> String {
+    devices
+        .iter()
+        .map(|d| d.label.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Maps a model error to the run error naming the model.
 fn model_error(name: &str) -> impl FnOnce(crate::models::ModelError) -> RunError {
     let name = name.to_string();
@@ -129,9 +137,9 @@ struct RankingInputs {
 /// The models resident now (all of them on the CPU; the current stage's in exclusive mode).
 #[derive(Default)]
 struct LoadedModels {
-    dense: Vec<DenseEmbedder>,
-    sparse: Option<SpladeEncoder>,
-    cross_encoder: Option<CrossEncoder>,
+    dense: Vec<Replicas<DenseEmbedder>>,
+    sparse: Option<Replicas<SpladeEncoder>>,
+    cross_encoder: Option<Replicas<CrossEncoder>>,
 }
 
 impl BatchRunner {
@@ -143,12 +151,13 @@ impl BatchRunner {
             dense_fault: None,
             sparse_fault: None,
             rerank_fault: None,
-            probe: Box::new(SystemMemoryProbe),
+            probe: crate::gpu::default_probe(),
             lease_options: LeaseOptions {
                 ceiling_bytes,
                 // A cron job queues behind another job's lease instead of failing at once.
                 wait: LeaseWait::Wait(Duration::from_secs(30 * 60)),
-                // GPUs have no probe in this build yet: budget the ceiling, recorded as such.
+                // A build without `cuda` cannot read GPUs (and cannot run on them either); the
+                // ceiling is then the budget, recorded as such, rather than a failed stage.
                 ceiling_when_unprobed: true,
                 ..LeaseOptions::default()
             },
@@ -281,16 +290,17 @@ impl BatchRunner {
         let collections = discover(config).map_err(RunError::Discover)?;
         info!(count = collections.len(), "collections discovered");
 
-        let device =
-            select_device(&config.gpu.devices, config.gpu.precision).map_err(|source| {
+        // Every listed GPU gets one replica of a stage's model (data parallelism).
+        let devices =
+            select_devices(&config.gpu.devices, config.gpu.precision).map_err(|source| {
                 RunError::Model {
                     name: "(device)".to_string(),
                     source: Box::new(source),
                 }
             })?;
         // Exclusive mode (GPUs): each stage loads only its own model, so one model at a time
-        // sits on the device; on the CPU they stay resident (small, shared by the workers).
-        let (mut models, identities) = self.load_models(&device)?;
+        // sits on a device; on the CPU they stay resident (small, shared by the workers).
+        let (mut models, identities) = self.load_models(&devices)?;
 
         let mut reports = Vec::new();
         for collection in &collections {
@@ -299,7 +309,7 @@ impl BatchRunner {
                 qrels: global_qrels.as_ref(),
             };
             let report =
-                self.run_collection(collection, &mut models, &device, shared, &mut warnings);
+                self.run_collection(collection, &mut models, &devices, shared, &mut warnings);
             if let (CollectionStatus::Failed, Some(message)) = (report.status, &report.error) {
                 error!(collection = %collection.name, "collection failed: {message}");
             }
@@ -354,27 +364,27 @@ impl BatchRunner {
     /// device) and the stages load their own later.
     fn load_models(
         &self,
-        device: &SelectedDevice,
+        devices: &[SelectedDevice],
     ) -> Result<(LoadedModels, Vec<crate::models::ModelIdentity>), RunError> {
-        let exclusive = self.exclusive(device);
+        let exclusive = self.exclusive(devices);
         let mut models = LoadedModels::default();
         let mut identities = Vec::new();
-        let dense = self.load_dense(device)?;
-        identities.extend(dense.iter().map(|m| m.identity().clone()));
+        let dense = self.load_dense(devices)?;
+        identities.extend(dense.iter().map(|m| m.primary().identity().clone()));
         if exclusive {
             drop(dense); // before the next model loads
         } else {
             models.dense = dense;
         }
-        let sparse = self.load_sparse(device)?;
-        identities.extend(sparse.iter().map(|m| m.identity().clone()));
+        let sparse = self.load_sparse(devices)?;
+        identities.extend(sparse.iter().map(|m| m.primary().identity().clone()));
         if exclusive {
             drop(sparse); // before the next model loads
         } else {
             models.sparse = sparse;
         }
-        let cross_encoder = self.load_cross_encoder(device)?;
-        identities.extend(cross_encoder.iter().map(|m| m.identity().clone()));
+        let cross_encoder = self.load_cross_encoder(devices)?;
+        identities.extend(cross_encoder.iter().map(|m| m.primary().identity().clone()));
         if exclusive {
             drop(cross_encoder); // before the next model loads
         } else {
@@ -390,8 +400,8 @@ impl BatchRunner {
 
     /// Whether stages hold their device exclusively: always on GPUs, on the CPU when a test
     /// asks ([`Self::with_exclusive_models`]).
-    fn exclusive(&self, device: &SelectedDevice) -> bool {
-        self.exclusive_models || !device.device.is_cpu()
+    fn exclusive(&self, devices: &[SelectedDevice]) -> bool {
+        self.exclusive_models || devices.iter().any(|d| !d.device.is_cpu())
     }
 
     /// Makes `stage`'s models resident; in exclusive mode first unloads every other stage's.
@@ -399,9 +409,9 @@ impl BatchRunner {
         &self,
         models: &mut LoadedModels,
         stage: Stage,
-        device: &SelectedDevice,
+        devices: &[SelectedDevice],
     ) -> Result<(), RunError> {
-        if self.exclusive(device) {
+        if self.exclusive(devices) {
             let unloaded = [
                 (stage != Stage::Dense && !models.dense.is_empty(), "dense"),
                 (stage != Stage::Sparse && models.sparse.is_some(), "sparse"),
@@ -420,21 +430,26 @@ impl BatchRunner {
                 models.cross_encoder = None;
             }
             for (_, kind) in unloaded.iter().filter(|(was, _)| *was) {
-                info!(stage = kind, device = %device.label, "model unloaded (exclusive stages)");
+                info!(stage = kind, devices = %device_labels(devices), "model unloaded (exclusive stages)");
             }
         }
         match stage {
-            Stage::Dense if models.dense.is_empty() => models.dense = self.load_dense(device)?,
-            Stage::Sparse if models.sparse.is_none() => models.sparse = self.load_sparse(device)?,
+            Stage::Dense if models.dense.is_empty() => models.dense = self.load_dense(devices)?,
+            Stage::Sparse if models.sparse.is_none() => {
+                models.sparse = self.load_sparse(devices)?
+            }
             Stage::Rerank if models.cross_encoder.is_none() => {
-                models.cross_encoder = self.load_cross_encoder(device)?
+                models.cross_encoder = self.load_cross_encoder(devices)?
             }
             _ => {}
         }
         Ok(())
     }
 
-    fn load_dense(&self, device: &SelectedDevice) -> Result<Vec<DenseEmbedder>, RunError> {
+    fn load_dense(
+        &self,
+        devices: &[SelectedDevice],
+    ) -> Result<Vec<Replicas<DenseEmbedder>>, RunError> {
         let config = &self.config;
         let base_dir = self.model_base_dir();
         let mut dense = Vec::new();
@@ -443,17 +458,22 @@ impl BatchRunner {
                 .manager
                 .resolve(&model.model, model.revision.as_deref(), base_dir)
                 .map_err(model_error(&model.name))?;
-            let embedder =
-                DenseEmbedder::load(model, &resolved, device).map_err(model_error(&model.name))?;
-            let id = embedder.identity();
+            let embedder = Replicas::load(devices, |device| {
+                DenseEmbedder::load(model, &resolved, device)
+            })
+            .map_err(model_error(&model.name))?;
+            let id = embedder.primary().identity();
             info!(name = %id.name, model = %id.model, dim = id.dim, max_length = id.max_length,
-                device = %id.device, dtype = %id.dtype, "dense model loaded");
+                devices = %device_labels(devices), dtype = %id.dtype, "dense model loaded");
             dense.push(embedder);
         }
         Ok(dense)
     }
 
-    fn load_sparse(&self, device: &SelectedDevice) -> Result<Option<SpladeEncoder>, RunError> {
+    fn load_sparse(
+        &self,
+        devices: &[SelectedDevice],
+    ) -> Result<Option<Replicas<SpladeEncoder>>, RunError> {
         let config = &self.config;
         let base_dir = self.model_base_dir();
         let sparse = if config.sparse.enabled {
@@ -466,24 +486,26 @@ impl BatchRunner {
             // most 256 MiB: the ceiling is a GPU budget, and bigger slices only raise peak RSS
             // (2.8 GB vs 0.9 GB for dense on the quickstart) without speeding anything up.
             let ceiling_share = config.gpu.memory_ceiling.0 / 8;
-            let share = if device.device.is_cpu() {
+            let share = if devices.iter().all(|d| d.device.is_cpu()) {
                 ceiling_share.min(CPU_LOGITS_BUDGET)
             } else {
                 ceiling_share
             };
             let logits_budget = usize::try_from(share).unwrap_or(usize::MAX);
-            let encoder = SpladeEncoder::load(
-                name,
-                &config.sparse.model,
-                &resolved,
-                device,
-                config.sparse.max_terms,
-                logits_budget,
-            )
+            let encoder = Replicas::load(devices, |device| {
+                SpladeEncoder::load(
+                    name,
+                    &config.sparse.model,
+                    &resolved,
+                    device,
+                    config.sparse.max_terms,
+                    logits_budget,
+                )
+            })
             .map_err(model_error(name))?;
-            let id = encoder.identity();
+            let id = encoder.primary().identity();
             info!(name = %id.name, model = %id.model, vocab = id.dim, max_length = id.max_length,
-                device = %id.device, "sparse model loaded");
+                devices = %device_labels(devices), "sparse model loaded");
             Some(encoder)
         } else {
             None
@@ -493,8 +515,8 @@ impl BatchRunner {
 
     fn load_cross_encoder(
         &self,
-        device: &SelectedDevice,
-    ) -> Result<Option<CrossEncoder>, RunError> {
+        devices: &[SelectedDevice],
+    ) -> Result<Option<Replicas<CrossEncoder>>, RunError> {
         let config = &self.config;
         let base_dir = self.model_base_dir();
         let cross_encoder = if config.rerank.enabled {
@@ -502,15 +524,19 @@ impl BatchRunner {
                 .manager
                 .resolve(&config.rerank.model, None, base_dir)
                 .map_err(model_error("rerank"))?;
-            let ce = CrossEncoder::load(
-                &config.rerank.model,
-                &resolved,
-                device,
-                config.rerank.max_length,
-            )
+            let ce = Replicas::load(devices, |device| {
+                CrossEncoder::load(
+                    &config.rerank.model,
+                    &resolved,
+                    device,
+                    config.rerank.max_length,
+                )
+            })
             .map_err(model_error("rerank"))?;
-            info!(model = %ce.identity().model, max_length = ce.identity().max_length,
-                activation = ?ce.activation(), "rerank model loaded");
+            let primary = ce.primary();
+            info!(model = %primary.identity().model, max_length = primary.identity().max_length,
+                activation = ?primary.activation(), devices = %device_labels(devices),
+                "rerank model loaded");
             Some(ce)
         } else {
             None
@@ -522,7 +548,7 @@ impl BatchRunner {
         &self,
         collection: &Collection,
         models: &mut LoadedModels,
-        device: &SelectedDevice,
+        devices: &[SelectedDevice],
         shared: Shared<'_>,
         warnings: &mut Vec<String>,
     ) -> CollectionReport {
@@ -573,7 +599,7 @@ impl BatchRunner {
         let inputs = self.ranking_inputs(collection, shared, &read.chunks, &mut report, warnings);
         let queries = inputs.as_ref().map(|inputs| &inputs.set);
 
-        if let Err(err) = self.activate(models, Stage::Dense, device) {
+        if let Err(err) = self.activate(models, Stage::Dense, devices) {
             report.failure = Some(FailureClass::Model);
             report.error = Some(error_chain(&err));
             return report;
@@ -603,7 +629,7 @@ impl BatchRunner {
             }
         };
 
-        if let Err(err) = self.activate(models, Stage::Sparse, device) {
+        if let Err(err) = self.activate(models, Stage::Sparse, devices) {
             warnings.push(format!(
                 "collection {}: sparse stage not run: {}",
                 collection.name,
@@ -654,7 +680,7 @@ impl BatchRunner {
             sparse: sparse_output.as_ref().and(sparse_queries),
         };
         if self.stage_enabled(Stage::Rerank) && inputs.is_some() {
-            if let Err(err) = self.activate(models, Stage::Rerank, device) {
+            if let Err(err) = self.activate(models, Stage::Rerank, devices) {
                 warnings.push(format!(
                     "collection {}: rerank not run: {}",
                     collection.name,
@@ -1002,7 +1028,7 @@ impl BatchRunner {
                 let (_lease, budget, plan) =
                     self.lease_stage(&needs)
                         .map_err(|err| crate::models::ModelError::Device {
-                            device: needs.device_label.to_string(),
+                            device: needs.device_labels.join(","),
                             message: err.to_string(),
                         })?;
                 let (vectors, run) = super::dense::run_dense(
@@ -1023,11 +1049,11 @@ impl BatchRunner {
                     run.peak_rss_bytes = peak;
                     run.memory = Some(plan);
                     stage.runs.push(run);
-                    vectors.push((embedder.identity().name.clone(), set));
+                    vectors.push((embedder.primary().identity().name.clone(), set));
                 }
                 Err(err) => {
                     stage.status = StageStatus::Failed;
-                    stage.detail = Some(embedder.identity().name.clone());
+                    stage.detail = Some(embedder.primary().identity().name.clone());
                     report.failure = Some(FailureClass::Model);
                     report.error = Some(format!("dense stage failed: {}", error_chain(&err)));
                     break;

@@ -14,7 +14,7 @@ use crate::dispatch::{run_stage_batches, FaultInjector};
 use crate::export::StageRun;
 use crate::input::Chunk;
 use crate::models::tokenize::Encoded;
-use crate::models::{ModelError, SpladeEncoder};
+use crate::models::{ModelError, Replicas, SpladeEncoder};
 use crate::stage::Stage;
 use crate::telemetry::progress::SharedProgress;
 use crate::vectors::{SparsePoint, SparseSource, SparseVector};
@@ -44,13 +44,14 @@ fn failure_reason(err: &ModelError) -> &'static str {
 /// Runs SPLADE over `chunks`; never fails the collection (see the module docs).
 pub fn run_sparse(
     collection: &str,
-    encoder: &SpladeEncoder,
+    encoders: &Replicas<SpladeEncoder>,
     chunks: &[Chunk],
     budget: BatchBudget,
     config: &SparseConfig,
     fault: Option<&FaultInjector>,
     progress: ProgressMode,
 ) -> SparseStageOutput {
+    let encoder = encoders.primary();
     let identity = encoder.identity();
     let span = tracing::info_span!("stage", stage = %Stage::Sparse, collection, model = %identity.name, device = %identity.device);
     let _entered = span.enter();
@@ -75,8 +76,7 @@ pub fn run_sparse(
                 chunks.len() as u64,
             );
             let outcome = run_stage_batches(
-                encoder,
-                encoder.workers(),
+                &encoders.workers(),
                 &lengths,
                 budget,
                 fault,

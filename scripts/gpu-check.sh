@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The GPU check of issue 5, in one call on a machine with an NVIDIA GPU (CUDA 13 driver, the
+# CUDA 13 libraries of a PyTorch install, no registry access). It needs the CUDA binary and
+# the models, packed here by scripts/gpu/pack.sh into .gpu/part-NN and received one part per
+# call (the device tool carries at most 64 MiB a call):
+#
+#   bash scripts/gpu-check.sh receive .gpu/part-00     # once per part, in order
+#   bash scripts/gpu-check.sh run                      # the check itself
+#
+# The run, on the bundled SciFact slice (examples/collections):
+#   1. parity: CPU f32 (reference) vs CUDA f32 and CUDA f16 on the real models (dense vectors,
+#      SPLADE weights, CrossEncoder logits), tolerances in scripts/gpu/compare.py;
+#   2. memory: the measured peak per stage (the CUDA pool's high-water mark, from the lease
+#      events) under the 12 GiB ceiling, and under a deliberately tiny ceiling, where the
+#      planned batches must shrink and the output must not change;
+#   3. recovery: a second process takes most of the GPU's memory after the stage has leased
+#      it (torch, when importable), so real CUDA out-of-memory errors hit the batches: the
+#      manifest must show OOM events and halvings, and the vectors must still match;
+#   4. throughput per stage with GPU-sized rerank settings (100 candidates at 512 tokens).
+# Summaries and manifests go to $OUT (the device tool brings them back); exit 1 on a parity
+# failure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo="$(pwd)"
+stage_dir="${EC_GPU_STAGE:-/tmp/ec-gpu}"
+out="${OUT:-/tmp/ec-gpu-out}"
+mkdir -p "$out"
+
+case "${1:-run}" in
+  receive)
+    shift
+    mkdir -p "$stage_dir/parts"
+    cp "$@" "$stage_dir/parts/"
+    ls -l "$stage_dir/parts"
+    exit 0
+    ;;
+  run) ;;
+  *) echo "usage: $0 receive PART... | run" >&2; exit 2 ;;
+esac
+
+unpacked="$stage_dir/unpacked"
+if [[ ! -x "$unpacked/embed-collections" ]]; then
+  mkdir -p "$unpacked"
+  cat "$stage_dir"/parts/part-* | gzip -dc | tar -xf - -C "$unpacked"
+  (cd "$unpacked" && sha256sum --quiet -c SHA256SUMS)
+fi
+bin="$unpacked/embed-collections"
+export EMBED_COLLECTIONS_MODELS_DIR="$unpacked/models" HF_HUB_OFFLINE=1
+
+# The CUDA 13 user-space libraries the binary links (libcuda.so.1 comes with the driver).
+libdirs=""
+search_roots="${EC_GPU_LIB_ROOTS:-$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true) /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu}"
+for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13; do
+  # shellcheck disable=SC2086
+  found="$(find $search_roots -name "$lib" 2>/dev/null | head -n 1 || true)"
+  if [[ -z "$found" ]]; then echo "gpu-check: $lib not found under $search_roots" >&2; exit 1; fi
+  libdirs="$libdirs:$(dirname "$found")"
+done
+export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  "$bin" --version
+} | tee "$out/summary.txt"
+
+work="$(mktemp -d)"
+# One config per run: the quickstart's job with this run's device, precision and limits.
+run() { # name devices precision ceiling rerank_candidates rerank_max_length [extra env]
+  local name="$1" devices="$2" precision="$3" ceiling="$4" candidates="$5" max_length="$6"
+  cat > "$work/$name.toml" <<TOML
+[input]
+root = "$repo/examples/collections"
+[output]
+dir = "$work/$name"
+[dense]
+batch_tokens = 65536
+max_batch_size = 512
+[[dense.models]]
+name = "minilm"
+model = "sentence-transformers/all-MiniLM-L6-v2"
+[sparse]
+enabled = true
+model = "splade-tiny"
+[rerank]
+enabled = true
+model = "cross-encoder/ms-marco-MiniLM-L-12-v2"
+queries = "$repo/examples/collections/scifact-mini/queries.jsonl"
+candidates = $candidates
+top_k = 10
+max_length = $max_length
+[eval]
+qrels = "$repo/examples/collections/scifact-mini/qrels/test.tsv"
+[gpu]
+devices = "$devices"
+memory_ceiling = "$ceiling"
+precision = "$precision"
+[telemetry]
+progress = "never"
+TOML
+  local started=$SECONDS status=0
+  "$bin" --quiet --config "$work/$name.toml" 2> "$work/$name.log" || status=$?
+  echo "$name: exit $status in $((SECONDS - started)) s" | tee -a "$out/summary.txt"
+  cp "$work/$name/manifest.json" "$out/$name.manifest.json" 2>/dev/null || true
+  if [[ $status -ne 0 ]]; then tail -n 20 "$work/$name.log" | tee -a "$out/summary.txt"; fi
+}
+
+run parity-cpu-f32 cpu f32 12GiB 10 256
+run parity-cuda-f32 cuda:0 f32 12GiB 10 256
+run parity-cuda-f16 cuda:0 f16 12GiB 10 256
+run parity-tiny-ceiling-f16 cuda:0 f16 320MiB 10 256
+
+# Recovery: a second process fills the GPU a few seconds after this run has leased it.
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+  python3 - <<'PY' &
+import time, torch
+time.sleep(4)
+free, _ = torch.cuda.mem_get_info(0)
+keep = 400 << 20
+hog = torch.empty(max(free - keep, 0), dtype=torch.uint8, device="cuda:0")
+print(f"hog: took {hog.numel() >> 20} MiB, left {keep >> 20} MiB", flush=True)
+time.sleep(60)
+PY
+  hog=$!
+  sleep 1
+  run parity-squeezed-f16 cuda:0 f16 12GiB 10 256
+  kill "$hog" 2>/dev/null || true
+  wait "$hog" 2>/dev/null || true
+else
+  echo "squeezed: skipped (torch with CUDA not importable here)" | tee -a "$out/summary.txt"
+fi
+
+run throughput-f16 cuda:0 f16 12GiB 100 512
+
+runs=()
+for dir in "$work"/parity-cuda-f32 "$work"/parity-cuda-f16 "$work"/parity-tiny-ceiling-f16 "$work"/parity-squeezed-f16 "$work"/throughput-f16; do
+  [[ -f "$dir/manifest.json" ]] && runs+=("$dir")
+done
+python3 "$repo/scripts/gpu/compare.py" "$work/parity-cpu-f32" "${runs[@]}" | tee -a "$out/summary.txt"

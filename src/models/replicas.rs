@@ -1,0 +1,97 @@
+//! One copy of a model per device of a stage (DESIGN §5, data parallelism): with N leased GPUs,
+//! N replicas, each fed by its own batch worker; on the CPU one copy shared by one worker per
+//! thread. The stage dispatches to [`Replicas::workers`] and gets results back in input order
+//! ([`crate::dispatch::run_stage_batches`]), so the output does not depend on how many devices
+//! ran it.
+
+use super::identity::ModelIdentity;
+use super::{CrossEncoder, DenseEmbedder, ModelError, SelectedDevice, SpladeEncoder};
+use crate::gpu::DeviceId;
+
+/// What a replica tells the set it belongs to.
+pub trait Replica: Sync {
+    fn identity(&self) -> &ModelIdentity;
+    /// Concurrent batch workers this copy serves (CPU threads sharing it; 1 on a GPU).
+    fn workers(&self) -> usize;
+}
+
+macro_rules! replica {
+    ($($model:ty),*) => {$(
+        impl Replica for $model {
+            fn identity(&self) -> &ModelIdentity {
+                <$model>::identity(self)
+            }
+            fn workers(&self) -> usize {
+                <$model>::workers(self)
+            }
+        }
+    )*};
+}
+
+replica!(DenseEmbedder, SpladeEncoder, CrossEncoder);
+
+/// A model loaded once per device: never empty, the same model and settings on every device.
+pub struct Replicas<M> {
+    models: Vec<M>,
+}
+
+impl<M: Replica> Replicas<M> {
+    /// One copy (the CPU, or a single GPU).
+    pub fn one(model: M) -> Self {
+        Self {
+            models: vec![model],
+        }
+    }
+
+    /// Loads one copy per device with `load`, in device order; the first error stops.
+    pub fn load(
+        devices: &[SelectedDevice],
+        mut load: impl FnMut(&SelectedDevice) -> Result<M, ModelError>,
+    ) -> Result<Self, ModelError> {
+        let models = devices
+            .iter()
+            .map(&mut load)
+            .collect::<Result<Vec<M>, _>>()?;
+        if models.is_empty() {
+            return Err(ModelError::Device {
+                device: "(none)".to_string(),
+                message: "no device to load the model on".to_string(),
+            });
+        }
+        Ok(Self { models })
+    }
+
+    /// The first copy: identity, tokenizer and memory profile are the same for all.
+    pub fn primary(&self) -> &M {
+        &self.models[0]
+    }
+
+    /// The first copy, mutable (tests and benchmarks tune it).
+    pub fn primary_mut(&mut self) -> &mut M {
+        &mut self.models[0]
+    }
+
+    pub fn replicas(&self) -> &[M] {
+        &self.models
+    }
+
+    /// One entry per batch worker: each copy repeated by its own worker count.
+    pub fn workers(&self) -> Vec<&M> {
+        self.models
+            .iter()
+            .flat_map(|model| std::iter::repeat_n(model, model.workers().max(1)))
+            .collect()
+    }
+
+    /// The devices the copies sit on, in order (`cpu`, `cuda:N`); a label that is not a device
+    /// name is returned as the error.
+    pub fn device_ids(&self) -> Result<Vec<DeviceId>, String> {
+        self.models
+            .iter()
+            .map(|model| {
+                let label = &model.identity().device;
+                label.parse().map_err(|_| label.clone())
+            })
+            .collect()
+    }
+}
