@@ -207,6 +207,10 @@ fn run_pipeline(cli: &RunArgs) -> i32 {
                     Some("run scripts/fetch-models.sh, or point models.dir / --models-dir at the fetched models"),
                 ),
                 RunError::Write { .. } => (exit::FAILURE, Some("check that output.dir is writable")),
+                RunError::Device(_) => (
+                    exit::FAILURE,
+                    Some("use --device cpu, or a CUDA build (scripts/build-cuda.sh) on a machine with an NVIDIA GPU"),
+                ),
             };
             report(&anyhow::Error::new(err), hint);
             code

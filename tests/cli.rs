@@ -423,3 +423,31 @@ fn missing_model_offline_fails_with_a_hint() {
         "{message}"
     );
 }
+
+#[test]
+#[cfg(not(feature = "cuda"))]
+fn a_gpu_device_on_a_cpu_build_fails_before_any_model_with_a_device_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_input(tmp.path());
+    let output = run(
+        binary()
+            .arg("--input")
+            .arg(tmp.path())
+            .arg("--output")
+            .arg(tmp.path().join("out"))
+            .args(["--device", "cuda:0,1"]),
+        false,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("cannot use the configured devices"),
+        "{message}"
+    );
+    assert!(message.contains("cuda:0"), "{message}");
+    assert!(message.contains("hint: use --device cpu"), "{message}");
+    assert!(
+        !message.contains("fetch-models"),
+        "not a model problem: {message}"
+    );
+}

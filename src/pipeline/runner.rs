@@ -59,6 +59,8 @@ pub enum RunError {
         #[source]
         source: Box<ModelError>,
     },
+    #[error("cannot use the configured devices (gpu.devices)")]
+    Device(#[source] ModelError),
     #[error("cannot read the query file")]
     Queries(#[source] InputError),
     #[error("cannot read the qrels file")]
@@ -292,12 +294,7 @@ impl BatchRunner {
 
         // Every listed GPU gets one replica of a stage's model (data parallelism).
         let devices =
-            select_devices(&config.gpu.devices, config.gpu.precision).map_err(|source| {
-                RunError::Model {
-                    name: "(device)".to_string(),
-                    source: Box::new(source),
-                }
-            })?;
+            select_devices(&config.gpu.devices, config.gpu.precision).map_err(RunError::Device)?;
         // Exclusive mode (GPUs): each stage loads only its own model, so one model at a time
         // sits on a device; on the CPU they stay resident (small, shared by the workers).
         let (mut models, identities) = self.load_models(&devices)?;
