@@ -165,3 +165,31 @@ fn bf16_products_stay_close_to_the_reference() {
     }
     eprintln!("bf16 dense: worst cosine {worst:.6}");
 }
+
+/// f16 end to end through candle (the path `precision = "auto"` takes on a CUDA GPU such as a
+/// T4), run here on the CPU: same weights, same ops, f16 arithmetic. Stays within cosine 0.999
+/// of the float64 reference.
+#[test]
+fn f16_through_candle_stays_close_to_the_reference() {
+    let golden = golden();
+    let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
+    let resolved = manager.resolve(&golden.model, None, None).unwrap();
+    let config = DenseModelConfig::for_model("minilm", &golden.model);
+    let device = select_device(&DeviceSpec::Cpu, Precision::F16).unwrap();
+    assert_eq!(
+        device.backend,
+        EncoderBackend::Candle,
+        "f16 runs through candle"
+    );
+    let embedder = DenseEmbedder::load(&config, &resolved, &device).unwrap();
+    assert_eq!(embedder.identity().dtype, "f16");
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let output = embedder.embed_documents(&texts, ONE_BATCH).unwrap();
+    let mut worst = 1.0f64;
+    for (item, vector) in golden.items.iter().zip(&output.vectors) {
+        let similarity = cosine(vector, &item.embedding);
+        worst = worst.min(similarity);
+        assert!(similarity >= 0.999, "f16 cosine {similarity}");
+    }
+    eprintln!("f16 dense (candle, CPU): worst cosine {worst:.6}");
+}

@@ -190,3 +190,29 @@ fn bf16_logits_stay_close_to_the_reference_and_keep_the_order() {
     );
     eprintln!("bf16 CrossEncoder: worst |Δlogit| {worst:.4}");
 }
+
+/// f16 through candle (the default on a CUDA GPU), run here on the CPU: logits stay near the
+/// float64 reference.
+#[test]
+fn f16_through_candle_stays_close_to_the_reference() {
+    let golden = golden();
+    let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
+    let resolved = manager.resolve(&golden.model, None, None).unwrap();
+    let device = select_device(&DeviceSpec::Cpu, Precision::F16).unwrap();
+    assert_eq!(device.backend, EncoderBackend::Candle);
+    let model = CrossEncoder::load(&golden.model, &resolved, &device, None).unwrap();
+    let pairs: Vec<(&str, &str)> = golden
+        .items
+        .iter()
+        .map(|i| (i.query.as_str(), i.passage.as_str()))
+        .collect();
+    let encodings = model.tokenizer().encode_pairs(&pairs).unwrap();
+    let scores = model.score(&encodings.iter().collect::<Vec<_>>()).unwrap();
+    let mut worst = 0.0f64;
+    for (item, score) in golden.items.iter().zip(&scores) {
+        let diff = (score.logit as f64 - item.logit).abs();
+        worst = worst.max(diff);
+        assert!(diff <= 0.1, "f16 logit {} vs {}", score.logit, item.logit);
+    }
+    eprintln!("f16 CrossEncoder (candle, CPU): worst |dlogit| {worst:.4}");
+}

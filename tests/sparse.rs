@@ -342,3 +342,41 @@ fn forced_failure_falls_back_to_metadata_in_the_same_vocabulary() {
             && m["weights_sha256"]
                 == "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a"));
 }
+
+/// f16 through candle (the default on a CUDA GPU), run here on the CPU: the vectors keep their
+/// strongest terms and weights close to f32's.
+#[test]
+fn f16_through_candle_keeps_the_top_terms() {
+    let golden = golden();
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let resolved = resolved();
+    let f32_encoder = encoder_from(&resolved);
+    let device = select_device(&DeviceSpec::Cpu, Precision::F16).unwrap();
+    assert_eq!(device.backend, EncoderBackend::Candle);
+    let f16_encoder =
+        SpladeEncoder::load("splade", "splade-tiny", &resolved, &device, None, 1 << 30).unwrap();
+    let encodings = f32_encoder.tokenizer().encode_batch(&texts).unwrap();
+    let batch: Vec<_> = encodings.iter().collect();
+    let reference = f32_encoder.encode(&batch).unwrap();
+    let half = f16_encoder.encode(&batch).unwrap();
+    let (mut worst_overlap, mut worst_diff) = (1.0f64, 0.0f32);
+    for (a, b) in reference.iter().zip(&half) {
+        let terms = |v: &SparseVector| -> Vec<(u32, f64)> {
+            v.indices
+                .iter()
+                .zip(&v.values)
+                .map(|(&i, &x)| (i, x as f64))
+                .collect()
+        };
+        let (top_a, top_b) = (top_ids(&terms(a), 10), top_ids(&terms(b), 10));
+        let shared = top_a.iter().filter(|id| top_b.contains(id)).count();
+        worst_overlap = worst_overlap.min(shared as f64 / top_a.len().max(1) as f64);
+        let weights: HashMap<u32, f32> = terms(b).into_iter().map(|(i, x)| (i, x as f32)).collect();
+        for (id, x) in a.indices.iter().zip(&a.values) {
+            worst_diff = worst_diff.max((x - weights.get(id).copied().unwrap_or(0.0)).abs());
+        }
+    }
+    eprintln!("f16 SPLADE (candle, CPU): worst top-10 overlap {worst_overlap:.2}, worst |dw| {worst_diff:.4}");
+    assert!(worst_overlap >= 0.8, "top-10 overlap {worst_overlap}");
+    assert!(worst_diff <= 0.05, "weight difference {worst_diff}");
+}

@@ -4,17 +4,24 @@
 //! Two backends compute the same function:
 //! - [`EncoderBackend::Packed`], our CPU encoder ([`super::packed`]): no padding work, fused
 //!   kernels; the default on CPU in f32.
-//! - [`EncoderBackend::Candle`]: candle-transformers' `BertModel` on candle tensors — the path for
-//!   CUDA and for f16/bf16, and the reference the packed encoder is compared with in tests and
-//!   benchmarks. Weights come through [`Checkpoint`], which resolves legacy names.
+//! - [`EncoderBackend::Candle`]: candle tensors — our embeddings and attention mask, then
+//!   candle-transformers' BERT layers — the path for CUDA and for f16, and the reference the
+//!   packed encoder is compared with in tests and benchmarks. Weights come through
+//!   [`Checkpoint`], which resolves legacy names.
+//!
+//! Why not candle-transformers' `BertModel` whole: its additive attention mask is
+//! `(1 − mask) × f32::MIN` cast to the run dtype; in f16 that constant is −inf, and 0 × −inf
+//! makes every score NaN — every f16 run (the default on a GPU) would be NaN. Our mask uses
+//! −10 000 (BERT's original value): finite in every dtype, and exp(−10 000) is 0 in all of them.
 
 use super::checkpoint::Checkpoint;
 use super::packed::PackedBert;
 use super::tokenize::Encoded;
 use super::ModelError;
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
-use candle_core::{Device, Tensor};
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{Embedding, LayerNorm, Module};
+use candle_transformers::models::bert::{BertEncoder as BertLayers, Config as BertConfig};
 use std::path::Path;
 
 /// A padded batch ready for the encoder.
@@ -90,11 +97,84 @@ impl EncoderBackend {
 /// A loaded BERT encoder.
 pub enum BertEncoder {
     Candle {
-        // Boxed: with `cuda` a BertModel holds device handles and is twice PackedBert's size.
-        model: Box<BertModel>,
+        // Boxed: with `cuda` the candle model holds device handles and is twice PackedBert's size.
+        model: Box<CandleBert>,
         config: BertConfig,
     },
     Packed(PackedBert),
+}
+
+/// The masking value added to the attention scores of padding keys (see the module docs).
+const MASKED_SCORE: f64 = -10_000.0;
+
+/// BERT on candle tensors: embeddings (word + position + token type, LayerNorm) and the mask
+/// are ours; the layers are candle-transformers'.
+pub struct CandleBert {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    norm: LayerNorm,
+    layers: BertLayers,
+}
+
+impl CandleBert {
+    fn load(checkpoint: &Checkpoint, config: &BertConfig) -> candle_core::Result<Self> {
+        let vb = if checkpoint
+            .vb
+            .contains_tensor("bert.embeddings.word_embeddings.weight")
+        {
+            checkpoint.vb.pp("bert")
+        } else {
+            checkpoint.vb.clone()
+        };
+        let embeddings = vb.pp("embeddings");
+        let hidden = config.hidden_size;
+        Ok(Self {
+            word: candle_nn::embedding(
+                config.vocab_size,
+                hidden,
+                embeddings.pp("word_embeddings"),
+            )?,
+            position: candle_nn::embedding(
+                config.max_position_embeddings,
+                hidden,
+                embeddings.pp("position_embeddings"),
+            )?,
+            token_type: candle_nn::embedding(
+                config.type_vocab_size,
+                hidden,
+                embeddings.pp("token_type_embeddings"),
+            )?,
+            norm: candle_nn::layer_norm(hidden, config.layer_norm_eps, embeddings.pp("LayerNorm"))?,
+            layers: BertLayers::load(vb.pp("encoder"), config)?,
+        })
+    }
+
+    /// Hidden states [batch, seq, hidden]; `mask` [batch, seq] u32, 1 for real tokens.
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        type_ids: &Tensor,
+        mask: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let seq = input_ids.dim(1)?;
+        let positions = Tensor::arange(0u32, seq as u32, input_ids.device())?;
+        let embedded = self
+            .word
+            .forward(input_ids)?
+            .broadcast_add(&self.position.forward(&positions)?)?
+            .add(&self.token_type.forward(type_ids)?)?;
+        let hidden = self.norm.forward(&embedded)?;
+        // [batch, 1, 1, seq]: 0 for real keys, MASKED_SCORE for padding, in the run dtype.
+        let additive = mask
+            .to_dtype(DType::F32)?
+            .affine(-MASKED_SCORE, MASKED_SCORE)?
+            .to_dtype(hidden.dtype())?
+            .unsqueeze(1)?
+            .unsqueeze(1)?;
+        debug_assert_eq!(additive.dim(D::Minus1)?, seq);
+        self.layers.forward(&hidden, &additive)
+    }
 }
 
 impl BertEncoder {
@@ -107,12 +187,11 @@ impl BertEncoder {
         match backend {
             EncoderBackend::Packed => Ok(Self::Packed(PackedBert::load(checkpoint, config)?)),
             EncoderBackend::Candle => {
-                let model = BertModel::load(checkpoint.vb.clone(), config).map_err(
-                    ModelError::candle(format!(
+                let model =
+                    CandleBert::load(checkpoint, config).map_err(ModelError::candle(format!(
                         "{}: weights do not match the BERT model described by its config.json",
                         checkpoint.path.display()
-                    )),
-                )?;
+                    )))?;
                 Ok(Self::Candle {
                     model: Box::new(model),
                     config: config.clone(),
@@ -195,7 +274,7 @@ impl BertEncoder {
     pub fn forward(&self, batch: &PaddedBatch) -> Result<Tensor, ModelError> {
         match self {
             Self::Candle { model, .. } => model
-                .forward(&batch.input_ids, &batch.type_ids, Some(&batch.mask))
+                .forward(&batch.input_ids, &batch.type_ids, &batch.mask)
                 .map_err(ModelError::candle("BERT forward failed")),
             Self::Packed(_) => Err(ModelError::Device {
                 device: "cpu".to_string(),

@@ -85,14 +85,17 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// Whether this is an out-of-memory failure: ours, or the CUDA driver's as candle reports
-    /// it (`CUDA_ERROR_OUT_OF_MEMORY`, "out of memory").
+    /// Whether this is an out-of-memory failure: ours, or CUDA's as candle reports it (the
+    /// driver's `CUDA_ERROR_OUT_OF_MEMORY` / "out of memory", cuBLAS's
+    /// `CUBLAS_STATUS_ALLOC_FAILED` when its workspace cannot be allocated).
     pub fn is_out_of_memory(&self) -> bool {
         match self {
             ModelError::OutOfMemory { .. } => true,
             ModelError::Candle { source, .. } => {
                 let text = source.to_string().to_ascii_lowercase();
-                text.contains("out_of_memory") || text.contains("out of memory")
+                ["out_of_memory", "out of memory", "alloc_failed"]
+                    .iter()
+                    .any(|marker| text.contains(marker))
             }
             _ => false,
         }
@@ -136,4 +139,32 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candle_error(message: &str) -> ModelError {
+        ModelError::Candle {
+            context: "BERT forward failed".to_string(),
+            source: candle_core::Error::Msg(message.to_string()),
+        }
+    }
+
+    #[test]
+    fn cuda_out_of_memory_errors_are_recognised_and_others_are_not() {
+        // The texts cudarc's DriverError and CublasError display, as candle passes them on.
+        assert!(
+            candle_error("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")")
+                .is_out_of_memory()
+        );
+        assert!(candle_error("CublasError(CUBLAS_STATUS_ALLOC_FAILED)").is_out_of_memory());
+        assert!(!candle_error("shape mismatch in matmul").is_out_of_memory());
+        assert!(!ModelError::NonFinite.is_out_of_memory());
+        assert!(matches!(
+            candle_error("CUDA_ERROR_OUT_OF_MEMORY").as_batch_failure(),
+            crate::dispatch::BatchFailure::OutOfMemory(_)
+        ));
+    }
 }
