@@ -124,7 +124,10 @@ def summarise(out_dir):
 
 
 def main():
-    if len(sys.argv) < 3:
+    if len(sys.argv) == 2:
+        print("compare.py: no run besides the reference produced a manifest", file=sys.stderr)
+        return 1
+    if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
     ref, runs = sys.argv[1], sys.argv[2:]
