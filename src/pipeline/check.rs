@@ -9,7 +9,7 @@ use crate::eval;
 use crate::input::{self, InvalidInputPolicy};
 use crate::models::bert::read_config;
 use crate::models::sentence_transformers::SentenceTransformerInfo;
-use crate::models::{select_device, ModelManager};
+use crate::models::{select_devices, ModelManager};
 use std::path::Path;
 
 /// What kind of problem, which decides the exit code.
@@ -57,7 +57,8 @@ pub fn check(config: &RunConfig, manager: &ModelManager) -> CheckReport {
     let mut report = CheckReport::default();
     check_inputs(config, &mut report);
     check_models(config, manager, &mut report);
-    if let Err(err) = select_device(&config.gpu.devices, config.gpu.precision) {
+    // Every listed device, since a stage runs a replica on each.
+    if let Err(err) = select_devices(&config.gpu.devices, config.gpu.precision) {
         report.error(ProblemClass::Model, err.to_string());
     }
     check_output(&config.output.dir, &mut report);
