@@ -11,7 +11,9 @@ use embed_collections::config::{
 use embed_collections::dispatch::Fault;
 use embed_collections::gpu::{DeviceId, MemoryProbe, ScriptedProbe};
 use embed_collections::models::packed::Threads;
-use embed_collections::models::{select_device, DenseEmbedder, ModelManager, Replicas};
+use embed_collections::models::{
+    select_device, DenseEmbedder, ModelManager, Replicas, ResolvedModel, SelectedDevice,
+};
 use embed_collections::pipeline::BatchRunner;
 use std::path::Path;
 use util::{max_abs_diff, models_dir, read_jsonl};
@@ -155,13 +157,22 @@ fn an_item_that_fails_alone_fails_the_dense_stage_loudly() {
     assert!(!message.is_empty());
 }
 
-#[test]
-fn several_workers_give_the_same_vectors_as_one() {
+/// What loading all-MiniLM-L6-v2 on the CPU in f32 takes.
+fn minilm_on_cpu() -> (DenseModelConfig, ResolvedModel, SelectedDevice) {
     let model = "sentence-transformers/all-MiniLM-L6-v2";
     let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
     let resolved = manager.resolve(model, None, None).unwrap();
     let device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
-    let config = DenseModelConfig::for_model("minilm", model);
+    (
+        DenseModelConfig::for_model("minilm", model),
+        resolved,
+        device,
+    )
+}
+
+#[test]
+fn several_workers_give_the_same_vectors_as_one() {
+    let (config, resolved, device) = minilm_on_cpu();
     let mut one = DenseEmbedder::load(&config, &resolved, &device).unwrap();
     one.set_parallelism(1, Threads::Pool(2));
     let mut three = DenseEmbedder::load(&config, &resolved, &device).unwrap();
@@ -193,11 +204,7 @@ fn several_workers_give_the_same_vectors_as_one() {
 fn one_replica_per_device_gives_the_same_vectors_as_one_model() {
     // Two devices' worth of replicas, here two CPU copies with one worker each: the code path a
     // stage takes with two GPUs (a copy of the weights per device, a worker per copy).
-    let model = "sentence-transformers/all-MiniLM-L6-v2";
-    let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
-    let resolved = manager.resolve(model, None, None).unwrap();
-    let device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
-    let config = DenseModelConfig::for_model("minilm", model);
+    let (config, resolved, device) = minilm_on_cpu();
     let single = DenseEmbedder::load(&config, &resolved, &device).unwrap();
     let replicas = Replicas::load(&[device.clone(), device.clone()], |device| {
         let mut copy = DenseEmbedder::load(&config, &resolved, device)?;

@@ -26,6 +26,16 @@ struct GoldenItem {
     logit: f64,
 }
 
+impl Golden {
+    /// The (query, passage) pairs, in order.
+    fn pairs(&self) -> Vec<(&str, &str)> {
+        self.items
+            .iter()
+            .map(|i| (i.query.as_str(), i.passage.as_str()))
+            .collect()
+    }
+}
+
 fn golden() -> Golden {
     let path = util::repo_root().join("tests/golden/cross_encoder.json");
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -48,11 +58,7 @@ fn packed_and_candle_backends_agree() {
     let golden = golden();
     let packed = cross_encoder_on(&golden.model, EncoderBackend::Packed);
     let candle = cross_encoder_on(&golden.model, EncoderBackend::Candle);
-    let pairs: Vec<(&str, &str)> = golden
-        .items
-        .iter()
-        .map(|i| (i.query.as_str(), i.passage.as_str()))
-        .collect();
+    let pairs = golden.pairs();
     let encodings = packed.tokenizer().encode_pairs(&pairs).unwrap();
     let batch: Vec<_> = encodings.iter().collect();
     for (a, b) in packed
@@ -80,11 +86,7 @@ fn logits_match_the_numpy_reference() {
         ScoreActivation::Identity,
         "ms-marco CE exports raw logits"
     );
-    let pairs: Vec<(&str, &str)> = golden
-        .items
-        .iter()
-        .map(|i| (i.query.as_str(), i.passage.as_str()))
-        .collect();
+    let pairs = golden.pairs();
     let encodings = model.tokenizer().encode_pairs(&pairs).unwrap();
     assert!(
         encodings.iter().any(|e| e.len() == golden.max_length),
@@ -109,11 +111,7 @@ fn logits_match_the_numpy_reference() {
 fn padded_batch_scores_equal_one_at_a_time() {
     let golden = golden();
     let model = cross_encoder(&golden.model);
-    let pairs: Vec<(&str, &str)> = golden
-        .items
-        .iter()
-        .map(|i| (i.query.as_str(), i.passage.as_str()))
-        .collect();
+    let pairs = golden.pairs();
     let encodings = model.tokenizer().encode_pairs(&pairs).unwrap();
     let batched = model.score(&encodings.iter().collect::<Vec<_>>()).unwrap();
     for (encoding, together) in encodings.iter().zip(&batched) {
@@ -154,11 +152,7 @@ fn logits_at(precision: Precision, backend: EncoderBackend, tolerance: f64) -> (
         "{precision:?} runs through {backend:?}"
     );
     let model = CrossEncoder::load(&golden.model, &resolved, &device, None).unwrap();
-    let pairs: Vec<(&str, &str)> = golden
-        .items
-        .iter()
-        .map(|i| (i.query.as_str(), i.passage.as_str()))
-        .collect();
+    let pairs = golden.pairs();
     let encodings = model.tokenizer().encode_pairs(&pairs).unwrap();
     let logits: Vec<f32> = model
         .score(&encodings.iter().collect::<Vec<_>>())

@@ -15,30 +15,27 @@ import os
 import sys
 
 
-def points(out_dir):
-    found = {}
+def records(out_dir, file_name):
+    """(collection, record) for every line of every collection's `file_name`."""
     for name in sorted(os.listdir(out_dir)):
-        path = os.path.join(out_dir, name, "points.jsonl")
+        path = os.path.join(out_dir, name, file_name)
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
                 for line in f:
-                    p = json.loads(line)
-                    found[(name, p["chunk_id"])] = p["vector"]
-    return found
+                    yield name, json.loads(line)
+
+
+def points(out_dir):
+    return {(name, p["chunk_id"]): p["vector"] for name, p in records(out_dir, "points.jsonl")}
 
 
 def rerank_logits(out_dir):
-    found = {}
-    for name in sorted(os.listdir(out_dir)):
-        path = os.path.join(out_dir, name, "rerank.jsonl")
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    q = json.loads(line)
-                    for c in q.get("candidates", []):
-                        if c.get("rerank_logit") is not None:
-                            found[(name, q["query_id"], c["chunk_id"])] = c["rerank_logit"]
-    return found
+    return {
+        (name, q["query_id"], c["chunk_id"]): c["rerank_logit"]
+        for name, q in records(out_dir, "rerank.jsonl")
+        for c in q.get("candidates", [])
+        if c.get("rerank_logit") is not None
+    }
 
 
 def cosine(a, b):

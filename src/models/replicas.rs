@@ -6,7 +6,6 @@
 
 use super::identity::ModelIdentity;
 use super::{CrossEncoder, DenseEmbedder, ModelError, SelectedDevice, SpladeEncoder};
-use crate::gpu::DeviceId;
 
 /// What a replica tells the set it belongs to.
 pub trait Replica: Sync {
@@ -36,13 +35,6 @@ pub struct Replicas<M> {
 }
 
 impl<M: Replica> Replicas<M> {
-    /// One copy (the CPU, or a single GPU).
-    pub fn one(model: M) -> Self {
-        Self {
-            models: vec![model],
-        }
-    }
-
     /// Loads one copy per device with `load`, in device order; the first error stops.
     pub fn load(
         devices: &[SelectedDevice],
@@ -66,11 +58,6 @@ impl<M: Replica> Replicas<M> {
         &self.models[0]
     }
 
-    /// The first copy, mutable (tests and benchmarks tune it).
-    pub fn primary_mut(&mut self) -> &mut M {
-        &mut self.models[0]
-    }
-
     pub fn replicas(&self) -> &[M] {
         &self.models
     }
@@ -80,18 +67,6 @@ impl<M: Replica> Replicas<M> {
         self.models
             .iter()
             .flat_map(|model| std::iter::repeat_n(model, model.workers().max(1)))
-            .collect()
-    }
-
-    /// The devices the copies sit on, in order (`cpu`, `cuda:N`); a label that is not a device
-    /// name is returned as the error.
-    pub fn device_ids(&self) -> Result<Vec<DeviceId>, String> {
-        self.models
-            .iter()
-            .map(|model| {
-                let label = &model.identity().device;
-                label.parse().map_err(|_| label.clone())
-            })
             .collect()
     }
 }

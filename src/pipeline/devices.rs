@@ -88,12 +88,9 @@ pub fn lease_stage<'p>(
                 .map_err(|_| LeaseError::UnknownDevice(label.to_string()))
         })
         .collect::<Result<_, _>>()?;
-    let Some(first) = devices.first().cloned() else {
-        return Err(LeaseError::UnknownDevice("(no device)".to_string()));
-    };
     let lease = lease_gpus(&devices, &options.for_stage(needs.stage), probe, log)?;
-    let workers_per_device = (needs.workers / devices.len()).max(1) as u64;
-    let (device, budget_bytes, available) = devices
+    let workers_per_device = (needs.workers / devices.len().max(1)).max(1) as u64;
+    let tightest = devices
         .iter()
         .map(|device| {
             let budget = lease
@@ -107,8 +104,10 @@ pub fn lease_stage<'p>(
                 lease.budget_after_weights(device, needs.weights_bytes),
             )
         })
-        .min_by_key(|(_, _, available)| *available)
-        .unwrap_or((&first, 0, 0));
+        .min_by_key(|(_, _, available)| *available);
+    let Some((device, budget_bytes, available)) = tightest else {
+        return Err(LeaseError::UnknownDevice("(no device)".to_string()));
+    };
     let per_worker = available / workers_per_device;
     let capacity = needs.model.max_tokens_within(per_worker, needs.max_length);
     let max_tokens = needs.configured.max_tokens.min(capacity.max_tokens).max(1);

@@ -31,7 +31,7 @@ use crate::gpu::{
 };
 use crate::input::{self, Chunk, Collection, InputError, Query};
 use crate::models::{
-    select_devices, CrossEncoder, DenseEmbedder, ModelError, ModelManager, Replicas,
+    select_devices, CrossEncoder, DenseEmbedder, ModelError, ModelManager, Replica, Replicas,
     SelectedDevice, SpladeEncoder,
 };
 use crate::stage::Stage;
@@ -142,6 +142,23 @@ struct LoadedModels {
     dense: Vec<Replicas<DenseEmbedder>>,
     sparse: Option<Replicas<SpladeEncoder>>,
     cross_encoder: Option<Replicas<CrossEncoder>>,
+}
+
+impl LoadedModels {
+    /// The identities of `stage`'s resident models.
+    fn identities(&self, stage: Stage) -> Vec<crate::models::ModelIdentity> {
+        let identity = |m: &dyn Replica| m.identity().clone();
+        match stage {
+            Stage::Dense => self.dense.iter().map(|m| identity(m.primary())).collect(),
+            Stage::Sparse => self.sparse.iter().map(|m| identity(m.primary())).collect(),
+            Stage::Rerank => self
+                .cross_encoder
+                .iter()
+                .map(|m| identity(m.primary()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl BatchRunner {
@@ -358,34 +375,18 @@ impl BatchRunner {
     /// Loads every model once, so a missing or broken model fails the run before any
     /// collection, and returns their identities for the manifest. On the CPU they stay
     /// resident; in exclusive mode each is dropped before the next loads (never two on the
-    /// device) and the stages load their own later.
+    /// device), and each stage loads its own again when it runs.
     fn load_models(
         &self,
         devices: &[SelectedDevice],
     ) -> Result<(LoadedModels, Vec<crate::models::ModelIdentity>), RunError> {
-        let exclusive = self.exclusive(devices);
         let mut models = LoadedModels::default();
         let mut identities = Vec::new();
-        let dense = self.load_dense(devices)?;
-        identities.extend(dense.iter().map(|m| m.primary().identity().clone()));
-        if exclusive {
-            drop(dense); // before the next model loads
-        } else {
-            models.dense = dense;
-        }
-        let sparse = self.load_sparse(devices)?;
-        identities.extend(sparse.iter().map(|m| m.primary().identity().clone()));
-        if exclusive {
-            drop(sparse); // before the next model loads
-        } else {
-            models.sparse = sparse;
-        }
-        let cross_encoder = self.load_cross_encoder(devices)?;
-        identities.extend(cross_encoder.iter().map(|m| m.primary().identity().clone()));
-        if exclusive {
-            drop(cross_encoder); // before the next model loads
-        } else {
-            models.cross_encoder = cross_encoder;
+        // `activate` is what the stages call: in exclusive mode it unloads the other stages'
+        // models before loading this one's.
+        for stage in [Stage::Dense, Stage::Sparse, Stage::Rerank] {
+            self.activate(&mut models, stage, devices)?;
+            identities.extend(models.identities(stage));
         }
         Ok((models, identities))
     }
