@@ -81,6 +81,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
 
+    /// Chunks per streaming window [input.window_chunks]
+    #[arg(long, value_name = "N")]
+    pub window_chunks: Option<usize>,
+
+    /// Continue the interrupted run in the output directory: finished windows are kept, the
+    /// configuration, models and input must be unchanged (a mismatch is an error naming it)
+    #[arg(long)]
+    pub resume: bool,
+
     /// Log format on stderr: text or json [telemetry.log_format]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -185,6 +194,7 @@ impl RunArgs {
             device: self.device.clone(),
             models_dir: self.models_dir.clone(),
             log_format: self.log_format,
+            window_chunks: self.window_chunks,
             quiet: self.quiet,
         }
     }

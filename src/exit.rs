@@ -9,5 +9,9 @@ pub const FAILURE: i32 = 1;
 pub const CONFIG_ERROR: i32 = 2;
 /// Bad input data (a collection could not be read under the `error` policy).
 pub const INPUT_ERROR: i32 = 3;
-/// Some collections succeeded and some failed; see the manifest.
+/// Some collections (or some chunks of a collection) succeeded and some failed; see the
+/// manifest.
 pub const PARTIAL_FAILURE: i32 = 4;
+/// Stopped by SIGINT or SIGTERM at a batch boundary; `--resume` continues (the shell's
+/// convention for a SIGINT-terminated process, 128 + 2).
+pub const INTERRUPTED: i32 = crate::interrupt::FORCED_EXIT_CODE;

@@ -9,6 +9,7 @@ use embed_collections::export::RunStatus;
 use embed_collections::models::ModelManager;
 use embed_collections::pipeline::check::{check, ProblemClass};
 use embed_collections::pipeline::evaluate::evaluate_output;
+use embed_collections::pipeline::state::StateError;
 use embed_collections::pipeline::{BatchRunner, RunError};
 use embed_collections::telemetry::init_logging;
 
@@ -183,8 +184,11 @@ fn run_pipeline(cli: &RunArgs) -> i32 {
         }
     };
     init_logging(config.telemetry.log_format, cli.verbosity());
+    if let Err(err) = embed_collections::interrupt::install() {
+        tracing::warn!("cannot install the SIGINT/SIGTERM handlers: {err}");
+    }
     let manager = ModelManager::from_env(config.models.dir.clone());
-    let runner = BatchRunner::new(config, manager);
+    let runner = BatchRunner::new(config, manager).with_resume(cli.resume);
     match runner.run() {
         Ok(outcome) => {
             if !cli.quiet {
@@ -192,13 +196,17 @@ fn run_pipeline(cli: &RunArgs) -> i32 {
             }
             match outcome.status {
                 RunStatus::Ok => exit::OK,
+                RunStatus::Interrupted => exit::INTERRUPTED,
                 _ if outcome.input_failures > 0 => exit::INPUT_ERROR,
                 RunStatus::Partial => exit::PARTIAL_FAILURE,
-                RunStatus::Failed => exit::FAILURE,
+                RunStatus::Failed | RunStatus::Running => exit::FAILURE,
             }
         }
         Err(err) => {
             let (code, hint) = match &err {
+                RunError::Output(StateError::Busy { .. }) => (exit::CONFIG_ERROR, Some("another run is writing this output directory; use another --output")),
+                RunError::Output(_) => (exit::FAILURE, Some("check that output.dir is writable")),
+                RunError::Resume(_) => (exit::CONFIG_ERROR, Some("run with the same configuration, models and input, or without --resume")),
                 RunError::Discover(_) => (exit::INPUT_ERROR, Some("check [input] root and collections")),
                 RunError::Queries(_) => (exit::INPUT_ERROR, Some("check rerank.queries (JSONL lines with `_id` or `id`, and `text`)")),
                 RunError::Qrels(_) => (exit::INPUT_ERROR, Some("check eval.qrels (BEIR TSV: query-id, corpus-id, score)")),

@@ -81,48 +81,63 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// Exact dense search over borrowed vectors, all of one dimension.
+/// Exact dense search over a borrowed row-major matrix (`rows.len() / dim` vectors of `dim`
+/// floats): the compact form the run keeps, in memory or memory-mapped from its work directory.
 ///
-/// The index does not check dimensions: a query (or vector) of another length is scored over the
-/// shared prefix. Callers validate against [`DenseIndex::dim`] where that matters.
+/// Queries of another length are scored over the shared prefix; callers validate against
+/// [`DenseIndex::dim`] where that matters.
 #[derive(Clone, Copy, Debug)]
 pub struct DenseIndex<'a> {
-    vectors: &'a [Vec<f32>],
+    rows: &'a [f32],
+    dim: usize,
 }
 
 impl<'a> DenseIndex<'a> {
-    pub fn new(vectors: &'a [Vec<f32>]) -> Self {
-        Self { vectors }
+    /// `rows` holds whole vectors of `dim` floats; a trailing partial row is ignored.
+    pub fn new(rows: &'a [f32], dim: usize) -> Self {
+        let whole = rows.len().checked_div(dim).unwrap_or(0) * dim;
+        Self {
+            rows: &rows[..whole],
+            dim,
+        }
     }
 
     /// Number of indexed vectors (chunks).
     pub fn len(&self) -> usize {
-        self.vectors.len()
+        self.rows.len().checked_div(self.dim).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.vectors.is_empty()
+        self.len() == 0
     }
 
-    /// The dimension of the first vector; `None` for an empty collection.
+    /// The vectors' dimension; `None` for an empty collection.
     pub fn dim(&self) -> Option<usize> {
-        self.vectors.first().map(Vec::len)
+        (!self.is_empty()).then_some(self.dim)
     }
 
     /// The `depth` chunks with the highest inner product with `query`, best first (ties by lower
     /// index, NaN last). Empty when `depth` is 0, the query is empty or the collection is.
     pub fn search(&self, query: &[f32], depth: usize) -> Vec<Hit> {
-        if depth == 0 || query.is_empty() || self.vectors.is_empty() {
+        if depth == 0 || query.is_empty() || self.is_empty() {
             return Vec::new();
         }
-        let score = |(index, vector): (usize, &Vec<f32>)| Hit {
+        let score = |(index, vector): (usize, &[f32])| Hit {
             index,
             score: dot(query, vector),
         };
-        let hits: Vec<Hit> = if self.vectors.len() >= PARALLEL_MIN_DOCS {
-            self.vectors.par_iter().enumerate().map(score).collect()
+        let hits: Vec<Hit> = if self.len() >= PARALLEL_MIN_DOCS {
+            self.rows
+                .par_chunks_exact(self.dim)
+                .enumerate()
+                .map(score)
+                .collect()
         } else {
-            self.vectors.iter().enumerate().map(score).collect()
+            self.rows
+                .chunks_exact(self.dim)
+                .enumerate()
+                .map(score)
+                .collect()
         };
         top_k(hits, depth)
     }
@@ -134,6 +149,12 @@ impl<'a> DenseIndex<'a> {
             .map(|query| self.search(query, depth))
             .collect()
     }
+}
+
+/// Row-major copy of equal-length vectors (tests and small callers).
+pub fn flatten(vectors: &[Vec<f32>]) -> (Vec<f32>, usize) {
+    let dim = vectors.first().map_or(0, Vec::len);
+    (vectors.iter().flatten().copied().collect(), dim)
 }
 
 /// An inverted index over a collection's sparse vectors: term id → postings (chunk index, weight).
@@ -158,22 +179,34 @@ impl SparseIndex {
     /// Builds the index; entry `i` of `vectors` is chunk `i`, `None` for a chunk without a sparse
     /// vector (it is never returned). Within each term, postings are in ascending chunk order.
     pub fn new(vectors: &[Option<&SparseVector>]) -> Self {
-        let indexed = || {
+        Self::build(vectors.len(), || {
             (0..=u32::MAX)
                 .zip(vectors)
-                .filter_map(|(doc, vector)| vector.map(|v| (doc, v)))
-        };
+                .filter_map(|(doc, vector)| vector.map(|v| (doc, (&v.indices[..], &v.values[..]))))
+        })
+    }
+
+    /// Builds the index from a source that can be walked several times (three passes: count,
+    /// place, fill), so postings can come straight from the run's compact on-disk vectors
+    /// without a second in-memory copy. Each item is (chunk index < `slots`, term ids, weights),
+    /// chunk indices ascending.
+    pub fn build<'v, I, F>(chunk_slots: usize, source: F) -> Self
+    where
+        F: Fn() -> I,
+        I: Iterator<Item = (u32, (&'v [u32], &'v [f32]))>,
+    {
+        let indexed = &source;
         let mut docs = 0usize;
         let mut max_term = 0u32;
-        for (_, vector) in indexed() {
+        for (_, (indices, _)) in indexed() {
             docs += 1;
-            max_term = vector.indices.iter().copied().fold(max_term, u32::max);
+            max_term = indices.iter().copied().fold(max_term, u32::max);
         }
 
         // Per term: first the posting count, then the next free slot of its postings block.
         let mut slots = TermSlots::new(max_term);
-        for (_, vector) in indexed() {
-            for &term in vector.indices.iter().take(vector.values.len()) {
+        for (_, (indices, values)) in indexed() {
+            for &term in indices.iter().take(values.len()) {
                 if let Some(count) = slots.get_or_insert(term) {
                     *count += 1;
                 }
@@ -196,8 +229,8 @@ impl SparseIndex {
 
         let mut posting_docs = vec![0u32; total];
         let mut posting_weights = vec![0f32; total];
-        for (doc, vector) in indexed() {
-            for (&term, &weight) in vector.indices.iter().zip(&vector.values) {
+        for (doc, (indices, values)) in indexed() {
+            for (&term, &weight) in indices.iter().zip(values) {
                 if let Some(cursor) = slots.get_mut(term) {
                     if let (Some(d), Some(w)) = (
                         posting_docs.get_mut(*cursor),
@@ -212,7 +245,7 @@ impl SparseIndex {
         }
 
         Self {
-            slots: vectors.len(),
+            slots: chunk_slots,
             docs,
             terms,
             offsets,
@@ -412,7 +445,8 @@ mod tests {
             vec![0.75, 0.75],
             vec![-1.0, 0.0],
         ];
-        let index = DenseIndex::new(&vectors);
+        let (rows, dim) = flatten(&vectors);
+        let index = DenseIndex::new(&rows, dim);
         assert_eq!(index.len(), 4);
         assert_eq!(index.dim(), Some(2));
         let hits = index.search(&[1.0, 0.5], 3);
@@ -431,7 +465,8 @@ mod tests {
             vec![0.5, 0.0],
             vec![1.0, 0.0],
         ];
-        let index = DenseIndex::new(&vectors);
+        let (rows, dim) = flatten(&vectors);
+        let index = DenseIndex::new(&rows, dim);
         assert_eq!(indices(&index.search(&[1.0, 0.0], 2)), vec![1, 2]);
         assert_eq!(indices(&index.search(&[1.0, 0.0], 5)), vec![1, 2, 4, 3, 0]);
     }
@@ -439,12 +474,14 @@ mod tests {
     #[test]
     fn dense_depth_beyond_collection_and_empty_cases() {
         let vectors = vec![vec![1.0, 0.0], vec![0.0, 2.0]];
-        let index = DenseIndex::new(&vectors);
+        let (rows, dim) = flatten(&vectors);
+        let index = DenseIndex::new(&rows, dim);
         assert_eq!(indices(&index.search(&[0.0, 1.0], 10)), vec![1, 0]);
         assert!(index.search(&[0.0, 1.0], 0).is_empty());
         assert!(index.search(&[], 10).is_empty());
         let none: Vec<Vec<f32>> = Vec::new();
-        let empty = DenseIndex::new(&none);
+        let (rows, dim) = flatten(&none);
+        let empty = DenseIndex::new(&rows, dim);
         assert!(empty.is_empty());
         assert_eq!(empty.dim(), None);
         assert!(empty.search(&[1.0], 5).is_empty());
@@ -453,7 +490,8 @@ mod tests {
     #[test]
     fn dense_nan_never_above_finite() {
         let vectors = vec![vec![f32::NAN], vec![-5.0], vec![f32::NAN], vec![1.0]];
-        let index = DenseIndex::new(&vectors);
+        let (rows, dim) = flatten(&vectors);
+        let index = DenseIndex::new(&rows, dim);
         let hits = index.search(&[1.0], 4);
         assert_eq!(indices(&hits), vec![3, 1, 0, 2]);
         assert_eq!(indices(&index.search(&[1.0], 2)), vec![3, 1]);
@@ -463,7 +501,8 @@ mod tests {
     fn dense_agrees_with_brute_force_sort() {
         let vectors = random_collection(42, 500, 16);
         let queries = random_collection(4242, 8, 16);
-        let index = DenseIndex::new(&vectors);
+        let (rows, dim) = flatten(&vectors);
+        let index = DenseIndex::new(&rows, dim);
         for depth in [1, 10, 100, 500, 600] {
             let many = index.search_many(&queries, depth);
             assert_eq!(many.len(), queries.len());
@@ -479,7 +518,8 @@ mod tests {
     fn dense_parallel_path_agrees_with_brute_force() {
         let vectors = random_collection(9, PARALLEL_MIN_DOCS + 123, 8);
         let query = random_collection(10, 1, 8).remove(0);
-        let index = DenseIndex::new(&vectors);
+        let (rows, dim) = flatten(&vectors);
+        let index = DenseIndex::new(&rows, dim);
         assert_eq!(index.search(&query, 25), brute_force(&vectors, &query, 25));
     }
 

@@ -224,11 +224,12 @@ fn one_replica_per_device_gives_the_same_vectors_as_one_model() {
     };
     let expected = single.embed_documents(&TEXTS, budget).unwrap();
     let got = replicas
-        .embed_documents_observed(&TEXTS, budget, &|_| {}, None)
+        .embed_documents_observed(&TEXTS, budget, &|_| {}, None, 0)
         .unwrap();
     assert_eq!(got.dispatch.per_worker.len(), 2);
-    assert_eq!(got.vectors.len(), TEXTS.len());
-    for (x, y) in expected.vectors.iter().zip(&got.vectors) {
+    let got: Vec<Vec<f32>> = got.results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(got.len(), TEXTS.len());
+    for (x, y) in expected.vectors.iter().zip(&got) {
         assert!(max_abs_diff(x, y) < 1e-6);
     }
 }

@@ -49,6 +49,8 @@ pub struct FileInput {
     pub formats: Option<Vec<InputFormat>>,
     /// `error` (default) stops a collection at the first bad record; `skip` counts and reports it.
     pub on_invalid: Option<InvalidInputPolicy>,
+    /// Chunks per streaming window (read → dense → sparse → append points); default 10000.
+    pub window_chunks: Option<usize>,
 }
 
 /// `[output]`

@@ -57,6 +57,9 @@ pub const DEFAULT_DENSE_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 pub const DEFAULT_SPARSE_MODEL: &str = "splade-tiny";
 /// Default CrossEncoder.
 pub const DEFAULT_RERANK_MODEL: &str = "cross-encoder/ms-marco-MiniLM-L-12-v2";
+/// Chunks per streaming window: a few tens of MB of text and vectors at once, and a resumed
+/// run redoes at most this many chunks.
+pub const DEFAULT_WINDOW_CHUNKS: usize = 10_000;
 
 /// Where an effective setting came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,6 +259,8 @@ pub struct Overrides {
     pub device: Option<DeviceSpec>,
     pub models_dir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
+    /// `--window-chunks`.
+    pub window_chunks: Option<usize>,
     /// `--quiet`: no progress display.
     pub quiet: bool,
 }
@@ -285,6 +290,9 @@ pub struct InputConfig {
     pub collections: Option<Vec<String>>,
     pub formats: Vec<InputFormat>,
     pub on_invalid: InvalidInputPolicy,
+    /// Chunks per streaming window: memory is bounded by a window, and a window is the unit
+    /// `--resume` continues from.
+    pub window_chunks: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -530,6 +538,20 @@ pub fn resolve_layers(
         None,
         None,
     );
+
+    let window_chunks = layers.pick(
+        "input.window_chunks",
+        DEFAULT_WINDOW_CHUNKS,
+        file.input.window_chunks,
+        None,
+        flags.window_chunks.map(|n| ("--window-chunks", n)),
+    );
+    if window_chunks == 0 {
+        return Err(layers.invalid(
+            "input.window_chunks",
+            "must be at least 1 (chunks per streaming window)",
+        ));
+    }
 
     // [output]
     let file_out = layers.file_path(file.output.dir);
@@ -857,6 +879,7 @@ pub fn resolve_layers(
             collections,
             formats,
             on_invalid,
+            window_chunks,
         },
         output: OutputConfig {
             dir: out_dir,

@@ -21,12 +21,17 @@
 //! worker. A panic inside `run` stops the other workers from taking new batches, and is
 //! re-raised on the calling thread once every worker has stopped (nothing hangs, no thread
 //! outlives the call).
+//!
+//! A graceful stop ([`crate::interrupt::requested`], set by the first SIGINT or SIGTERM) stops
+//! the workers from taking new batches too; a batch already pulled finishes (with its
+//! sub-batches and retries), and every planned item never run gets [`ItemError::Interrupted`],
+//! so the caller can tell "not done because of the stop" from a failure.
 
 pub mod stage;
 
 pub use stage::{run_stage_batches, BatchResults, Fault, FaultInjector};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -75,6 +80,9 @@ pub enum ItemError<E> {
     /// The batch function returned this many results for this item alone (instead of 1).
     #[error("the batch function returned {got} results for one item")]
     ResultCount { got: usize },
+    /// A graceful stop was requested ([`crate::interrupt`]) before this item's batch started.
+    #[error("interrupted: the run was stopped before this item was processed")]
+    Interrupted,
 }
 
 /// A plan or worker set [`run_batches`] refuses before running anything: a wrong plan is a
@@ -90,7 +98,7 @@ pub enum DispatchError {
 }
 
 /// What one worker did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerStats {
     /// Successful calls of the batch function.
     pub batches: usize,
@@ -109,7 +117,7 @@ pub struct WorkerStats {
 }
 
 /// What the dispatch did, for logs and the manifest.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DispatchStats {
     /// Calls of the batch function, failed ones and retries included.
     pub batches_run: usize,
@@ -125,6 +133,41 @@ pub struct DispatchStats {
     pub per_worker: Vec<WorkerStats>,
 }
 
+impl DispatchStats {
+    /// Adds another dispatch's statistics (a later window of the same stage).
+    pub fn absorb(&mut self, other: &DispatchStats) {
+        self.batches_run += other.batches_run;
+        self.oom_events += other.oom_events;
+        self.halvings += other.halvings;
+        self.growths += other.growths;
+        self.retries += other.retries;
+        self.failed_items += other.failed_items;
+        self.min_budget_tokens = match (self.min_budget_tokens, other.min_budget_tokens) {
+            (0, b) => b,
+            (a, 0) => a,
+            (a, b) => a.min(b),
+        };
+        if self.per_worker.len() < other.per_worker.len() {
+            self.per_worker
+                .resize(other.per_worker.len(), WorkerStats::default());
+        }
+        for (mine, theirs) in self.per_worker.iter_mut().zip(&other.per_worker) {
+            mine.batches += theirs.batches;
+            mine.items += theirs.items;
+            mine.tokens += theirs.tokens;
+            mine.oom_events += theirs.oom_events;
+            mine.halvings += theirs.halvings;
+            mine.growths += theirs.growths;
+            mine.min_budget_tokens = match (mine.min_budget_tokens, theirs.min_budget_tokens) {
+                (0, b) => b,
+                (a, 0) => a,
+                (a, b) => a.min(b),
+            };
+            mine.budget_tokens = theirs.budget_tokens;
+        }
+    }
+}
+
 /// Per-item results in input order (`results[i]` is item `i`'s), and statistics.
 #[derive(Debug)]
 pub struct DispatchOutcome<T, E> {
@@ -137,8 +180,9 @@ pub struct DispatchOutcome<T, E> {
 /// described in the [module docs](self). `run(worker, worker_index, items)` returns one result
 /// per item, in the order of `items`.
 ///
-/// Every item gets exactly one result: its value, its failure, or [`ItemError::NotPlanned`]
-/// when the plan left it out. A plan naming an item out of range or twice, or an empty
+/// Every item gets exactly one result: its value, its failure, [`ItemError::NotPlanned`]
+/// when the plan left it out, or [`ItemError::Interrupted`] when a graceful stop
+/// ([`crate::interrupt::requested`]) came before its batch was taken. A plan naming an item out of range or twice, or an empty
 /// `workers`, is a [`DispatchError`] before anything runs.
 ///
 /// # Panics
@@ -157,7 +201,7 @@ where
     E: Send + Display,
     F: Fn(&W, usize, &[usize]) -> Result<Vec<T>, BatchFailure<E>> + Sync,
 {
-    validate(lengths.len(), &plan)?;
+    let planned = validate(lengths.len(), &plan)?;
     if workers.is_empty() {
         return Err(DispatchError::NoWorkers);
     }
@@ -165,6 +209,12 @@ where
         plan: &plan,
         next: AtomicUsize::new(0),
         aborted: AtomicBool::new(false),
+        stop: if watches_interrupt() {
+            crate::interrupt::requested
+        } else {
+            || false
+        },
+        stopped: AtomicBool::new(false),
     };
     let shared = Shared {
         lengths,
@@ -218,15 +268,34 @@ where
         stats.min_budget_tokens = stats.min_budget_tokens.min(output.stats.min_budget_tokens);
         stats.per_worker.push(output.stats);
     }
+    // Only a stop leaves planned items without a result (a panic does not get here).
+    let stopped = queue.stopped.load(Ordering::Relaxed);
     let results: Vec<Result<T, ItemError<E>>> = slots
         .into_iter()
-        .map(|slot| slot.unwrap_or(Err(ItemError::NotPlanned)))
+        .zip(planned)
+        .map(|(slot, planned)| match slot {
+            Some(result) => result,
+            None if planned && stopped => Err(ItemError::Interrupted),
+            None => Err(ItemError::NotPlanned),
+        })
         .collect();
     stats.failed_items = results.iter().filter(|result| result.is_err()).count();
+    let unrun = results
+        .iter()
+        .filter(|result| matches!(result, Err(ItemError::Interrupted)))
+        .count();
+    if unrun > 0 {
+        tracing::warn!(
+            signal = crate::interrupt::signal_name().unwrap_or("stop request"),
+            unrun,
+            "stop requested: no new batches taken; {unrun} items were not run"
+        );
+    }
     Ok(DispatchOutcome { results, stats })
 }
 
-fn validate(items: usize, plan: &[Vec<usize>]) -> Result<(), DispatchError> {
+/// Checks `plan` against `items` and returns which items it names.
+fn validate(items: usize, plan: &[Vec<usize>]) -> Result<Vec<bool>, DispatchError> {
     let mut seen = vec![false; items];
     for &index in plan.iter().flatten() {
         let slot = seen
@@ -236,7 +305,29 @@ fn validate(items: usize, plan: &[Vec<usize>]) -> Result<(), DispatchError> {
             return Err(DispatchError::DuplicateIndex { index });
         }
     }
-    Ok(())
+    Ok(seen)
+}
+
+// Unit tests run in parallel in one process, and the interrupt flag is process-wide: a test
+// that sets it must not make every other test's dispatch stop. So under `cfg(test)` only a
+// thread that opted in (the interrupt tests, via `WatchInterrupt`) watches the flag; the real
+// build (and integration tests, which link the non-test library) always does.
+#[cfg(test)]
+thread_local! {
+    static WATCH_INTERRUPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this call of [`run_batches`] stops on [`crate::interrupt::requested`]. Read on the
+/// calling thread, before the workers start (they may run on other threads).
+fn watches_interrupt() -> bool {
+    #[cfg(test)]
+    {
+        WATCH_INTERRUPT.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
 }
 
 /// The planned batches, handed out one at a time to whichever worker asks first.
@@ -245,11 +336,19 @@ struct BatchQueue<'plan> {
     next: AtomicUsize,
     /// Set when a worker panics, so the others stop taking batches.
     aborted: AtomicBool,
+    /// Whether a graceful stop is requested ([`crate::interrupt::requested`]).
+    stop: fn() -> bool,
+    /// Set when `stop` turned a worker away, so unrun items are reported as interrupted.
+    stopped: AtomicBool,
 }
 
 impl BatchQueue<'_> {
     fn pull(&self) -> Option<&[usize]> {
         if self.aborted.load(Ordering::Relaxed) {
+            return None;
+        }
+        if (self.stop)() {
+            self.stopped.store(true, Ordering::Relaxed);
             return None;
         }
         let index = self.next.fetch_add(1, Ordering::Relaxed);
@@ -816,6 +915,180 @@ mod tests {
             calls < 100,
             "the others stopped taking batches: {calls} calls"
         );
+    }
+
+    /// Makes this thread's `run_batches` watch the interrupt flag, holds the lock every test
+    /// that sets the flag takes, and on drop (even on a failed assertion) clears the flag and
+    /// stops watching.
+    struct WatchInterrupt(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+    impl WatchInterrupt {
+        fn start() -> Self {
+            let guard = crate::interrupt::lock_flag_for_test();
+            crate::interrupt::reset_for_test();
+            WATCH_INTERRUPT.with(|watch| watch.set(true));
+            WatchInterrupt(guard)
+        }
+    }
+
+    impl Drop for WatchInterrupt {
+        fn drop(&mut self) {
+            WATCH_INTERRUPT.with(|watch| watch.set(false));
+            crate::interrupt::reset_for_test();
+        }
+    }
+
+    #[test]
+    fn a_stop_request_before_the_run_runs_nothing_and_every_item_is_interrupted() {
+        let _watch = WatchInterrupt::start();
+        crate::interrupt::request_for_test();
+        let lengths = vec![10; 40];
+        let calls = AtomicUsize::new(0);
+        let outcome = run_batches(
+            &[0, 1],
+            &lengths,
+            plan(&lengths, 50),
+            AdaptivePolicy::new(50),
+            |_, _, items: &[usize]| -> Result<Vec<usize>, BatchFailure<Boom>> {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Ok(items.iter().map(|i| i * 2).collect())
+            },
+        )
+        .unwrap();
+        assert_eq!(calls.into_inner(), 0);
+        assert!(outcome
+            .results
+            .iter()
+            .all(|r| matches!(r, Err(ItemError::Interrupted))));
+        assert_eq!(outcome.stats.failed_items, 40);
+    }
+
+    #[test]
+    fn a_stop_request_while_running_finishes_the_running_batch_and_interrupts_the_rest() {
+        let _watch = WatchInterrupt::start();
+        let lengths = vec![10; 100];
+        let plan = plan(&lengths, 50);
+        assert_eq!(plan.len(), 20);
+        let ran: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+        let outcome = run_batches(
+            &[()],
+            &lengths,
+            plan,
+            AdaptivePolicy::new(50),
+            |_, _, items: &[usize]| -> Result<Vec<usize>, BatchFailure<Boom>> {
+                let mut ran = ran.lock().unwrap();
+                // The stop comes during the third batch, which still completes.
+                if ran.len() == 2 {
+                    crate::interrupt::request_for_test();
+                }
+                ran.push(items.len());
+                Ok(items.iter().map(|i| i * 2).collect())
+            },
+        );
+        let outcome = outcome.unwrap();
+        assert_eq!(
+            ran.into_inner().unwrap().len(),
+            3,
+            "no batch taken after the stop"
+        );
+        let done = outcome.results.iter().filter(|r| r.is_ok()).count();
+        let interrupted = outcome
+            .results
+            .iter()
+            .filter(|r| matches!(r, Err(ItemError::Interrupted)))
+            .count();
+        assert_eq!(done, 15, "three batches of 5 ran");
+        assert_eq!(
+            done + interrupted,
+            100,
+            "no item missing or failed otherwise"
+        );
+        for (index, result) in outcome.results.iter().enumerate() {
+            if let Ok(value) = result {
+                assert_eq!(*value, index * 2);
+            }
+        }
+        assert_eq!(outcome.stats.failed_items, interrupted);
+        assert_eq!(outcome.stats.batches_run, 3);
+        // What a stage makes of it: a model error that says why the item has no result.
+        let error = crate::models::ModelError::from_item(ItemError::Interrupted);
+        assert!(matches!(error, crate::models::ModelError::Interrupted));
+        assert!(error.to_string().starts_with("interrupted"), "{error}");
+    }
+
+    #[test]
+    fn several_workers_stop_taking_batches_after_a_stop_request() {
+        let _watch = WatchInterrupt::start();
+        let lengths = vec![10; 300];
+        let plan = plan(&lengths, 20);
+        assert_eq!(plan.len(), 150);
+        let calls = Mutex::new(0);
+        let outcome = run_batches(
+            &[0, 1, 2],
+            &lengths,
+            plan,
+            AdaptivePolicy::new(20),
+            |_, _, items: &[usize]| -> Result<Vec<usize>, BatchFailure<Boom>> {
+                // Counted and flagged under one lock, so no call can slip in between.
+                let mut calls = calls.lock().unwrap();
+                *calls += 1;
+                if *calls == 6 {
+                    crate::interrupt::request_for_test();
+                }
+                drop(calls);
+                Ok(items.iter().map(|i| i * 2).collect())
+            },
+        )
+        .unwrap();
+        let calls = calls.into_inner().unwrap();
+        // Each worker may have pulled one batch before it saw the flag: at most 6 + 2 more.
+        assert!((6..=8).contains(&calls), "{calls} calls");
+        let done = outcome.results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(done, calls * 2);
+        assert!(outcome
+            .results
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(ItemError::Interrupted))));
+    }
+
+    #[test]
+    fn unplanned_items_stay_unplanned_after_a_stop() {
+        let _watch = WatchInterrupt::start();
+        crate::interrupt::request_for_test();
+        let lengths = vec![5; 3];
+        let outcome = run_batches(
+            &[()],
+            &lengths,
+            vec![vec![0, 1]],
+            AdaptivePolicy::new(100),
+            |_, _, items: &[usize]| -> Result<Vec<usize>, BatchFailure<Boom>> {
+                Ok(items.to_vec())
+            },
+        )
+        .unwrap();
+        assert!(matches!(outcome.results[0], Err(ItemError::Interrupted)));
+        assert!(matches!(outcome.results[1], Err(ItemError::Interrupted)));
+        assert!(matches!(outcome.results[2], Err(ItemError::NotPlanned)));
+    }
+
+    #[test]
+    fn other_dispatches_do_not_watch_the_flag_in_unit_tests() {
+        // The isolation the other tests rely on: without `WatchInterrupt`, a set flag (from a
+        // test running in parallel) does not stop this thread's dispatch.
+        let _guard = crate::interrupt::lock_flag_for_test();
+        crate::interrupt::request_for_test();
+        let lengths = vec![5; 10];
+        let outcome = run_batches(
+            &[()],
+            &lengths,
+            plan(&lengths, 10),
+            AdaptivePolicy::new(10),
+            |_, _, items: &[usize]| -> Result<Vec<usize>, BatchFailure<Boom>> {
+                Ok(items.iter().map(|i| i * 2).collect())
+            },
+        );
+        crate::interrupt::reset_for_test();
+        assert_eq!(values(&outcome.unwrap()), doubled(10));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::gpu::{LeaseEvent, StageMemory};
 use crate::input::SkipReport;
 use crate::models::ModelIdentity;
 use crate::stage::Stage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -18,9 +18,19 @@ pub struct Manifest<'a> {
     pub schema_version: u32,
     pub tool: Tool,
     pub run_id: String,
+    /// The process that ran (or runs) it: a `running` manifest whose pid is gone was killed.
+    pub pid: u32,
     pub started_at: String,
-    pub finished_at: String,
+    /// Absent while the run is in progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
     pub status: RunStatus,
+    /// Why the run failed before or between collections (per-collection errors are in
+    /// `collections`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The earlier starts this run resumed (oldest first); empty for a run started afresh.
+    pub resumed_from: Vec<crate::pipeline::resume::Attempt>,
     /// Effective configuration, with `provenance` naming each setting's source.
     pub config: &'a RunConfig,
     pub models: Vec<ModelIdentity>,
@@ -48,13 +58,17 @@ impl Default for Tool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// The run is in progress (or died: a `running` manifest whose `pid` is gone).
+    Running,
     Ok,
     Partial,
     Failed,
+    /// Stopped by SIGINT or SIGTERM; `--resume` continues it.
+    Interrupted,
 }
 
 /// Why a collection failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     /// Its input could not be read (bad records under the `error` policy).
@@ -65,15 +79,19 @@ pub enum FailureClass {
     Output,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CollectionStatus {
     Ok,
+    /// Written, but some chunks failed dense embedding even alone (`failed_chunks`).
+    Partial,
     Failed,
+    /// The run was interrupted while working on it.
+    Interrupted,
 }
 
 /// One collection's outcome.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CollectionReport {
     pub name: String,
     pub status: CollectionStatus,
@@ -87,6 +105,18 @@ pub struct CollectionReport {
     pub chunks: usize,
     pub skipped: SkippedSummary,
     pub points: usize,
+    /// Chunks that failed dense embedding even alone (no point written for them), and the
+    /// first of their ids.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_chunks: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_chunk_ids: Vec<String>,
+    /// Streaming windows processed, and how many of them an earlier (interrupted) run had
+    /// already completed.
+    #[serde(default)]
+    pub windows: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumed_windows: usize,
     /// Files written, relative to the output directory.
     pub outputs: Vec<String>,
     pub stages: BTreeMap<Stage, StageReport>,
@@ -99,7 +129,7 @@ pub struct CollectionReport {
 }
 
 /// What the ranking stages ran on.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RankingReport {
     /// `file:<path>` or `probe`.
     pub queries_source: String,
@@ -110,7 +140,7 @@ pub struct RankingReport {
 }
 
 /// Metrics per ranked list (`dense`, `sparse`, `fused`, `reranked`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvaluationReport {
     /// `file:<path>` of the qrels, or `probe` (the source chunk is the one relevant answer).
     pub qrels: String,
@@ -118,7 +148,7 @@ pub struct EvaluationReport {
 }
 
 /// Skipped records by reason, with the first few locations.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SkippedSummary {
     pub total: usize,
     pub by_reason: BTreeMap<String, usize>,
@@ -143,7 +173,7 @@ impl From<&SkipReport> for SkippedSummary {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     Ok,
@@ -157,13 +187,13 @@ pub enum StageStatus {
 }
 
 /// A stage's outcome for one collection.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StageReport {
     pub status: StageStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// One entry per model the stage ran.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<StageRun>,
 }
 
@@ -178,7 +208,7 @@ impl StageReport {
 }
 
 /// What one model did in a stage.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StageRun {
     pub model: String,
     pub items: usize,
@@ -195,10 +225,10 @@ pub struct StageRun {
     /// Items served by a fallback instead of the model (sparse: metadata term weights).
     pub fallbacks: usize,
     /// Items left without an output (no model result and no fallback).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub missing: usize,
     /// Why the model failed, by reason, counting each item once.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failure_reasons: BTreeMap<String, usize>,
     /// Peak resident memory of the process during the stage (CPU; Linux), when measurable.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -216,6 +246,59 @@ pub struct StageRun {
 }
 
 impl StageRun {
+    /// Adds another window's run of the same model: counts add up, extremes combine, rates are
+    /// recomputed over the summed latency.
+    pub fn absorb(&mut self, other: &StageRun) {
+        let (b1, b2) = (self.batches as f64, other.batches as f64);
+        self.mean_batch_size = if b1 + b2 > 0.0 {
+            (self.mean_batch_size * b1 + other.mean_batch_size * b2) / (b1 + b2)
+        } else {
+            0.0
+        };
+        self.min_batch_size = match (self.batches, other.batches) {
+            (0, _) => other.min_batch_size,
+            (_, 0) => self.min_batch_size,
+            _ => self.min_batch_size.min(other.min_batch_size),
+        };
+        self.items += other.items;
+        self.tokens += other.tokens;
+        self.padded_tokens += other.padded_tokens;
+        self.max_batch_tokens = self.max_batch_tokens.max(other.max_batch_tokens);
+        self.batches += other.batches;
+        self.max_batch_size = self.max_batch_size.max(other.max_batch_size);
+        self.truncated += other.truncated;
+        self.retries += other.retries;
+        self.fallbacks += other.fallbacks;
+        self.missing += other.missing;
+        for (reason, count) in &other.failure_reasons {
+            *self.failure_reasons.entry(reason.clone()).or_default() += count;
+        }
+        self.peak_rss_bytes = match (self.peak_rss_bytes, other.peak_rss_bytes) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.dispatch = match (self.dispatch.take(), &other.dispatch) {
+            (Some(mut a), Some(b)) => {
+                a.absorb(b);
+                Some(a)
+            }
+            (a, b) => a.or_else(|| b.clone()),
+        };
+        if self.memory.is_none() {
+            self.memory = other.memory.clone();
+        }
+        self.latency_s += other.latency_s;
+        let rate = |count: usize| {
+            if self.latency_s > 0.0 {
+                count as f64 / self.latency_s
+            } else {
+                0.0
+            }
+        };
+        self.items_per_s = rate(self.items);
+        self.tokens_per_s = rate(self.tokens);
+    }
+
     /// Records the dispatcher's statistics; its retries count as the stage's.
     pub fn record_dispatch(&mut self, stats: DispatchStats) {
         self.retries += stats.retries;

@@ -12,7 +12,7 @@ pub use manifest::{
     CollectionReport, CollectionStatus, FailureClass, Manifest, RunStatus, StageReport, StageRun,
     StageStatus,
 };
-pub use points::{write_points, CollectionVectors};
+pub use points::{render_point, PointVectors};
 pub use ranked::write_ranked;
 pub use wire::SCHEMA_VERSION;
 

@@ -1,67 +1,42 @@
-//! Writes `<collection>/points.jsonl` atomically.
+//! The lines of `<collection>/points.jsonl`. The runner renders each window's points with
+//! [`render_point`] and appends them to the collection's work file, which becomes
+//! `points.jsonl` (by an atomic rename) once every window is done.
 
-use super::atomic::AtomicFile;
 use super::wire::{PointLine, VectorRef};
 use crate::input::Chunk;
 use crate::vectors::SparsePoint;
-use std::io::Write;
-use std::path::Path;
 
-/// The vectors of a collection, one entry per chunk in chunk order.
-pub struct CollectionVectors<'a> {
-    /// (vector name, one dense vector per chunk), in configured order.
-    pub dense: Vec<(&'a str, &'a [Vec<f32>])>,
-    /// (vector name, one optional sparse point per chunk), when the sparse stage ran.
-    pub sparse: Option<(&'a str, &'a [Option<SparsePoint>])>,
+/// One point's vectors: each dense model's (by vector name, in configured order), then the
+/// sparse one when the sparse stage ran and gave one.
+pub struct PointVectors<'a> {
+    pub dense: Vec<(&'a str, &'a [f32])>,
+    pub sparse: Option<(&'a str, &'a SparsePoint)>,
 }
 
-/// Writes one point per chunk.
-pub fn write_points(
-    path: &Path,
+/// Appends the point line of `chunk` (with its newline) to `out`.
+pub fn render_point(
+    out: &mut Vec<u8>,
     collection: &str,
-    chunks: &[Chunk],
-    vectors: &CollectionVectors<'_>,
+    chunk: &Chunk,
+    vectors: &PointVectors<'_>,
     include_text: bool,
-) -> std::io::Result<usize> {
-    let mismatch = |name: &str, len: usize| {
-        std::io::Error::other(format!(
-            "vector set {name:?} has {len} entries for {} chunks",
-            chunks.len()
-        ))
-    };
-    for (name, set) in &vectors.dense {
-        if set.len() != chunks.len() {
-            return Err(mismatch(name, set.len()));
-        }
+) -> serde_json::Result<()> {
+    let mut named: Vec<(&str, VectorRef<'_>)> = vectors
+        .dense
+        .iter()
+        .map(|(name, vector)| (*name, VectorRef::Dense(vector)))
+        .collect();
+    if let Some((name, point)) = vectors.sparse {
+        named.push((name, VectorRef::Sparse(&point.vector)));
     }
-    if let Some((name, set)) = vectors.sparse {
-        if set.len() != chunks.len() {
-            return Err(mismatch(name, set.len()));
-        }
-    }
-    let mut file = AtomicFile::create(path)?;
-    for (index, chunk) in chunks.iter().enumerate() {
-        let mut named: Vec<(&str, VectorRef<'_>)> = vectors
-            .dense
-            .iter()
-            .map(|(name, set)| (*name, VectorRef::Dense(set[index].as_slice())))
-            .collect();
-        let sparse = vectors
-            .sparse
-            .and_then(|(name, set)| set[index].as_ref().map(|point| (name, point)));
-        if let Some((name, point)) = sparse {
-            named.push((name, VectorRef::Sparse(&point.vector)));
-        }
-        let line = PointLine::new(
-            collection,
-            chunk,
-            named,
-            include_text,
-            sparse.map(|(_, p)| p.source),
-        );
-        serde_json::to_writer(&mut file, &line)?;
-        file.write_all(b"\n")?;
-    }
-    file.commit()?;
-    Ok(chunks.len())
+    let line = PointLine::new(
+        collection,
+        chunk,
+        named,
+        include_text,
+        vectors.sparse.map(|(_, p)| p.source),
+    );
+    serde_json::to_writer(&mut *out, &line)?;
+    out.push(b'\n');
+    Ok(())
 }

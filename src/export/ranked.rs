@@ -2,30 +2,29 @@
 
 use super::atomic::AtomicFile;
 use super::wire::{RankedCandidateLine, RankedLine};
-use crate::input::Chunk;
-use crate::pipeline::rank::{QuerySet, QueryStatus, RankedQuery};
+use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
 use std::io::Write;
 use std::path::Path;
 
-/// One line per query, the top `top_k` candidates of each.
+/// One line per query, the top `top_k` candidates of each; `ids[i]` is the chunk id of point `i`.
 pub fn write_ranked(
     path: &Path,
     set: &QuerySet,
     queries: &[RankedQuery],
-    chunks: &[Chunk],
+    ids: &[String],
     top_k: usize,
 ) -> std::io::Result<usize> {
     let mut file = AtomicFile::create(path)?;
     let source = match set.source {
-        crate::pipeline::rank::QuerySource::File(_) => "file",
-        crate::pipeline::rank::QuerySource::Probe => "probe",
+        QuerySource::File(_) => "file",
+        QuerySource::Probe => "probe",
     };
     for (position, query) in queries.iter().enumerate() {
         let target = set
             .targets
             .as_ref()
             .and_then(|targets| targets.get(position))
-            .map(|&t| chunks[t].id.as_str());
+            .map(String::as_str);
         let line = RankedLine {
             query_id: &query.id,
             query_sha256: &query.text_sha256,
@@ -43,7 +42,7 @@ pub fn write_ranked(
                 .take(top_k)
                 .enumerate()
                 .map(|(i, c)| RankedCandidateLine {
-                    chunk_id: chunks[c.fused.index].id.as_str(),
+                    chunk_id: ids.get(c.fused.index).map_or("", String::as_str),
                     rank: i + 1,
                     rerank_logit: c.rerank.map(|s| s.logit),
                     rerank_score: c.rerank.map(|s| s.score),

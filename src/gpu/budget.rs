@@ -7,7 +7,7 @@
 //! next layer runs: the peak is one layer's, whatever the depth. Out-of-memory errors that slip
 //! through anyway are handled by halving (see [`crate::dispatch`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What sits on top of the encoder, which decides the head's share of the peak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,7 +177,7 @@ impl EncoderMemoryModel {
 }
 
 /// What the stage was allowed, for the manifest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageMemory {
     pub device: String,
     /// min(ceiling, free memory at lease).

@@ -454,14 +454,15 @@ pub fn lease_gpus<'probe>(
     Ok(lease)
 }
 
-enum LockFailure {
+/// Why [`lock_device`] returned without the lock.
+pub(crate) enum LockFailure {
     Busy,
     Io(std::io::Error),
 }
 
 /// When a busy lock stops being retried.
 #[derive(Clone, Copy)]
-enum Deadline {
+pub(crate) enum Deadline {
     Now,
     At(Instant),
     Never,
@@ -469,7 +470,7 @@ enum Deadline {
 
 /// Opens (creating) and exclusively locks `path`, polling until `deadline`. The file is not
 /// truncated on open: a busy file's pid belongs to its holder.
-fn lock_device(path: &Path, deadline: Deadline) -> Result<File, LockFailure> {
+pub(crate) fn lock_device(path: &Path, deadline: Deadline) -> Result<File, LockFailure> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -495,14 +496,16 @@ fn lock_device(path: &Path, deadline: Deadline) -> Result<File, LockFailure> {
     }
 }
 
-fn write_holder_pid(file: &mut File) -> std::io::Result<()> {
+/// Replaces the lock file's content with our pid, so a busy error can name the holder.
+pub(crate) fn write_holder_pid(file: &mut File) -> std::io::Result<()> {
     file.set_len(0)?;
     file.seek(SeekFrom::Start(0))?;
     writeln!(file, "{}", std::process::id())?;
     file.flush()
 }
 
-fn read_holder_pid(path: &Path) -> Option<u32> {
+/// The pid a lock's holder wrote, if the file holds one.
+pub(crate) fn read_holder_pid(path: &Path) -> Option<u32> {
     let mut text = String::new();
     File::open(path).ok()?.read_to_string(&mut text).ok()?;
     text.trim().parse().ok()

@@ -98,7 +98,7 @@ use serde::{Deserialize, Serialize};
 pub use discover::discover_collections;
 pub use ids::{derive_chunk_id, point_id, POINT_ID_NAMESPACE};
 pub use queries::{read_queries, Query};
-pub use read::read_collection;
+pub use read::{read_collection, ChunkStream};
 
 /// Number of skipped chunks whose location is kept in [`SkipReport::examples`].
 pub const MAX_SKIP_EXAMPLES: usize = 20;

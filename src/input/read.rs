@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::ids::{derive_chunk_id, point_id};
 use super::{
     describe_formats, embedding_text, Chunk, ChunkId, Collection, InputError, InputFormat,
-    InvalidInputPolicy, ReadCollection, SourceLocation,
+    InvalidInputPolicy, ReadCollection, SkipReport, SourceLocation,
 };
 
 /// Keys under which a `.json` object may wrap its list of chunks, in the
@@ -33,168 +33,225 @@ pub fn read_collection(
     collection: &Collection,
     policy: InvalidInputPolicy,
 ) -> Result<ReadCollection, InputError> {
-    let mut reader = Reader {
-        collection: &collection.name,
-        policy,
-        first_seen: HashMap::new(),
-        out: ReadCollection::default(),
-    };
-    for file in &collection.files {
-        let before = reader.out.chunks.len();
-        match InputFormat::from_path(file) {
-            Some(InputFormat::Jsonl) => reader.read_jsonl(file)?,
-            Some(InputFormat::Json) => reader.read_json(file)?,
-            None => {
-                return Err(InputError::UnsupportedFile {
-                    path: file.clone(),
-                    expected: describe_formats(&InputFormat::ALL),
-                })
-            }
-        }
-        tracing::debug!(
-            collection = %collection.name,
-            file = %file.display(),
-            chunks = reader.out.chunks.len() - before,
-            "read chunk file"
-        );
+    let mut stream = ChunkStream::open(collection, policy);
+    let mut chunks = Vec::new();
+    for chunk in stream.by_ref() {
+        chunks.push(chunk?);
     }
-    Ok(reader.out)
+    Ok(ReadCollection {
+        chunks,
+        skipped: stream.into_skipped(),
+    })
 }
 
-struct Reader<'a> {
-    collection: &'a str,
+/// The chunks of a collection one at a time, with the same rules as [`read_collection`]: a
+/// big collection never has to be held in memory. What stays is one entry per chunk id seen
+/// (to reject duplicates, with the first occurrence's location) and, for a `.json` file, that
+/// file's parsed items (a JSON array cannot be read item by item).
+///
+/// Yields `Err` for the first invalid chunk under [`InvalidInputPolicy::Error`] (and for I/O
+/// errors under either policy), then ends.
+pub struct ChunkStream<'a> {
+    collection: &'a Collection,
     policy: InvalidInputPolicy,
-    /// Chunk id -> index in `out.chunks` of its first occurrence.
-    first_seen: HashMap<ChunkId, usize>,
-    out: ReadCollection,
+    /// Index in `collection.files` of the next file to open.
+    next_file: usize,
+    current: Option<OpenFile>,
+    /// Chunk id -> (file index, line or item) of its first occurrence.
+    first_seen: HashMap<ChunkId, (usize, Place)>,
+    skipped: SkipReport,
+    /// Chunks yielded so far.
+    yielded: usize,
+    finished: bool,
 }
 
-impl Reader<'_> {
-    fn read_jsonl(&mut self, path: &Path) -> Result<(), InputError> {
-        let io_err = |source| InputError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut reader = BufReader::with_capacity(1 << 16, File::open(path).map_err(io_err)?);
-        let mut buf = Vec::new();
-        let mut line_no = 0usize;
-        let mut data_lines = 0usize;
-        loop {
-            buf.clear();
-            if reader.read_until(b'\n', &mut buf).map_err(io_err)? == 0 {
-                break;
-            }
-            line_no += 1;
-            let mut bytes = buf.as_slice();
-            if line_no == 1 {
-                bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
-            }
-            bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-            bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            data_lines += 1;
-            let location = SourceLocation::line(path, line_no);
-            let chunk = parse_line(bytes, &location)
-                .and_then(|value| chunk_from_value(value, self.collection, location));
-            self.accept(chunk)?;
+/// Where in its file a chunk was.
+#[derive(Clone, Copy)]
+enum Place {
+    Line(usize),
+    Item(usize),
+    File,
+}
+
+enum OpenFile {
+    Jsonl {
+        file: usize,
+        reader: BufReader<File>,
+        line_no: usize,
+        data_lines: usize,
+    },
+    /// A `.json` file's chunks, parsed up front.
+    Json {
+        items: std::vec::IntoIter<Result<Chunk, InputError>>,
+    },
+}
+
+impl<'a> ChunkStream<'a> {
+    pub fn open(collection: &'a Collection, policy: InvalidInputPolicy) -> Self {
+        Self {
+            collection,
+            policy,
+            next_file: 0,
+            current: None,
+            first_seen: HashMap::new(),
+            skipped: SkipReport::default(),
+            yielded: 0,
+            finished: false,
         }
-        if data_lines == 0 {
-            tracing::warn!(file = %path.display(), "chunk file holds no chunks");
-        }
-        Ok(())
     }
 
-    fn read_json(&mut self, path: &Path) -> Result<(), InputError> {
-        let bytes = fs::read(path).map_err(|source| InputError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let bytes = bytes.strip_prefix(BOM).unwrap_or(&bytes);
-        let value: Value = match serde_json::from_slice(bytes) {
-            Ok(value) => value,
-            Err(err) => {
-                let location = if err.line() > 0 {
-                    SourceLocation::line(path, err.line())
-                } else {
-                    SourceLocation::file(path)
-                };
-                return self.reject(InputError::Malformed {
-                    location,
-                    message: json_error_message(&err),
-                });
-            }
-        };
-        let items = match value {
-            Value::Array(items) => items,
-            Value::Object(mut map) if !map.contains_key("text") => {
-                match WRAPPER_KEYS.iter().find(|key| map.contains_key(**key)) {
-                    Some(key) => match map.remove(*key) {
-                        Some(Value::Array(items)) => items,
-                        other => {
-                            return self.reject(InputError::Malformed {
-                                location: SourceLocation::file(path),
-                                message: format!(
-                                    "field {key:?} must be a list of chunks, found {}",
-                                    kind(other.as_ref().unwrap_or(&Value::Null))
-                                ),
-                            })
+    /// What was skipped so far (all of it once the stream is exhausted).
+    pub fn skipped(&self) -> &SkipReport {
+        &self.skipped
+    }
+
+    pub fn into_skipped(self) -> SkipReport {
+        self.skipped
+    }
+
+    /// Chunks yielded so far.
+    pub fn position(&self) -> usize {
+        self.yielded
+    }
+
+    /// The next parsed chunk or chunk-level error, before the duplicate and skip rules.
+    fn next_raw(&mut self) -> Option<Result<Chunk, InputError>> {
+        loop {
+            match &mut self.current {
+                Some(OpenFile::Jsonl {
+                    file,
+                    reader,
+                    line_no,
+                    data_lines,
+                }) => {
+                    let path = &self.collection.files[*file];
+                    let mut buf = Vec::new();
+                    match reader.read_until(b'\n', &mut buf) {
+                        Err(source) => {
+                            return Some(Err(InputError::Io {
+                                path: path.clone(),
+                                source,
+                            }))
                         }
-                    },
+                        Ok(0) => {
+                            if *data_lines == 0 {
+                                tracing::warn!(file = %path.display(), "chunk file holds no chunks");
+                            }
+                            self.current = None;
+                            continue;
+                        }
+                        Ok(_) => {}
+                    }
+                    *line_no += 1;
+                    let mut bytes = buf.as_slice();
+                    if *line_no == 1 {
+                        bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+                    }
+                    bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+                    bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+                    if bytes.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    *data_lines += 1;
+                    let location = SourceLocation::line(path, *line_no);
+                    return Some(parse_line(bytes, &location).and_then(|value| {
+                        chunk_from_value(value, &self.collection.name, location)
+                    }));
+                }
+                Some(OpenFile::Json { items }) => match items.next() {
+                    Some(item) => return Some(item),
                     None => {
-                        let chunk = chunk_from_value(
-                            Value::Object(map),
-                            self.collection,
-                            SourceLocation::file(path),
-                        );
-                        return self.accept(chunk);
+                        self.current = None;
+                        continue;
+                    }
+                },
+                None => {
+                    let index = self.next_file;
+                    let path = self.collection.files.get(index)?;
+                    self.next_file += 1;
+                    tracing::debug!(collection = %self.collection.name, file = %path.display(), "reading chunk file");
+                    match InputFormat::from_path(path) {
+                        Some(InputFormat::Jsonl) => match File::open(path) {
+                            Ok(file) => {
+                                self.current = Some(OpenFile::Jsonl {
+                                    file: index,
+                                    reader: BufReader::with_capacity(1 << 16, file),
+                                    line_no: 0,
+                                    data_lines: 0,
+                                })
+                            }
+                            Err(source) => {
+                                return Some(Err(InputError::Io {
+                                    path: path.clone(),
+                                    source,
+                                }))
+                            }
+                        },
+                        Some(InputFormat::Json) => match read_json(path, &self.collection.name) {
+                            Ok(items) => {
+                                self.current = Some(OpenFile::Json {
+                                    items: items.into_iter(),
+                                })
+                            }
+                            Err(err) => return Some(Err(err)),
+                        },
+                        None => {
+                            return Some(Err(InputError::UnsupportedFile {
+                                path: path.clone(),
+                                expected: describe_formats(&InputFormat::ALL),
+                            }))
+                        }
                     }
                 }
             }
-            single @ (Value::Object(_) | Value::String(_)) => {
-                let chunk = chunk_from_value(single, self.collection, SourceLocation::file(path));
-                return self.accept(chunk);
-            }
-            other => {
-                return self.reject(InputError::Malformed {
-                    location: SourceLocation::file(path),
-                    message: format!(
-                        "expected a list of chunks, a chunk object or a string, found {}",
-                        kind(&other)
-                    ),
-                })
-            }
+        }
+    }
+
+    /// The file index and place of a location of the current collection.
+    fn place_of(&self, location: &SourceLocation) -> (usize, Place) {
+        let file = self
+            .collection
+            .files
+            .iter()
+            .position(|f| *f == location.file)
+            .unwrap_or(0);
+        let place = match (location.line, location.item) {
+            (Some(line), _) => Place::Line(line),
+            (None, Some(item)) => Place::Item(item),
+            (None, None) => Place::File,
         };
-        if items.is_empty() {
-            tracing::warn!(file = %path.display(), "chunk file holds no chunks");
+        (file, place)
+    }
+
+    fn location_of(&self, (file, place): (usize, Place)) -> SourceLocation {
+        let path = self.collection.files.get(file).cloned().unwrap_or_default();
+        match place {
+            Place::Line(line) => SourceLocation::line(&path, line),
+            Place::Item(item) => SourceLocation::item(&path, item),
+            Place::File => SourceLocation::file(&path),
         }
-        for (index, item) in items.into_iter().enumerate() {
-            let chunk = chunk_from_value(item, self.collection, SourceLocation::item(path, index));
-            self.accept(chunk)?;
-        }
-        Ok(())
     }
 
     /// Keep a parsed chunk unless its id was seen before; hand errors to
-    /// [`Reader::reject`].
-    fn accept(&mut self, chunk: Result<Chunk, InputError>) -> Result<(), InputError> {
+    /// [`ChunkStream::reject`]. `Ok(None)`: skipped.
+    fn accept(&mut self, chunk: Result<Chunk, InputError>) -> Result<Option<Chunk>, InputError> {
         let chunk = match chunk {
             Ok(chunk) => chunk,
-            Err(err) => return self.reject(err),
+            Err(err) => return self.reject(err).map(|()| None),
         };
         if let Some(&first) = self.first_seen.get(&chunk.id) {
-            let first = Box::new(self.out.chunks[first].location.clone());
-            return self.reject(InputError::DuplicateId {
-                id: chunk.id,
-                location: chunk.location,
-                first,
-            });
+            let first = Box::new(self.location_of(first));
+            return self
+                .reject(InputError::DuplicateId {
+                    id: chunk.id,
+                    location: chunk.location,
+                    first,
+                })
+                .map(|()| None);
         }
-        self.first_seen
-            .insert(chunk.id.clone(), self.out.chunks.len());
-        self.out.chunks.push(chunk);
-        Ok(())
+        let place = self.place_of(&chunk.location);
+        self.first_seen.insert(chunk.id.clone(), place);
+        Ok(Some(chunk))
     }
 
     /// Under the skip policy count a chunk-level error; otherwise return it.
@@ -205,17 +262,118 @@ impl Reader<'_> {
         match (err.skip_reason(), err.location()) {
             (Some(reason), Some(location)) => {
                 tracing::debug!(
-                    collection = %self.collection,
+                    collection = %self.collection.name,
                     location = %location,
                     reason = %reason,
                     "skipped invalid chunk"
                 );
-                self.out.skipped.record(reason, location.clone());
+                self.skipped.record(reason, location.clone());
                 Ok(())
             }
             _ => Err(err),
         }
     }
+}
+
+impl Iterator for ChunkStream<'_> {
+    type Item = Result<Chunk, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            let Some(raw) = self.next_raw() else {
+                self.finished = true;
+                return None;
+            };
+            match self.accept(raw) {
+                Ok(Some(chunk)) => {
+                    self.yielded += 1;
+                    return Some(Ok(chunk));
+                }
+                Ok(None) => continue,
+                Err(err) => {
+                    self.finished = true;
+                    return Some(Err(err));
+                }
+            }
+        }
+    }
+}
+
+/// A `.json` chunk file's chunks (or chunk-level errors), in item order. A file that is not
+/// valid JSON at all gives one `Malformed` error (skippable under the skip policy).
+fn read_json(path: &Path, collection: &str) -> Result<Vec<Result<Chunk, InputError>>, InputError> {
+    let bytes = fs::read(path).map_err(|source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(&bytes);
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(err) => {
+            let location = if err.line() > 0 {
+                SourceLocation::line(path, err.line())
+            } else {
+                SourceLocation::file(path)
+            };
+            return Ok(vec![Err(InputError::Malformed {
+                location,
+                message: json_error_message(&err),
+            })]);
+        }
+    };
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Object(mut map) if !map.contains_key("text") => {
+            match WRAPPER_KEYS.iter().find(|key| map.contains_key(**key)) {
+                Some(key) => match map.remove(*key) {
+                    Some(Value::Array(items)) => items,
+                    other => {
+                        return Ok(vec![Err(InputError::Malformed {
+                            location: SourceLocation::file(path),
+                            message: format!(
+                                "field {key:?} must be a list of chunks, found {}",
+                                kind(other.as_ref().unwrap_or(&Value::Null))
+                            ),
+                        })])
+                    }
+                },
+                None => {
+                    return Ok(vec![chunk_from_value(
+                        Value::Object(map),
+                        collection,
+                        SourceLocation::file(path),
+                    )])
+                }
+            }
+        }
+        single @ (Value::Object(_) | Value::String(_)) => {
+            return Ok(vec![chunk_from_value(
+                single,
+                collection,
+                SourceLocation::file(path),
+            )])
+        }
+        other => {
+            return Ok(vec![Err(InputError::Malformed {
+                location: SourceLocation::file(path),
+                message: format!(
+                    "expected a list of chunks, a chunk object or a string, found {}",
+                    kind(&other)
+                ),
+            })])
+        }
+    };
+    if items.is_empty() {
+        tracing::warn!(file = %path.display(), "chunk file holds no chunks");
+    }
+    Ok(items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| chunk_from_value(item, collection, SourceLocation::item(path, index)))
+        .collect())
 }
 
 fn parse_line(bytes: &[u8], location: &SourceLocation) -> Result<Value, InputError> {

@@ -31,6 +31,18 @@ pub struct DenseOutput {
     pub dispatch: DispatchStats,
 }
 
+/// Like [`DenseOutput`], but one result per text: a text that fails even alone fails only
+/// itself (the runner reports it by id and writes no point for it).
+pub struct DenseItems {
+    pub results: Vec<Result<Vec<f32>, ModelError>>,
+    pub stats: BatchStats,
+    /// Texts cut at the max length.
+    pub truncated: usize,
+    pub elapsed: Duration,
+    /// Workers, out-of-memory recoveries and retries.
+    pub dispatch: DispatchStats,
+}
+
 /// A loaded sentence-embedding model.
 pub struct DenseEmbedder {
     encoder: BertEncoder,
@@ -168,6 +180,30 @@ impl DenseEmbedder {
         on_batch: &(dyn Fn(usize) + Sync),
         fault: Option<&FaultInjector>,
     ) -> Result<DenseOutput, ModelError> {
+        let items =
+            self.embed_items_with_prompt(workers, texts, prompt, budget, on_batch, fault, 0)?;
+        // Without a per-item policy (queries, benchmarks, tests) any failed item fails all.
+        let vectors = items.results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        Ok(DenseOutput {
+            vectors,
+            stats: items.stats,
+            truncated: items.truncated,
+            elapsed: items.elapsed,
+            dispatch: items.dispatch,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn embed_items_with_prompt(
+        &self,
+        workers: &[&DenseEmbedder],
+        texts: &[&str],
+        prompt: Option<&str>,
+        budget: BatchBudget,
+        on_batch: &(dyn Fn(usize) + Sync),
+        fault: Option<&FaultInjector>,
+        fault_offset: usize,
+    ) -> Result<DenseItems, ModelError> {
         let started = Instant::now();
         let encodings = match prompt {
             Some(prompt) => {
@@ -183,7 +219,7 @@ impl DenseEmbedder {
             &lengths,
             budget,
             fault,
-            &|i| i,
+            &|i| i + fault_offset,
             on_batch,
             |model, batch| {
                 let items: Vec<&Encoded> = batch.iter().map(|&i| &encodings[i]).collect();
@@ -194,10 +230,8 @@ impl DenseEmbedder {
             device: self.device.label.clone(),
             message: err.to_string(),
         })?;
-        // The dense stage has no fallback: any item that failed even alone fails the stage.
-        let vectors = outcome.results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        Ok(DenseOutput {
-            vectors,
+        Ok(DenseItems {
+            results: outcome.results,
             stats: outcome.stats,
             truncated: encodings.iter().filter(|e| e.truncated).count(),
             elapsed: started.elapsed(),
@@ -244,15 +278,17 @@ impl Replicas<DenseEmbedder> {
         budget: BatchBudget,
         on_batch: &(dyn Fn(usize) + Sync),
         fault: Option<&FaultInjector>,
-    ) -> Result<DenseOutput, ModelError> {
+        fault_offset: usize,
+    ) -> Result<DenseItems, ModelError> {
         let primary = self.primary();
-        primary.embed_with_prompt(
+        primary.embed_items_with_prompt(
             &self.workers(),
             texts,
             primary.document_prompt.as_deref(),
             budget,
             on_batch,
             fault,
+            fault_offset,
         )
     }
 

@@ -12,6 +12,7 @@ pub mod manager;
 pub mod packed;
 pub mod pooling;
 pub mod replicas;
+pub mod resident;
 pub mod sentence_transformers;
 pub mod splade;
 pub mod tokenize;
@@ -19,12 +20,13 @@ pub mod tokenize;
 use std::path::PathBuf;
 
 pub use cross_encoder::{CrossEncoder, PairScore, ScoreActivation};
-pub use dense::{DenseEmbedder, DenseOutput};
+pub use dense::{DenseEmbedder, DenseItems, DenseOutput};
 pub use device::{select_device, select_devices, SelectedDevice};
 pub use identity::{ModelIdentity, ModelRole};
 pub use manager::{ModelManager, ModelSource, ResolvedModel};
 pub use pooling::Pooling;
 pub use replicas::{Replica, Replicas};
+pub use resident::{LoadError, ResidentModels};
 pub use splade::SpladeEncoder;
 
 /// Why a model could not be found, loaded or run.
@@ -82,6 +84,9 @@ pub enum ModelError {
     /// An item failed even in a batch of its own.
     #[error("{message}")]
     Item { message: String },
+    /// A graceful stop (SIGINT/SIGTERM, [`crate::interrupt`]) came before the item was run.
+    #[error("interrupted: the run was stopped before this item was processed")]
+    Interrupted,
 }
 
 impl ModelError {
@@ -115,6 +120,7 @@ impl ModelError {
         match err {
             crate::dispatch::ItemError::OutOfMemory(inner)
             | crate::dispatch::ItemError::Failed(inner) => inner,
+            crate::dispatch::ItemError::Interrupted => ModelError::Interrupted,
             other => ModelError::Item {
                 message: other.to_string(),
             },

@@ -1,12 +1,17 @@
-//! The per-collection pipeline: [`runner::BatchRunner`] reads each collection and runs the
-//! stages in order (dense now; sparse, fusion and rerank land in later versions), then exports.
+//! The run: [`runner`] sequences it, [`collection`] takes one collection through its streaming
+//! windows and ranking, [`dense`], [`sparse`] and [`rank`] are the stages, [`store`] and
+//! [`resume`] the crash-safe run state, [`state`] the output directory's lock and cleanup.
 
 pub mod check;
+pub mod collection;
 pub mod dense;
 pub mod devices;
 pub mod evaluate;
 pub mod rank;
+pub mod resume;
 pub mod runner;
 pub mod sparse;
+pub mod state;
+pub mod store;
 
 pub use runner::{BatchRunner, RunError, RunOutcome};

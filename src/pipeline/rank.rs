@@ -17,14 +17,14 @@ use crate::config::{FusionMethod, RunConfig};
 use crate::dispatch::{run_stage_batches, FaultInjector};
 use crate::eval::{self, Metrics, Qrels};
 use crate::export::StageRun;
-use crate::fusion::{self, FusedHit};
+use crate::fusion;
 use crate::input::{Chunk, Query};
 use crate::models::tokenize::Encoded;
 use crate::models::{CrossEncoder, DenseEmbedder, PairScore, Replicas, SpladeEncoder};
+pub use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedCandidate, RankedQuery};
 use crate::retrieval::{DenseIndex, Hit, SparseIndex};
 use crate::telemetry::progress::SharedProgress;
-use crate::vectors::{SparsePoint, SparseVector};
-use serde::Serialize;
+use crate::vectors::SparseVector;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -35,55 +35,85 @@ const PROBE_SEED: &[u8] = b"embed-collections probe v1";
 /// Probe query text is cut to this many characters.
 const PROBE_QUERY_CHARS: usize = 300;
 
-/// Where the queries came from.
-#[derive(Clone, Debug, PartialEq)]
-pub enum QuerySource {
-    File(std::path::PathBuf),
-    Probe,
+/// Picks the probe queries of a collection while its chunks stream past (see the module docs):
+/// the `count` chunks with the smallest seeded hash of their id among those that give a probe
+/// text. Only those `count` candidates are held, never the collection.
+pub struct ProbeSampler {
+    count: usize,
+    /// Max-heap on (hash, position): the worst kept candidate is on top.
+    kept: std::collections::BinaryHeap<ProbeCandidate>,
 }
 
-/// The queries of one collection.
-#[derive(Clone, Debug)]
-pub struct QuerySet {
-    pub source: QuerySource,
-    pub queries: Vec<Query>,
-    /// Probe mode: the chunk index each query was made from.
-    pub targets: Option<Vec<usize>>,
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct ProbeCandidate {
+    hash: [u8; 32],
+    position: usize,
+    id: String,
+    text: String,
 }
 
-/// Builds the probe queries of a collection (see the module docs).
-pub fn probe_queries(chunks: &[Chunk], count: usize) -> QuerySet {
-    let mut order: Vec<(Vec<u8>, usize)> = chunks
-        .iter()
-        .enumerate()
-        .map(|(index, chunk)| {
-            let mut hasher = Sha256::new();
-            hasher.update(PROBE_SEED);
-            hasher.update(chunk.id.as_str().as_bytes());
-            (hasher.finalize().to_vec(), index)
-        })
-        .collect();
-    order.sort();
-    let mut queries = Vec::new();
-    let mut targets = Vec::new();
-    for (_, index) in order {
-        if queries.len() == count {
-            break;
+impl ProbeSampler {
+    pub fn new(count: usize) -> Self {
+        Self {
+            count,
+            kept: std::collections::BinaryHeap::new(),
         }
-        let chunk = &chunks[index];
-        if let Some(text) = probe_text(chunk) {
+    }
+
+    /// Considers the chunk at `position` of the collection.
+    pub fn offer(&mut self, position: usize, chunk: &Chunk) {
+        if self.count == 0 {
+            return;
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(PROBE_SEED);
+        hasher.update(chunk.id.as_str().as_bytes());
+        let hash: [u8; 32] = hasher.finalize().into();
+        if self.kept.len() == self.count {
+            match self.kept.peek() {
+                Some(worst) if (hash, position) < (worst.hash, worst.position) => {}
+                _ => return,
+            }
+        }
+        let Some(text) = probe_text(chunk) else {
+            return;
+        };
+        if self.kept.len() == self.count {
+            self.kept.pop();
+        }
+        self.kept.push(ProbeCandidate {
+            hash,
+            position,
+            id: chunk.id.as_str().to_string(),
+            text,
+        });
+    }
+
+    pub fn finish(self) -> QuerySet {
+        let mut queries = Vec::new();
+        let mut targets = Vec::new();
+        for candidate in self.kept.into_sorted_vec() {
             queries.push(Query {
-                id: format!("probe:{}", chunk.id),
-                text,
+                id: format!("probe:{}", candidate.id),
+                text: candidate.text,
             });
-            targets.push(index);
+            targets.push(candidate.id);
+        }
+        QuerySet {
+            source: QuerySource::Probe,
+            queries,
+            targets: Some(targets),
         }
     }
-    QuerySet {
-        source: QuerySource::Probe,
-        queries,
-        targets: Some(targets),
+}
+
+/// The probe queries of an in-memory collection ([`ProbeSampler`] over `chunks`).
+pub fn probe_queries(chunks: &[Chunk], count: usize) -> QuerySet {
+    let mut sampler = ProbeSampler::new(count);
+    for (position, chunk) in chunks.iter().enumerate() {
+        sampler.offer(position, chunk);
     }
+    sampler.finish()
 }
 
 /// A chunk's title, else a heading from its metadata, else its first sentence.
@@ -120,56 +150,6 @@ fn first_sentence(text: &str) -> String {
     text[..end].trim().to_string()
 }
 
-/// How a query ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QueryStatus {
-    /// Reranked by the CrossEncoder.
-    Ok,
-    /// Rerank is off: the list is the fused one.
-    Fused,
-    /// Something could not be computed; `reason` says what. The list holds what is real.
-    Failed,
-}
-
-/// One candidate of a query's final list.
-#[derive(Clone, Debug)]
-pub struct RankedCandidate {
-    pub fused: FusedHit,
-    pub rerank: Option<PairScore>,
-}
-
-/// A query's outcome.
-#[derive(Clone, Debug)]
-pub struct RankedQuery {
-    pub id: String,
-    /// sha256 of the query text, so lists can be joined to queries without storing the text.
-    pub text_sha256: String,
-    pub status: QueryStatus,
-    pub reason: Option<String>,
-    pub dense: Vec<Hit>,
-    pub sparse: Option<Vec<Hit>>,
-    /// The fused list, `fusion.depth` long at most.
-    pub fused: Vec<FusedHit>,
-    /// Final order: reranked candidates (all scored ones), else the fused list.
-    pub ranked: Vec<RankedCandidate>,
-}
-
-/// What ranking produced for a collection.
-pub struct RankOutput {
-    pub queries: Vec<RankedQuery>,
-    pub fusion_run: StageRun,
-    pub rerank_run: Option<StageRun>,
-}
-
-/// The model ranking itself uses: the CrossEncoder (queries are encoded by the dense and sparse
-/// stages while their models are resident, see [`QueryVectors`]).
-pub struct RankModels<'a> {
-    pub cross_encoder: Option<&'a Replicas<CrossEncoder>>,
-    /// The CrossEncoder's batch budget as planned for its device; `None`: the configured one.
-    pub rerank_budget: Option<BatchBudget>,
-}
-
 /// Query vectors made by the dense stage (primary model, query prompt) and the sparse stage.
 pub struct QueryVectors {
     /// One vector per query, or why there are none.
@@ -202,19 +182,17 @@ pub fn encode_dense_queries(
         })
 }
 
-/// Ranks every query of `set` against the collection's vectors.
-#[allow(clippy::too_many_arguments)]
-pub fn rank_queries(
+/// Retrieves and fuses every query of `set` against the collection's vectors: the dense index
+/// (primary model) and, when the sparse stage ran, the sparse one. Rerank comes after, on the
+/// passages of the candidates ([`rerank_candidates`], [`rerank`]).
+pub fn fuse_queries(
     collection: &str,
     set: &QuerySet,
-    chunks: &[Chunk],
-    dense_vectors: &[Vec<f32>],
-    sparse_points: Option<&[Option<SparsePoint>]>,
+    dense_index: &DenseIndex<'_>,
+    sparse_index: Option<&SparseIndex>,
     query_vectors: &QueryVectors,
-    models: &RankModels<'_>,
     config: &RunConfig,
-    rerank_fault: Option<&FaultInjector>,
-) -> RankOutput {
+) -> (Vec<RankedQuery>, StageRun) {
     let started = Instant::now();
     let depth = config.fusion.depth;
     let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
@@ -222,7 +200,7 @@ pub fn rank_queries(
 
     // Dense retrieval with the primary model and its query prompt.
     let dense_hits: Vec<Vec<Hit>> = match &query_vectors.dense {
-        Ok(vectors) => DenseIndex::new(dense_vectors).search_many(vectors, depth),
+        Ok(vectors) => dense_index.search_many(vectors, depth),
         Err(reason) => {
             reasons.iter_mut().for_each(|r| *r = Some(reason.clone()));
             vec![Vec::new(); texts.len()]
@@ -230,21 +208,13 @@ pub fn rank_queries(
     };
 
     // Sparse retrieval; a query whose SPLADE encoding fails is ranked on dense alone.
-    let sparse_hits: Option<Vec<Option<Vec<Hit>>>> = match (&query_vectors.sparse, sparse_points) {
-        (Some(vectors), Some(points)) => {
-            let index = SparseIndex::new(
-                &points
-                    .iter()
-                    .map(|p| p.as_ref().map(|p| &p.vector))
-                    .collect::<Vec<_>>(),
-            );
-            Some(
-                vectors
-                    .iter()
-                    .map(|vector| vector.as_ref().map(|v| index.search(v, depth)))
-                    .collect(),
-            )
-        }
+    let sparse_hits: Option<Vec<Option<Vec<Hit>>>> = match (&query_vectors.sparse, sparse_index) {
+        (Some(vectors), Some(index)) => Some(
+            vectors
+                .iter()
+                .map(|vector| vector.as_ref().map(|v| index.search(v, depth)))
+                .collect(),
+        ),
         _ => None,
     };
 
@@ -252,7 +222,7 @@ pub fn rank_queries(
         FusionMethod::Rrf => fusion::Method::Rrf,
         FusionMethod::Convex => fusion::Method::Convex,
     };
-    let mut queries: Vec<RankedQuery> = set
+    let queries: Vec<RankedQuery> = set
         .queries
         .iter()
         .enumerate()
@@ -300,31 +270,25 @@ pub fn rank_queries(
     };
     let fusion_run = StageRun::new(method.as_str(), &fusion_stats, 0, started.elapsed());
 
-    let rerank_run = models.cross_encoder.map(|ce| {
-        let budget = models.rerank_budget.unwrap_or(BatchBudget {
-            max_tokens: config.rerank.batch_tokens,
-            max_items: config.dense.max_batch_size,
-        });
-        rerank(
-            ce,
-            &mut queries,
-            &texts,
-            chunks,
-            config,
-            budget,
-            rerank_fault,
-        )
-    });
     let failed = queries
         .iter()
         .filter(|q| q.status == QueryStatus::Failed)
         .count();
-    info!(collection, queries = queries.len(), failed, "ranking done");
-    RankOutput {
-        queries,
-        fusion_run,
-        rerank_run,
-    }
+    info!(collection, queries = queries.len(), failed, "fusion done");
+    (queries, fusion_run)
+}
+
+/// The points whose passages rerank needs: each rankable query's top `rerank.candidates`
+/// fused candidates, ascending and without repeats.
+pub fn rerank_candidates(queries: &[RankedQuery], candidates: usize) -> Vec<usize> {
+    let mut needed: Vec<usize> = queries
+        .iter()
+        .filter(|q| q.status != QueryStatus::Failed)
+        .flat_map(|q| q.fused.iter().take(candidates).map(|hit| hit.index))
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    needed
 }
 
 /// SPLADE vectors for queries; `None` for a query whose encoding failed.
@@ -357,16 +321,18 @@ pub fn encode_sparse_queries(
 type CandidateScore = (usize, Result<PairScore, String>);
 
 /// Scores each query's top `rerank.candidates` fused candidates and reorders them by logit.
-fn rerank(
+/// `passages` holds the embedding text of every point [`rerank_candidates`] named.
+pub fn rerank(
     ce: &Replicas<CrossEncoder>,
+    set: &QuerySet,
     queries: &mut [RankedQuery],
-    texts: &[&str],
-    chunks: &[Chunk],
+    passages: &std::collections::HashMap<usize, String>,
     config: &RunConfig,
     budget: BatchBudget,
     fault: Option<&FaultInjector>,
 ) -> StageRun {
     let started = Instant::now();
+    let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
     let candidates = config.rerank.candidates;
     // (query index, candidate position) for every pair to score.
     let pairs: Vec<(usize, usize)> = queries
@@ -375,14 +341,12 @@ fn rerank(
         .filter(|(_, q)| q.status != QueryStatus::Failed)
         .flat_map(|(qi, q)| (0..q.fused.len().min(candidates)).map(move |ci| (qi, ci)))
         .collect();
-    let passages: Vec<std::borrow::Cow<'_, str>> = pairs
-        .iter()
-        .map(|&(qi, ci)| chunks[queries[qi].fused[ci].index].embedding_text())
-        .collect();
     let text_pairs: Vec<(&str, &str)> = pairs
         .iter()
-        .zip(&passages)
-        .map(|(&(qi, _), passage)| (texts[qi], passage.as_ref()))
+        .map(|&(qi, ci)| {
+            let passage = passages.get(&queries[qi].fused[ci].index);
+            (texts[qi], passage.map_or("", String::as_str))
+        })
         .collect();
     let mut scores: Vec<Result<PairScore, String>> = Vec::with_capacity(pairs.len());
     let mut stats = BatchStats::default();
@@ -489,11 +453,11 @@ fn rerank(
 pub fn evaluate_lists(
     qrels: &Qrels,
     queries: &[RankedQuery],
-    chunks: &[Chunk],
+    chunk_ids: &[String],
     reranked: bool,
 ) -> BTreeMap<String, Metrics> {
     let ids = |indices: &mut dyn Iterator<Item = usize>| -> Vec<String> {
-        indices.map(|i| chunks[i].id.as_str().to_string()).collect()
+        indices.filter_map(|i| chunk_ids.get(i).cloned()).collect()
     };
     let mut lists: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for query in queries {
@@ -527,11 +491,14 @@ pub fn evaluate_lists(
 }
 
 /// The probe's qrels: each probe query's one right answer is its source chunk.
-pub fn probe_qrels(set: &QuerySet, chunks: &[Chunk]) -> Option<Qrels> {
+pub fn probe_qrels(set: &QuerySet) -> Option<Qrels> {
     let targets = set.targets.as_ref()?;
-    Some(Qrels::from_triples(set.queries.iter().zip(targets).map(
-        |(q, &t)| (q.id.clone(), chunks[t].id.as_str().to_string(), 1),
-    )))
+    Some(Qrels::from_triples(
+        set.queries
+            .iter()
+            .zip(targets)
+            .map(|(q, t)| (q.id.clone(), t.clone(), 1)),
+    ))
 }
 
 #[cfg(test)]

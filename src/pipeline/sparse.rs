@@ -9,19 +9,18 @@
 //! neither gets no sparse vector, and is counted.
 
 use crate::batching::{BatchBudget, BatchStats};
-use crate::config::{ProgressMode, SparseConfig, SparseFallback};
+use crate::config::{SparseConfig, SparseFallback};
 use crate::dispatch::{run_stage_batches, FaultInjector};
 use crate::export::StageRun;
 use crate::input::Chunk;
 use crate::models::tokenize::Encoded;
 use crate::models::{ModelError, Replicas, SpladeEncoder};
 use crate::stage::Stage;
-use crate::telemetry::progress::SharedProgress;
 use crate::vectors::{SparsePoint, SparseSource, SparseVector};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 /// What the stage produced for a collection.
 pub struct SparseStageOutput {
@@ -31,25 +30,30 @@ pub struct SparseStageOutput {
 }
 
 /// The reason recorded for a chunk whose inference failed.
-fn failure_reason(err: &ModelError) -> &'static str {
+pub(crate) fn failure_reason(err: &ModelError) -> &'static str {
     match err {
         ModelError::NonFinite => "non_finite",
         ModelError::Injected => "injected",
+        ModelError::Interrupted => "interrupted",
         other if other.is_out_of_memory() => "out_of_memory",
         ModelError::Tokenize { .. } => "tokenization",
         _ => "inference_error",
     }
 }
 
-/// Runs SPLADE over `chunks`; never fails the collection (see the module docs).
+/// Runs SPLADE over a window of `chunks`; never fails the collection (see the module docs).
+/// `offset` is the window's first chunk position in the collection (what a test's fault
+/// injector sees).
+#[allow(clippy::too_many_arguments)]
 pub fn run_sparse(
     collection: &str,
     encoders: &Replicas<SpladeEncoder>,
     chunks: &[Chunk],
+    offset: usize,
     budget: BatchBudget,
     config: &SparseConfig,
     fault: Option<&FaultInjector>,
-    progress: ProgressMode,
+    on_batch: &(dyn Fn(usize) + Sync),
 ) -> SparseStageOutput {
     let encoder = encoders.primary();
     let identity = encoder.identity();
@@ -69,24 +73,17 @@ pub fn run_sparse(
         Ok(encodings) => {
             truncated = encodings.iter().filter(|e| e.truncated).count();
             let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-            let shown = SharedProgress::new(
-                progress,
-                format!("sparse {collection}"),
-                "chunks",
-                chunks.len() as u64,
-            );
             let outcome = run_stage_batches(
                 &encoders.workers(),
                 &lengths,
                 budget,
                 fault,
-                &|i| i,
-                &|n| shown.inc(n),
+                &|i| i + offset,
+                on_batch,
                 |encoder, items| {
                     encoder.encode(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>())
                 },
             );
-            shown.finish();
             match outcome {
                 Ok(outcome) => {
                     stats = outcome.stats;
@@ -165,7 +162,7 @@ pub fn run_sparse(
     if fallbacks + missing > 0 {
         warn!(fallbacks, missing, reasons = ?run.failure_reasons, "SPLADE failed for some chunks");
     }
-    info!(
+    debug!(
         items = run.items,
         tokens = run.tokens,
         batches = run.batches,
@@ -173,7 +170,7 @@ pub fn run_sparse(
         fallbacks,
         missing,
         latency_s = format!("{:.2}", run.latency_s),
-        "sparse stage done"
+        "sparse window done"
     );
     SparseStageOutput { points, run }
 }

@@ -1,0 +1,206 @@
+//! What `--resume` checks before it continues a run: the run fingerprint (the effective
+//! configuration that shapes the outputs, the models' identities and the input files' sizes and
+//! modification times) and the attempts so far, in `<output>/.work/run.json`.
+//!
+//! A resumed run must produce byte-identical outputs to an uninterrupted one, so any change to
+//! what the outputs depend on is refused, naming what changed. Settings that only change how a
+//! run reports (telemetry, log format, progress) or where things live (the output and models
+//! directories, the config file's path) are not part of it.
+
+use crate::config::RunConfig;
+use crate::export::write_atomic;
+use crate::input::Collection;
+use crate::models::ModelIdentity;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+pub const RUN_STATE_FILE: &str = "run.json";
+
+/// One start of the run (the first, and each `--resume`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Attempt {
+    pub run_id: String,
+    pub started_at: String,
+    pub pid: u32,
+}
+
+/// `<output>/.work/run.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunState {
+    pub fingerprint_sha256: String,
+    pub fingerprint: Value,
+    pub attempts: Vec<Attempt>,
+}
+
+/// Why a run cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("cannot resume: {} changed since the interrupted run ({}); run without --resume to start afresh", .changes.len(), .changes.join("; "))]
+    Changed { changes: Vec<String> },
+    #[error("cannot read the run state {path}: {message}")]
+    Unreadable { path: String, message: String },
+}
+
+/// The fingerprint of a run: what its outputs depend on (see the module docs).
+pub fn fingerprint(
+    config: &RunConfig,
+    models: &[ModelIdentity],
+    collections: &[Collection],
+) -> Value {
+    let mut settings = serde_json::to_value(config).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut settings {
+        for key in ["config_file", "provenance", "telemetry", "models"] {
+            map.remove(key);
+        }
+        if let Some(Value::Object(output)) = map.get_mut("output") {
+            output.remove("dir");
+        }
+    }
+    let mut input = Map::new();
+    for collection in collections {
+        let mut files = Map::new();
+        for file in &collection.files {
+            let meta = std::fs::metadata(file).ok();
+            let modified_ns = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos().to_string());
+            files.insert(
+                file.display().to_string(),
+                serde_json::json!({
+                    "bytes": meta.as_ref().map(|m| m.len()),
+                    "modified_ns": modified_ns,
+                }),
+            );
+        }
+        input.insert(collection.name.clone(), Value::Object(files));
+    }
+    let models: Vec<Value> = models
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
+        .collect();
+    serde_json::json!({
+        "tool_version": crate::TOOL_VERSION,
+        "config": settings,
+        "models": models,
+        "input": input,
+    })
+}
+
+/// sha256 of the fingerprint's canonical JSON.
+pub fn fingerprint_sha256(fingerprint: &Value) -> String {
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(fingerprint).unwrap_or_default(),
+    ))
+}
+
+/// The run state of an earlier run in `work_dir`, if there is one.
+pub fn load(work_dir: &Path) -> Result<Option<RunState>, ResumeError> {
+    let path = work_dir.join(RUN_STATE_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|err| ResumeError::Unreadable {
+                    path: path.display().to_string(),
+                    message: err.to_string(),
+                })
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(ResumeError::Unreadable {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        }),
+    }
+}
+
+pub fn save(work_dir: &Path, state: &RunState) -> std::io::Result<()> {
+    std::fs::create_dir_all(work_dir)?;
+    let mut bytes = serde_json::to_vec_pretty(state)?;
+    bytes.push(b'\n');
+    write_atomic(&work_dir.join(RUN_STATE_FILE), &bytes)
+}
+
+/// Checks that `current` may continue `earlier`; the error names every changed setting.
+pub fn check(earlier: &RunState, current: &Value) -> Result<(), ResumeError> {
+    if earlier.fingerprint_sha256 == fingerprint_sha256(current) {
+        return Ok(());
+    }
+    let mut changes = Vec::new();
+    differences("", &earlier.fingerprint, current, &mut changes);
+    if changes.is_empty() {
+        changes.push("the run fingerprint".to_string());
+    }
+    Err(ResumeError::Changed { changes })
+}
+
+/// Describes each leaf that differs between `old` and `new` as `path: old → new` (values
+/// shortened; the fingerprint holds settings, model identities and file stamps, never text).
+fn differences(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    const MAX: usize = 8;
+    if out.len() >= MAX {
+        return;
+    }
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                match b.get(key) {
+                    Some(other) => differences(&join(key), value, other, out),
+                    None => out.push(format!("{} removed", join(key))),
+                }
+            }
+            for key in b.keys().filter(|k| !a.contains_key(*k)) {
+                out.push(format!("{} added", join(key)));
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                differences(&format!("{path}[{i}]"), x, y, out);
+            }
+        }
+        (a, b) if a != b => {
+            let short = |v: &Value| {
+                let text = v.to_string();
+                if text.chars().count() > 60 {
+                    format!("{}…", text.chars().take(60).collect::<String>())
+                } else {
+                    text
+                }
+            };
+            out.push(format!("{path}: {} → {}", short(a), short(b)));
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_named_with_both_values() {
+        let old = serde_json::json!({"config": {"dense": {"max_length": 256}, "x": [1, 2]}, "input": {"c": {"a.jsonl": {"bytes": 10}}}});
+        let new = serde_json::json!({"config": {"dense": {"max_length": 128}, "x": [1, 2]}, "input": {"c": {"a.jsonl": {"bytes": 12}}, "d": {}}});
+        let state = RunState {
+            fingerprint_sha256: fingerprint_sha256(&old),
+            fingerprint: old.clone(),
+            attempts: Vec::new(),
+        };
+        assert!(check(&state, &old).is_ok());
+        let err = check(&state, &new).unwrap_err().to_string();
+        assert!(err.contains("config.dense.max_length: 256 → 128"), "{err}");
+        assert!(err.contains("input.c.a.jsonl.bytes: 10 → 12"), "{err}");
+        assert!(err.contains("input.d added"), "{err}");
+    }
+}

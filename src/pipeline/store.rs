@@ -1,0 +1,574 @@
+//! A collection's work directory (`<output>/.work/<collection>/`): what the windows produced so
+//! far, in compact append-only files, and the checkpoint that says how much of it is complete.
+//!
+//! Files (all appended window by window, in point order):
+//! - `points.partial`: the point lines; renamed to `<collection>/points.jsonl` when every
+//!   window is done, so the final file is exactly the concatenation of the windows' lines;
+//! - `dense.f32`: the primary dense model's vectors, row-major little-endian f32 (the
+//!   retrieval matrix, memory-mapped for search);
+//! - `sparse.nnz` (u32 per point; `u32::MAX`: no sparse vector), `sparse.indices` (u32),
+//!   `sparse.values` (f32): the sparse vectors in CSR form, from which the inverted index is
+//!   built without a second copy in memory;
+//! - `docs.jsonl`: per point, `[stream position, chunk id]` (to fetch passages for rerank and
+//!   to name chunks in `rerank.jsonl` and the evaluation).
+//! - `checkpoint.json`: written atomically after the data files are synced. On resume every
+//!   data file is truncated to the length the checkpoint records, so a window that was being
+//!   written when the process died is simply redone.
+
+use crate::export::{write_atomic, CollectionReport, StageReport};
+use crate::stage::Stage;
+use crate::vectors::SparseVector;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+const POINTS_PARTIAL: &str = "points.partial";
+const DENSE_FILE: &str = "dense.f32";
+const SPARSE_NNZ: &str = "sparse.nnz";
+const SPARSE_INDICES: &str = "sparse.indices";
+const SPARSE_VALUES: &str = "sparse.values";
+const DOCS_FILE: &str = "docs.jsonl";
+/// `sparse.nnz` entry of a point without a sparse vector.
+const NO_SPARSE: u32 = u32::MAX;
+
+/// How far a collection got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Windows are being embedded; `windows` of them are complete.
+    Windows,
+    /// Every window is done and `points.jsonl` is in place; ranking and export remain.
+    Embedded,
+    /// Everything is written; `report` is the collection's final report.
+    Done,
+}
+
+/// Byte lengths of the data files at the last complete window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLengths {
+    pub points: u64,
+    pub dense: u64,
+    pub sparse_nnz: u64,
+    pub sparse_indices: u64,
+    pub sparse_values: u64,
+    pub docs: u64,
+}
+
+/// The collection's progress, as last committed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The run fingerprint's hash; a checkpoint of another configuration is never continued.
+    pub fingerprint: String,
+    pub phase: Phase,
+    /// Complete windows.
+    pub windows: usize,
+    /// Chunks of the input stream consumed by those windows.
+    pub chunks_consumed: usize,
+    /// Points written (chunks consumed minus chunks that failed dense embedding).
+    pub points: usize,
+    /// Dimension of the rows of `dense.f32`.
+    pub dense_dim: usize,
+    pub lengths: FileLengths,
+    /// Dense and sparse stage reports accumulated over the complete windows.
+    pub stages: BTreeMap<Stage, StageReport>,
+    /// Ids of chunks that failed dense embedding even alone (first few), and their count.
+    pub failed_chunks: Vec<String>,
+    pub failed_count: usize,
+    /// The final report, once the phase is `Done`.
+    pub report: Option<CollectionReport>,
+}
+
+impl Checkpoint {
+    pub fn new(fingerprint: &str) -> Self {
+        Self {
+            fingerprint: fingerprint.to_string(),
+            phase: Phase::Windows,
+            windows: 0,
+            chunks_consumed: 0,
+            points: 0,
+            dense_dim: 0,
+            lengths: FileLengths::default(),
+            stages: BTreeMap::new(),
+            failed_chunks: Vec::new(),
+            failed_count: 0,
+            report: None,
+        }
+    }
+}
+
+/// One window's output, in point order.
+pub struct WindowOutput<'a> {
+    /// The point lines (each ending in a newline).
+    pub points: &'a [u8],
+    /// The primary dense model's vectors.
+    pub dense: Vec<&'a [f32]>,
+    /// Each point's sparse vector (`None`: none), or `None` when the sparse stage is off.
+    pub sparse: Option<Vec<Option<&'a SparseVector>>>,
+    /// Each point's (stream position, chunk id).
+    pub docs: Vec<(usize, &'a str)>,
+}
+
+/// The append-only files of one collection's work directory.
+pub struct CollectionStore {
+    dir: PathBuf,
+    checkpoint: Checkpoint,
+    writers: Option<Writers>,
+}
+
+struct Writers {
+    points: BufWriter<File>,
+    dense: BufWriter<File>,
+    sparse_nnz: BufWriter<File>,
+    sparse_indices: BufWriter<File>,
+    sparse_values: BufWriter<File>,
+    docs: BufWriter<File>,
+}
+
+impl Writers {
+    fn all(&mut self) -> [&mut BufWriter<File>; 6] {
+        [
+            &mut self.points,
+            &mut self.dense,
+            &mut self.sparse_nnz,
+            &mut self.sparse_indices,
+            &mut self.sparse_values,
+            &mut self.docs,
+        ]
+    }
+}
+
+/// Opens `dir/name` for appending after truncating it to `len` bytes (creating it if missing).
+fn open_at(dir: &Path, name: &str, len: u64) -> std::io::Result<BufWriter<File>> {
+    let path = dir.join(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    file.set_len(len)?;
+    drop(file);
+    let file = OpenOptions::new().append(true).open(&path)?;
+    Ok(BufWriter::with_capacity(1 << 20, file))
+}
+
+impl CollectionStore {
+    /// The checkpoint in `dir`, if there is a readable one for `fingerprint`.
+    pub fn load_checkpoint(dir: &Path, fingerprint: &str) -> Option<Checkpoint> {
+        let bytes = std::fs::read(dir.join(CHECKPOINT_FILE)).ok()?;
+        let checkpoint: Checkpoint = serde_json::from_slice(&bytes).ok()?;
+        (checkpoint.fingerprint == fingerprint).then_some(checkpoint)
+    }
+
+    /// Continues from `checkpoint`, or starts afresh (an empty directory) when there is none.
+    pub fn open(
+        dir: &Path,
+        fingerprint: &str,
+        checkpoint: Option<Checkpoint>,
+    ) -> std::io::Result<Self> {
+        let checkpoint = match checkpoint {
+            Some(checkpoint) => checkpoint,
+            None => {
+                if dir.exists() {
+                    std::fs::remove_dir_all(dir)?;
+                }
+                Checkpoint::new(fingerprint)
+            }
+        };
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            checkpoint,
+            writers: None,
+        })
+    }
+
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// The files' writers, positioned at the last checkpoint (truncating what a killed window
+    /// left behind).
+    fn writers(&mut self) -> std::io::Result<&mut Writers> {
+        if self.writers.is_none() {
+            let lengths = self.checkpoint.lengths;
+            let dir = &self.dir;
+            self.writers = Some(Writers {
+                points: open_at(dir, POINTS_PARTIAL, lengths.points)?,
+                dense: open_at(dir, DENSE_FILE, lengths.dense)?,
+                sparse_nnz: open_at(dir, SPARSE_NNZ, lengths.sparse_nnz)?,
+                sparse_indices: open_at(dir, SPARSE_INDICES, lengths.sparse_indices)?,
+                sparse_values: open_at(dir, SPARSE_VALUES, lengths.sparse_values)?,
+                docs: open_at(dir, DOCS_FILE, lengths.docs)?,
+            });
+        }
+        self.writers
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("work files not open"))
+    }
+
+    /// Appends a window and commits the checkpoint: data synced first, then the checkpoint
+    /// replaced atomically, so a crash at any point leaves the previous checkpoint valid.
+    /// `update` records the window's statistics in the checkpoint.
+    pub fn append_window(
+        &mut self,
+        window: &WindowOutput<'_>,
+        chunks_consumed: usize,
+        update: impl FnOnce(&mut Checkpoint),
+    ) -> std::io::Result<()> {
+        let writers = self.writers()?;
+        writers.points.write_all(window.points)?;
+        let mut dense_bytes = 0u64;
+        let mut dim = 0;
+        for row in &window.dense {
+            dim = row.len();
+            for value in *row {
+                writers.dense.write_all(&value.to_le_bytes())?;
+            }
+            dense_bytes += 4 * row.len() as u64;
+        }
+        let (mut nnz_bytes, mut term_bytes) = (0u64, 0u64);
+        if let Some(sparse) = &window.sparse {
+            for vector in sparse {
+                match vector {
+                    Some(vector) => {
+                        let nnz = u32::try_from(vector.indices.len())
+                            .ok()
+                            .filter(|n| *n != NO_SPARSE)
+                            .ok_or_else(|| std::io::Error::other("sparse vector too long"))?;
+                        writers.sparse_nnz.write_all(&nnz.to_le_bytes())?;
+                        for index in &vector.indices {
+                            writers.sparse_indices.write_all(&index.to_le_bytes())?;
+                        }
+                        for value in &vector.values {
+                            writers.sparse_values.write_all(&value.to_le_bytes())?;
+                        }
+                        term_bytes += 4 * u64::from(nnz);
+                    }
+                    None => writers.sparse_nnz.write_all(&NO_SPARSE.to_le_bytes())?,
+                }
+                nnz_bytes += 4;
+            }
+        }
+        let mut docs_bytes = 0u64;
+        for (position, id) in &window.docs {
+            let mut line = serde_json::to_vec(&(position, id))?;
+            line.push(b'\n');
+            writers.docs.write_all(&line)?;
+            docs_bytes += line.len() as u64;
+        }
+        for writer in writers.all() {
+            writer.flush()?;
+            writer.get_ref().sync_data()?;
+        }
+        let checkpoint = &mut self.checkpoint;
+        checkpoint.lengths.points += window.points.len() as u64;
+        checkpoint.lengths.dense += dense_bytes;
+        checkpoint.lengths.sparse_nnz += nnz_bytes;
+        checkpoint.lengths.sparse_indices += term_bytes;
+        checkpoint.lengths.sparse_values += term_bytes;
+        checkpoint.lengths.docs += docs_bytes;
+        if dim > 0 {
+            checkpoint.dense_dim = dim;
+        }
+        checkpoint.points += window.docs.len();
+        checkpoint.windows += 1;
+        checkpoint.chunks_consumed = chunks_consumed;
+        update(checkpoint);
+        self.save()
+    }
+
+    /// Writes the checkpoint atomically.
+    pub fn save(&self) -> std::io::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(&self.checkpoint)?;
+        bytes.push(b'\n');
+        write_atomic(&self.dir.join(CHECKPOINT_FILE), &bytes)
+    }
+
+    /// Moves the finished points into place (`target`, atomically: a rename within the output
+    /// directory) and records the `Embedded` phase.
+    pub fn finish_points(&mut self, target: &Path) -> std::io::Result<()> {
+        self.writers = None;
+        let partial = self.dir.join(POINTS_PARTIAL);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if !partial.exists() {
+            // An empty collection wrote no window.
+            File::create(&partial)?;
+        }
+        File::open(&partial)?.sync_all()?;
+        std::fs::rename(&partial, target)?;
+        if let Some(parent) = target.parent() {
+            // The rename is durable once the directory entry is.
+            if let Ok(dir) = File::open(parent) {
+                let _ = dir.sync_all();
+            }
+        }
+        self.checkpoint.phase = Phase::Embedded;
+        self.save()
+    }
+
+    /// Records the final report and frees the bulky files (the retrieval state is no longer
+    /// needed once `rerank.jsonl` and the evaluation are written).
+    pub fn finish(&mut self, report: &CollectionReport) -> std::io::Result<()> {
+        self.writers = None;
+        self.checkpoint.phase = Phase::Done;
+        self.checkpoint.report = Some(report.clone());
+        self.save()?;
+        for name in [
+            DENSE_FILE,
+            SPARSE_NNZ,
+            SPARSE_INDICES,
+            SPARSE_VALUES,
+            DOCS_FILE,
+            POINTS_PARTIAL,
+        ] {
+            match std::fs::remove_file(self.dir.join(name)) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The retrieval state of the complete windows, for ranking.
+    pub fn retrieval(&self) -> std::io::Result<RetrievalState> {
+        let lengths = self.checkpoint.lengths;
+        let docs = read_docs(&self.dir.join(DOCS_FILE), lengths.docs)?;
+        Ok(RetrievalState {
+            dense: MappedF32::open(&self.dir.join(DENSE_FILE), lengths.dense)?,
+            dense_dim: self.checkpoint.dense_dim,
+            sparse_nnz: MappedU32::open(&self.dir.join(SPARSE_NNZ), lengths.sparse_nnz)?,
+            sparse_indices: MappedU32::open(
+                &self.dir.join(SPARSE_INDICES),
+                lengths.sparse_indices,
+            )?,
+            sparse_values: MappedF32::open(&self.dir.join(SPARSE_VALUES), lengths.sparse_values)?,
+            positions: docs.iter().map(|(p, _)| *p).collect(),
+            ids: docs.into_iter().map(|(_, id)| id).collect(),
+        })
+    }
+}
+
+fn read_docs(path: &Path, len: u64) -> std::io::Result<Vec<(usize, String)>> {
+    let mut docs = Vec::new();
+    if len == 0 {
+        return Ok(docs);
+    }
+    let file = File::open(path)?;
+    let mut read = 0u64;
+    for line in BufReader::new(file).lines() {
+        let line = line?;
+        read += line.len() as u64 + 1;
+        if read > len {
+            break;
+        }
+        let doc: (usize, String) = serde_json::from_str(&line)?;
+        docs.push(doc);
+    }
+    Ok(docs)
+}
+
+/// A file of little-endian scalars, memory-mapped (so the retrieval matrix is paged in from the
+/// file instead of held on the heap), or read into memory where mapping is not possible.
+enum Mapped {
+    Map(memmap2::Mmap),
+    Heap(Vec<u8>),
+    Empty,
+}
+
+impl Mapped {
+    fn open(path: &Path, len: u64) -> std::io::Result<Self> {
+        if len == 0 {
+            return Ok(Mapped::Empty);
+        }
+        let file = File::open(path)?;
+        let len_usize = usize::try_from(len).map_err(std::io::Error::other)?;
+        // SAFETY: the file lives in this run's locked work directory and is not written while
+        // the map exists (ranking runs after every window of the collection is committed).
+        match unsafe { memmap2::MmapOptions::new().len(len_usize).map(&file) } {
+            Ok(map) => Ok(Mapped::Map(map)),
+            Err(_) => {
+                let mut bytes = std::fs::read(path)?;
+                bytes.truncate(len_usize);
+                Ok(Mapped::Heap(bytes))
+            }
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Mapped::Map(map) => map,
+            Mapped::Heap(bytes) => bytes,
+            Mapped::Empty => &[],
+        }
+    }
+}
+
+macro_rules! mapped_scalars {
+    ($name:ident, $ty:ty) => {
+        /// A memory-mapped array of little-endian scalars.
+        pub struct $name {
+            mapped: Mapped,
+            /// Copy used when the bytes cannot be viewed in place (alignment, big-endian).
+            owned: Option<Vec<$ty>>,
+        }
+
+        impl $name {
+            fn open(path: &Path, len: u64) -> std::io::Result<Self> {
+                let mapped = Mapped::open(path, len)?;
+                let in_place = cfg!(target_endian = "little")
+                    && bytemuck::try_cast_slice::<u8, $ty>(mapped.bytes()).is_ok();
+                let owned = (!in_place).then(|| {
+                    mapped
+                        .bytes()
+                        .chunks_exact(std::mem::size_of::<$ty>())
+                        .map(|b| <$ty>::from_le_bytes(b.try_into().unwrap_or_default()))
+                        .collect()
+                });
+                Ok(Self { mapped, owned })
+            }
+
+            pub fn as_slice(&self) -> &[$ty] {
+                match &self.owned {
+                    Some(owned) => owned,
+                    None => bytemuck::try_cast_slice(self.mapped.bytes()).unwrap_or(&[]),
+                }
+            }
+        }
+    };
+}
+
+mapped_scalars!(MappedF32, f32);
+mapped_scalars!(MappedU32, u32);
+
+/// What ranking searches: the complete windows' vectors and the points' chunk ids.
+pub struct RetrievalState {
+    dense: MappedF32,
+    dense_dim: usize,
+    sparse_nnz: MappedU32,
+    sparse_indices: MappedU32,
+    sparse_values: MappedF32,
+    /// Per point: its position in the input stream.
+    pub positions: Vec<usize>,
+    /// Per point: its chunk id.
+    pub ids: Vec<String>,
+}
+
+impl RetrievalState {
+    pub fn dense_index(&self) -> crate::retrieval::DenseIndex<'_> {
+        crate::retrieval::DenseIndex::new(self.dense.as_slice(), self.dense_dim)
+    }
+
+    /// The inverted index over the points' sparse vectors (`None` when none were stored).
+    pub fn sparse_index(&self) -> Option<crate::retrieval::SparseIndex> {
+        let nnz = self.sparse_nnz.as_slice();
+        if nnz.is_empty() {
+            return None;
+        }
+        let (indices, values) = (
+            self.sparse_indices.as_slice(),
+            self.sparse_values.as_slice(),
+        );
+        Some(crate::retrieval::SparseIndex::build(nnz.len(), || {
+            let mut offset = 0usize;
+            (0..=u32::MAX).zip(nnz).filter_map(move |(doc, &n)| {
+                if n == NO_SPARSE {
+                    return None;
+                }
+                let start = offset;
+                offset += n as usize;
+                let end = offset.min(indices.len()).min(values.len());
+                let start = start.min(end);
+                Some((doc, (&indices[start..end], &values[start..end])))
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window<'a>(
+        lines: &'a [u8],
+        rows: &'a [Vec<f32>],
+        sparse: &'a [Option<SparseVector>],
+        ids: &'a [(usize, &'a str)],
+    ) -> WindowOutput<'a> {
+        WindowOutput {
+            points: lines,
+            dense: rows.iter().map(Vec::as_slice).collect(),
+            sparse: Some(sparse.iter().map(Option::as_ref).collect()),
+            docs: ids.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_killed_window_is_truncated_away_on_resume() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let sv = |t: &[(u32, f32)]| {
+            Some(SparseVector {
+                indices: t.iter().map(|x| x.0).collect(),
+                values: t.iter().map(|x| x.1).collect(),
+            })
+        };
+        let mut store = CollectionStore::open(&dir, "fp", None).unwrap();
+        let rows = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
+        let sparse = vec![sv(&[(3, 1.0)]), None];
+        store
+            .append_window(
+                &window(b"a\nb\n", &rows, &sparse, &[(0, "a"), (1, "b")]),
+                2,
+                |_| {},
+            )
+            .unwrap();
+        // A second window written but never committed (the process "dies" before the
+        // checkpoint): its bytes are in the files, not in the checkpoint.
+        {
+            let writers = store.writers().unwrap();
+            writers.points.write_all(b"junk\n").unwrap();
+            writers.dense.write_all(&[0u8; 8]).unwrap();
+            writers.docs.write_all(b"[9,\"junk\"]\n").unwrap();
+            for w in writers.all() {
+                w.flush().unwrap();
+            }
+        }
+        drop(store);
+        let checkpoint = CollectionStore::load_checkpoint(&dir, "fp").unwrap();
+        assert!(CollectionStore::load_checkpoint(&dir, "other").is_none());
+        assert_eq!((checkpoint.windows, checkpoint.points), (1, 2));
+        let mut store = CollectionStore::open(&dir, "fp", Some(checkpoint)).unwrap();
+        let rows2 = vec![vec![0.5, 0.5]];
+        let sparse2 = vec![sv(&[(3, 2.0), (7, 1.0)])];
+        store
+            .append_window(&window(b"c\n", &rows2, &sparse2, &[(2, "c")]), 3, |_| {})
+            .unwrap();
+        let state = store.retrieval().unwrap();
+        assert_eq!(state.ids, ["a", "b", "c"]);
+        assert_eq!(state.positions, [0, 1, 2]);
+        let dense = state.dense_index();
+        assert_eq!(dense.len(), 3);
+        let hits = dense.search(&[0.0, 1.0], 3);
+        assert_eq!(hits.iter().map(|h| h.index).collect::<Vec<_>>(), [1, 2, 0]);
+        let sparse = state.sparse_index().unwrap();
+        assert_eq!(
+            sparse.len(),
+            2,
+            "the point without a sparse vector is not indexed"
+        );
+        let query = SparseVector {
+            indices: vec![3],
+            values: vec![1.0],
+        };
+        let hits = sparse.search(&query, 10);
+        assert_eq!(hits.iter().map(|h| h.index).collect::<Vec<_>>(), [2, 0]);
+        let target = tmp.path().join("out/c/points.jsonl");
+        store.finish_points(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"a\nb\nc\n");
+    }
+}
