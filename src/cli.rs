@@ -24,9 +24,11 @@ Environment:
 Exit codes:
   0  ok
   1  failure (model load/run, output I/O, unexpected)
-  2  usage or configuration error (nothing ran)
+  2  usage or configuration error (nothing ran), the output directory is in use by
+     another run, or --resume found a changed configuration, model or input
   3  input error (a collection could not be read)
-  4  partial failure (some collections failed; see manifest.json)";
+  4  partial failure (some collections or chunks failed; see manifest.json)
+  130 interrupted by SIGINT/SIGTERM at a batch boundary; --resume continues";
 
 /// Embed collections of text chunks into dense and SPLADE vectors, retrieve and rerank for
 /// queries, and write Qdrant-ready JSONL points, ranked lists and a run manifest.

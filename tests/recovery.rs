@@ -246,13 +246,23 @@ fn injected_memory_readings_bound_every_planned_batch() {
     let clean_out = run_dense(clean.path(), None).unwrap();
     let roomy = manifest(&clean_out)["collections"][0]["stages"]["dense"]["runs"][0].clone();
     let tmp = tempfile::tempdir().unwrap();
-    // 96 MiB free: the weights (~87 MiB) leave a few MiB for activations.
+    // 96 MiB free, exclusive stages (as on a GPU): the stage leases before its weights
+    // (~87 MiB) are uploaded, so they come off the budget and leave a few MiB for activations.
     let probe = ScriptedProbe::new().with_constant(DeviceId::Cpu, 16 << 30, 96 * MIB);
-    let out = run_dense_with(tmp.path(), None, Some(Box::new(probe))).unwrap();
+    fixture_runner(tmp.path(), None)
+        .with_memory_probe(Box::new(probe))
+        .with_exclusive_models()
+        .run()
+        .unwrap();
+    let out = tmp.path().join("out");
     let run = manifest(&out)["collections"][0]["stages"]["dense"]["runs"][0].clone();
     let memory = &run["memory"];
     assert_eq!(memory["device"], "cpu");
     assert_eq!(memory["budget_bytes"], 96 * MIB);
+    assert!(
+        memory["weights_bytes"].as_u64().unwrap() > 80 * MIB,
+        "{memory}"
+    );
     let planned = memory["max_tokens"].as_u64().unwrap();
     assert!(
         planned < roomy["memory"]["max_tokens"].as_u64().unwrap(),
@@ -327,6 +337,18 @@ fn exclusive_stages_load_one_model_at_a_time_and_change_nothing() {
         for (p, q) in x.iter().zip(&y) {
             // Same ids, candidates and orders; vectors equal within float noise.
             assert_eq!(p["chunk_id"], q["chunk_id"], "{file}");
+            if let (Some(v), Some(w)) = (p["vector"].as_object(), q["vector"].as_object()) {
+                let names = |m: &serde_json::Map<String, serde_json::Value>| {
+                    m.keys().cloned().collect::<Vec<_>>()
+                };
+                assert_eq!(names(v), names(w), "every vector in both modes: {file}");
+                let dense = |x: &serde_json::Value| -> Vec<f32> {
+                    serde_json::from_value(x.clone()).unwrap()
+                };
+                let (x, y) = (dense(&v["all-MiniLM-L6-v2"]), dense(&w["all-MiniLM-L6-v2"]));
+                assert_eq!(x.len(), 384);
+                assert!(max_abs_diff(&x, &y) < 1e-5, "{file}");
+            }
             assert_eq!(p["query_id"], q["query_id"], "{file}");
             if let (Some(c), Some(d)) = (p["candidates"].as_array(), q["candidates"].as_array()) {
                 let ids = |v: &Vec<serde_json::Value>| {
@@ -338,6 +360,21 @@ fn exclusive_stages_load_one_model_at_a_time_and_change_nothing() {
     }
     let manifest = manifest(&b);
     assert_eq!(manifest["collections"][0]["status"], "ok");
+    // Exclusive stages lease before uploading, so the plan subtracts the weights; resident
+    // models are already out of the free-memory reading and count 0.
+    let weights = |m: &serde_json::Value, stage: &str| {
+        m["collections"][0]["stages"][stage]["runs"][0]["memory"]["weights_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let resident_manifest = self::manifest(&a);
+    for stage in ["dense", "sparse", "rerank"] {
+        assert!(
+            weights(&manifest, stage) > 1 << 20,
+            "{stage}: weights counted"
+        );
+        assert_eq!(weights(&resident_manifest, stage), 0, "{stage}: resident");
+    }
     let stages: Vec<&str> = manifest["leases"]
         .as_array()
         .unwrap()
@@ -345,10 +382,12 @@ fn exclusive_stages_load_one_model_at_a_time_and_change_nothing() {
         .filter(|e| e["kind"] == "leased")
         .map(|e| e["stage"].as_str().unwrap())
         .collect();
+    // The one window's dense and sparse stages, then the queries' dense and sparse encoding
+    // (once per collection, after the last window), then rerank: one model at a time.
     assert_eq!(
         stages,
-        ["dense", "sparse", "rerank"],
-        "one lease per stage, in order"
+        ["dense", "sparse", "dense", "sparse", "rerank"],
+        "one lease per stage run, in order"
     );
     let models = manifest["models"].as_array().unwrap();
     assert_eq!(

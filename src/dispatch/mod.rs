@@ -133,6 +133,15 @@ pub struct DispatchStats {
     pub per_worker: Vec<WorkerStats>,
 }
 
+/// The lower of two lowest budgets, where 0 means "none recorded".
+fn min_recorded(a: usize, b: usize) -> usize {
+    match (a, b) {
+        (0, b) => b,
+        (a, 0) => a,
+        (a, b) => a.min(b),
+    }
+}
+
 impl DispatchStats {
     /// Adds another dispatch's statistics (a later window of the same stage).
     pub fn absorb(&mut self, other: &DispatchStats) {
@@ -142,11 +151,7 @@ impl DispatchStats {
         self.growths += other.growths;
         self.retries += other.retries;
         self.failed_items += other.failed_items;
-        self.min_budget_tokens = match (self.min_budget_tokens, other.min_budget_tokens) {
-            (0, b) => b,
-            (a, 0) => a,
-            (a, b) => a.min(b),
-        };
+        self.min_budget_tokens = min_recorded(self.min_budget_tokens, other.min_budget_tokens);
         if self.per_worker.len() < other.per_worker.len() {
             self.per_worker
                 .resize(other.per_worker.len(), WorkerStats::default());
@@ -158,11 +163,7 @@ impl DispatchStats {
             mine.oom_events += theirs.oom_events;
             mine.halvings += theirs.halvings;
             mine.growths += theirs.growths;
-            mine.min_budget_tokens = match (mine.min_budget_tokens, theirs.min_budget_tokens) {
-                (0, b) => b,
-                (a, 0) => a,
-                (a, b) => a.min(b),
-            };
+            mine.min_budget_tokens = min_recorded(mine.min_budget_tokens, theirs.min_budget_tokens);
             mine.budget_tokens = theirs.budget_tokens;
         }
     }

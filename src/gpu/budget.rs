@@ -7,6 +7,8 @@
 //! next layer runs: the peak is one layer's, whatever the depth. Out-of-memory errors that slip
 //! through anyway are handled by halving (see [`crate::dispatch`]).
 
+use crate::batching::BatchBudget;
+use crate::stage::Stage;
 use serde::{Deserialize, Serialize};
 
 /// What sits on top of the encoder, which decides the head's share of the peak.
@@ -174,6 +176,21 @@ impl EncoderMemoryModel {
         let bytes = per_layer * self.layers as u128 * self.bytes_per_value as u128;
         u64::try_from(bytes).unwrap_or(u64::MAX)
     }
+}
+
+/// What one stage needs to know to lease and plan.
+#[derive(Clone, Debug)]
+pub struct StageNeeds {
+    pub stage: Stage,
+    /// Where the model's replicas sit (`cpu`, `cuda:N`), one per replica.
+    pub device_labels: Vec<String>,
+    pub model: EncoderMemoryModel,
+    /// Weights the stage will upload under this lease: 0 when they are already resident (the
+    /// free-memory reading then excludes them already; counting them again would plan less).
+    pub weights_bytes: u64,
+    pub max_length: usize,
+    pub workers: usize,
+    pub configured: BatchBudget,
 }
 
 /// What the stage was allowed, for the manifest.

@@ -38,7 +38,7 @@ pub fn default_probe() -> Box<dyn MemoryProbe> {
     }
 }
 
-pub use budget::{BatchCapacity, EncoderMemoryModel, HeadMemory, StageMemory};
+pub use budget::{BatchCapacity, EncoderMemoryModel, HeadMemory, StageMemory, StageNeeds};
 pub use lease::{
     lease_gpus, DeviceLease, HolderPid, LeaseError, LeaseEvent, LeaseEventKind, LeaseLog,
     LeaseOptions, LeaseWait, LeasedDevice, DEFAULT_CEILING_BYTES,

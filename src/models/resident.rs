@@ -10,8 +10,11 @@ use super::{
     CrossEncoder, DenseEmbedder, ModelError, ModelIdentity, ModelManager, Replica, Replicas,
     SelectedDevice, SpladeEncoder,
 };
+use crate::batching::BatchBudget;
 use crate::config::RunConfig;
+use crate::gpu::{EncoderMemoryModel, StageNeeds};
 use crate::stage::Stage;
+use std::collections::BTreeMap;
 use std::path::Path;
 use tracing::info;
 
@@ -45,6 +48,51 @@ pub fn device_labels(devices: &[SelectedDevice]) -> String {
         .join(",")
 }
 
+/// What a stage's model tells the planner: implemented by the three model kinds.
+pub trait StageModel: Replica {
+    /// (activation-memory model, weight bytes) of one replica.
+    fn memory_profile(&self) -> (EncoderMemoryModel, u64);
+}
+
+macro_rules! stage_model {
+    ($($model:ty),*) => {$(
+        impl StageModel for $model {
+            fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
+                <$model>::memory_profile(self)
+            }
+        }
+    )*};
+}
+
+stage_model!(DenseEmbedder, SpladeEncoder, CrossEncoder);
+
+// `StageNeeds` lives in `gpu` (what the planner reads); how a loaded model fills it, here.
+impl StageNeeds {
+    /// The needs of `models` (one replica per device) running `stage` with the configured
+    /// batch budget, their weights counted as not yet uploaded.
+    pub fn for_model<M: StageModel>(
+        stage: Stage,
+        models: &Replicas<M>,
+        configured: BatchBudget,
+    ) -> Self {
+        let primary = models.primary();
+        let (memory, weights_bytes) = primary.memory_profile();
+        Self {
+            stage,
+            device_labels: models
+                .replicas()
+                .iter()
+                .map(|m| m.identity().device.clone())
+                .collect(),
+            model: memory,
+            weights_bytes,
+            max_length: primary.identity().max_length,
+            workers: models.workers().len(),
+            configured,
+        }
+    }
+}
+
 /// The models resident now (all of them on the CPU; the current stage's in exclusive mode).
 pub struct ResidentModels<'a> {
     config: &'a RunConfig,
@@ -54,6 +102,9 @@ pub struct ResidentModels<'a> {
     pub dense: Vec<Replicas<DenseEmbedder>>,
     pub sparse: Option<Replicas<SpladeEncoder>>,
     pub cross_encoder: Option<Replicas<CrossEncoder>>,
+    /// What each model needs of a device (memory model, weights, replicas), recorded at the
+    /// first load, so a stage can lease its devices *before* its weights are uploaded.
+    profiles: BTreeMap<(Stage, usize), StageNeeds>,
 }
 
 impl<'a> ResidentModels<'a> {
@@ -73,6 +124,7 @@ impl<'a> ResidentModels<'a> {
             dense: Vec::new(),
             sparse: None,
             cross_encoder: None,
+            profiles: BTreeMap::new(),
         };
         let mut identities = Vec::new();
         // `activate` is what the stages call: in exclusive mode it unloads the other stages'
@@ -80,8 +132,56 @@ impl<'a> ResidentModels<'a> {
         for stage in [Stage::Dense, Stage::Sparse, Stage::Rerank] {
             models.activate(stage)?;
             identities.extend(models.identities(stage));
+            models.record_profiles(stage);
         }
         Ok((models, identities))
+    }
+
+    fn record_profiles(&mut self, stage: Stage) {
+        // The configured budget is filled in by `needs`.
+        let unset = BatchBudget {
+            max_tokens: 0,
+            max_items: 0,
+        };
+        let needs: Vec<StageNeeds> = match stage {
+            Stage::Dense => self
+                .dense
+                .iter()
+                .map(|m| StageNeeds::for_model(stage, m, unset))
+                .collect(),
+            Stage::Sparse => self
+                .sparse
+                .iter()
+                .map(|m| StageNeeds::for_model(stage, m, unset))
+                .collect(),
+            Stage::Rerank => self
+                .cross_encoder
+                .iter()
+                .map(|m| StageNeeds::for_model(stage, m, unset))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (index, needs) in needs.into_iter().enumerate() {
+            self.profiles.insert((stage, index), needs);
+        }
+    }
+
+    /// What the `index`-th model of `stage` needs of its devices, to lease them before
+    /// [`Self::activate`] uploads its weights. Weights already resident count 0: the lease's
+    /// free-memory reading excludes them already. `None` for a model not configured.
+    pub fn needs(&self, stage: Stage, index: usize, configured: BatchBudget) -> Option<StageNeeds> {
+        let mut needs = self.profiles.get(&(stage, index))?.clone();
+        let resident = match stage {
+            Stage::Dense => self.dense.len() > index,
+            Stage::Sparse => self.sparse.is_some(),
+            Stage::Rerank => self.cross_encoder.is_some(),
+            _ => false,
+        };
+        if resident {
+            needs.weights_bytes = 0;
+        }
+        needs.configured = configured;
+        Some(needs)
     }
 
     /// The identities of `stage`'s resident models.

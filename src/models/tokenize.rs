@@ -8,6 +8,9 @@ use tokenizers::{
     EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
+/// Texts tokenised per call of the tokenizers library (see `TextTokenizer::encode_batch`).
+const TOKENIZE_GROUP: usize = 512;
+
 /// Token ids of one text (no padding).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Encoded {
@@ -97,19 +100,27 @@ impl TextTokenizer {
     }
 
     fn encode_inputs(&self, inputs: Vec<EncodeInput<'_>>) -> Result<Vec<Encoded>, ModelError> {
-        let encodings =
-            self.inner
-                .encode_batch(inputs, true)
-                .map_err(|err| ModelError::Tokenize {
-                    message: err.to_string(),
-                })?;
-        Ok(encodings
-            .into_iter()
-            .map(|e| Encoded {
+        let mut encoded = Vec::with_capacity(inputs.len());
+        let mut inputs = inputs.into_iter();
+        // The library's encodings carry token strings, offsets and masks (~100 bytes a token):
+        // converting them group by group keeps that transient cost to one group, not a window.
+        loop {
+            let group: Vec<EncodeInput<'_>> = inputs.by_ref().take(TOKENIZE_GROUP).collect();
+            if group.is_empty() {
+                break;
+            }
+            let encodings =
+                self.inner
+                    .encode_batch(group, true)
+                    .map_err(|err| ModelError::Tokenize {
+                        message: err.to_string(),
+                    })?;
+            encoded.extend(encodings.into_iter().map(|e| Encoded {
                 ids: e.get_ids().to_vec(),
                 type_ids: e.get_type_ids().to_vec(),
                 truncated: !e.get_overflowing().is_empty(),
-            })
-            .collect())
+            }));
+        }
+        Ok(encoded)
     }
 }

@@ -19,13 +19,13 @@
 //! checkpoint was never written) and `--resume` redoes it.
 
 use super::dense::run_dense;
-use super::devices::{lease_stage, StageModel, StageNeeds};
+use super::devices::lease_stage;
 use super::rank::{
     encode_dense_queries, encode_sparse_queries, evaluate_lists, fuse_queries, probe_qrels,
     query_budget, rerank, rerank_candidates, ProbeSampler, QueryVectors,
 };
 use super::sparse::run_sparse;
-use super::store::{Checkpoint, CollectionStore, Phase, WindowOutput};
+use super::store::{Checkpoint, CollectionStore, Phase};
 use crate::batching::BatchBudget;
 use crate::config::{FusionMethod, RunConfig};
 use crate::dispatch::FaultInjector;
@@ -35,9 +35,9 @@ use crate::export::{
     render_point, write_ranked, CollectionReport, CollectionStatus, FailureClass, PointVectors,
     StageReport, StageRun, StageStatus, POINTS_FILE, RANKED_FILE,
 };
-use crate::gpu::{DeviceLease, LeaseError, LeaseLog, LeaseOptions, MemoryProbe, StageMemory};
+use crate::gpu::{DeviceLease, LeaseLog, LeaseOptions, MemoryProbe, StageMemory};
 use crate::input::{self, Chunk, ChunkStream, Collection, InputError, Query};
-use crate::models::{Replicas, ResidentModels};
+use crate::models::ResidentModels;
 use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
 use crate::stage::Stage;
 use crate::telemetry::{memory, progress::SharedProgress};
@@ -64,15 +64,36 @@ pub struct Leasing<'a> {
     pub log: &'a LeaseLog,
 }
 
+/// A stage's hold on its devices and the batch budget planned under it.
+type StageLease<'p> = (DeviceLease<'p>, BatchBudget, StageMemory);
+
 impl Leasing<'_> {
-    fn lease<M: StageModel>(
+    /// Leases the devices of `stage`'s `index`-th model, *then* makes the stage's models
+    /// resident: weights are uploaded only to devices the stage holds, and the plan reads free
+    /// memory before the upload (so the weights are counted once).
+    fn lease_and_activate(
         &self,
+        models: &mut ResidentModels<'_>,
         stage: Stage,
-        models: &Replicas<M>,
-        budget: BatchBudget,
-    ) -> Result<(DeviceLease<'_>, BatchBudget, StageMemory), LeaseError> {
-        let needs = StageNeeds::for_model(stage.as_str(), models, budget);
-        lease_stage(&needs, self.options, self.probe, self.log)
+        index: usize,
+        configured: BatchBudget,
+    ) -> Result<StageLease<'_>, Stop> {
+        let needs = models.needs(stage, index, configured).ok_or_else(|| {
+            Stop::Failed(
+                FailureClass::Model,
+                format!("no {stage} model {index} is configured"),
+            )
+        })?;
+        let lease = lease_stage(&needs, self.options, self.probe, self.log).map_err(|err| {
+            Stop::Failed(
+                FailureClass::Model,
+                format!("cannot lease the {stage} stage's devices: {err}"),
+            )
+        })?;
+        models
+            .activate(stage)
+            .map_err(|err| Stop::Failed(FailureClass::Model, error_chain(&err)))?;
+        Ok(lease)
     }
 }
 
@@ -258,10 +279,20 @@ impl Job<'_> {
             Ok(()) => {}
             Err(stop) => return self.stopped(report, warnings, stop),
         }
+        let sparse_status = if config.sparse.enabled {
+            StageStatus::Ok
+        } else {
+            StageStatus::Disabled
+        };
+        report
+            .stages
+            .entry(Stage::Sparse)
+            .or_insert_with(|| StageReport::with_status(sparse_status, None));
         report.points = store.checkpoint().points;
         report.outputs.push(format!("{name}/{POINTS_FILE}"));
         info!(points = report.points, path = %points_path.display(), "points written");
         warnings.extend(sparse_warning(&report, name));
+        log_stage_totals(&report);
 
         let ranked = match inputs {
             Some(inputs) => match self.rank(models, &store, inputs) {
@@ -545,20 +576,20 @@ impl Job<'_> {
             let window_index = store.checkpoint().windows;
             let span = tracing::info_span!("window", index = window_index, chunks = window.len());
             let _entered = span.enter();
+            tracing::debug!(first_chunk = offset, "window started");
 
             // Dense: every model over the window.
-            models
-                .activate(Stage::Dense)
-                .map_err(|err| Stop::Failed(FailureClass::Model, error_chain(&err)))?;
             let mut dense_runs = Vec::new();
             let mut dense_vectors = Vec::new();
-            for embedder in &models.dense {
+            for index in 0..config.dense.models.len() {
                 let (result, peak) = memory::measure(|| {
-                    let (_lease, budget, plan) = self
-                        .ctx
-                        .leasing
-                        .lease(Stage::Dense, embedder, budget)
-                        .map_err(|err| format!("cannot lease the dense stage's devices: {err}"))?;
+                    let (_lease, budget, plan) =
+                        self.ctx
+                            .leasing
+                            .lease_and_activate(models, Stage::Dense, index, budget)?;
+                    let embedder = models.dense.get(index).ok_or_else(|| {
+                        Stop::Failed(FailureClass::Model, "dense model not loaded".to_string())
+                    })?;
                     let output = run_dense(
                         name,
                         embedder,
@@ -568,37 +599,41 @@ impl Job<'_> {
                         &|n| dense_progress.inc(n),
                         self.ctx.faults.dense.as_deref(),
                     )
-                    .map_err(|err| format!("dense stage failed: {}", error_chain(&err)))?;
-                    Ok::<_, String>((output, plan))
+                    .map_err(|err| {
+                        Stop::Failed(
+                            FailureClass::Model,
+                            format!("dense stage failed: {}", error_chain(&err)),
+                        )
+                    })?;
+                    Ok::<_, Stop>((output, plan))
                 });
-                let (mut output, plan) =
-                    result.map_err(|message| Stop::Failed(FailureClass::Model, message))?;
+                let (mut output, plan) = result?;
                 output.run.peak_rss_bytes = peak;
                 output.run.memory = Some(plan);
                 dense_runs.push(output.run);
                 dense_vectors.push(output.vectors);
             }
-            check_interrupt()?;
-            // A chunk is a point when every dense model embedded it.
-            let ok: Vec<bool> = (0..window.len())
-                .map(|i| dense_vectors.iter().all(|set| set[i].is_ok()))
+            // Vector names now: in exclusive mode the dense models are unloaded for SPLADE.
+            let names: Vec<String> = models
+                .dense
+                .iter()
+                .map(|m| m.primary().identity().name.clone())
                 .collect();
+            check_interrupt()?;
 
             // Sparse: SPLADE over the window (failures fall back per chunk, never fail it).
             let sparse = match &sparse_progress {
                 Some(progress) => {
-                    models
-                        .activate(Stage::Sparse)
-                        .map_err(|err| Stop::Failed(FailureClass::Model, error_chain(&err)))?;
-                    let Some(encoder) = models.sparse.as_ref() else {
-                        return Err(Stop::Failed(
-                            FailureClass::Model,
-                            "the sparse model is not loaded".to_string(),
-                        ));
-                    };
                     let (result, peak) = memory::measure(|| {
-                        let (_lease, budget, plan) =
-                            self.ctx.leasing.lease(Stage::Sparse, encoder, budget)?;
+                        let (_lease, budget, plan) = self.ctx.leasing.lease_and_activate(
+                            models,
+                            Stage::Sparse,
+                            0,
+                            budget,
+                        )?;
+                        let encoder = models.sparse.as_ref().ok_or_else(|| {
+                            Stop::Failed(FailureClass::Model, "sparse model not loaded".to_string())
+                        })?;
                         let mut output = run_sparse(
                             name,
                             encoder,
@@ -610,14 +645,9 @@ impl Job<'_> {
                             &|n| progress.inc(n),
                         );
                         output.run.memory = Some(plan);
-                        Ok::<_, LeaseError>(output)
+                        Ok::<_, Stop>(output)
                     });
-                    let mut output = result.map_err(|err| {
-                        Stop::Failed(
-                            FailureClass::Model,
-                            format!("cannot lease the sparse stage's devices: {err}"),
-                        )
-                    })?;
+                    let mut output = result?;
                     output.run.peak_rss_bytes = peak;
                     Some(output)
                 }
@@ -625,49 +655,47 @@ impl Job<'_> {
             };
             check_interrupt()?;
 
-            // The window's points, in input order.
-            let mut lines = Vec::new();
-            let mut rows: Vec<&[f32]> = Vec::new();
-            let mut sparse_rows = sparse.as_ref().map(|_| Vec::new());
-            let mut docs = Vec::new();
+            // The window's points, in input order, straight to the work files.
+            let work_file = self.ctx.work_dir.join(name);
+            let io_stop = |err: std::io::Error| Stop::output(&work_file, err);
+            if names.len() != dense_vectors.len() {
+                return Err(Stop::Failed(
+                    FailureClass::Model,
+                    "dense vectors missing for a configured model".to_string(),
+                ));
+            }
+            let mut writer = store.window().map_err(io_stop)?;
+            let mut line = Vec::new();
             let mut failed_ids = Vec::new();
-            let names: Vec<String> = models
-                .dense
-                .iter()
-                .map(|m| m.primary().identity().name.clone())
-                .collect();
             for (i, chunk) in window.iter().enumerate() {
-                if !ok[i] {
-                    failed_ids.push(chunk.id.as_str().to_string());
-                    continue;
-                }
-                let dense: Vec<(&str, &[f32])> = names
+                let dense: Option<Vec<(&str, &[f32])>> = names
                     .iter()
                     .zip(&dense_vectors)
-                    .filter_map(|(name, set)| {
-                        set[i].as_ref().ok().map(|v| (name.as_str(), v.as_slice()))
-                    })
+                    .map(|(name, set)| set[i].as_ref().ok().map(|v| (name.as_str(), v.as_slice())))
                     .collect();
+                // A chunk is a point when every dense model embedded it.
+                let Some(dense) = dense.filter(|d| !d.is_empty()) else {
+                    failed_ids.push(chunk.id.as_str().to_string());
+                    continue;
+                };
                 let sparse_point = sparse.as_ref().and_then(|s| s.points[i].as_ref());
                 let vectors = PointVectors {
                     dense,
                     sparse: sparse_point.map(|p| (config.sparse.name.as_str(), p)),
                 };
-                render_point(
-                    &mut lines,
-                    name,
-                    chunk,
-                    &vectors,
-                    config.output.include_text,
-                )
-                .map_err(|err| Stop::Failed(FailureClass::Output, err.to_string()))?;
-                if let Some(primary) = vectors.dense.first() {
-                    rows.push(primary.1);
-                }
-                if let Some(sparse_rows) = sparse_rows.as_mut() {
-                    sparse_rows.push(sparse_point.map(|p| &p.vector));
-                }
-                docs.push((offset + i, chunk.id.as_str()));
+                line.clear();
+                render_point(&mut line, name, chunk, &vectors, config.output.include_text)
+                    .map_err(|err| Stop::Failed(FailureClass::Output, err.to_string()))?;
+                let primary = vectors.dense.first().map_or(&[][..], |(_, v)| *v);
+                writer
+                    .point(
+                        &line,
+                        primary,
+                        sparse.as_ref().map(|_| sparse_point.map(|p| &p.vector)),
+                        offset + i,
+                        chunk.id.as_str(),
+                    )
+                    .map_err(io_stop)?;
             }
             if !failed_ids.is_empty() {
                 warn!(
@@ -676,15 +704,8 @@ impl Job<'_> {
                 );
             }
             let sparse_run = sparse.as_ref().map(|s| s.run.clone());
-            let window_output = WindowOutput {
-                points: &lines,
-                dense: rows,
-                sparse: sparse_rows,
-                docs,
-            };
-            let work_file = self.ctx.work_dir.join(name);
-            store
-                .append_window(&window_output, stream.position(), |checkpoint| {
+            writer
+                .commit(stream.position(), |checkpoint| {
                     let dense = checkpoint
                         .stages
                         .entry(Stage::Dense)
@@ -703,7 +724,12 @@ impl Job<'_> {
                         .failed_chunks
                         .extend(failed_ids.into_iter().take(room));
                 })
-                .map_err(|err| Stop::output(&work_file, err))?;
+                .map_err(io_stop)?;
+            info!(
+                done = stream.position(),
+                total = total_chunks,
+                "window committed"
+            );
         }
         dense_progress.finish();
         if let Some(progress) = sparse_progress {
@@ -731,45 +757,22 @@ impl Job<'_> {
         let mut warnings = Vec::new();
         let (result, peak) = memory::measure(|| {
             // Query vectors: the primary dense model with its query prompt, and SPLADE.
-            models
-                .activate(Stage::Dense)
-                .map_err(|err| Stop::Failed(FailureClass::Model, error_chain(&err)))?;
-            let dense = match models.dense.first() {
-                Some(embedder) => {
-                    let _lease = self
-                        .ctx
-                        .leasing
-                        .lease(Stage::Dense, embedder, query_budget(config))
-                        .map_err(|err| {
-                            Stop::Failed(
-                                FailureClass::Model,
-                                format!("cannot lease the dense stage's devices: {err}"),
-                            )
-                        })?;
-                    encode_dense_queries(embedder, &set, query_budget(config))
+            let leasing = &self.ctx.leasing;
+            let dense = {
+                let _lease =
+                    leasing.lease_and_activate(models, Stage::Dense, 0, query_budget(config))?;
+                match models.dense.first() {
+                    Some(embedder) => encode_dense_queries(embedder, &set, query_budget(config)),
+                    None => Err("no dense model".to_string()),
                 }
-                None => Err("no dense model".to_string()),
             };
             let sparse = if config.sparse.enabled {
+                let _lease =
+                    leasing.lease_and_activate(models, Stage::Sparse, 0, query_budget(config))?;
                 models
-                    .activate(Stage::Sparse)
-                    .map_err(|err| Stop::Failed(FailureClass::Model, error_chain(&err)))?;
-                match models.sparse.as_ref() {
-                    Some(encoder) => {
-                        let _lease = self
-                            .ctx
-                            .leasing
-                            .lease(Stage::Sparse, encoder, query_budget(config))
-                            .map_err(|err| {
-                                Stop::Failed(
-                                    FailureClass::Model,
-                                    format!("cannot lease the sparse stage's devices: {err}"),
-                                )
-                            })?;
-                        Some(encode_sparse_queries(encoder, &set, query_budget(config)))
-                    }
-                    None => None,
-                }
+                    .sparse
+                    .as_ref()
+                    .map(|encoder| encode_sparse_queries(encoder, &set, query_budget(config)))
             } else {
                 None
             };
@@ -790,38 +793,35 @@ impl Job<'_> {
             drop(sparse_index);
 
             let rerank_run = if config.rerank.enabled {
-                models
-                    .activate(Stage::Rerank)
-                    .map_err(|err| Stop::Failed(FailureClass::Model, error_chain(&err)))?;
-                match models.cross_encoder.as_ref() {
-                    Some(ce) => {
-                        let configured = BatchBudget {
-                            max_tokens: config.rerank.batch_tokens,
-                            max_items: config.dense.max_batch_size,
-                        };
-                        match self.ctx.leasing.lease(Stage::Rerank, ce, configured) {
-                            Ok((_lease, budget, plan)) => {
-                                let needed = rerank_candidates(&queries, config.rerank.candidates);
-                                let passages = self.passages(&needed, &state.positions)?;
-                                let mut run = rerank(
-                                    ce,
-                                    &set,
-                                    &mut queries,
-                                    &passages,
-                                    config,
-                                    budget,
-                                    self.ctx.faults.rerank.as_deref(),
-                                );
-                                run.memory = Some(plan);
-                                Some(run)
-                            }
-                            Err(err) => {
-                                warnings.push(format!("collection {name}: rerank not run: {err}"));
-                                None
-                            }
+                let configured = BatchBudget {
+                    max_tokens: config.rerank.batch_tokens,
+                    max_items: config.dense.max_batch_size,
+                };
+                match leasing.lease_and_activate(models, Stage::Rerank, 0, configured) {
+                    Ok((_lease, budget, plan)) => match models.cross_encoder.as_ref() {
+                        Some(ce) => {
+                            let needed = rerank_candidates(&queries, config.rerank.candidates);
+                            let passages = self.passages(&needed, &state.positions)?;
+                            let mut run = rerank(
+                                ce,
+                                &set,
+                                &mut queries,
+                                &passages,
+                                config,
+                                budget,
+                                self.ctx.faults.rerank.as_deref(),
+                            );
+                            run.memory = Some(plan);
+                            Some(run)
                         }
+                        None => None,
+                    },
+                    // A rerank that cannot get its device is reported; the fused lists stand.
+                    Err(Stop::Failed(_, message)) => {
+                        warnings.push(format!("collection {name}: rerank not run: {message}"));
+                        None
                     }
-                    None => None,
+                    Err(stop) => return Err(stop),
                 }
             } else {
                 None
@@ -1001,6 +1001,56 @@ fn absorb_checkpoint(report: &mut CollectionReport, checkpoint: &Checkpoint) {
         // An empty collection: the stage ran over nothing.
         StageReport::with_status(StageStatus::Ok, None)
     });
+}
+
+/// One log line per model of the dense and sparse stages, summed over the windows.
+fn log_stage_totals(report: &CollectionReport) {
+    for stage in [Stage::Dense, Stage::Sparse] {
+        let Some(stage_report) = report.stages.get(&stage) else {
+            continue;
+        };
+        for run in &stage_report.runs {
+            let span = tracing::info_span!("stage", stage = %stage, model = %run.model);
+            let _entered = span.enter();
+            let (items, tokens, batches, truncated, retries) = (
+                run.items,
+                run.tokens,
+                run.batches,
+                run.truncated,
+                run.retries,
+            );
+            let (fallbacks, failed) = (run.fallbacks, run.missing);
+            let latency_s = format!("{:.2}", run.latency_s);
+            let tokens_per_s = format!("{:.0}", run.tokens_per_s);
+            match stage {
+                Stage::Dense => info!(
+                    items,
+                    tokens,
+                    batches,
+                    truncated,
+                    retries,
+                    failed,
+                    windows = report.windows,
+                    latency_s,
+                    tokens_per_s,
+                    "dense stage done"
+                ),
+                _ => info!(
+                    items,
+                    tokens,
+                    batches,
+                    truncated,
+                    retries,
+                    fallbacks,
+                    missing = failed,
+                    windows = report.windows,
+                    latency_s,
+                    tokens_per_s,
+                    "sparse stage done"
+                ),
+            }
+        }
+    }
 }
 
 /// The run warning for chunks whose SPLADE inference failed.

@@ -7,74 +7,18 @@
 //! stage, shared by the CPU workers), but not locked: CPU jobs may run side by side.
 
 use crate::batching::BatchBudget;
+pub use crate::gpu::StageNeeds;
 use crate::gpu::{
-    lease_gpus, DeviceId, DeviceLease, EncoderMemoryModel, LeaseError, LeaseLog, LeaseOptions,
-    MemoryProbe, StageMemory,
+    lease_gpus, DeviceId, DeviceLease, LeaseError, LeaseLog, LeaseOptions, MemoryProbe, StageMemory,
 };
-use crate::models::{CrossEncoder, DenseEmbedder, Replica, Replicas, SpladeEncoder};
+pub use crate::models::resident::StageModel;
 use tracing::{info, warn};
-
-/// What one stage needs to know to lease and plan.
-pub struct StageNeeds<'a> {
-    pub stage: &'a str,
-    /// Where the model's replicas sit (`cpu`, `cuda:N`), one per replica.
-    pub device_labels: Vec<&'a str>,
-    pub model: EncoderMemoryModel,
-    pub weights_bytes: u64,
-    pub max_length: usize,
-    pub workers: usize,
-    pub configured: BatchBudget,
-}
-
-/// What a stage's model tells the planner: implemented by the three model kinds.
-pub trait StageModel: Replica {
-    /// (activation-memory model, weight bytes) of one replica.
-    fn memory_profile(&self) -> (EncoderMemoryModel, u64);
-}
-
-macro_rules! stage_model {
-    ($($model:ty),*) => {$(
-        impl StageModel for $model {
-            fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
-                <$model>::memory_profile(self)
-            }
-        }
-    )*};
-}
-
-stage_model!(DenseEmbedder, SpladeEncoder, CrossEncoder);
-
-impl<'a> StageNeeds<'a> {
-    /// The needs of `models` (one replica per device) running `stage` with the configured
-    /// batch budget.
-    pub fn for_model<M: StageModel>(
-        stage: &'a str,
-        models: &'a Replicas<M>,
-        configured: BatchBudget,
-    ) -> Self {
-        let primary = models.primary();
-        let (memory, weights_bytes) = primary.memory_profile();
-        Self {
-            stage,
-            device_labels: models
-                .replicas()
-                .iter()
-                .map(|m| m.identity().device.as_str())
-                .collect(),
-            model: memory,
-            weights_bytes,
-            max_length: primary.identity().max_length,
-            workers: models.workers().len(),
-            configured,
-        }
-    }
-}
 
 /// Leases the stage's devices (every replica's) and plans its batch budget: each worker gets
 /// what its device has left after the weights, shared among that device's workers, and the
 /// tightest device sets the plan for all (each worker then adapts on its own).
 pub fn lease_stage<'p>(
-    needs: &StageNeeds<'_>,
+    needs: &StageNeeds,
     options: &LeaseOptions,
     probe: &'p dyn MemoryProbe,
     log: &LeaseLog,
@@ -88,7 +32,12 @@ pub fn lease_stage<'p>(
                 .map_err(|_| LeaseError::UnknownDevice(label.to_string()))
         })
         .collect::<Result<_, _>>()?;
-    let lease = lease_gpus(&devices, &options.for_stage(needs.stage), probe, log)?;
+    let lease = lease_gpus(
+        &devices,
+        &options.for_stage(needs.stage.as_str()),
+        probe,
+        log,
+    )?;
     let workers_per_device = (needs.workers / devices.len().max(1)).max(1) as u64;
     let tightest = devices
         .iter()
@@ -112,10 +61,10 @@ pub fn lease_stage<'p>(
     let capacity = needs.model.max_tokens_within(per_worker, needs.max_length);
     let max_tokens = needs.configured.max_tokens.min(capacity.max_tokens).max(1);
     if !capacity.one_item_fits {
-        warn!(stage = needs.stage, device = %device, budget_bytes, "one item at the max length may not fit the memory budget");
+        warn!(stage = %needs.stage, device = %device, budget_bytes, "one item at the max length may not fit the memory budget");
     }
     if max_tokens < needs.configured.max_tokens {
-        info!(stage = needs.stage, device = %device, max_tokens, configured = needs.configured.max_tokens,
+        info!(stage = %needs.stage, device = %device, max_tokens, configured = needs.configured.max_tokens,
             "batch token budget lowered to fit the memory ceiling");
     }
     let memory = StageMemory {
@@ -139,7 +88,8 @@ pub fn lease_stage<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::{HeadMemory, LeaseEventKind, ScriptedProbe};
+    use crate::gpu::{EncoderMemoryModel, HeadMemory, LeaseEventKind, ScriptedProbe};
+    use crate::stage::Stage;
 
     const GIB: u64 = 1 << 30;
 
@@ -158,8 +108,8 @@ mod tests {
             head: HeadMemory::Pooling,
         };
         let needs = StageNeeds {
-            stage: "dense",
-            device_labels: vec!["cuda:0", "cuda:1"],
+            stage: Stage::Dense,
+            device_labels: vec!["cuda:0".to_string(), "cuda:1".to_string()],
             model,
             weights_bytes: GIB,
             max_length: 512,

@@ -99,18 +99,6 @@ impl Checkpoint {
     }
 }
 
-/// One window's output, in point order.
-pub struct WindowOutput<'a> {
-    /// The point lines (each ending in a newline).
-    pub points: &'a [u8],
-    /// The primary dense model's vectors.
-    pub dense: Vec<&'a [f32]>,
-    /// Each point's sparse vector (`None`: none), or `None` when the sparse stage is off.
-    pub sparse: Option<Vec<Option<&'a SparseVector>>>,
-    /// Each point's (stream position, chunk id).
-    pub docs: Vec<(usize, &'a str)>,
-}
-
 /// The append-only files of one collection's work directory.
 pub struct CollectionStore {
     dir: PathBuf,
@@ -209,75 +197,15 @@ impl CollectionStore {
             .ok_or_else(|| std::io::Error::other("work files not open"))
     }
 
-    /// Appends a window and commits the checkpoint: data synced first, then the checkpoint
-    /// replaced atomically, so a crash at any point leaves the previous checkpoint valid.
-    /// `update` records the window's statistics in the checkpoint.
-    pub fn append_window(
-        &mut self,
-        window: &WindowOutput<'_>,
-        chunks_consumed: usize,
-        update: impl FnOnce(&mut Checkpoint),
-    ) -> std::io::Result<()> {
-        let writers = self.writers()?;
-        writers.points.write_all(window.points)?;
-        let mut dense_bytes = 0u64;
-        let mut dim = 0;
-        for row in &window.dense {
-            dim = row.len();
-            for value in *row {
-                writers.dense.write_all(&value.to_le_bytes())?;
-            }
-            dense_bytes += 4 * row.len() as u64;
-        }
-        let (mut nnz_bytes, mut term_bytes) = (0u64, 0u64);
-        if let Some(sparse) = &window.sparse {
-            for vector in sparse {
-                match vector {
-                    Some(vector) => {
-                        let nnz = u32::try_from(vector.indices.len())
-                            .ok()
-                            .filter(|n| *n != NO_SPARSE)
-                            .ok_or_else(|| std::io::Error::other("sparse vector too long"))?;
-                        writers.sparse_nnz.write_all(&nnz.to_le_bytes())?;
-                        for index in &vector.indices {
-                            writers.sparse_indices.write_all(&index.to_le_bytes())?;
-                        }
-                        for value in &vector.values {
-                            writers.sparse_values.write_all(&value.to_le_bytes())?;
-                        }
-                        term_bytes += 4 * u64::from(nnz);
-                    }
-                    None => writers.sparse_nnz.write_all(&NO_SPARSE.to_le_bytes())?,
-                }
-                nnz_bytes += 4;
-            }
-        }
-        let mut docs_bytes = 0u64;
-        for (position, id) in &window.docs {
-            let mut line = serde_json::to_vec(&(position, id))?;
-            line.push(b'\n');
-            writers.docs.write_all(&line)?;
-            docs_bytes += line.len() as u64;
-        }
-        for writer in writers.all() {
-            writer.flush()?;
-            writer.get_ref().sync_data()?;
-        }
-        let checkpoint = &mut self.checkpoint;
-        checkpoint.lengths.points += window.points.len() as u64;
-        checkpoint.lengths.dense += dense_bytes;
-        checkpoint.lengths.sparse_nnz += nnz_bytes;
-        checkpoint.lengths.sparse_indices += term_bytes;
-        checkpoint.lengths.sparse_values += term_bytes;
-        checkpoint.lengths.docs += docs_bytes;
-        if dim > 0 {
-            checkpoint.dense_dim = dim;
-        }
-        checkpoint.points += window.docs.len();
-        checkpoint.windows += 1;
-        checkpoint.chunks_consumed = chunks_consumed;
-        update(checkpoint);
-        self.save()
+    /// Starts appending a window; nothing counts until [`WindowWriter::commit`].
+    pub fn window(&mut self) -> std::io::Result<WindowWriter<'_>> {
+        self.writers()?;
+        Ok(WindowWriter {
+            store: self,
+            added: FileLengths::default(),
+            points: 0,
+            dim: 0,
+        })
     }
 
     /// Writes the checkpoint atomically.
@@ -350,6 +278,99 @@ impl CollectionStore {
             positions: docs.iter().map(|(p, _)| *p).collect(),
             ids: docs.into_iter().map(|(_, id)| id).collect(),
         })
+    }
+}
+
+/// One window being appended, point by point (each point goes straight to the files' buffers,
+/// so a window's rendered lines are never all held in memory).
+pub struct WindowWriter<'s> {
+    store: &'s mut CollectionStore,
+    /// Bytes this window added to each file.
+    added: FileLengths,
+    points: usize,
+    dim: usize,
+}
+
+impl WindowWriter<'_> {
+    /// Appends one point: its line (ending in a newline), its primary dense vector, its sparse
+    /// vector (`None` when the sparse stage is off; `Some(None)`: no vector for this point),
+    /// its position in the input stream and its chunk id.
+    pub fn point(
+        &mut self,
+        line: &[u8],
+        dense: &[f32],
+        sparse: Option<Option<&SparseVector>>,
+        position: usize,
+        id: &str,
+    ) -> std::io::Result<()> {
+        let writers = self.store.writers()?;
+        writers.points.write_all(line)?;
+        self.added.points += line.len() as u64;
+        for value in dense {
+            writers.dense.write_all(&value.to_le_bytes())?;
+        }
+        self.added.dense += 4 * dense.len() as u64;
+        self.dim = dense.len();
+        match sparse {
+            Some(Some(vector)) => {
+                let nnz = u32::try_from(vector.indices.len())
+                    .ok()
+                    .filter(|n| *n != NO_SPARSE && vector.values.len() == vector.indices.len())
+                    .ok_or_else(|| std::io::Error::other("sparse vector too long or ragged"))?;
+                writers.sparse_nnz.write_all(&nnz.to_le_bytes())?;
+                for index in &vector.indices {
+                    writers.sparse_indices.write_all(&index.to_le_bytes())?;
+                }
+                for value in &vector.values {
+                    writers.sparse_values.write_all(&value.to_le_bytes())?;
+                }
+                self.added.sparse_nnz += 4;
+                self.added.sparse_indices += 4 * u64::from(nnz);
+                self.added.sparse_values += 4 * u64::from(nnz);
+            }
+            Some(None) => {
+                writers.sparse_nnz.write_all(&NO_SPARSE.to_le_bytes())?;
+                self.added.sparse_nnz += 4;
+            }
+            None => {}
+        }
+        let mut doc = serde_json::to_vec(&(position, id))?;
+        doc.push(b'\n');
+        writers.docs.write_all(&doc)?;
+        self.added.docs += doc.len() as u64;
+        self.points += 1;
+        Ok(())
+    }
+
+    /// Commits the window: data synced first, then the checkpoint replaced atomically, so a
+    /// crash at any point leaves the previous checkpoint valid. `update` records the window's
+    /// statistics in the checkpoint.
+    pub fn commit(
+        self,
+        chunks_consumed: usize,
+        update: impl FnOnce(&mut Checkpoint),
+    ) -> std::io::Result<()> {
+        let writers = self.store.writers()?;
+        for writer in writers.all() {
+            writer.flush()?;
+            writer.get_ref().sync_data()?;
+        }
+        let checkpoint = &mut self.store.checkpoint;
+        let lengths = &mut checkpoint.lengths;
+        lengths.points += self.added.points;
+        lengths.dense += self.added.dense;
+        lengths.sparse_nnz += self.added.sparse_nnz;
+        lengths.sparse_indices += self.added.sparse_indices;
+        lengths.sparse_values += self.added.sparse_values;
+        lengths.docs += self.added.docs;
+        if self.dim > 0 {
+            checkpoint.dense_dim = self.dim;
+        }
+        checkpoint.points += self.points;
+        checkpoint.windows += 1;
+        checkpoint.chunks_consumed = chunks_consumed;
+        update(checkpoint);
+        self.store.save()
     }
 }
 
@@ -493,18 +514,18 @@ impl RetrievalState {
 mod tests {
     use super::*;
 
-    fn window<'a>(
-        lines: &'a [u8],
-        rows: &'a [Vec<f32>],
-        sparse: &'a [Option<SparseVector>],
-        ids: &'a [(usize, &'a str)],
-    ) -> WindowOutput<'a> {
-        WindowOutput {
-            points: lines,
-            dense: rows.iter().map(Vec::as_slice).collect(),
-            sparse: Some(sparse.iter().map(Option::as_ref).collect()),
-            docs: ids.to_vec(),
+    /// One test point: its line, dense row, sparse vector and chunk id.
+    type TestPoint<'a> = (&'a [u8], Vec<f32>, Option<SparseVector>, &'a str);
+
+    /// Appends one window of points and commits it.
+    fn append(store: &mut CollectionStore, points: &[TestPoint<'_>], first: usize) {
+        let mut writer = store.window().unwrap();
+        for (i, (line, row, sparse, id)) in points.iter().enumerate() {
+            writer
+                .point(line, row, Some(sparse.as_ref()), first + i, id)
+                .unwrap();
         }
+        writer.commit(first + points.len(), |_| {}).unwrap();
     }
 
     #[test]
@@ -518,15 +539,14 @@ mod tests {
             })
         };
         let mut store = CollectionStore::open(&dir, "fp", None).unwrap();
-        let rows = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
-        let sparse = vec![sv(&[(3, 1.0)]), None];
-        store
-            .append_window(
-                &window(b"a\nb\n", &rows, &sparse, &[(0, "a"), (1, "b")]),
-                2,
-                |_| {},
-            )
-            .unwrap();
+        append(
+            &mut store,
+            &[
+                (b"a\n", vec![1.0, 0.0], sv(&[(3, 1.0)]), "a"),
+                (b"b\n", vec![0.0, 1.0], None, "b"),
+            ],
+            0,
+        );
         // A second window written but never committed (the process "dies" before the
         // checkpoint): its bytes are in the files, not in the checkpoint.
         {
@@ -543,11 +563,11 @@ mod tests {
         assert!(CollectionStore::load_checkpoint(&dir, "other").is_none());
         assert_eq!((checkpoint.windows, checkpoint.points), (1, 2));
         let mut store = CollectionStore::open(&dir, "fp", Some(checkpoint)).unwrap();
-        let rows2 = vec![vec![0.5, 0.5]];
-        let sparse2 = vec![sv(&[(3, 2.0), (7, 1.0)])];
-        store
-            .append_window(&window(b"c\n", &rows2, &sparse2, &[(2, "c")]), 3, |_| {})
-            .unwrap();
+        append(
+            &mut store,
+            &[(b"c\n", vec![0.5, 0.5], sv(&[(3, 2.0), (7, 1.0)]), "c")],
+            2,
+        );
         let state = store.retrieval().unwrap();
         assert_eq!(state.ids, ["a", "b", "c"]);
         assert_eq!(state.positions, [0, 1, 2]);

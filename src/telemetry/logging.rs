@@ -20,6 +20,9 @@ pub fn init_logging(format: LogFormat, verbosity: i8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // A closed stderr (a log pipe whose reader went away) must not kill the run: by default
+        // the subscriber reports a failed write with `eprintln!`, which panics on a broken pipe.
+        .log_internal_errors(false)
         // Colour only for a person at a terminal: notebooks, cron mail and log files get plain
         // text (and `NO_COLOR` is honoured).
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
