@@ -5,12 +5,12 @@
 
 use crate::batching::BatchBudget;
 use crate::config::{DenseModelConfig, DeviceSpec, Precision};
-use crate::dispatch::run_stage_batches;
 use crate::models::bert::EncoderBackend;
 use crate::models::packed::Threads;
 use crate::models::tokenize::Encoded;
 use crate::models::{
-    select_device, CrossEncoder, DenseEmbedder, ModelError, ModelManager, SpladeEncoder,
+    run_encoded, select_device, CrossEncoder, DenseEmbedder, Encoder, ModelError, ModelManager,
+    SpladeEncoder,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -152,10 +152,7 @@ pub fn run_bench(spec: &BenchSpec, manager: &ModelManager) -> Result<Vec<BenchRe
             for _ in 0..spec.repeat {
                 let started = Instant::now();
                 let encodings = model.tokenizer().encode_batch(&texts)?;
-                let (tokens, batches) =
-                    dispatch(&model, workers, &encodings, budget, |m, items| {
-                        m.encode(items).map(|v| v.len())
-                    })?;
+                let (tokens, batches) = dispatch(&model, workers, &encodings, budget)?;
                 results.push(result(spec, tokens, batches, texts.len(), started));
             }
         }
@@ -170,10 +167,7 @@ pub fn run_bench(spec: &BenchSpec, manager: &ModelManager) -> Result<Vec<BenchRe
             for _ in 0..spec.repeat {
                 let started = Instant::now();
                 let encodings = model.tokenizer().encode_pairs(&pairs)?;
-                let (tokens, batches) =
-                    dispatch(&model, workers, &encodings, budget, |m, items| {
-                        m.score(items).map(|v| v.len())
-                    })?;
+                let (tokens, batches) = dispatch(&model, workers, &encodings, budget)?;
                 results.push(result(spec, tokens, batches, pairs.len(), started));
             }
         }
@@ -181,27 +175,21 @@ pub fn run_bench(spec: &BenchSpec, manager: &ModelManager) -> Result<Vec<BenchRe
     Ok(results)
 }
 
-/// Runs every encoding through `run` on `workers` workers, as a stage does
-/// ([`run_stage_batches`]); returns (tokens, batches).
-fn dispatch<M: Sync>(
+/// Runs every encoding through `model` on `workers` workers, the path every stage takes
+/// ([`run_encoded`]); returns (tokens, batches).
+fn dispatch<M: Encoder>(
     model: &M,
     workers: usize,
     encodings: &[Encoded],
     budget: BatchBudget,
-    run: impl Fn(&M, &[&Encoded]) -> Result<usize, ModelError> + Sync,
 ) -> Result<(usize, usize), ModelError> {
-    let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-    let outcome = run_stage_batches(
+    let outcome = run_encoded(
         &vec![model; workers.max(1)],
-        &lengths,
+        encodings,
         budget,
         None,
         &|i| i,
         &|_| {},
-        |model, batch| {
-            let items: Vec<&Encoded> = batch.iter().map(|&i| &encodings[i]).collect();
-            run(model, &items).map(|count| vec![(); count])
-        },
     )
     .map_err(|err| ModelError::Item {
         message: err.to_string(),

@@ -290,6 +290,26 @@ impl CrossEncoder {
     }
 }
 
+impl crate::models::Encoder for CrossEncoder {
+    type Output = PairScore;
+
+    fn identity(&self) -> &ModelIdentity {
+        CrossEncoder::identity(self)
+    }
+
+    fn workers(&self) -> usize {
+        CrossEncoder::workers(self)
+    }
+
+    fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
+        CrossEncoder::memory_profile(self)
+    }
+
+    fn forward(&self, items: &[&Encoded]) -> Result<Vec<Self::Output>, ModelError> {
+        self.score(items)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

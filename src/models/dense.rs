@@ -12,8 +12,9 @@ use super::tokenize::{Encoded, TextTokenizer};
 use super::{ModelError, Replicas, SelectedDevice};
 use crate::batching::{BatchBudget, BatchStats};
 use crate::config::DenseModelConfig;
-use crate::dispatch::{run_stage_batches, DispatchStats, FaultInjector};
+use crate::dispatch::{DispatchStats, FaultInjector};
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
+use crate::models::run_encoded;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
@@ -213,18 +214,13 @@ impl DenseEmbedder {
             }
             None => self.tokenizer.encode_batch(texts)?,
         };
-        let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-        let outcome = run_stage_batches(
+        let outcome = run_encoded(
             workers,
-            &lengths,
+            &encodings,
             budget,
             fault,
             &|i| i + fault_offset,
             on_batch,
-            |model, batch| {
-                let items: Vec<&Encoded> = batch.iter().map(|&i| &encodings[i]).collect();
-                model.embed_encoded(&items)
-            },
         )
         .map_err(|err| ModelError::Device {
             device: self.device.label.clone(),
@@ -327,4 +323,24 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
         hasher.update(&buffer[..read]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+impl crate::models::Encoder for DenseEmbedder {
+    type Output = Vec<f32>;
+
+    fn identity(&self) -> &ModelIdentity {
+        DenseEmbedder::identity(self)
+    }
+
+    fn workers(&self) -> usize {
+        DenseEmbedder::workers(self)
+    }
+
+    fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
+        DenseEmbedder::memory_profile(self)
+    }
+
+    fn forward(&self, items: &[&Encoded]) -> Result<Vec<Self::Output>, ModelError> {
+        self.embed_encoded(items)
+    }
 }

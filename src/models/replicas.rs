@@ -4,37 +4,15 @@
 //! ([`crate::dispatch::run_stage_batches`]), so the output does not depend on how many devices
 //! ran it.
 
-use super::identity::ModelIdentity;
-use super::{CrossEncoder, DenseEmbedder, ModelError, SelectedDevice, SpladeEncoder};
-
-/// What a replica tells the set it belongs to.
-pub trait Replica: Sync {
-    fn identity(&self) -> &ModelIdentity;
-    /// Concurrent batch workers this copy serves (CPU threads sharing it; 1 on a GPU).
-    fn workers(&self) -> usize;
-}
-
-macro_rules! replica {
-    ($($model:ty),*) => {$(
-        impl Replica for $model {
-            fn identity(&self) -> &ModelIdentity {
-                <$model>::identity(self)
-            }
-            fn workers(&self) -> usize {
-                <$model>::workers(self)
-            }
-        }
-    )*};
-}
-
-replica!(DenseEmbedder, SpladeEncoder, CrossEncoder);
+use super::encoder::Encoder;
+use super::{ModelError, SelectedDevice};
 
 /// A model loaded once per device: never empty, the same model and settings on every device.
 pub struct Replicas<M> {
     models: Vec<M>,
 }
 
-impl<M: Replica> Replicas<M> {
+impl<M: Encoder> Replicas<M> {
     /// Loads one copy per device with `load`, in device order; the first error stops.
     pub fn load(
         devices: &[SelectedDevice],

@@ -6,13 +6,14 @@
 //! stage's, so one model at a time sits on a device. On the CPU they stay resident (small,
 //! shared by the workers).
 
+use super::encoder::Encoder;
 use super::{
-    CrossEncoder, DenseEmbedder, ModelError, ModelIdentity, ModelManager, Replica, Replicas,
-    SelectedDevice, SpladeEncoder,
+    CrossEncoder, DenseEmbedder, ModelError, ModelIdentity, ModelManager, Replicas, SelectedDevice,
+    SpladeEncoder,
 };
 use crate::batching::BatchBudget;
 use crate::config::RunConfig;
-use crate::gpu::{EncoderMemoryModel, StageNeeds};
+use crate::gpu::StageNeeds;
 use crate::stage::Stage;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,29 +49,11 @@ pub fn device_labels(devices: &[SelectedDevice]) -> String {
         .join(",")
 }
 
-/// What a stage's model tells the planner: implemented by the three model kinds.
-pub trait StageModel: Replica {
-    /// (activation-memory model, weight bytes) of one replica.
-    fn memory_profile(&self) -> (EncoderMemoryModel, u64);
-}
-
-macro_rules! stage_model {
-    ($($model:ty),*) => {$(
-        impl StageModel for $model {
-            fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
-                <$model>::memory_profile(self)
-            }
-        }
-    )*};
-}
-
-stage_model!(DenseEmbedder, SpladeEncoder, CrossEncoder);
-
 // `StageNeeds` lives in `gpu` (what the planner reads); how a loaded model fills it, here.
 impl StageNeeds {
     /// The needs of `models` (one replica per device) running `stage` with the configured
     /// batch budget, their weights counted as not yet uploaded.
-    pub fn for_model<M: StageModel>(
+    pub fn for_model<M: Encoder>(
         stage: Stage,
         models: &Replicas<M>,
         configured: BatchBudget,
@@ -186,15 +169,13 @@ impl<'a> ResidentModels<'a> {
 
     /// The identities of `stage`'s resident models.
     pub fn identities(&self, stage: Stage) -> Vec<ModelIdentity> {
-        let identity = |m: &dyn Replica| m.identity().clone();
+        fn identity<M: Encoder>(m: &Replicas<M>) -> ModelIdentity {
+            m.primary().identity().clone()
+        }
         match stage {
-            Stage::Dense => self.dense.iter().map(|m| identity(m.primary())).collect(),
-            Stage::Sparse => self.sparse.iter().map(|m| identity(m.primary())).collect(),
-            Stage::Rerank => self
-                .cross_encoder
-                .iter()
-                .map(|m| identity(m.primary()))
-                .collect(),
+            Stage::Dense => self.dense.iter().map(identity).collect(),
+            Stage::Sparse => self.sparse.iter().map(identity).collect(),
+            Stage::Rerank => self.cross_encoder.iter().map(identity).collect(),
             _ => Vec::new(),
         }
     }

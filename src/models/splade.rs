@@ -448,6 +448,26 @@ impl SpladeEncoder {
     }
 }
 
+impl crate::models::Encoder for SpladeEncoder {
+    type Output = SparseVector;
+
+    fn identity(&self) -> &ModelIdentity {
+        SpladeEncoder::identity(self)
+    }
+
+    fn workers(&self) -> usize {
+        SpladeEncoder::workers(self)
+    }
+
+    fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
+        SpladeEncoder::memory_profile(self)
+    }
+
+    fn forward(&self, items: &[&Encoded]) -> Result<Vec<Self::Output>, ModelError> {
+        self.encode(items)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,35 +18,30 @@
 //! SIGINT/SIGTERM stops at the next batch boundary: the unfinished window is dropped (its
 //! checkpoint was never written) and `--resume` redoes it.
 
-use super::dense::run_dense;
 use super::devices::lease_stage;
-use super::rank::{
-    encode_dense_queries, encode_sparse_queries, evaluate_lists, fuse_queries, probe_qrels,
-    query_budget, rerank, rerank_candidates, ProbeSampler, QueryVectors,
-};
-use super::sparse::run_sparse;
+use super::rank::{probe_qrels, ProbeSampler};
+use super::retrieve::insert_ranking_stages;
 use super::store::{Checkpoint, CollectionStore, Phase};
 use crate::batching::BatchBudget;
-use crate::config::{FusionMethod, RunConfig};
+use crate::config::RunConfig;
 use crate::dispatch::FaultInjector;
 use crate::eval::{self, Qrels};
-use crate::export::manifest::{EvaluationReport, RankingReport, SkippedSummary};
+use crate::export::manifest::SkippedSummary;
 use crate::export::{
-    render_point, write_ranked, CollectionReport, CollectionStatus, FailureClass, PointVectors,
-    StageReport, StageRun, StageStatus, POINTS_FILE, RANKED_FILE,
+    write_ranked, CollectionReport, CollectionStatus, FailureClass, StageReport, StageStatus,
+    POINTS_FILE, RANKED_FILE,
 };
 use crate::gpu::{DeviceLease, LeaseLog, LeaseOptions, MemoryProbe, StageMemory};
-use crate::input::{self, Chunk, ChunkStream, Collection, InputError, Query};
+use crate::input::{self, ChunkStream, Collection, InputError, Query};
 use crate::models::ResidentModels;
-use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
+use crate::ranking::{QuerySet, QuerySource};
 use crate::stage::Stage;
-use crate::telemetry::{memory, progress::SharedProgress};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 /// How many ids of failed chunks the manifest lists.
-const FAILED_IDS_SHOWN: usize = 20;
+pub(super) const FAILED_IDS_SHOWN: usize = 20;
 
 /// Test hooks: faults forced on chosen batches of a stage (by chunk position in the
 /// collection; by query index for rerank), so recovery paths run without relying on chance.
@@ -65,13 +60,13 @@ pub struct Leasing<'a> {
 }
 
 /// A stage's hold on its devices and the batch budget planned under it.
-type StageLease<'p> = (DeviceLease<'p>, BatchBudget, StageMemory);
+pub(super) type StageLease<'p> = (DeviceLease<'p>, BatchBudget, StageMemory);
 
 impl Leasing<'_> {
     /// Leases the devices of `stage`'s `index`-th model, *then* makes the stage's models
     /// resident: weights are uploaded only to devices the stage holds, and the plan reads free
     /// memory before the upload (so the weights are counted once).
-    fn lease_and_activate(
+    pub(super) fn lease_and_activate(
         &self,
         models: &mut ResidentModels<'_>,
         stage: Stage,
@@ -113,17 +108,17 @@ pub struct CollectionOutcome {
 }
 
 /// Why a collection's work stopped early.
-enum Stop {
+pub(super) enum Stop {
     Interrupted,
     Failed(FailureClass, String),
 }
 
 impl Stop {
-    fn input(err: impl std::fmt::Display) -> Self {
+    pub(super) fn input(err: impl std::fmt::Display) -> Self {
         Stop::Failed(FailureClass::Input, err.to_string())
     }
 
-    fn output(path: &Path, err: impl std::fmt::Display) -> Self {
+    pub(super) fn output(path: &Path, err: impl std::fmt::Display) -> Self {
         Stop::Failed(
             FailureClass::Output,
             format!("cannot write {}: {err}", path.display()),
@@ -132,7 +127,7 @@ impl Stop {
 }
 
 /// Stops if a SIGINT/SIGTERM arrived.
-fn check_interrupt() -> Result<(), Stop> {
+pub(super) fn check_interrupt() -> Result<(), Stop> {
     if crate::interrupt::requested() {
         Err(Stop::Interrupted)
     } else {
@@ -149,10 +144,10 @@ struct Scan {
 }
 
 /// What a collection is ranked with.
-struct RankingInputs {
-    set: QuerySet,
+pub(super) struct RankingInputs {
+    pub(super) set: QuerySet,
     /// Label (`file:…` or `probe`) and judgements, when there are any to evaluate with.
-    qrels: Option<(String, Qrels)>,
+    pub(super) qrels: Option<(String, Qrels)>,
 }
 
 /// Everything a collection's job reads from the run.
@@ -183,10 +178,12 @@ pub fn run_collection(
     job.run(models)
 }
 
-struct Job<'a> {
-    ctx: &'a JobContext<'a>,
-    collection: &'a Collection,
-    config: &'a RunConfig,
+/// One collection's job; its steps live in [`super::windows`] (embedding) and
+/// [`super::retrieve`] (ranking).
+pub(super) struct Job<'a> {
+    pub(super) ctx: &'a JobContext<'a>,
+    pub(super) collection: &'a Collection,
+    pub(super) config: &'a RunConfig,
 }
 
 impl Job<'_> {
@@ -441,7 +438,7 @@ impl Job<'_> {
     }
 
     /// Fusion runs when anything ranks.
-    fn fusion_enabled(&self) -> bool {
+    pub(super) fn fusion_enabled(&self) -> bool {
         self.config.sparse.enabled || self.config.rerank.enabled
     }
 
@@ -519,473 +516,6 @@ impl Job<'_> {
             return Ok(None);
         }
         Ok(Some(RankingInputs { set, qrels }))
-    }
-
-    /// The windows after the last checkpoint (see the module docs).
-    fn embed_windows(
-        &self,
-        models: &mut ResidentModels<'_>,
-        store: &mut CollectionStore,
-        total_chunks: usize,
-    ) -> Result<(), Stop> {
-        let config = self.config;
-        let name = &self.collection.name;
-        let mut stream = ChunkStream::open(self.collection, config.input.on_invalid);
-        let consumed = store.checkpoint().chunks_consumed;
-        for _ in 0..consumed {
-            match stream.next() {
-                Some(Ok(_)) => {}
-                Some(Err(err)) => return Err(Stop::input(err)),
-                None => {
-                    return Err(Stop::input(format!(
-                        "the input has fewer chunks than the checkpoint records ({consumed})"
-                    )))
-                }
-            }
-        }
-        let remaining = total_chunks.saturating_sub(consumed) as u64;
-        let dense_progress = SharedProgress::new(
-            config.telemetry.progress,
-            format!("dense {name}"),
-            "chunks",
-            remaining,
-        );
-        let sparse_progress = config.sparse.enabled.then(|| {
-            SharedProgress::new(
-                config.telemetry.progress,
-                format!("sparse {name}"),
-                "chunks",
-                remaining,
-            )
-        });
-        let budget = BatchBudget {
-            max_tokens: config.dense.batch_tokens,
-            max_items: config.dense.max_batch_size,
-        };
-        loop {
-            check_interrupt()?;
-            let offset = stream.position();
-            let window: Vec<Chunk> = stream
-                .by_ref()
-                .take(config.input.window_chunks)
-                .collect::<Result<_, _>>()
-                .map_err(Stop::input)?;
-            if window.is_empty() {
-                break;
-            }
-            let window_index = store.checkpoint().windows;
-            let span = tracing::info_span!("window", index = window_index, chunks = window.len());
-            let _entered = span.enter();
-            tracing::debug!(first_chunk = offset, "window started");
-
-            // Dense: every model over the window.
-            let mut dense_runs = Vec::new();
-            let mut dense_vectors = Vec::new();
-            for index in 0..config.dense.models.len() {
-                let (result, peak) = memory::measure(|| {
-                    let (_lease, budget, plan) =
-                        self.ctx
-                            .leasing
-                            .lease_and_activate(models, Stage::Dense, index, budget)?;
-                    let embedder = models.dense.get(index).ok_or_else(|| {
-                        Stop::Failed(FailureClass::Model, "dense model not loaded".to_string())
-                    })?;
-                    let output = run_dense(
-                        name,
-                        embedder,
-                        &window,
-                        offset,
-                        budget,
-                        &|n| dense_progress.inc(n),
-                        self.ctx.faults.dense.as_deref(),
-                    )
-                    .map_err(|err| {
-                        Stop::Failed(
-                            FailureClass::Model,
-                            format!("dense stage failed: {}", error_chain(&err)),
-                        )
-                    })?;
-                    Ok::<_, Stop>((output, plan))
-                });
-                let (mut output, plan) = result?;
-                output.run.peak_rss_bytes = peak;
-                output.run.memory = Some(plan);
-                dense_runs.push(output.run);
-                dense_vectors.push(output.vectors);
-            }
-            // Vector names now: in exclusive mode the dense models are unloaded for SPLADE.
-            let names: Vec<String> = models
-                .dense
-                .iter()
-                .map(|m| m.primary().identity().name.clone())
-                .collect();
-            check_interrupt()?;
-
-            // Sparse: SPLADE over the window (failures fall back per chunk, never fail it).
-            let sparse = match &sparse_progress {
-                Some(progress) => {
-                    let (result, peak) = memory::measure(|| {
-                        let (_lease, budget, plan) = self.ctx.leasing.lease_and_activate(
-                            models,
-                            Stage::Sparse,
-                            0,
-                            budget,
-                        )?;
-                        let encoder = models.sparse.as_ref().ok_or_else(|| {
-                            Stop::Failed(FailureClass::Model, "sparse model not loaded".to_string())
-                        })?;
-                        let mut output = run_sparse(
-                            name,
-                            encoder,
-                            &window,
-                            offset,
-                            budget,
-                            &config.sparse,
-                            self.ctx.faults.sparse.as_deref(),
-                            &|n| progress.inc(n),
-                        );
-                        output.run.memory = Some(plan);
-                        Ok::<_, Stop>(output)
-                    });
-                    let mut output = result?;
-                    output.run.peak_rss_bytes = peak;
-                    Some(output)
-                }
-                None => None,
-            };
-            check_interrupt()?;
-
-            // The window's points, in input order, straight to the work files.
-            let work_file = self.ctx.work_dir.join(name);
-            let io_stop = |err: std::io::Error| Stop::output(&work_file, err);
-            if names.len() != dense_vectors.len() {
-                return Err(Stop::Failed(
-                    FailureClass::Model,
-                    "dense vectors missing for a configured model".to_string(),
-                ));
-            }
-            let mut writer = store.window().map_err(io_stop)?;
-            let mut line = Vec::new();
-            let mut failed_ids = Vec::new();
-            for (i, chunk) in window.iter().enumerate() {
-                let dense: Option<Vec<(&str, &[f32])>> = names
-                    .iter()
-                    .zip(&dense_vectors)
-                    .map(|(name, set)| set[i].as_ref().ok().map(|v| (name.as_str(), v.as_slice())))
-                    .collect();
-                // A chunk is a point when every dense model embedded it.
-                let Some(dense) = dense.filter(|d| !d.is_empty()) else {
-                    failed_ids.push(chunk.id.as_str().to_string());
-                    continue;
-                };
-                let sparse_point = sparse.as_ref().and_then(|s| s.points[i].as_ref());
-                let vectors = PointVectors {
-                    dense,
-                    sparse: sparse_point.map(|p| (config.sparse.name.as_str(), p)),
-                };
-                line.clear();
-                render_point(&mut line, name, chunk, &vectors, config.output.include_text)
-                    .map_err(|err| Stop::Failed(FailureClass::Output, err.to_string()))?;
-                let primary = vectors.dense.first().map_or(&[][..], |(_, v)| *v);
-                writer
-                    .point(
-                        &line,
-                        primary,
-                        sparse.as_ref().map(|_| sparse_point.map(|p| &p.vector)),
-                        offset + i,
-                        chunk.id.as_str(),
-                    )
-                    .map_err(io_stop)?;
-            }
-            if !failed_ids.is_empty() {
-                warn!(
-                    failed = failed_ids.len(),
-                    "chunks failed dense embedding even alone; no point written for them"
-                );
-            }
-            let sparse_run = sparse.as_ref().map(|s| s.run.clone());
-            writer
-                .commit(stream.position(), |checkpoint| {
-                    let dense = checkpoint
-                        .stages
-                        .entry(Stage::Dense)
-                        .or_insert_with(|| StageReport::with_status(StageStatus::Ok, None));
-                    absorb_runs(&mut dense.runs, dense_runs);
-                    if let Some(run) = sparse_run {
-                        let stage = checkpoint
-                            .stages
-                            .entry(Stage::Sparse)
-                            .or_insert_with(|| StageReport::with_status(StageStatus::Ok, None));
-                        absorb_runs(&mut stage.runs, vec![run]);
-                    }
-                    checkpoint.failed_count += failed_ids.len();
-                    let room = FAILED_IDS_SHOWN.saturating_sub(checkpoint.failed_chunks.len());
-                    checkpoint
-                        .failed_chunks
-                        .extend(failed_ids.into_iter().take(room));
-                })
-                .map_err(io_stop)?;
-            info!(
-                done = stream.position(),
-                total = total_chunks,
-                "window committed"
-            );
-        }
-        dense_progress.finish();
-        if let Some(progress) = sparse_progress {
-            progress.finish();
-        }
-        Ok(())
-    }
-
-    /// Queries, retrieval, fusion, rerank and evaluation over the complete windows.
-    fn rank(
-        &self,
-        models: &mut ResidentModels<'_>,
-        store: &CollectionStore,
-        inputs: RankingInputs,
-    ) -> Result<Ranked, Stop> {
-        let config = self.config;
-        let name = &self.collection.name;
-        let state = store.retrieval().map_err(|err| {
-            Stop::Failed(
-                FailureClass::Output,
-                format!("cannot read the retrieval state: {err}"),
-            )
-        })?;
-        let RankingInputs { set, qrels } = inputs;
-        let mut warnings = Vec::new();
-        let (result, peak) = memory::measure(|| {
-            // Query vectors: the primary dense model with its query prompt, and SPLADE.
-            let leasing = &self.ctx.leasing;
-            let dense = {
-                let _lease =
-                    leasing.lease_and_activate(models, Stage::Dense, 0, query_budget(config))?;
-                match models.dense.first() {
-                    Some(embedder) => encode_dense_queries(embedder, &set, query_budget(config)),
-                    None => Err("no dense model".to_string()),
-                }
-            };
-            let sparse = if config.sparse.enabled {
-                let _lease =
-                    leasing.lease_and_activate(models, Stage::Sparse, 0, query_budget(config))?;
-                models
-                    .sparse
-                    .as_ref()
-                    .map(|encoder| encode_sparse_queries(encoder, &set, query_budget(config)))
-            } else {
-                None
-            };
-            check_interrupt()?;
-            let query_vectors = QueryVectors { dense, sparse };
-            let sparse_index = query_vectors
-                .sparse
-                .as_ref()
-                .and_then(|_| state.sparse_index());
-            let (mut queries, fusion_run) = fuse_queries(
-                name,
-                &set,
-                &state.dense_index(),
-                sparse_index.as_ref(),
-                &query_vectors,
-                config,
-            );
-            drop(sparse_index);
-
-            let rerank_run = if config.rerank.enabled {
-                let configured = BatchBudget {
-                    max_tokens: config.rerank.batch_tokens,
-                    max_items: config.dense.max_batch_size,
-                };
-                match leasing.lease_and_activate(models, Stage::Rerank, 0, configured) {
-                    Ok((_lease, budget, plan)) => match models.cross_encoder.as_ref() {
-                        Some(ce) => {
-                            let needed = rerank_candidates(&queries, config.rerank.candidates);
-                            let passages = self.passages(&needed, &state.positions)?;
-                            let mut run = rerank(
-                                ce,
-                                &set,
-                                &mut queries,
-                                &passages,
-                                config,
-                                budget,
-                                self.ctx.faults.rerank.as_deref(),
-                            );
-                            run.memory = Some(plan);
-                            Some(run)
-                        }
-                        None => None,
-                    },
-                    // A rerank that cannot get its device is reported; the fused lists stand.
-                    Err(Stop::Failed(_, message)) => {
-                        warnings.push(format!("collection {name}: rerank not run: {message}"));
-                        None
-                    }
-                    Err(stop) => return Err(stop),
-                }
-            } else {
-                None
-            };
-            check_interrupt()?;
-            Ok((queries, fusion_run, rerank_run))
-        });
-        let (queries, mut fusion_run, mut rerank_run) = result?;
-        // Ranking is one measurement: the CrossEncoder dominates it when it runs.
-        match rerank_run.as_mut() {
-            Some(run) => run.peak_rss_bytes = peak,
-            None => fusion_run.peak_rss_bytes = peak,
-        }
-        let failed = queries
-            .iter()
-            .filter(|q| q.status == QueryStatus::Failed)
-            .count();
-        if failed > 0 {
-            warnings.push(format!(
-                "collection {name}: {failed} of {} queries failed (see rerank.jsonl for the reasons)",
-                queries.len()
-            ));
-        }
-        let sparse_used = config.sparse.enabled;
-        let fusion = match (config.fusion.method, sparse_used) {
-            (_, false) => "dense only (sparse disabled)".to_string(),
-            (FusionMethod::Rrf, true) => format!(
-                "rrf k={} weights dense={} sparse={}",
-                config.fusion.rrf_k, config.fusion.dense_weight, config.fusion.sparse_weight
-            ),
-            (FusionMethod::Convex, true) => format!(
-                "convex weights dense={} sparse={}",
-                config.fusion.dense_weight, config.fusion.sparse_weight
-            ),
-        };
-        let report = RankingReport {
-            queries_source: match &set.source {
-                QuerySource::File(path) => format!("file:{}", config.display_path(path).display()),
-                QuerySource::Probe => "probe".to_string(),
-            },
-            queries: queries.len(),
-            failed_queries: failed,
-            fusion,
-        };
-        let evaluation = qrels.map(|(label, qrels)| {
-            let lists = evaluate_lists(&qrels, &queries, &state.ids, rerank_run.is_some());
-            for (list, metrics) in &lists {
-                info!(list = %list, ndcg_at_10 = format!("{:.4}", metrics.ndcg_at_10), recall_at_100 = format!("{:.4}", metrics.recall_at_100),
-                    mrr_at_10 = format!("{:.4}", metrics.mrr_at_10), queries = metrics.queries, qrels = %label, "evaluation");
-            }
-            EvaluationReport {
-                qrels: label,
-                lists,
-            }
-        });
-        Ok(Ranked {
-            set,
-            queries,
-            ids: state.ids.clone(),
-            fusion_run,
-            rerank_run,
-            report,
-            evaluation,
-            warnings,
-        })
-    }
-
-    /// The embedding texts of the points `needed` (point indices), from a second pass over the
-    /// input; `positions[point]` is its position in the input stream.
-    fn passages(
-        &self,
-        needed: &[usize],
-        positions: &[usize],
-    ) -> Result<HashMap<usize, String>, Stop> {
-        let mut wanted: HashMap<usize, usize> = HashMap::new();
-        for &point in needed {
-            if let Some(&position) = positions.get(point) {
-                wanted.insert(position, point);
-            }
-        }
-        let mut passages = HashMap::with_capacity(wanted.len());
-        let last = wanted.keys().copied().max();
-        let stream = ChunkStream::open(self.collection, self.config.input.on_invalid);
-        for (position, chunk) in stream.enumerate() {
-            let chunk = chunk.map_err(Stop::input)?;
-            if let Some(&point) = wanted.get(&position) {
-                passages.insert(point, chunk.embedding_text().into_owned());
-            }
-            if Some(position) >= last {
-                break;
-            }
-        }
-        let missing: HashSet<&usize> = needed
-            .iter()
-            .filter(|p| !passages.contains_key(p))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Stop::input(format!(
-                "{} rerank candidates are no longer in the input (was it changed during the run?)",
-                missing.len()
-            )));
-        }
-        Ok(passages)
-    }
-}
-
-/// What ranking produced for a collection.
-struct Ranked {
-    set: QuerySet,
-    queries: Vec<RankedQuery>,
-    /// Chunk id of each point.
-    ids: Vec<String>,
-    fusion_run: StageRun,
-    rerank_run: Option<StageRun>,
-    report: RankingReport,
-    evaluation: Option<EvaluationReport>,
-    warnings: Vec<String>,
-}
-
-/// Fusion and rerank stage reports: `ok` with their runs when they ran, else `skipped` (asked
-/// for, nothing to rank) or `disabled`.
-fn insert_ranking_stages(
-    report: &mut CollectionReport,
-    ranked: Option<&Ranked>,
-    config: &RunConfig,
-) {
-    let fusion_on = config.sparse.enabled || config.rerank.enabled;
-    let not_run = |enabled: bool| {
-        StageReport::with_status(
-            if enabled {
-                StageStatus::Skipped
-            } else {
-                StageStatus::Disabled
-            },
-            None,
-        )
-    };
-    let fusion = match ranked {
-        Some(ranked) if fusion_on => StageReport {
-            status: StageStatus::Ok,
-            detail: None,
-            runs: vec![ranked.fusion_run.clone()],
-        },
-        _ => not_run(fusion_on),
-    };
-    let rerank = match ranked.and_then(|r| r.rerank_run.as_ref()) {
-        Some(run) => StageReport {
-            status: StageStatus::Ok,
-            detail: None,
-            runs: vec![run.clone()],
-        },
-        None => not_run(config.rerank.enabled),
-    };
-    report.stages.insert(Stage::Fusion, fusion);
-    report.stages.insert(Stage::Rerank, rerank);
-}
-
-/// Adds a window's runs (one per model, in model order) to the accumulated ones.
-fn absorb_runs(runs: &mut Vec<StageRun>, window: Vec<StageRun>) {
-    for (i, run) in window.into_iter().enumerate() {
-        match runs.get_mut(i) {
-            Some(total) => total.absorb(&run),
-            None => runs.push(run),
-        }
     }
 }
 

@@ -11,7 +11,6 @@ pub use crate::gpu::StageNeeds;
 use crate::gpu::{
     lease_gpus, DeviceId, DeviceLease, LeaseError, LeaseLog, LeaseOptions, MemoryProbe, StageMemory,
 };
-pub use crate::models::resident::StageModel;
 use tracing::{info, warn};
 
 /// Leases the stage's devices (every replica's) and plans its batch budget: each worker gets

@@ -1,5 +1,5 @@
 //! The run: [`runner`] sequences it, [`collection`] takes one collection through its streaming
-//! windows and ranking, [`dense`], [`sparse`] and [`rank`] are the stages, [`store`] and
+//! windows (`windows.rs`) and ranking (`retrieve.rs`), [`dense`], [`sparse`] and [`rank`] are the stages, [`store`] and
 //! [`resume`] the crash-safe run state, [`state`] the output directory's lock and cleanup.
 
 pub mod check;
@@ -9,9 +9,11 @@ pub mod devices;
 pub mod evaluate;
 pub mod rank;
 pub mod resume;
+mod retrieve;
 pub mod runner;
 pub mod sparse;
 pub mod state;
 pub mod store;
+mod windows;
 
 pub use runner::{BatchRunner, RunError, RunOutcome};

@@ -14,13 +14,12 @@
 
 use crate::batching::{BatchBudget, BatchStats};
 use crate::config::{FusionMethod, RunConfig};
-use crate::dispatch::{run_stage_batches, FaultInjector};
+use crate::dispatch::FaultInjector;
 use crate::eval::{self, Metrics, Qrels};
 use crate::export::StageRun;
 use crate::fusion;
 use crate::input::{Chunk, Query};
-use crate::models::tokenize::Encoded;
-use crate::models::{CrossEncoder, DenseEmbedder, PairScore, Replicas, SpladeEncoder};
+use crate::models::{run_encoded, CrossEncoder, DenseEmbedder, PairScore, Replicas, SpladeEncoder};
 pub use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedCandidate, RankedQuery};
 use crate::retrieval::{DenseIndex, Hit, SparseIndex};
 use crate::telemetry::progress::SharedProgress;
@@ -302,15 +301,13 @@ pub fn encode_sparse_queries(
     let Ok(encodings) = encoders.primary().tokenizer().encode_batch(texts) else {
         return vec![None; texts.len()];
     };
-    let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-    match run_stage_batches(
+    match run_encoded(
         &encoders.workers(),
-        &lengths,
+        &encodings,
         budget,
         None,
         &|i| i,
         &|_| {},
-        |encoder, items| encoder.encode(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>()),
     ) {
         Ok(outcome) => outcome.results.into_iter().map(Result::ok).collect(),
         Err(_) => vec![None; texts.len()],
@@ -355,21 +352,19 @@ pub fn rerank(
     match ce.primary().tokenizer().encode_pairs(&text_pairs) {
         Ok(encodings) => {
             truncated = encodings.iter().filter(|e| e.truncated).count();
-            let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
             let shown = SharedProgress::new(
                 config.telemetry.progress,
                 "rerank",
                 "pairs",
                 pairs.len() as u64,
             );
-            let outcome = run_stage_batches(
+            let outcome = run_encoded(
                 &ce.workers(),
-                &lengths,
+                &encodings,
                 budget,
                 fault,
                 &|i| pairs[i].0,
                 &|n| shown.inc(n),
-                |ce, items| ce.score(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>()),
             );
             shown.finish();
             match outcome {

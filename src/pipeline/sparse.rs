@@ -10,11 +10,10 @@
 
 use crate::batching::{BatchBudget, BatchStats};
 use crate::config::{SparseConfig, SparseFallback};
-use crate::dispatch::{run_stage_batches, FaultInjector};
+use crate::dispatch::FaultInjector;
 use crate::export::StageRun;
 use crate::input::Chunk;
-use crate::models::tokenize::Encoded;
-use crate::models::{ModelError, Replicas, SpladeEncoder};
+use crate::models::{run_encoded, ModelError, Replicas, SpladeEncoder};
 use crate::stage::Stage;
 use crate::vectors::{SparsePoint, SparseSource, SparseVector};
 use serde_json::{Map, Value};
@@ -72,17 +71,13 @@ pub fn run_sparse(
     match encoder.tokenizer().encode_batch(&refs) {
         Ok(encodings) => {
             truncated = encodings.iter().filter(|e| e.truncated).count();
-            let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-            let outcome = run_stage_batches(
+            let outcome = run_encoded(
                 &encoders.workers(),
-                &lengths,
+                &encodings,
                 budget,
                 fault,
                 &|i| i + offset,
                 on_batch,
-                |encoder, items| {
-                    encoder.encode(&items.iter().map(|&i| &encodings[i]).collect::<Vec<_>>())
-                },
             );
             match outcome {
                 Ok(outcome) => {

@@ -223,12 +223,25 @@ impl CollectionStore {
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        if !partial.exists() {
-            // An empty collection wrote no window.
-            File::create(&partial)?;
+        let expected = self.checkpoint.lengths.points;
+        let moved_already = !partial.exists()
+            && std::fs::metadata(target).is_ok_and(|m| m.is_file() && m.len() == expected);
+        if moved_already {
+            // A run killed between this rename and the checkpoint below: the file is in place.
+        } else {
+            if !partial.exists() {
+                if expected > 0 {
+                    return Err(std::io::Error::other(format!(
+                        "{} is missing: the work directory was changed outside this run",
+                        partial.display()
+                    )));
+                }
+                // An empty collection wrote no window.
+                File::create(&partial)?;
+            }
+            File::open(&partial)?.sync_all()?;
+            std::fs::rename(&partial, target)?;
         }
-        File::open(&partial)?.sync_all()?;
-        std::fs::rename(&partial, target)?;
         if let Some(parent) = target.parent() {
             // The rename is durable once the directory entry is.
             if let Ok(dir) = File::open(parent) {
@@ -590,5 +603,15 @@ mod tests {
         let target = tmp.path().join("out/c/points.jsonl");
         store.finish_points(&target).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"a\nb\nc\n");
+
+        // Killed after the rename but before the checkpoint said so: resuming moves nothing
+        // and keeps the points (never an empty file over them).
+        let mut checkpoint = store.checkpoint().clone();
+        checkpoint.phase = Phase::Windows;
+        drop(store);
+        let mut store = CollectionStore::open(&dir, "fp", Some(checkpoint)).unwrap();
+        store.finish_points(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"a\nb\nc\n");
+        assert_eq!(store.checkpoint().phase, Phase::Embedded);
     }
 }

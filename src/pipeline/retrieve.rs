@@ -1,0 +1,263 @@
+//! Ranking a collection over its retrieval state: queries encoded by the dense and SPLADE
+//! models, dense and sparse retrieval, fusion, CrossEncoder rerank of the candidates (their
+//! passages read again from the input), evaluation.
+
+use super::collection::{check_interrupt, Job, RankingInputs, Stop};
+use super::rank::{
+    encode_dense_queries, encode_sparse_queries, evaluate_lists, fuse_queries, query_budget,
+    rerank, rerank_candidates, QueryVectors,
+};
+use super::store::CollectionStore;
+use crate::batching::BatchBudget;
+use crate::config::{FusionMethod, RunConfig};
+use crate::export::manifest::{EvaluationReport, RankingReport};
+use crate::export::{CollectionReport, FailureClass, StageReport, StageRun, StageStatus};
+use crate::input::ChunkStream;
+use crate::models::ResidentModels;
+use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
+use crate::stage::Stage;
+use crate::telemetry::memory;
+use std::collections::{HashMap, HashSet};
+use tracing::info;
+
+impl Job<'_> {
+    /// Queries, retrieval, fusion, rerank and evaluation over the complete windows.
+    pub(super) fn rank(
+        &self,
+        models: &mut ResidentModels<'_>,
+        store: &CollectionStore,
+        inputs: RankingInputs,
+    ) -> Result<Ranked, Stop> {
+        let config = self.config;
+        let name = &self.collection.name;
+        let state = store.retrieval().map_err(|err| {
+            Stop::Failed(
+                FailureClass::Output,
+                format!("cannot read the retrieval state: {err}"),
+            )
+        })?;
+        let RankingInputs { set, qrels } = inputs;
+        let mut warnings = Vec::new();
+        let (result, peak) = memory::measure(|| {
+            // Query vectors: the primary dense model with its query prompt, and SPLADE.
+            let leasing = &self.ctx.leasing;
+            let dense = {
+                let _lease =
+                    leasing.lease_and_activate(models, Stage::Dense, 0, query_budget(config))?;
+                match models.dense.first() {
+                    Some(embedder) => encode_dense_queries(embedder, &set, query_budget(config)),
+                    None => Err("no dense model".to_string()),
+                }
+            };
+            let sparse = if config.sparse.enabled {
+                let _lease =
+                    leasing.lease_and_activate(models, Stage::Sparse, 0, query_budget(config))?;
+                models
+                    .sparse
+                    .as_ref()
+                    .map(|encoder| encode_sparse_queries(encoder, &set, query_budget(config)))
+            } else {
+                None
+            };
+            check_interrupt()?;
+            let query_vectors = QueryVectors { dense, sparse };
+            let sparse_index = query_vectors
+                .sparse
+                .as_ref()
+                .and_then(|_| state.sparse_index());
+            let (mut queries, fusion_run) = fuse_queries(
+                name,
+                &set,
+                &state.dense_index(),
+                sparse_index.as_ref(),
+                &query_vectors,
+                config,
+            );
+            drop(sparse_index);
+
+            let rerank_run = if config.rerank.enabled {
+                let configured = BatchBudget {
+                    max_tokens: config.rerank.batch_tokens,
+                    max_items: config.dense.max_batch_size,
+                };
+                match leasing.lease_and_activate(models, Stage::Rerank, 0, configured) {
+                    Ok((_lease, budget, plan)) => match models.cross_encoder.as_ref() {
+                        Some(ce) => {
+                            let needed = rerank_candidates(&queries, config.rerank.candidates);
+                            let passages = self.passages(&needed, &state.positions)?;
+                            let mut run = rerank(
+                                ce,
+                                &set,
+                                &mut queries,
+                                &passages,
+                                config,
+                                budget,
+                                self.ctx.faults.rerank.as_deref(),
+                            );
+                            run.memory = Some(plan);
+                            Some(run)
+                        }
+                        None => None,
+                    },
+                    // A rerank that cannot get its device is reported; the fused lists stand.
+                    Err(Stop::Failed(_, message)) => {
+                        warnings.push(format!("collection {name}: rerank not run: {message}"));
+                        None
+                    }
+                    Err(stop) => return Err(stop),
+                }
+            } else {
+                None
+            };
+            check_interrupt()?;
+            Ok((queries, fusion_run, rerank_run))
+        });
+        let (queries, mut fusion_run, mut rerank_run) = result?;
+        // Ranking is one measurement: the CrossEncoder dominates it when it runs.
+        match rerank_run.as_mut() {
+            Some(run) => run.peak_rss_bytes = peak,
+            None => fusion_run.peak_rss_bytes = peak,
+        }
+        let failed = queries
+            .iter()
+            .filter(|q| q.status == QueryStatus::Failed)
+            .count();
+        if failed > 0 {
+            warnings.push(format!(
+                "collection {name}: {failed} of {} queries failed (see rerank.jsonl for the reasons)",
+                queries.len()
+            ));
+        }
+        let sparse_used = config.sparse.enabled;
+        let fusion = match (config.fusion.method, sparse_used) {
+            (_, false) => "dense only (sparse disabled)".to_string(),
+            (FusionMethod::Rrf, true) => format!(
+                "rrf k={} weights dense={} sparse={}",
+                config.fusion.rrf_k, config.fusion.dense_weight, config.fusion.sparse_weight
+            ),
+            (FusionMethod::Convex, true) => format!(
+                "convex weights dense={} sparse={}",
+                config.fusion.dense_weight, config.fusion.sparse_weight
+            ),
+        };
+        let report = RankingReport {
+            queries_source: match &set.source {
+                QuerySource::File(path) => format!("file:{}", config.display_path(path).display()),
+                QuerySource::Probe => "probe".to_string(),
+            },
+            queries: queries.len(),
+            failed_queries: failed,
+            fusion,
+        };
+        let evaluation = qrels.map(|(label, qrels)| {
+            let lists = evaluate_lists(&qrels, &queries, &state.ids, rerank_run.is_some());
+            for (list, metrics) in &lists {
+                info!(list = %list, ndcg_at_10 = format!("{:.4}", metrics.ndcg_at_10), recall_at_100 = format!("{:.4}", metrics.recall_at_100),
+                    mrr_at_10 = format!("{:.4}", metrics.mrr_at_10), queries = metrics.queries, qrels = %label, "evaluation");
+            }
+            EvaluationReport {
+                qrels: label,
+                lists,
+            }
+        });
+        Ok(Ranked {
+            set,
+            queries,
+            ids: state.ids.clone(),
+            fusion_run,
+            rerank_run,
+            report,
+            evaluation,
+            warnings,
+        })
+    }
+
+    /// The embedding texts of the points `needed` (point indices), from a second pass over the
+    /// input; `positions[point]` is its position in the input stream.
+    fn passages(
+        &self,
+        needed: &[usize],
+        positions: &[usize],
+    ) -> Result<HashMap<usize, String>, Stop> {
+        let mut wanted: HashMap<usize, usize> = HashMap::new();
+        for &point in needed {
+            if let Some(&position) = positions.get(point) {
+                wanted.insert(position, point);
+            }
+        }
+        let mut passages = HashMap::with_capacity(wanted.len());
+        let last = wanted.keys().copied().max();
+        let stream = ChunkStream::open(self.collection, self.config.input.on_invalid);
+        for (position, chunk) in stream.enumerate() {
+            let chunk = chunk.map_err(Stop::input)?;
+            if let Some(&point) = wanted.get(&position) {
+                passages.insert(point, chunk.embedding_text().into_owned());
+            }
+            if Some(position) >= last {
+                break;
+            }
+        }
+        let missing: HashSet<&usize> = needed
+            .iter()
+            .filter(|p| !passages.contains_key(p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Stop::input(format!(
+                "{} rerank candidates are no longer in the input (was it changed during the run?)",
+                missing.len()
+            )));
+        }
+        Ok(passages)
+    }
+}
+
+/// What ranking produced for a collection.
+pub(super) struct Ranked {
+    pub(super) set: QuerySet,
+    pub(super) queries: Vec<RankedQuery>,
+    /// Chunk id of each point.
+    pub(super) ids: Vec<String>,
+    pub(super) fusion_run: StageRun,
+    pub(super) rerank_run: Option<StageRun>,
+    pub(super) report: RankingReport,
+    pub(super) evaluation: Option<EvaluationReport>,
+    pub(super) warnings: Vec<String>,
+}
+
+/// Fusion and rerank stage reports: `ok` with their runs when they ran, else `skipped` (asked
+/// for, nothing to rank) or `disabled`.
+pub(super) fn insert_ranking_stages(
+    report: &mut CollectionReport,
+    ranked: Option<&Ranked>,
+    config: &RunConfig,
+) {
+    let fusion_on = config.sparse.enabled || config.rerank.enabled;
+    let not_run = |enabled: bool| {
+        StageReport::with_status(
+            if enabled {
+                StageStatus::Skipped
+            } else {
+                StageStatus::Disabled
+            },
+            None,
+        )
+    };
+    let fusion = match ranked {
+        Some(ranked) if fusion_on => StageReport {
+            status: StageStatus::Ok,
+            detail: None,
+            runs: vec![ranked.fusion_run.clone()],
+        },
+        _ => not_run(fusion_on),
+    };
+    let rerank = match ranked.and_then(|r| r.rerank_run.as_ref()) {
+        Some(run) => StageReport {
+            status: StageStatus::Ok,
+            detail: None,
+            runs: vec![run.clone()],
+        },
+        None => not_run(config.rerank.enabled),
+    };
+    report.stages.insert(Stage::Fusion, fusion);
+    report.stages.insert(Stage::Rerank, rerank);
+}

@@ -1,0 +1,244 @@
+//! The windows of a collection: read a window → dense (every model) → SPLADE → the window's
+//! points and retrieval state appended to the work files → checkpoint (see
+//! [`super::collection`] and [`super::store`]).
+
+use super::collection::{check_interrupt, error_chain, Job, Stop, FAILED_IDS_SHOWN};
+use super::dense::run_dense;
+use super::sparse::run_sparse;
+use super::store::CollectionStore;
+use crate::batching::BatchBudget;
+use crate::export::{render_point, FailureClass, PointVectors, StageReport, StageRun, StageStatus};
+use crate::input::{Chunk, ChunkStream};
+use crate::models::ResidentModels;
+use crate::stage::Stage;
+use crate::telemetry::{memory, progress::SharedProgress};
+use tracing::{info, warn};
+
+impl Job<'_> {
+    /// The windows after the last checkpoint (see the module docs).
+    pub(super) fn embed_windows(
+        &self,
+        models: &mut ResidentModels<'_>,
+        store: &mut CollectionStore,
+        total_chunks: usize,
+    ) -> Result<(), Stop> {
+        let config = self.config;
+        let name = &self.collection.name;
+        let mut stream = ChunkStream::open(self.collection, config.input.on_invalid);
+        let consumed = store.checkpoint().chunks_consumed;
+        for _ in 0..consumed {
+            match stream.next() {
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(Stop::input(err)),
+                None => {
+                    return Err(Stop::input(format!(
+                        "the input has fewer chunks than the checkpoint records ({consumed})"
+                    )))
+                }
+            }
+        }
+        let remaining = total_chunks.saturating_sub(consumed) as u64;
+        let dense_progress = SharedProgress::new(
+            config.telemetry.progress,
+            format!("dense {name}"),
+            "chunks",
+            remaining,
+        );
+        let sparse_progress = config.sparse.enabled.then(|| {
+            SharedProgress::new(
+                config.telemetry.progress,
+                format!("sparse {name}"),
+                "chunks",
+                remaining,
+            )
+        });
+        let budget = BatchBudget {
+            max_tokens: config.dense.batch_tokens,
+            max_items: config.dense.max_batch_size,
+        };
+        loop {
+            check_interrupt()?;
+            let offset = stream.position();
+            let window: Vec<Chunk> = stream
+                .by_ref()
+                .take(config.input.window_chunks)
+                .collect::<Result<_, _>>()
+                .map_err(Stop::input)?;
+            if window.is_empty() {
+                break;
+            }
+            let window_index = store.checkpoint().windows;
+            let span = tracing::info_span!("window", index = window_index, chunks = window.len());
+            let _entered = span.enter();
+            tracing::debug!(first_chunk = offset, "window started");
+
+            // Dense: every model over the window.
+            let mut dense_runs = Vec::new();
+            let mut dense_vectors = Vec::new();
+            for index in 0..config.dense.models.len() {
+                let (result, peak) = memory::measure(|| {
+                    let (_lease, budget, plan) =
+                        self.ctx
+                            .leasing
+                            .lease_and_activate(models, Stage::Dense, index, budget)?;
+                    let embedder = models.dense.get(index).ok_or_else(|| {
+                        Stop::Failed(FailureClass::Model, "dense model not loaded".to_string())
+                    })?;
+                    let output = run_dense(
+                        name,
+                        embedder,
+                        &window,
+                        offset,
+                        budget,
+                        &|n| dense_progress.inc(n),
+                        self.ctx.faults.dense.as_deref(),
+                    )
+                    .map_err(|err| {
+                        Stop::Failed(
+                            FailureClass::Model,
+                            format!("dense stage failed: {}", error_chain(&err)),
+                        )
+                    })?;
+                    Ok::<_, Stop>((output, plan))
+                });
+                let (mut output, plan) = result?;
+                output.run.peak_rss_bytes = peak;
+                output.run.memory = Some(plan);
+                dense_runs.push(output.run);
+                dense_vectors.push(output.vectors);
+            }
+            // Vector names now: in exclusive mode the dense models are unloaded for SPLADE.
+            let names: Vec<String> = models
+                .dense
+                .iter()
+                .map(|m| m.primary().identity().name.clone())
+                .collect();
+            check_interrupt()?;
+
+            // Sparse: SPLADE over the window (failures fall back per chunk, never fail it).
+            let sparse = match &sparse_progress {
+                Some(progress) => {
+                    let (result, peak) = memory::measure(|| {
+                        let (_lease, budget, plan) = self.ctx.leasing.lease_and_activate(
+                            models,
+                            Stage::Sparse,
+                            0,
+                            budget,
+                        )?;
+                        let encoder = models.sparse.as_ref().ok_or_else(|| {
+                            Stop::Failed(FailureClass::Model, "sparse model not loaded".to_string())
+                        })?;
+                        let mut output = run_sparse(
+                            name,
+                            encoder,
+                            &window,
+                            offset,
+                            budget,
+                            &config.sparse,
+                            self.ctx.faults.sparse.as_deref(),
+                            &|n| progress.inc(n),
+                        );
+                        output.run.memory = Some(plan);
+                        Ok::<_, Stop>(output)
+                    });
+                    let mut output = result?;
+                    output.run.peak_rss_bytes = peak;
+                    Some(output)
+                }
+                None => None,
+            };
+            check_interrupt()?;
+
+            // The window's points, in input order, straight to the work files.
+            let work_file = self.ctx.work_dir.join(name);
+            let io_stop = |err: std::io::Error| Stop::output(&work_file, err);
+            if names.len() != dense_vectors.len() {
+                return Err(Stop::Failed(
+                    FailureClass::Model,
+                    "dense vectors missing for a configured model".to_string(),
+                ));
+            }
+            let mut writer = store.window().map_err(io_stop)?;
+            let mut line = Vec::new();
+            let mut failed_ids = Vec::new();
+            for (i, chunk) in window.iter().enumerate() {
+                let dense: Option<Vec<(&str, &[f32])>> = names
+                    .iter()
+                    .zip(&dense_vectors)
+                    .map(|(name, set)| set[i].as_ref().ok().map(|v| (name.as_str(), v.as_slice())))
+                    .collect();
+                // A chunk is a point when every dense model embedded it.
+                let Some(dense) = dense.filter(|d| !d.is_empty()) else {
+                    failed_ids.push(chunk.id.as_str().to_string());
+                    continue;
+                };
+                let sparse_point = sparse.as_ref().and_then(|s| s.points[i].as_ref());
+                let vectors = PointVectors {
+                    dense,
+                    sparse: sparse_point.map(|p| (config.sparse.name.as_str(), p)),
+                };
+                line.clear();
+                render_point(&mut line, name, chunk, &vectors, config.output.include_text)
+                    .map_err(|err| Stop::Failed(FailureClass::Output, err.to_string()))?;
+                let primary = vectors.dense.first().map_or(&[][..], |(_, v)| *v);
+                writer
+                    .point(
+                        &line,
+                        primary,
+                        sparse.as_ref().map(|_| sparse_point.map(|p| &p.vector)),
+                        offset + i,
+                        chunk.id.as_str(),
+                    )
+                    .map_err(io_stop)?;
+            }
+            if !failed_ids.is_empty() {
+                warn!(
+                    failed = failed_ids.len(),
+                    "chunks failed dense embedding even alone; no point written for them"
+                );
+            }
+            let sparse_run = sparse.as_ref().map(|s| s.run.clone());
+            writer
+                .commit(stream.position(), |checkpoint| {
+                    let dense = checkpoint
+                        .stages
+                        .entry(Stage::Dense)
+                        .or_insert_with(|| StageReport::with_status(StageStatus::Ok, None));
+                    absorb_runs(&mut dense.runs, dense_runs);
+                    if let Some(run) = sparse_run {
+                        let stage = checkpoint
+                            .stages
+                            .entry(Stage::Sparse)
+                            .or_insert_with(|| StageReport::with_status(StageStatus::Ok, None));
+                        absorb_runs(&mut stage.runs, vec![run]);
+                    }
+                    checkpoint.failed_count += failed_ids.len();
+                    let room = FAILED_IDS_SHOWN.saturating_sub(checkpoint.failed_chunks.len());
+                    checkpoint
+                        .failed_chunks
+                        .extend(failed_ids.into_iter().take(room));
+                })
+                .map_err(io_stop)?;
+            info!(
+                done = stream.position(),
+                total = total_chunks,
+                "window committed"
+            );
+        }
+        dense_progress.finish();
+        if let Some(progress) = sparse_progress {
+            progress.finish();
+        }
+        Ok(())
+    }
+}
+
+/// Adds a window's runs (one per model, in model order) to the accumulated ones.
+pub(super) fn absorb_runs(runs: &mut Vec<StageRun>, window: Vec<StageRun>) {
+    for (i, run) in window.into_iter().enumerate() {
+        match runs.get_mut(i) {
+            Some(total) => total.absorb(&run),
+            None => runs.push(run),
+        }
+    }
+}
