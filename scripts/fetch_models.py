@@ -1,4 +1,4 @@
-"""Fetch (and where needed convert) the real models described in MODELS.md.
+"""Fetch (and where needed convert) the three real models (the table below).
 
 Usage: python fetch_models.py MODELS_DIR      (normally run via scripts/fetch-models.sh)
 
@@ -74,7 +74,7 @@ RERANK_CONFIG = {
     "sentence_transformers": {"activation_fn": "torch.nn.modules.linear.Identity"},
 }
 
-# Self-check: (query, passage, expected logit) from MODELS.md, tolerance 0.5.
+# Self-check: (query, passage, expected logit) as published for this model, tolerance 0.5.
 RERANK_CHECKS = [
     ("how many people live in berlin", "Berlin has a population of 3.5 million", 8.7),
     ("how many people live in berlin", "The weather is nice today", -11.3),

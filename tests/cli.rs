@@ -37,7 +37,7 @@ fn quickstart_writes_points_and_manifest() {
     let mut uuids = HashSet::new();
     for (point, doc) in points.iter().zip(&corpus) {
         assert_eq!(
-            point["chunk_id"], doc["_id"],
+            point["payload"]["chunk_id"], doc["_id"],
             "points follow corpus order with BEIR ids"
         );
         let id = point["id"].as_str().unwrap();
@@ -60,7 +60,7 @@ fn quickstart_writes_points_and_manifest() {
     }
 
     let manifest = read_manifest(out.path());
-    assert_eq!(manifest["schema_version"], 1);
+    assert_eq!(manifest["schema_version"], 2);
     assert_eq!(manifest["status"], "ok");
     assert_eq!(manifest["models"][0]["weights_sha256"], MINILM_SHA256);
     assert_eq!(manifest["models"][0]["dim"], 384);
@@ -272,7 +272,7 @@ fn identical_runs_and_disabled_stages_give_identical_points() {
     let points = read_jsonl(&tmp.path().join("o1/notes/points.jsonl"));
     let ids: Vec<&str> = points
         .iter()
-        .map(|p| p["chunk_id"].as_str().unwrap())
+        .map(|p| p["payload"]["chunk_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids[..3], ["a", "b", "7"]);
     assert_eq!(ids[3].len(), 16, "derived id is 16 hex chars");

@@ -1,4 +1,4 @@
-//! Out-of-memory recovery and data parallelism through the real pipeline on the CPU (DESIGN §5):
+//! Out-of-memory recovery and data parallelism through the real pipeline on the CPU:
 //! an injected OOM halves and retries with nothing lost or duplicated; an item that still fails
 //! alone fails the dense stage loudly; N workers give the same vectors as one.
 
@@ -109,7 +109,7 @@ fn vectors(out: &Path) -> Vec<(String, Vec<f32>)> {
             assert_eq!(named.len(), 1, "a dense-only point has one vector");
             let vector = named.values().next().unwrap().clone();
             (
-                p["chunk_id"].as_str().unwrap().to_string(),
+                p["payload"]["chunk_id"].as_str().unwrap().to_string(),
                 serde_json::from_value(vector).unwrap(),
             )
         })
@@ -336,7 +336,7 @@ fn exclusive_stages_load_one_model_at_a_time_and_change_nothing() {
         assert_eq!(x.len(), y.len(), "{file}");
         for (p, q) in x.iter().zip(&y) {
             // Same ids, candidates and orders; vectors equal within float noise.
-            assert_eq!(p["chunk_id"], q["chunk_id"], "{file}");
+            assert_eq!(p["payload"]["chunk_id"], q["payload"]["chunk_id"], "{file}");
             if let (Some(v), Some(w)) = (p["vector"].as_object(), q["vector"].as_object()) {
                 let names = |m: &serde_json::Map<String, serde_json::Value>| {
                     m.keys().cloned().collect::<Vec<_>>()

@@ -135,7 +135,7 @@ fn sanity_ordering_from_models_md() {
     ];
     let encodings = model.tokenizer().encode_pairs(&pairs).unwrap();
     let scores = model.score(&encodings.iter().collect::<Vec<_>>()).unwrap();
-    // MODELS.md: about +8.7 and about −11.3 for this INT8-derived checkpoint.
+    // The reference values of this INT8-derived checkpoint: about +8.7 and about −11.3 for this INT8-derived checkpoint.
     assert!((scores[0].logit - 8.7).abs() < 0.5, "{}", scores[0].logit);
     assert!((scores[1].logit + 11.3).abs() < 0.5, "{}", scores[1].logit);
 }

@@ -1,4 +1,4 @@
-//! Adaptive, data-parallel execution of planned batches (DESIGN.md §5).
+//! Adaptive, data-parallel execution of planned batches.
 //!
 //! [`run_batches`] takes a batch plan (from [`crate::batching::plan_batches`]) and one worker
 //! per device (a model replica each). Workers pull planned batches from a shared queue, so a

@@ -1,8 +1,8 @@
 //! One way every stage runs its batches: plan by token budget, dispatch to the model's workers
 //! ([`crate::dispatch::run_batches`]: adaptive budget, halving on out-of-memory, splitting on
 //! failure, results in input order), record statistics and progress, and let tests inject
-//! faults. The stages differ only in what a failed item becomes (DESIGN §5): dense fails the
-//! collection, sparse falls back per chunk, rerank fails the query.
+//! faults. The stages differ only in what a failed item becomes: a dense chunk gets no point
+//! (counted, the collection partial), sparse falls back per chunk, rerank fails the query.
 
 use super::{run_batches, AdaptivePolicy, DispatchError, DispatchStats};
 use crate::batching::{plan_batches, BatchBudget, BatchStats};

@@ -33,9 +33,12 @@ impl AtomicFile {
         &self.target
     }
 
-    /// Flushes, syncs and renames into place.
+    /// Flushes, syncs and renames into place, readable as the process's umask allows (a temp
+    /// file is created private; an output must be readable by, e.g., node_exporter running as
+    /// another user).
     pub fn commit(self) -> std::io::Result<()> {
         let temp = self.writer.into_inner().map_err(|err| err.into_error())?;
+        set_output_mode(temp.as_file())?;
         temp.as_file().sync_all()?;
         temp.persist(&self.target).map_err(|err| err.error)?;
         Ok(())
@@ -50,6 +53,33 @@ impl Write for AtomicFile {
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
     }
+}
+
+/// Gives `file` the mode a plainly created file would have: 0666 less the umask.
+#[cfg(unix)]
+fn set_output_mode(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o666 & !process_umask()))
+}
+
+#[cfg(not(unix))]
+fn set_output_mode(_file: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// The process's umask, read from `/proc/self/status` (Linux; reading it any other way means
+/// setting it, which races with other threads creating files); 022 where it cannot be read.
+#[cfg(unix)]
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 /// Writes `bytes` to `target` atomically.
@@ -72,6 +102,17 @@ mod tests {
         assert!(!target.exists());
         file.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "line\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn committed_files_are_readable_as_the_umask_allows() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("metrics.prom");
+        write_atomic(&target, b"x\n").unwrap();
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !process_umask(), "mode {mode:o}");
     }
 
     #[test]

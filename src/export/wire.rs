@@ -1,15 +1,17 @@
-//! The output formats, as serialize-only structs. These are contracts: fields are only ever
-//! added, never renamed or removed, and [`SCHEMA_VERSION`] changes when something is added.
+//! The output formats, as serialize-only structs. These are contracts: fields are added, not
+//! renamed or removed, and [`SCHEMA_VERSION`] changes with any change. (Version 2 removed the
+//! top-level `chunk_id` of points, which Qdrant's upsert schema rejects; it is in the payload.)
 //!
 //! # Format
 //!
 //! `<collection>/points.jsonl`, one Qdrant-ready point per chunk, in input order:
 //!
 //! ```text
-//! {"id":"5f0c…-uuidv5","chunk_id":"4983","vector":{"minilm":[0.0123,-0.0456,…]},"payload":{"collection":"scifact-mini","chunk_id":"4983","metadata":{…}}}
+//! {"id":"5f0c…-uuidv5","vector":{"minilm":[0.0123,-0.0456,…]},"payload":{"collection":"scifact-mini","chunk_id":"4983","metadata":{…}}}
 //! ```
 //!
-//! - `id`: UUIDv5 of `collection + "/" + chunk_id` (Qdrant accepts integers or UUIDs only);
+//! - `id`: UUIDv5 of `collection + "/" + chunk_id` in [`crate::input::POINT_ID_NAMESPACE`]
+//!   (Qdrant accepts integers or UUIDs only); `payload.chunk_id` is the chunk's own id;
 //! - `vector`: one entry per dense model, named as configured, then — only when the sparse
 //!   stage ran — the sparse vector `{"indices": [...], "values": [...]}` (vocabulary ids
 //!   ascending, weights > 0) under `sparse.name`;
@@ -72,13 +74,13 @@ pub struct RankedCandidateLine<'a> {
 }
 
 /// Version of the points/manifest schema.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// One line of `points.jsonl`.
+/// One line of `points.jsonl`: exactly Qdrant's point schema (`id`, `vector`, `payload`; its
+/// client models forbid any other field).
 #[derive(Serialize)]
 pub struct PointLine<'a> {
     pub id: uuid::Uuid,
-    pub chunk_id: &'a str,
     pub vector: NamedVectors<'a>,
     pub payload: Payload<'a>,
 }
@@ -130,7 +132,6 @@ impl<'a> PointLine<'a> {
     ) -> Self {
         Self {
             id: chunk.point_id,
-            chunk_id: chunk.id.as_str(),
             vector: NamedVectors(vectors),
             payload: Payload {
                 collection,

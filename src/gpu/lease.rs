@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// How often a waiting lease retries a busy lock.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Default per-device ceiling: 12 GiB, below a T4's 16 GiB (DESIGN.md §5).
+/// Default per-device ceiling: 12 GiB, below a T4's 16 GiB.
 pub const DEFAULT_CEILING_BYTES: u64 = 12 << 30;
 
 /// What to do when a device is leased by another process.

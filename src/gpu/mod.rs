@@ -1,4 +1,4 @@
-//! Devices, their memory, and exclusive leases (DESIGN.md §5).
+//! Devices, their memory, and exclusive leases.
 //!
 //! A stage's device work goes through three steps, each its own module so each is tested
 //! without a GPU:

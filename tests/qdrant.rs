@@ -1,0 +1,49 @@
+//! The points as their real consumer sees them: `scripts/check-qdrant.py` loads a run's points
+//! into the Qdrant client (qdrant-client, local mode; installed in the project's Python venv by
+//! `scripts/python-env.sh`), validates every point against the client's models, recomputes
+//! every point id from the documented namespace, upserts them into a collection created from
+//! the manifest and searches it.
+
+mod util;
+
+use std::process::Command;
+use util::{binary, repo_root, run, stderr};
+
+#[test]
+fn every_point_loads_into_the_real_qdrant_client() {
+    let out = tempfile::tempdir().unwrap();
+    run(
+        binary()
+            .arg("--config")
+            .arg(repo_root().join("configs/quickstart.toml"))
+            .arg("--output")
+            .arg(out.path())
+            .args(["--no-rerank", "-q"]),
+        true,
+    );
+    let python = Command::new(repo_root().join("scripts/python-env.sh"))
+        .output()
+        .expect("scripts/python-env.sh runs");
+    assert!(python.status.success(), "{}", stderr(&python));
+    let python = String::from_utf8(python.stdout).unwrap().trim().to_string();
+    let check = run(
+        Command::new(python)
+            .arg(repo_root().join("scripts/check-qdrant.py"))
+            .arg(out.path()),
+        true,
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&check.stdout).expect("one JSON summary line");
+    assert_eq!(summary["collection"], "scifact-mini");
+    for key in [
+        "points",
+        "valid_points",
+        "ids_recomputed",
+        "in_qdrant",
+        "points_with_sparse",
+    ] {
+        assert_eq!(summary[key], 300, "{key}: {summary}");
+    }
+    assert_eq!(summary["dense_vectors"], serde_json::json!(["minilm"]));
+    assert_eq!(summary["sparse_vectors"], serde_json::json!(["splade"]));
+}
