@@ -2,7 +2,8 @@
 //! into the Qdrant client (qdrant-client, local mode; installed in the project's Python venv by
 //! `scripts/python-env.sh`), validates every point against the client's models, recomputes
 //! every point id from the documented namespace, upserts them into a collection created from
-//! the manifest and searches it.
+//! the manifest, searches it, and checks that Qdrant's own RRF over the exported query vectors
+//! returns the run's fused lists.
 
 mod util;
 
@@ -46,4 +47,7 @@ fn every_point_loads_into_the_real_qdrant_client() {
     }
     assert_eq!(summary["dense_vectors"], serde_json::json!(["minilm"]));
     assert_eq!(summary["sparse_vectors"], serde_json::json!(["splade"]));
+    // Qdrant's hybrid RRF (k = 61 on 0-based positions) over the exported query vectors gives
+    // the run's fused list for every one of the 50 bundled queries.
+    assert_eq!(summary["fused_queries_equal_qdrant_rrf"], 50, "{summary}");
 }

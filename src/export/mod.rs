@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod manifest;
 pub mod points;
+pub mod query_vectors;
 pub mod ranked;
 pub mod wire;
 
@@ -13,6 +14,7 @@ pub use manifest::{
     StageStatus,
 };
 pub use points::{render_point, PointVectors};
+pub use query_vectors::{write_query_vectors, QUERY_VECTORS_FILE};
 pub use ranked::write_ranked;
 pub use wire::SCHEMA_VERSION;
 

@@ -28,8 +28,8 @@ use crate::dispatch::FaultInjector;
 use crate::eval::{self, Qrels};
 use crate::export::manifest::SkippedSummary;
 use crate::export::{
-    write_ranked, CollectionReport, CollectionStatus, FailureClass, StageReport, StageStatus,
-    POINTS_FILE, RANKED_FILE,
+    write_query_vectors, write_ranked, CollectionReport, CollectionStatus, FailureClass,
+    StageReport, StageStatus, POINTS_FILE, QUERY_VECTORS_FILE, RANKED_FILE,
 };
 use crate::gpu::{DeviceLease, LeaseLog, LeaseOptions, MemoryProbe, StageMemory};
 use crate::input::{self, ChunkStream, Collection, InputError, Query};
@@ -319,6 +319,25 @@ impl Job<'_> {
                         report.failure = Some(FailureClass::Output);
                         report.error = Some(format!("cannot write {}: {err}", path.display()));
                     }
+                }
+            }
+            let path = config.output.dir.join(name).join(QUERY_VECTORS_FILE);
+            let vectors = &ranked.query_vectors;
+            let dense: Vec<(&str, Option<&[Vec<f32>]>)> = vectors
+                .dense
+                .iter()
+                .map(|(name, v)| (name.as_str(), v.as_ref().ok().map(Vec::as_slice)))
+                .collect();
+            let sparse = vectors
+                .sparse
+                .as_deref()
+                .map(|v| (config.sparse.name.as_str(), v));
+            match write_query_vectors(&path, &ranked.set, &dense, sparse) {
+                Ok(_) => report.outputs.push(format!("{name}/{QUERY_VECTORS_FILE}")),
+                Err(err) => {
+                    export = StageStatus::Failed;
+                    report.failure = Some(FailureClass::Output);
+                    report.error = Some(format!("cannot write {}: {err}", path.display()));
                 }
             }
         }

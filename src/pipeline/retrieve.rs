@@ -17,6 +17,7 @@ use crate::models::ResidentModels;
 use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
 use crate::stage::Stage;
 use crate::telemetry::memory;
+use crate::vectors::SparseVector;
 use std::collections::{HashMap, HashSet};
 use tracing::info;
 
@@ -41,14 +42,29 @@ impl Job<'_> {
         let (result, peak) = memory::measure(|| {
             // Query vectors: the primary dense model with its query prompt, and SPLADE.
             let leasing = &self.ctx.leasing;
-            let dense = {
-                let _lease =
-                    leasing.lease_and_activate(models, Stage::Dense, 0, query_budget(config))?;
-                match models.dense.first() {
-                    Some(embedder) => encode_dense_queries(embedder, &set, query_budget(config)),
-                    None => Err("no dense model".to_string()),
-                }
-            };
+            // Every dense model encodes the queries (they are exported for searching the
+            // points); the primary one retrieves.
+            let mut dense_all = Vec::new();
+            for index in 0..config.dense.models.len() {
+                let _lease = leasing.lease_and_activate(
+                    models,
+                    Stage::Dense,
+                    index,
+                    query_budget(config),
+                )?;
+                let encoded = match models.dense.get(index) {
+                    Some(embedder) => (
+                        embedder.primary().identity().name.clone(),
+                        encode_dense_queries(embedder, &set, query_budget(config)),
+                    ),
+                    None => (String::new(), Err("dense model not loaded".to_string())),
+                };
+                dense_all.push(encoded);
+            }
+            let dense = dense_all
+                .first()
+                .map(|(_, vectors)| vectors.clone())
+                .unwrap_or_else(|| Err("no dense model".to_string()));
             let sparse = if config.sparse.enabled {
                 let _lease =
                     leasing.lease_and_activate(models, Stage::Sparse, 0, query_budget(config))?;
@@ -110,9 +126,13 @@ impl Job<'_> {
                 None
             };
             check_interrupt()?;
-            Ok((queries, fusion_run, rerank_run))
+            let exported = ExportedQueryVectors {
+                dense: dense_all,
+                sparse: query_vectors.sparse,
+            };
+            Ok((queries, fusion_run, rerank_run, exported))
         });
-        let (queries, mut fusion_run, mut rerank_run) = result?;
+        let (queries, mut fusion_run, mut rerank_run, query_vectors) = result?;
         // Ranking is one measurement: the CrossEncoder dominates it when it runs.
         match rerank_run.as_mut() {
             Some(run) => run.peak_rss_bytes = peak,
@@ -169,6 +189,7 @@ impl Job<'_> {
             report,
             evaluation,
             warnings,
+            query_vectors,
         })
     }
 
@@ -222,6 +243,17 @@ pub(super) struct Ranked {
     pub(super) report: RankingReport,
     pub(super) evaluation: Option<EvaluationReport>,
     pub(super) warnings: Vec<String>,
+    pub(super) query_vectors: ExportedQueryVectors,
+}
+
+/// One dense model's query vectors, or why there are none.
+pub(super) type DenseQueryVectors = Result<Vec<Vec<f32>>, String>;
+
+/// The queries' vectors as `query_vectors.jsonl` exports them: per dense model (vector name,
+/// one vector per query or why there are none), and SPLADE's per query.
+pub(super) struct ExportedQueryVectors {
+    pub(super) dense: Vec<(String, DenseQueryVectors)>,
+    pub(super) sparse: Option<Vec<Option<SparseVector>>>,
 }
 
 /// Fusion and rerank stage reports: `ok` with their runs when they ran, else `skipped` (asked

@@ -24,7 +24,7 @@ pub const WORK_DIR: &str = ".work";
 /// Files directly in the output directory that a run writes.
 const TOP_LEVEL_OUTPUTS: [&str; 2] = ["manifest.json", "metrics.prom"];
 /// Files a run writes in each collection's subdirectory.
-const COLLECTION_OUTPUTS: [&str; 2] = ["points.jsonl", "rerank.jsonl"];
+const COLLECTION_OUTPUTS: [&str; 3] = ["points.jsonl", "rerank.jsonl", "query_vectors.jsonl"];
 
 /// Why the output directory could not be claimed.
 #[derive(Debug, thiserror::Error)]
