@@ -73,6 +73,64 @@ fn quickstart_writes_points_and_manifest() {
     assert_eq!(collection["stages"]["rerank"]["status"], "ok");
     assert_eq!(collection["stages"]["fusion"]["status"], "ok");
 
+    // Every file the run wrote is listed with its real size, line count and sha256.
+    let files = manifest["files"].as_array().unwrap();
+    let listed: HashSet<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    for expected in [
+        "scifact-mini/points.jsonl",
+        "scifact-mini/rerank.jsonl",
+        "scifact-mini/query_vectors.jsonl",
+        "metrics.prom",
+    ] {
+        assert!(listed.contains(expected), "{expected} not in {listed:?}");
+    }
+    for file in files {
+        let bytes = std::fs::read(out.path().join(file["path"].as_str().unwrap())).unwrap();
+        use sha2::Digest;
+        assert_eq!(
+            file["sha256"],
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            "{file}"
+        );
+        assert_eq!(file["bytes"], bytes.len(), "{file}");
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        assert_eq!(file["lines"], lines, "{file}");
+    }
+    // The vector schema describes the points' vectors exactly.
+    let schema = manifest["vectors"].as_array().unwrap();
+    assert_eq!(schema.len(), 2, "{schema:?}");
+    assert_eq!(schema[0]["name"], "minilm");
+    assert_eq!(schema[0]["kind"], "dense");
+    assert_eq!(schema[0]["dim"], 384);
+    assert_eq!(schema[0]["distance"], "cosine");
+    assert_eq!(schema[1]["name"], "splade");
+    assert_eq!(schema[1]["kind"], "sparse");
+    assert_eq!(schema[1]["modifier"], "none");
+    let names: Vec<&str> = schema.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    for point in &points {
+        let keys: Vec<&str> = point["vector"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, names);
+    }
+    let tokenizer = manifest["models"][0]["tokenizer_sha256"].as_str().unwrap();
+    assert_eq!(tokenizer.len(), 64);
+    assert!(manifest["wall_seconds"].as_f64().unwrap() > 0.0);
+    let config_file = &manifest["config_file"];
+    assert!(Path::new(config_file["path"].as_str().unwrap()).is_absolute());
+    assert_eq!(
+        config_file["sha256"],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            std::fs::read(&config).unwrap()
+        ))
+    );
+    if let Some(commit) = manifest["tool"]["git_commit"].as_str() {
+        assert!(commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
     // Ranked lists for the 50 bundled queries, reranked, evaluated against the bundled qrels.
     let queries = read_jsonl(&repo_root().join("examples/collections/scifact-mini/queries.jsonl"));
     let ranked = read_jsonl(&out.path().join("scifact-mini/rerank.jsonl"));

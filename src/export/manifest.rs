@@ -34,6 +34,17 @@ pub struct Manifest<'a> {
     /// Effective configuration, with `provenance` naming each setting's source.
     pub config: &'a RunConfig,
     pub models: Vec<ModelIdentity>,
+    /// What a vector database needs to create the collection the points go into.
+    pub vectors: Vec<VectorSchema>,
+    /// The config file as given (absolute path) and its sha256, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<FileRecord>,
+    /// Every file the run wrote (outputs and metrics), with size, lines and sha256; written
+    /// once the run is over.
+    pub files: Vec<FileRecord>,
+    /// Seconds from start to the end of the run (absent while running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_seconds: Option<f64>,
     pub collections: Vec<CollectionReport>,
     /// Device lease, release and memory events of every stage, in order.
     pub leases: Vec<LeaseEvent>,
@@ -44,6 +55,11 @@ pub struct Manifest<'a> {
 pub struct Tool {
     pub name: &'static str,
     pub version: &'static str,
+    /// Cargo features the binary was built with (`cuda` or none).
+    pub features: Vec<&'static str>,
+    /// The git commit the binary was built from, when the build could read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<&'static str>,
 }
 
 impl Default for Tool {
@@ -51,7 +67,106 @@ impl Default for Tool {
         Self {
             name: crate::TOOL_NAME,
             version: crate::TOOL_VERSION,
+            features: if cfg!(feature = "cuda") {
+                vec!["cuda"]
+            } else {
+                Vec::new()
+            },
+            git_commit: option_env!("EMBED_COLLECTIONS_GIT_COMMIT").filter(|c| !c.is_empty()),
         }
+    }
+}
+
+/// One named vector of the points.
+#[derive(Clone, Debug, Serialize)]
+pub struct VectorSchema {
+    pub name: String,
+    /// `dense` or `sparse`.
+    pub kind: &'static str,
+    /// Dense: the dimension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dim: Option<usize>,
+    /// Dense: `cosine` for L2-normalised vectors (equal to dot there), else `dot`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<&'static str>,
+    /// Sparse: `none` (SPLADE weights are used as they are; no IDF modifier).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modifier: Option<&'static str>,
+    pub normalized: bool,
+    /// The model that makes it (as configured).
+    pub model: String,
+}
+
+impl VectorSchema {
+    /// The vectors the models make: one per dense model, then the sparse one.
+    pub fn from_models(models: &[ModelIdentity]) -> Vec<Self> {
+        use crate::models::ModelRole;
+        models
+            .iter()
+            .filter_map(|m| match m.role {
+                ModelRole::Dense => {
+                    let normalized = m.normalize.unwrap_or(false);
+                    Some(Self {
+                        name: m.name.clone(),
+                        kind: "dense",
+                        dim: Some(m.dim),
+                        distance: Some(if normalized { "cosine" } else { "dot" }),
+                        modifier: None,
+                        normalized,
+                        model: m.model.clone(),
+                    })
+                }
+                ModelRole::Sparse => Some(Self {
+                    name: m.name.clone(),
+                    kind: "sparse",
+                    dim: None,
+                    distance: None,
+                    modifier: Some("none"),
+                    normalized: false,
+                    model: m.model.clone(),
+                }),
+                ModelRole::Rerank => None,
+            })
+            .collect()
+    }
+}
+
+/// A file and what identifies its content.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileRecord {
+    /// Relative to the output directory for outputs; absolute for files outside it.
+    pub path: String,
+    pub bytes: u64,
+    /// Newline count (JSONL: records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
+    pub sha256: String,
+}
+
+impl FileRecord {
+    /// Reads `file` once for its size, lines and sha256; shown as `shown`.
+    pub fn of(file: &std::path::Path, shown: String, count_lines: bool) -> std::io::Result<Self> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        let mut reader = std::fs::File::open(file)?;
+        let mut hasher = Sha256::new();
+        let (mut bytes, mut lines) = (0u64, 0u64);
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = reader.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            bytes += read as u64;
+            lines += buffer[..read].iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+        Ok(Self {
+            path: shown,
+            bytes,
+            lines: count_lines.then_some(lines),
+            sha256: hex::encode(hasher.finalize()),
+        })
     }
 }
 

@@ -26,6 +26,8 @@ pub struct ModelIdentity {
     pub revision: Option<String>,
     pub weights_file: String,
     pub weights_sha256: String,
+    /// sha256 of `tokenizer.json`: sparse indices and token counts depend on the vocabulary.
+    pub tokenizer_sha256: Option<String>,
     pub architecture: String,
     /// Dense: vector dimension; sparse: vocabulary size; rerank: number of labels.
     pub dim: usize,
@@ -62,6 +64,14 @@ impl ModelIdentity {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             weights_sha256: sha256_file(weights)?,
+            tokenizer_sha256: {
+                let path = resolved.dir.join("tokenizer.json");
+                if path.is_file() {
+                    Some(sha256_file(&path)?)
+                } else {
+                    None
+                }
+            },
             architecture: architecture.to_string(),
             dim,
             max_length,

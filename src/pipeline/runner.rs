@@ -27,7 +27,7 @@ use super::state::{self, OutputLock, StateError, WORK_DIR};
 use crate::config::RunConfig;
 use crate::dispatch::FaultInjector;
 use crate::eval;
-use crate::export::manifest::Tool;
+use crate::export::manifest::{FileRecord, Tool, VectorSchema};
 use crate::export::{
     write_atomic, CollectionReport, CollectionStatus, FailureClass, Manifest, RunStatus,
     MANIFEST_FILE, SCHEMA_VERSION,
@@ -220,7 +220,15 @@ impl BatchRunner {
                 }
             }
         }
-        self.write_manifest(&identity, RunStatus::Running, &[], &[], Vec::new(), None)?;
+        self.write_manifest(
+            &identity,
+            RunStatus::Running,
+            &[],
+            &[],
+            Vec::new(),
+            None,
+            None,
+        )?;
         self.write_metrics(&identity, RunStatus::Running, &[]);
 
         let result = self.run_collections(&mut identity);
@@ -240,8 +248,18 @@ impl BatchRunner {
                 Some(error_chain(err)),
             ),
         };
-        let written = self.write_manifest(&identity, status, models, collections, warnings, error);
+        // Metrics first, so that the manifest can list (and hash) every file the run wrote.
         self.write_metrics(&identity, status, collections);
+        let files = self.written_files(collections);
+        let written = self.write_manifest(
+            &identity,
+            status,
+            models,
+            collections,
+            warnings,
+            error,
+            Some(files),
+        );
         let done = result?;
         let manifest = written?;
         Ok(RunOutcome {
@@ -291,6 +309,7 @@ impl BatchRunner {
             &identities,
             &[],
             Vec::new(),
+            None,
             None,
         )?;
 
@@ -390,6 +409,34 @@ impl BatchRunner {
         Ok(state.fingerprint_sha256)
     }
 
+    /// The outputs of `collections` and the metrics file, each with its size, lines and hash
+    /// (a file that cannot be read is left out, with a warning).
+    fn written_files(&self, collections: &[CollectionReport]) -> Vec<FileRecord> {
+        let output_dir = &self.config.output.dir;
+        let mut files: Vec<(PathBuf, String)> = collections
+            .iter()
+            .flat_map(|c| c.outputs.iter())
+            .map(|relative| (output_dir.join(relative), relative.clone()))
+            .collect();
+        let metrics = self.metrics_path();
+        let shown = match metrics.strip_prefix(output_dir) {
+            Ok(relative) => relative.display().to_string(),
+            Err(_) => absolute(&metrics).display().to_string(),
+        };
+        files.push((metrics, shown));
+        files
+            .into_iter()
+            .filter_map(|(path, shown)| match FileRecord::of(&path, shown, true) {
+                Ok(record) => Some(record),
+                Err(err) => {
+                    warn!(path = %path.display(), "cannot hash an output for the manifest: {err}");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn write_manifest(
         &self,
         identity: &RunIdentity,
@@ -398,20 +445,32 @@ impl BatchRunner {
         collections: &[CollectionReport],
         warnings: Vec<String>,
         error: Option<String>,
+        files: Option<Vec<FileRecord>>,
     ) -> Result<PathBuf, RunError> {
         let config = &self.config;
+        let finished = status != RunStatus::Running;
         let manifest = Manifest {
             schema_version: SCHEMA_VERSION,
             tool: Tool::default(),
             run_id: identity.run_id.clone(),
             pid: std::process::id(),
             started_at: rfc3339(identity.started_at),
-            finished_at: (status != RunStatus::Running).then(|| rfc3339(SystemTime::now())),
+            finished_at: finished.then(|| rfc3339(SystemTime::now())),
             status,
             error,
             resumed_from: identity.resumed_from.clone(),
             config: &config.for_manifest(),
             models: models.to_vec(),
+            vectors: VectorSchema::from_models(models),
+            config_file: config.config_file.as_deref().and_then(|path| {
+                FileRecord::of(path, absolute(path).display().to_string(), false).ok()
+            }),
+            files: files.unwrap_or_default(),
+            wall_seconds: finished.then(|| {
+                SystemTime::now()
+                    .duration_since(identity.started_at)
+                    .map_or(0.0, |d| d.as_secs_f64())
+            }),
             collections: collections.to_vec(),
             leases: self.lease_log.events(),
             warnings,
@@ -477,6 +536,11 @@ fn run_status(reports: &[CollectionReport]) -> RunStatus {
         (n, 0) if n == reports.len() => RunStatus::Failed,
         _ => RunStatus::Partial,
     }
+}
+
+/// `path` made absolute against the working directory (as given when that fails).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn rfc3339(time: SystemTime) -> String {
