@@ -151,12 +151,6 @@ impl<'a> DenseIndex<'a> {
     }
 }
 
-/// Row-major copy of equal-length vectors (tests and small callers).
-pub fn flatten(vectors: &[Vec<f32>]) -> (Vec<f32>, usize) {
-    let dim = vectors.first().map_or(0, Vec::len);
-    (vectors.iter().flatten().copied().collect(), dim)
-}
-
 /// An inverted index over a collection's sparse vectors: term id → postings (chunk index, weight).
 ///
 /// Postings are stored column-wise (chunk indices as `u32`, weights as `f32`) in one contiguous
@@ -382,6 +376,12 @@ impl TermSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Row-major copy of equal-length vectors.
+    fn flatten(vectors: &[Vec<f32>]) -> (Vec<f32>, usize) {
+        let dim = vectors.first().map_or(0, Vec::len);
+        (vectors.iter().flatten().copied().collect(), dim)
+    }
 
     fn sv(terms: &[(u32, f32)]) -> SparseVector {
         SparseVector {

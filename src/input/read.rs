@@ -56,6 +56,8 @@ pub struct ChunkStream<'a> {
     policy: InvalidInputPolicy,
     /// Index in `collection.files` of the next file to open.
     next_file: usize,
+    /// Index in `collection.files` of the file `current` reads (every chunk comes from it).
+    current_file: usize,
     current: Option<OpenFile>,
     /// Chunk id -> (file index, line or item) of its first occurrence.
     first_seen: HashMap<ChunkId, (usize, Place)>,
@@ -75,7 +77,6 @@ enum Place {
 
 enum OpenFile {
     Jsonl {
-        file: usize,
         reader: BufReader<File>,
         line_no: usize,
         data_lines: usize,
@@ -92,6 +93,7 @@ impl<'a> ChunkStream<'a> {
             collection,
             policy,
             next_file: 0,
+            current_file: 0,
             current: None,
             first_seen: HashMap::new(),
             skipped: SkipReport::default(),
@@ -119,12 +121,11 @@ impl<'a> ChunkStream<'a> {
         loop {
             match &mut self.current {
                 Some(OpenFile::Jsonl {
-                    file,
                     reader,
                     line_no,
                     data_lines,
                 }) => {
-                    let path = &self.collection.files[*file];
+                    let path = &self.collection.files[self.current_file];
                     let mut buf = Vec::new();
                     match reader.read_until(b'\n', &mut buf) {
                         Err(source) => {
@@ -169,12 +170,12 @@ impl<'a> ChunkStream<'a> {
                     let index = self.next_file;
                     let path = self.collection.files.get(index)?;
                     self.next_file += 1;
+                    self.current_file = index;
                     tracing::debug!(collection = %self.collection.name, file = %path.display(), "reading chunk file");
                     match InputFormat::from_path(path) {
                         Some(InputFormat::Jsonl) => match File::open(path) {
                             Ok(file) => {
                                 self.current = Some(OpenFile::Jsonl {
-                                    file: index,
                                     reader: BufReader::with_capacity(1 << 16, file),
                                     line_no: 0,
                                     data_lines: 0,
@@ -207,14 +208,10 @@ impl<'a> ChunkStream<'a> {
         }
     }
 
-    /// The file index and place of a location of the current collection.
+    /// The file index and place of a chunk just read (from the current file), kept compactly
+    /// for the duplicate check instead of a path per chunk.
     fn place_of(&self, location: &SourceLocation) -> (usize, Place) {
-        let file = self
-            .collection
-            .files
-            .iter()
-            .position(|f| *f == location.file)
-            .unwrap_or(0);
+        let file = self.current_file;
         let place = match (location.line, location.item) {
             (Some(line), _) => Place::Line(line),
             (None, Some(item)) => Place::Item(item),

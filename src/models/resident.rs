@@ -121,27 +121,21 @@ impl<'a> ResidentModels<'a> {
     }
 
     fn record_profiles(&mut self, stage: Stage) {
-        // The configured budget is filled in by `needs`.
-        let unset = BatchBudget {
-            max_tokens: 0,
-            max_items: 0,
-        };
-        let needs: Vec<StageNeeds> = match stage {
-            Stage::Dense => self
-                .dense
+        /// Each model's needs; the configured budget is filled in by `needs`.
+        fn of<M: Encoder>(stage: Stage, models: &[Replicas<M>]) -> Vec<StageNeeds> {
+            let unset = BatchBudget {
+                max_tokens: 0,
+                max_items: 0,
+            };
+            models
                 .iter()
                 .map(|m| StageNeeds::for_model(stage, m, unset))
-                .collect(),
-            Stage::Sparse => self
-                .sparse
-                .iter()
-                .map(|m| StageNeeds::for_model(stage, m, unset))
-                .collect(),
-            Stage::Rerank => self
-                .cross_encoder
-                .iter()
-                .map(|m| StageNeeds::for_model(stage, m, unset))
-                .collect(),
+                .collect()
+        }
+        let needs = match stage {
+            Stage::Dense => of(stage, &self.dense),
+            Stage::Sparse => of(stage, self.sparse.as_slice()),
+            Stage::Rerank => of(stage, self.cross_encoder.as_slice()),
             _ => Vec::new(),
         };
         for (index, needs) in needs.into_iter().enumerate() {

@@ -106,15 +106,6 @@ impl ProbeSampler {
     }
 }
 
-/// The probe queries of an in-memory collection ([`ProbeSampler`] over `chunks`).
-pub fn probe_queries(chunks: &[Chunk], count: usize) -> QuerySet {
-    let mut sampler = ProbeSampler::new(count);
-    for (position, chunk) in chunks.iter().enumerate() {
-        sampler.offer(position, chunk);
-    }
-    sampler.finish()
-}
-
 /// A chunk's title, else a heading from its metadata, else its first sentence.
 fn probe_text(chunk: &Chunk) -> Option<String> {
     let heading = ["title", "heading", "section", "section_title"]
@@ -499,6 +490,61 @@ pub fn probe_qrels(set: &QuerySet) -> Option<Qrels> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_streaming_probe_sample_equals_a_sort_of_the_whole_collection() {
+        let chunk = |i: usize| {
+            let id = crate::input::ChunkId(format!("c{i}"));
+            Chunk {
+                point_id: crate::input::point_id("c", &id),
+                id,
+                // Every seventh chunk gives no probe text (a blank heading, no title).
+                title: None,
+                text: format!("Sentence {i}. More."),
+                metadata: if i.is_multiple_of(7) {
+                    serde_json::json!({"heading": "  "})
+                        .as_object()
+                        .unwrap()
+                        .clone()
+                } else {
+                    serde_json::Map::new()
+                },
+                location: crate::input::SourceLocation::line(std::path::Path::new("c.jsonl"), i),
+            }
+        };
+        let chunks: Vec<Chunk> = (0..500).map(chunk).collect();
+        for count in [0, 1, 32, 499, 600] {
+            // Reference: sort every chunk by its seeded hash, keep the first `count` with text.
+            let mut order: Vec<(Vec<u8>, usize)> = chunks
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut hasher = Sha256::new();
+                    hasher.update(PROBE_SEED);
+                    hasher.update(c.id.as_str().as_bytes());
+                    (hasher.finalize().to_vec(), i)
+                })
+                .collect();
+            order.sort();
+            let expected: Vec<(String, String)> = order
+                .iter()
+                .filter_map(|&(_, i)| probe_text(&chunks[i]).map(|t| (chunks[i].id.0.clone(), t)))
+                .take(count)
+                .collect();
+            let mut sampler = ProbeSampler::new(count);
+            for (i, c) in chunks.iter().enumerate() {
+                sampler.offer(i, c);
+            }
+            let set = sampler.finish();
+            let got: Vec<(String, String)> = set
+                .targets
+                .unwrap()
+                .into_iter()
+                .zip(set.queries.into_iter().map(|q| q.text))
+                .collect();
+            assert_eq!(got, expected, "count {count}");
+        }
+    }
 
     #[test]
     fn first_sentence_stops_at_the_first_boundary() {

@@ -183,7 +183,7 @@ impl Job<'_> {
         Ok(Ranked {
             set,
             queries,
-            ids: state.ids.clone(),
+            ids: state.ids,
             fusion_run,
             rerank_run,
             report,

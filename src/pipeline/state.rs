@@ -170,13 +170,7 @@ pub fn clean_previous_outputs(output_dir: &Path) -> std::io::Result<Vec<PathBuf>
             for name in COLLECTION_OUTPUTS {
                 remove_file_entry(&entry.join(name), &mut removed)?;
             }
-            for inner in read_dir_sorted(&entry)? {
-                if let Some(inner_meta) = symlink_metadata(&inner)? {
-                    if is_temp_file(&inner, &inner_meta) {
-                        remove_file_entry(&inner, &mut removed)?;
-                    }
-                }
-            }
+            remove_temp_files_in(&entry, 0, &mut removed)?;
             // Only a directory we emptied: an empty one the user made stays.
             if removed.len() > before && read_dir_sorted(&entry)?.is_empty() {
                 remove_ignoring_missing(std::fs::remove_dir(&entry))?;
@@ -195,21 +189,11 @@ pub fn clean_temp_files(output_dir: &Path) -> std::io::Result<usize> {
     if symlink_metadata(output_dir)?.is_none() {
         return Ok(0);
     }
-    for entry in read_dir_sorted(output_dir)? {
-        let meta = match symlink_metadata(&entry)? {
-            Some(meta) => meta,
-            None => continue,
-        };
-        if is_temp_file(&entry, &meta) {
-            remove_file_entry(&entry, &mut removed)?;
-        } else if meta.is_dir() {
-            let depth = if entry.file_name() == Some(WORK_DIR.as_ref()) {
-                usize::MAX
-            } else {
-                0
-            };
-            remove_temp_files_in(&entry, depth, &mut removed)?;
-        }
+    // The top level and each collection's directory, then all of `.work/`.
+    remove_temp_files_in(output_dir, 1, &mut removed)?;
+    let work = output_dir.join(WORK_DIR);
+    if symlink_metadata(&work)?.is_some_and(|meta| meta.is_dir()) {
+        remove_temp_files_in(&work, usize::MAX, &mut removed)?;
     }
     Ok(removed.len())
 }
