@@ -17,6 +17,10 @@ Environment:
   EMBED_COLLECTIONS_DEVICE       gpu.devices (auto, cpu, cuda:0,1)
   EMBED_COLLECTIONS_MODELS_DIR   models.dir (where scripts/fetch-models.sh puts models)
   EMBED_COLLECTIONS_LOG_FORMAT   telemetry.log_format (text, json)
+  EMBED_COLLECTIONS_SHARD        shard.spec (I/N, auto, auto/N)
+  EMBED_COLLECTIONS_SHARD_SPLIT_BYTES  shard.split_bytes (e.g. 64MiB)
+  JOB_COMPLETION_INDEX           --shard auto: the shard (Kubernetes Indexed Job)
+  SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT  --shard auto: the shard and count (Slurm array)
   HF_HOME, HF_HUB_CACHE          Hugging Face cache location
   HF_HUB_OFFLINE=1               never contact the Hugging Face Hub
   RUST_LOG                       log filter (overrides -v/-q)
@@ -92,6 +96,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub resume: bool,
 
+    /// Embed only shard I of N (0-based) into <output>/shard-I-of-N/; `auto` reads the index
+    /// from JOB_COMPLETION_INDEX (Kubernetes; give the count: auto/N) or the Slurm array
+    /// variables. `merge` then ranks the shards' vectors [shard.spec]
+    #[arg(long, value_name = "I/N|auto|auto/N")]
+    pub shard: Option<crate::shard::ShardRequest>,
+
+    /// Collections above this many bytes of chunk files are split among shards by chunk id;
+    /// smaller ones go whole to one shard [shard.split_bytes]
+    #[arg(long, value_name = "SIZE")]
+    pub shard_split_bytes: Option<crate::config::ByteSize>,
+
     /// Log format on stderr: text or json [telemetry.log_format]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -116,6 +131,21 @@ pub enum Command {
     /// Measure encoder throughput on a JSONL file of texts ({"text": …}, plus "query" for
     /// rerank); prints one JSON line per repetition (counts and timings, never text)
     Bench(BenchArgs),
+    /// Merge the shards of a sharded run (`--shard I/N`): checks that every shard 0..N-1 is
+    /// there once, complete and from the same config, models and input, then runs retrieval,
+    /// fusion, rerank and evaluation over the merged vectors (no chunk is embedded again) and
+    /// writes the outputs an unsharded run writes. Takes the run's flags (the same --config)
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Shard output directories (shard-I-of-N), or directories holding them
+    #[arg(required = true, value_name = "SHARD_DIR")]
+    pub shards: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -197,6 +227,8 @@ impl RunArgs {
             models_dir: self.models_dir.clone(),
             log_format: self.log_format,
             window_chunks: self.window_chunks,
+            shard: self.shard,
+            shard_split_bytes: self.shard_split_bytes,
             quiet: self.quiet,
         }
     }

@@ -22,6 +22,7 @@ pub mod models;
 pub mod pipeline;
 pub mod ranking;
 pub mod retrieval;
+pub mod shard;
 pub mod stage;
 pub mod telemetry;
 pub mod vectors;

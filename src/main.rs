@@ -2,13 +2,14 @@
 //! to an exit code. Everything else lives in the library.
 
 use clap::Parser;
-use embed_collections::cli::{BenchArgs, Cli, Command, EvalArgs, RunArgs};
+use embed_collections::cli::{BenchArgs, Cli, Command, EvalArgs, MergeArgs, RunArgs};
 use embed_collections::config::{self, Environment};
 use embed_collections::exit;
 use embed_collections::export::RunStatus;
 use embed_collections::models::ModelManager;
 use embed_collections::pipeline::check::{check, ProblemClass};
 use embed_collections::pipeline::evaluate::evaluate_output;
+use embed_collections::pipeline::merge::ShardSet;
 use embed_collections::pipeline::state::StateError;
 use embed_collections::pipeline::{BatchRunner, RunError};
 use embed_collections::telemetry::init_logging;
@@ -23,7 +24,8 @@ fn run(cli: &Cli) -> i32 {
         Some(Command::Eval(args)) => evaluate_output_dir(args),
         Some(Command::Check(args)) => check_run(args),
         Some(Command::Bench(args)) => bench(args),
-        None => run_pipeline(&cli.run),
+        Some(Command::Merge(args)) => merge(args),
+        None => run_pipeline(&cli.run, None),
     }
 }
 
@@ -168,7 +170,39 @@ fn check_run(args: &RunArgs) -> i32 {
     }
 }
 
-fn run_pipeline(cli: &RunArgs) -> i32 {
+/// `embed-collections merge`: check the shards, then rank over their merged vectors.
+fn merge(args: &MergeArgs) -> i32 {
+    let run = &args.run;
+    let refused = if run.resume {
+        Some("--resume")
+    } else if run.shard.is_some() {
+        Some("--shard")
+    } else if std::env::var_os(config::env_vars::SHARD).is_some_and(|v| !v.is_empty()) {
+        Some(config::env_vars::SHARD)
+    } else {
+        None
+    };
+    if let Some(option) = refused {
+        report(
+            &anyhow::anyhow!("merge does not take {option}"),
+            Some("a merge always starts afresh from the shards; rerun a shard with --shard I/N --resume"),
+        );
+        return exit::CONFIG_ERROR;
+    }
+    let shards = match ShardSet::open(&args.shards) {
+        Ok(shards) => shards,
+        Err(err) => {
+            report(
+                &anyhow::Error::new(err).context("cannot merge these shards"),
+                Some("give every shard-I-of-N directory of one sharded run (or the directory holding them)"),
+            );
+            return exit::CONFIG_ERROR;
+        }
+    };
+    run_pipeline(run, Some(shards))
+}
+
+fn run_pipeline(cli: &RunArgs, merge: Option<ShardSet>) -> i32 {
     let config = match config::resolve(
         cli.config.as_deref(),
         &Environment::from_process(),
@@ -188,7 +222,10 @@ fn run_pipeline(cli: &RunArgs) -> i32 {
         tracing::warn!("cannot install the SIGINT/SIGTERM handlers: {err}");
     }
     let manager = ModelManager::from_env(config.models.dir.clone());
-    let runner = BatchRunner::new(config, manager).with_resume(cli.resume);
+    let mut runner = BatchRunner::new(config, manager).with_resume(cli.resume);
+    if let Some(shards) = merge {
+        runner = runner.with_merge(shards);
+    }
     match runner.run() {
         Ok(outcome) => {
             if !cli.quiet {
@@ -207,6 +244,8 @@ fn run_pipeline(cli: &RunArgs) -> i32 {
                 RunError::Output(StateError::Busy { .. }) => (exit::CONFIG_ERROR, Some("another run is writing this output directory; use another --output")),
                 RunError::Output(_) => (exit::FAILURE, Some("check that output.dir is writable")),
                 RunError::Resume(_) => (exit::CONFIG_ERROR, Some("run with the same configuration, models and input, or without --resume")),
+                RunError::Merge(_) => (exit::CONFIG_ERROR, Some("merge the shards with the configuration, models and input they ran with (the same --config and flags)")),
+                RunError::Read { .. } => (exit::INPUT_ERROR, Some("check that the input files are readable")),
                 RunError::Discover(_) => (exit::INPUT_ERROR, Some("check [input] root and collections")),
                 RunError::Queries(_) => (exit::INPUT_ERROR, Some("check rerank.queries (JSONL lines with `_id` or `id`, and `text`)")),
                 RunError::Qrels(_) => (exit::INPUT_ERROR, Some("check eval.qrels (BEIR TSV: query-id, corpus-id, score)")),

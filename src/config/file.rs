@@ -35,6 +35,18 @@ pub struct FileConfig {
     pub gpu: FileGpu,
     #[serde(default)]
     pub telemetry: FileTelemetry,
+    #[serde(default)]
+    pub shard: FileShard,
+}
+
+/// `[shard]` (which shard a process is comes from `--shard` or the environment, never the
+/// file: every shard reads the same file).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileShard {
+    /// Collections above this many bytes of chunk files are split among the shards by chunk
+    /// id; smaller ones go whole to one shard (by name). Default 64MiB.
+    pub split_bytes: Option<ByteSize>,
 }
 
 /// `[input]`

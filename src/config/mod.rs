@@ -9,8 +9,8 @@ pub mod values;
 pub use resolve::{
     env_vars, load_file, parse_file, resolve, resolve_layers, ConfigError, DenseConfig,
     DenseModelConfig, Environment, EvalConfig, FusionConfig, GpuConfig, InputConfig, ModelsConfig,
-    OutputConfig, Overrides, Provenance, RerankingConfig, RunConfig, Source, SparseConfig,
-    TelemetryConfig, DEFAULT_DENSE_MODEL, DEFAULT_RERANK_MODEL, DEFAULT_SPARSE_MODEL,
+    OutputConfig, Overrides, Provenance, RerankingConfig, RunConfig, ShardConfig, Source,
+    SparseConfig, TelemetryConfig, DEFAULT_DENSE_MODEL, DEFAULT_RERANK_MODEL, DEFAULT_SPARSE_MODEL,
 };
 pub use values::{
     ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, SparseFallback,

@@ -11,6 +11,7 @@ use super::values::{
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::Pooling;
+use crate::shard::{Shard, ShardRequest};
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,9 +38,21 @@ pub mod env_vars {
     pub const MODELS_DIR: &str = "EMBED_COLLECTIONS_MODELS_DIR";
     /// `telemetry.log_format`.
     pub const LOG_FORMAT: &str = "EMBED_COLLECTIONS_LOG_FORMAT";
+    /// `shard.spec`: `I/N`, `auto` or `auto/N`.
+    pub const SHARD: &str = "EMBED_COLLECTIONS_SHARD";
+    /// `shard.split_bytes`.
+    pub const SHARD_SPLIT_BYTES: &str = "EMBED_COLLECTIONS_SHARD_SPLIT_BYTES";
+
+    /// Variables of the repository's scripts, not settings: the typo guard lets them pass.
+    pub const SCRIPTS: [&str; 4] = [
+        "EMBED_COLLECTIONS_BIN",
+        "EMBED_COLLECTIONS_PYTHON",
+        "EMBED_COLLECTIONS_VENV",
+        "EMBED_COLLECTIONS_CUDA_CACHE",
+    ];
 
     /// All of the above with the setting each one sets.
-    pub const ALL: [(&str, &str); 8] = [
+    pub const ALL: [(&str, &str); 10] = [
         (INPUT, "input.root"),
         (OUTPUT, "output.dir"),
         (COLLECTIONS, "input.collections"),
@@ -48,6 +61,8 @@ pub mod env_vars {
         (DEVICE, "gpu.devices"),
         (MODELS_DIR, "models.dir"),
         (LOG_FORMAT, "telemetry.log_format"),
+        (SHARD, "shard.spec"),
+        (SHARD_SPLIT_BYTES, "shard.split_bytes"),
     ];
 }
 
@@ -156,7 +171,10 @@ impl Environment {
             .into_iter()
             .map(|(key, value)| (key.into(), value.into()))
             .filter(|(key, _)| {
-                key.starts_with(env_vars::PREFIX) || key == "HOME" || key == "XDG_CACHE_HOME"
+                key.starts_with(env_vars::PREFIX)
+                    || key == "HOME"
+                    || key == "XDG_CACHE_HOME"
+                    || crate::shard::scheduler_vars::ALL.contains(&key.as_str())
             })
             .collect();
         Self { vars }
@@ -222,8 +240,14 @@ impl Environment {
             .find(|key| {
                 key.starts_with(env_vars::PREFIX)
                     && !env_vars::ALL.iter().any(|(known, _)| known == key)
+                    && !env_vars::SCRIPTS.contains(&key.as_str())
             })
             .cloned()
+    }
+
+    /// A scheduler's variable (`--shard auto` reads them).
+    pub fn scheduler_var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
     }
 
     /// The default models directory: `$XDG_CACHE_HOME/embed-collections/models`, falling back to
@@ -261,6 +285,10 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--window-chunks`.
     pub window_chunks: Option<usize>,
+    /// `--shard`.
+    pub shard: Option<ShardRequest>,
+    /// `--shard-split-bytes`.
+    pub shard_split_bytes: Option<ByteSize>,
     /// `--quiet`: no progress display.
     pub quiet: bool,
 }
@@ -280,6 +308,7 @@ pub struct RunConfig {
     pub eval: EvalConfig,
     pub gpu: GpuConfig,
     pub telemetry: TelemetryConfig,
+    pub shard: ShardConfig,
     /// Where each setting above came from.
     pub provenance: Provenance,
 }
@@ -293,6 +322,16 @@ pub struct InputConfig {
     /// Chunks per streaming window: memory is bounded by a window, and a window is the unit
     /// `--resume` continues from.
     pub window_chunks: usize,
+}
+
+/// Sharded runs (see [`crate::shard`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardConfig {
+    /// This process's shard; `None` for an unsharded run (and for `merge`).
+    pub spec: Option<Shard>,
+    /// Collections with more bytes of chunk files than this are split among the shards by
+    /// chunk id; smaller ones go whole to one shard.
+    pub split_bytes: ByteSize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -552,6 +591,35 @@ pub fn resolve_layers(
             "must be at least 1 (chunks per streaming window)",
         ));
     }
+
+    // [shard]
+    let shard_request = layers.pick(
+        "shard.spec",
+        None,
+        None,
+        env.parsed(env_vars::SHARD, |value| {
+            value
+                .parse::<ShardRequest>()
+                .map_err(|err| ValueError(err.to_string()))
+        })?
+        .map(|(var, request)| (var, Some(request))),
+        flags.shard.map(|request| ("--shard", Some(request))),
+    );
+    let shard_spec = match shard_request {
+        Some(request) => Some(
+            request
+                .resolve(|name| env.scheduler_var(name))
+                .map_err(|err| layers.invalid("shard.spec", err.to_string()))?,
+        ),
+        None => None,
+    };
+    let split_bytes = layers.pick(
+        "shard.split_bytes",
+        ByteSize(crate::shard::DEFAULT_SPLIT_BYTES),
+        file.shard.split_bytes,
+        env.value::<ByteSize>(env_vars::SHARD_SPLIT_BYTES)?,
+        flags.shard_split_bytes.map(|b| ("--shard-split-bytes", b)),
+    );
 
     // [output]
     let file_out = layers.file_path(file.output.dir);
@@ -925,6 +993,10 @@ pub fn resolve_layers(
             log_format,
             metrics_file,
             progress,
+        },
+        shard: ShardConfig {
+            spec: shard_spec,
+            split_bytes,
         },
         provenance: Provenance(layers.provenance),
     })

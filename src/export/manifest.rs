@@ -45,10 +45,55 @@ pub struct Manifest<'a> {
     /// Seconds from start to the end of the run (absent while running).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wall_seconds: Option<f64>,
+    /// A shard of a sharded run: which one, the partition and what it holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+    /// A merge: the shards it merged, in index order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<MergedShard>,
     pub collections: Vec<CollectionReport>,
     /// Device lease, release and memory events of every stage, in order.
     pub leases: Vec<LeaseEvent>,
     pub warnings: Vec<String>,
+}
+
+/// A shard manifest's `shard` section: what `merge` checks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShardRecord {
+    pub index: u32,
+    pub count: u32,
+    /// The partition rule ([`crate::shard::RULE`]) and its threshold.
+    pub rule: String,
+    pub split_bytes: u64,
+    /// sha256 of [`Self::fingerprint`].
+    pub fingerprint_sha256: String,
+    /// What the outputs depend on, wherever the shard ran: the settings (without the shard,
+    /// the paths and the devices), the models' identities and the input's file sizes (the
+    /// contents are compared per collection through `input_sha256`).
+    pub fingerprint: serde_json::Value,
+    /// Every discovered collection and how it is shared (this shard's are in `collections`).
+    pub partition: Vec<SharedCollection>,
+}
+
+/// A collection in a shard's partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedCollection {
+    pub name: String,
+    pub bytes: u64,
+    #[serde(flatten)]
+    pub share: crate::shard::Share,
+}
+
+/// One shard a merge read.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MergedShard {
+    pub index: u32,
+    pub count: u32,
+    /// The shard's directory (absolute).
+    pub dir: String,
+    pub run_id: String,
+    /// sha256 of the shard's `manifest.json`.
+    pub manifest_sha256: String,
 }
 
 #[derive(Serialize)]
@@ -170,7 +215,7 @@ impl FileRecord {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// The run is in progress (or died: a `running` manifest whose `pid` is gone).
@@ -234,6 +279,10 @@ pub struct CollectionReport {
     pub resumed_windows: usize,
     /// Files written, relative to the output directory.
     pub outputs: Vec<String>,
+    /// Sharded runs and merges: sha256 of the collection's chunk files
+    /// ([`crate::shard::input_sha256`]), so a merge knows every shard read the same input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_sha256: Option<String>,
     pub stages: BTreeMap<Stage, StageReport>,
     /// Queries ranked for this collection (absent when no ranking ran).
     #[serde(skip_serializing_if = "Option::is_none")]

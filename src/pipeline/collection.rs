@@ -35,6 +35,7 @@ use crate::gpu::{DeviceLease, LeaseLog, LeaseOptions, MemoryProbe, StageMemory};
 use crate::input::{self, ChunkStream, Collection, InputError, Query};
 use crate::models::ResidentModels;
 use crate::ranking::{QuerySet, QuerySource};
+use crate::shard::ShardWork;
 use crate::stage::Stage;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -160,13 +161,17 @@ pub struct JobContext<'a> {
     pub work_dir: &'a Path,
     pub fingerprint: &'a str,
     pub resume: bool,
+    /// A merge: each collection's store was assembled from the shards ([`super::merge`]).
+    pub merging: bool,
 }
 
-/// Runs one collection (see the module docs).
+/// Runs one collection (see the module docs); `part`: a shard's part of it (the shard embeds
+/// only, and keeps its work state for `merge`).
 pub fn run_collection(
     ctx: &JobContext<'_>,
     models: &mut ResidentModels<'_>,
     collection: &Collection,
+    part: Option<ShardWork>,
 ) -> CollectionOutcome {
     let span = tracing::info_span!("collection", name = %collection.name);
     let _entered = span.enter();
@@ -174,6 +179,7 @@ pub fn run_collection(
         ctx,
         collection,
         config: ctx.config,
+        part,
     };
     job.run(models)
 }
@@ -184,6 +190,8 @@ pub(super) struct Job<'a> {
     pub(super) ctx: &'a JobContext<'a>,
     pub(super) collection: &'a Collection,
     pub(super) config: &'a RunConfig,
+    /// A shard's part of the collection (`None`: all of it, and ranking too).
+    pub(super) part: Option<ShardWork>,
 }
 
 impl Job<'_> {
@@ -234,6 +242,8 @@ impl Job<'_> {
         );
 
         let inputs = match self.ranking_inputs(scan.probe.clone(), &mut warnings) {
+            // A shard ranks nothing: `merge` does, over every shard's vectors.
+            Ok(_) if self.part.is_some() => None,
             Ok(inputs) => inputs,
             Err(message) => {
                 report.failure = Some(FailureClass::Input);
@@ -242,7 +252,20 @@ impl Job<'_> {
             }
         };
 
-        let resumed_windows = checkpoint.as_ref().map_or(0, |c| c.windows);
+        if let (true, Some(checkpoint)) = (self.ctx.merging, &checkpoint) {
+            if checkpoint.chunks_consumed != scan.chunks {
+                report.failure = Some(FailureClass::Input);
+                report.error = Some(format!(
+                    "the shards embedded {} chunks of this collection but the input has {}",
+                    checkpoint.chunks_consumed, scan.chunks
+                ));
+                return self.finish_failed(report, warnings, &store_dir);
+            }
+        }
+        let resumed_windows = match &checkpoint {
+            Some(c) if !self.ctx.merging => c.windows,
+            _ => 0,
+        };
         let mut store = match CollectionStore::open(&store_dir, self.ctx.fingerprint, checkpoint) {
             Ok(store) => store,
             Err(err) => {
@@ -300,6 +323,16 @@ impl Job<'_> {
         };
         let mut export = StageStatus::Ok;
         insert_ranking_stages(&mut report, ranked.as_ref(), self.config);
+        if self.part.is_some() {
+            for stage in [Stage::Fusion, Stage::Rerank] {
+                if let Some(stage_report) = report.stages.get_mut(&stage) {
+                    if stage_report.status == StageStatus::Skipped {
+                        stage_report.detail =
+                            Some("runs in `merge`, over every shard's vectors".to_string());
+                    }
+                }
+            }
+        }
         if let Some(ranked) = ranked {
             warnings.extend(ranked.warnings.iter().cloned());
             report.ranking = Some(ranked.report.clone());
@@ -356,7 +389,12 @@ impl Job<'_> {
             ));
         }
         if report.status != CollectionStatus::Failed {
-            if let Err(err) = store.finish(&report) {
+            let finished = if self.part.is_some() {
+                store.finish_shard(&report)
+            } else {
+                store.finish(&report)
+            };
+            if let Err(err) = finished {
                 warnings.push(format!(
                     "collection {name}: cannot record completion in {}: {err}",
                     store_dir.display()
@@ -464,13 +502,20 @@ impl Job<'_> {
     /// The validating pass (see the module docs).
     fn scan(&self, probe_count: usize) -> Result<Scan, InputError> {
         let needs_probe = self.ctx.shared.queries.is_none()
-            && self.collection.own_file("queries.jsonl").is_none();
+            && self.collection.own_file("queries.jsonl").is_none()
+            && self.part.is_none();
         let mut sampler = ProbeSampler::new(if needs_probe { probe_count } else { 0 });
         let mut stream = ChunkStream::open(self.collection, self.config.input.on_invalid);
         let mut chunks = 0;
+        let mut position = 0;
+        // A shard validates every record but counts only its own chunks.
         for chunk in stream.by_ref() {
-            sampler.offer(chunks, &chunk?);
-            chunks += 1;
+            let chunk = chunk?;
+            if self.owns(&chunk) {
+                sampler.offer(position, &chunk);
+                chunks += 1;
+            }
+            position += 1;
         }
         let probe = needs_probe.then(|| sampler.finish());
         Ok(Scan {
@@ -478,6 +523,13 @@ impl Job<'_> {
             skipped: stream.into_skipped(),
             probe: probe.filter(|set| !set.queries.is_empty()),
         })
+    }
+
+    /// Whether this run embeds `chunk` (a shard only its part).
+    pub(super) fn owns(&self, chunk: &input::Chunk) -> bool {
+        self.part
+            .as_ref()
+            .is_none_or(|part| part.owns_chunk(chunk.id.as_str()))
     }
 
     /// The queries and qrels the collection is ranked with; `None` when nothing will be
@@ -631,6 +683,7 @@ fn empty_report(collection: &Collection) -> CollectionReport {
         failed_chunk_ids: Vec::new(),
         windows: 0,
         resumed_windows: 0,
+        input_sha256: None,
         outputs: Vec::new(),
         stages: BTreeMap::new(),
         ranking: None,

@@ -1,12 +1,14 @@
 //! The run: [`runner`] sequences it, [`collection`] takes one collection through its streaming
 //! windows (`windows.rs`) and ranking (`retrieve.rs`), [`dense`], [`sparse`] and [`rank`] are the stages, [`store`] and
-//! [`resume`] the crash-safe run state, [`state`] the output directory's lock and cleanup.
+//! [`resume`] the crash-safe run state, [`state`] the output directory's lock and cleanup, [`merge`] the merge of a sharded run's
+//! shards.
 
 pub mod check;
 pub mod collection;
 pub mod dense;
 pub mod devices;
 pub mod evaluate;
+pub mod merge;
 pub mod rank;
 pub mod resume;
 mod retrieve;

@@ -91,6 +91,66 @@ pub fn fingerprint(
     })
 }
 
+/// The part of a run fingerprint that must agree between the shards of a sharded run and
+/// their merge, wherever each ran: without the shard's own index and count, the input root,
+/// the devices, the window size (outputs do not depend on it) and the models' locations and
+/// devices; the input as each collection's file count and total bytes (`merge` compares the
+/// contents through each collection's `input_sha256`).
+pub fn portable(fingerprint: &Value) -> Value {
+    let mut portable = fingerprint.clone();
+    let remove = |value: &mut Value, path: &[&str]| {
+        let Some((last, parents)) = path.split_last() else {
+            return;
+        };
+        let mut node = value;
+        for key in parents {
+            match node.get_mut(*key) {
+                Some(next) => node = next,
+                None => return,
+            }
+        }
+        if let Value::Object(map) = node {
+            map.remove(*last);
+        }
+    };
+    for path in [
+        &["config", "shard", "spec"][..],
+        &["config", "input", "root"],
+        &["config", "input", "window_chunks"],
+        &["config", "gpu", "devices"],
+    ] {
+        remove(&mut portable, path);
+    }
+    if let Some(Value::Array(models)) = portable.get_mut("models") {
+        for model in models {
+            remove(model, &["device"]);
+            remove(model, &["source"]);
+        }
+    }
+    if let Some(Value::Object(input)) = portable.get_mut("input") {
+        for files in input.values_mut() {
+            let (count, bytes) = match &*files {
+                Value::Object(map) => (
+                    map.len(),
+                    map.values()
+                        .filter_map(|f| f.get("bytes").and_then(Value::as_u64))
+                        .sum::<u64>(),
+                ),
+                _ => (0, 0),
+            };
+            *files = serde_json::json!({"files": count, "bytes": bytes});
+        }
+    }
+    portable
+}
+
+/// Each leaf that differs between two fingerprints, as `path: old → new`.
+pub fn describe_differences(old: &Value, new: &Value) -> Vec<String> {
+    let mut changes = Vec::new();
+    differences("", old, new, &mut changes);
+    changes
+}
+
 /// sha256 of the fingerprint's canonical JSON.
 pub fn fingerprint_sha256(fingerprint: &Value) -> String {
     hex::encode(Sha256::digest(
@@ -202,5 +262,47 @@ mod tests {
         assert!(err.contains("config.dense.max_length: 256 → 128"), "{err}");
         assert!(err.contains("input.c.a.jsonl.bytes: 10 → 12"), "{err}");
         assert!(err.contains("input.d added"), "{err}");
+    }
+
+    #[test]
+    fn the_portable_fingerprint_ignores_where_and_on_what_a_shard_ran() {
+        let at = |root: &str, device: &str, mtime: &str, spec: Value| {
+            serde_json::json!({
+                "config": {"input": {"root": root, "window_chunks": 5}, "gpu": {"devices": device, "precision": "f32"}, "shard": {"spec": spec, "split_bytes": 10}},
+                "models": [{"name": "m", "device": device, "source": root, "weights_sha256": "ab"}],
+                "input": {"c": {format!("{root}/c/a.jsonl"): {"bytes": 10, "modified_ns": mtime}}},
+            })
+        };
+        let one = portable(&at(
+            "/a",
+            "cpu",
+            "1",
+            serde_json::json!({"index": 0, "count": 3}),
+        ));
+        let other = portable(&at(
+            "/b",
+            "cuda:0",
+            "2",
+            serde_json::json!({"index": 2, "count": 3}),
+        ));
+        assert_eq!(one, other);
+        assert_eq!(
+            one["input"]["c"],
+            serde_json::json!({"files": 1, "bytes": 10})
+        );
+        let mut changed = at("/a", "cpu", "1", Value::Null);
+        changed["config"]["shard"]["split_bytes"] = 20.into();
+        changed["models"][0]["weights_sha256"] = "cd".into();
+        let changes = describe_differences(&one, &portable(&changed));
+        assert!(
+            changes.contains(&"config.shard.split_bytes: 10 → 20".to_string()),
+            "{changes:?}"
+        );
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.starts_with("models[0].weights_sha256")),
+            "{changes:?}"
+        );
     }
 }

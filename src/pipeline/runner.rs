@@ -22,12 +22,15 @@
 use super::collection::{
     error_chain, run_collection, CollectionOutcome, Faults, JobContext, Leasing, SharedInputs,
 };
+use super::merge::{self, MergeError, ShardSet};
 use super::resume::{self, Attempt, ResumeError, RunState};
 use super::state::{self, OutputLock, StateError, WORK_DIR};
 use crate::config::RunConfig;
 use crate::dispatch::FaultInjector;
 use crate::eval;
-use crate::export::manifest::{FileRecord, Tool, VectorSchema};
+use crate::export::manifest::{
+    FileRecord, MergedShard, ShardRecord, SharedCollection, Tool, VectorSchema,
+};
 use crate::export::{
     write_atomic, CollectionReport, CollectionStatus, FailureClass, Manifest, RunStatus,
     MANIFEST_FILE, SCHEMA_VERSION,
@@ -37,8 +40,11 @@ use crate::input::{self, Collection, InputError};
 use crate::models::{
     select_devices, LoadError, ModelError, ModelIdentity, ModelManager, ResidentModels,
 };
+use crate::shard::{Partition, Shard, ShardWork};
 use crate::telemetry::metrics;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
 
@@ -63,6 +69,14 @@ pub enum RunError {
     Queries(#[source] InputError),
     #[error("cannot read the qrels file")]
     Qrels(#[source] eval::EvalError),
+    #[error(transparent)]
+    Merge(MergeError),
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write {path}")]
     Write {
         path: PathBuf,
@@ -93,6 +107,25 @@ pub struct BatchRunner {
     /// Exclusive stages on the CPU too (GPUs always are).
     exclusive_models: bool,
     resume: bool,
+    /// `--shard`: embed only this shard's part of the input (into `<output>/shard-I-of-N/`).
+    shard: Option<Shard>,
+    /// `merge`: the shards to merge.
+    merge: Option<ShardSet>,
+    /// What the manifest records of the sharding, once known.
+    sharding: Mutex<Sharding>,
+}
+
+/// A shard's or a merge's manifest sections.
+#[derive(Default)]
+struct Sharding {
+    shard: Option<ShardRecord>,
+    merged_from: Vec<MergedShard>,
+}
+
+/// How the collections are shared among the shards, and their inputs' hashes.
+struct ShardPlan {
+    partition: Vec<SharedCollection>,
+    input_sha256: BTreeMap<String, String>,
 }
 
 /// The run's identity, fixed at its start.
@@ -103,8 +136,25 @@ struct RunIdentity {
 }
 
 impl BatchRunner {
-    pub fn new(config: RunConfig, manager: ModelManager) -> Self {
+    pub fn new(mut config: RunConfig, manager: ModelManager) -> Self {
         let ceiling_bytes = config.gpu.memory_ceiling.0;
+        let shard = config.shard.spec;
+        if let Some(shard) = shard {
+            // Shards may share one output directory (a shared volume): each writes its own
+            // subdirectory, and its own metrics file.
+            config.output.dir = config.output.dir.join(shard.dir_name());
+            if let Some(file) = &mut config.telemetry.metrics_file {
+                let stem = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let extension = file
+                    .extension()
+                    .map(|e| format!(".{}", e.to_string_lossy()))
+                    .unwrap_or_default();
+                file.set_file_name(format!("{stem}.{}{extension}", shard.dir_name()));
+            }
+        }
         Self {
             config,
             manager,
@@ -122,7 +172,24 @@ impl BatchRunner {
             lease_log: LeaseLog::new(),
             exclusive_models: false,
             resume: false,
+            shard,
+            merge: None,
+            sharding: Mutex::new(Sharding::default()),
         }
+    }
+
+    /// Merges `shards` (checked by [`ShardSet::open`]) instead of embedding: see
+    /// [`super::merge`].
+    pub fn with_merge(mut self, shards: ShardSet) -> Self {
+        self.sharding_mut().merged_from = shards.records();
+        self.merge = Some(shards);
+        self
+    }
+
+    fn sharding_mut(&self) -> std::sync::MutexGuard<'_, Sharding> {
+        self.sharding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Continues the interrupted run in the output directory (`--resume`).
@@ -302,7 +369,9 @@ impl BatchRunner {
             ResidentModels::load_all(config, &self.manager, &devices, self.exclusive_models)
                 .map_err(RunError::Model)?;
 
-        let fingerprint_hash = self.claim_run_state(identity, &identities, &collections)?;
+        let (fingerprint_hash, fingerprint) =
+            self.claim_run_state(identity, &identities, &collections)?;
+        let plan = self.plan_shards(&fingerprint, &collections)?;
         self.write_manifest(
             identity,
             RunStatus::Running,
@@ -328,17 +397,59 @@ impl BatchRunner {
             },
             work_dir: &work_dir,
             fingerprint: &fingerprint_hash,
-            resume: self.resume,
+            // A merge continues from the stores it assembles.
+            resume: self.resume || self.merge.is_some(),
+            merging: self.merge.is_some(),
         };
         let mut reports = Vec::new();
         let mut warnings = Vec::new();
         let mut interrupted = false;
-        for collection in &collections {
+        for (i, collection) in collections.iter().enumerate() {
+            let share = plan.as_ref().map(|p| p.partition[i].share);
+            let part = match (self.shard, share) {
+                (Some(shard), Some(share)) => match ShardWork::of(share, shard) {
+                    ShardWork::None => continue,
+                    work => Some(work),
+                },
+                _ => None,
+            };
+            if let (Some(set), Some(share)) = (&self.merge, share) {
+                let name = &collection.name;
+                merge::assemble(
+                    set,
+                    name,
+                    share,
+                    config.sparse.enabled,
+                    &work_dir.join(name),
+                    &fingerprint_hash,
+                    &config
+                        .output
+                        .dir
+                        .join(name)
+                        .join(crate::export::POINTS_FILE),
+                )
+                .map_err(RunError::Merge)?;
+                info!(collection = %name, shards = set.owners(share).len(), "shards' points merged");
+            }
             let CollectionOutcome {
-                report,
+                mut report,
                 warnings: more,
                 interrupted: stopped,
-            } = run_collection(&ctx, &mut models, collection);
+            } = run_collection(&ctx, &mut models, collection, part);
+            report.input_sha256 = match (&plan, part) {
+                (Some(plan), _) if self.merge.is_some() => {
+                    plan.input_sha256.get(&collection.name).cloned()
+                }
+                (_, Some(_)) => Some(crate::shard::input_sha256(collection).map_err(|source| {
+                    RunError::Read {
+                        path: collection.dir.clone().unwrap_or_else(|| {
+                            collection.files.first().cloned().unwrap_or_default()
+                        }),
+                        source,
+                    }
+                })?),
+                _ => None,
+            };
             if let (CollectionStatus::Failed, Some(message)) = (report.status, &report.error) {
                 error!(collection = %collection.name, "collection failed: {message}");
             }
@@ -366,13 +477,86 @@ impl BatchRunner {
         })
     }
 
-    /// Checks (`--resume`) or records the run fingerprint in `.work/run.json`; returns its hash.
+    /// A shard's or a merge's partition of the collections; the shard's manifest section is
+    /// recorded, and a merge's shards are checked against this run (`None`: unsharded).
+    fn plan_shards(
+        &self,
+        fingerprint: &serde_json::Value,
+        collections: &[Collection],
+    ) -> Result<Option<ShardPlan>, RunError> {
+        let count = match (self.shard, &self.merge) {
+            (Some(shard), _) => shard.count,
+            (None, Some(set)) => set.count,
+            (None, None) => return Ok(None),
+        };
+        let partition_rule = Partition {
+            count,
+            split_bytes: self.config.shard.split_bytes.0,
+        };
+        let read_error = |path: &Path, source| RunError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut partition = Vec::new();
+        for collection in collections {
+            let bytes = crate::shard::input_bytes(collection)
+                .map_err(|err| read_error(&self.config.input.root, err))?;
+            partition.push(SharedCollection {
+                name: collection.name.clone(),
+                bytes,
+                share: partition_rule.share(&collection.name, bytes),
+            });
+        }
+        let portable = resume::portable(fingerprint);
+        let mut input_sha256 = BTreeMap::new();
+        if let Some(set) = &self.merge {
+            for collection in collections {
+                let sha = crate::shard::input_sha256(collection)
+                    .map_err(|err| read_error(&self.config.input.root, err))?;
+                input_sha256.insert(collection.name.clone(), sha);
+            }
+            set.verify(
+                &self.config.output.dir,
+                &portable,
+                &partition,
+                &input_sha256,
+            )
+            .map_err(RunError::Merge)?;
+            info!(
+                shards = set.count,
+                "shards checked: complete, same configuration, models and input"
+            );
+        }
+        if let Some(shard) = self.shard {
+            let owned = partition
+                .iter()
+                .filter(|c| ShardWork::of(c.share, shard) != ShardWork::None)
+                .count();
+            info!(shard = %shard, collections = owned, of = partition.len(), "this shard's part of the input");
+            self.sharding_mut().shard = Some(ShardRecord {
+                index: shard.index,
+                count: shard.count,
+                rule: crate::shard::RULE.to_string(),
+                split_bytes: partition_rule.split_bytes,
+                fingerprint_sha256: resume::fingerprint_sha256(&portable),
+                fingerprint: portable,
+                partition: partition.clone(),
+            });
+        }
+        Ok(Some(ShardPlan {
+            partition,
+            input_sha256,
+        }))
+    }
+
+    /// Checks (`--resume`) or records the run fingerprint in `.work/run.json`; returns its hash
+    /// and the fingerprint.
     fn claim_run_state(
         &self,
         identity: &mut RunIdentity,
         models: &[ModelIdentity],
         collections: &[Collection],
-    ) -> Result<String, RunError> {
+    ) -> Result<(String, serde_json::Value), RunError> {
         let work_dir = self.work_dir();
         let fingerprint = resume::fingerprint(&self.config, models, collections);
         let mut attempts = Vec::new();
@@ -406,7 +590,7 @@ impl BatchRunner {
             path: work_dir.join(resume::RUN_STATE_FILE),
             source,
         })?;
-        Ok(state.fingerprint_sha256)
+        Ok((state.fingerprint_sha256, state.fingerprint))
     }
 
     /// The outputs of `collections` and the metrics file, each with its size, lines and hash
@@ -449,6 +633,7 @@ impl BatchRunner {
     ) -> Result<PathBuf, RunError> {
         let config = &self.config;
         let finished = status != RunStatus::Running;
+        let sharding = self.sharding_mut();
         let manifest = Manifest {
             schema_version: SCHEMA_VERSION,
             tool: Tool::default(),
@@ -471,6 +656,8 @@ impl BatchRunner {
                     .duration_since(identity.started_at)
                     .map_or(0.0, |d| d.as_secs_f64())
             }),
+            shard: sharding.shard.clone(),
+            merged_from: sharding.merged_from.clone(),
             collections: collections.to_vec(),
             leases: self.lease_log.events(),
             warnings,

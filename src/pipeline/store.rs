@@ -143,6 +143,12 @@ fn open_at(dir: &Path, name: &str, len: u64) -> std::io::Result<BufWriter<File>>
 }
 
 impl CollectionStore {
+    /// The checkpoint in `dir`, whatever run wrote it.
+    pub fn read_checkpoint(dir: &Path) -> std::io::Result<Checkpoint> {
+        let bytes = std::fs::read(dir.join(CHECKPOINT_FILE))?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+
     /// The checkpoint in `dir`, if there is a readable one for `fingerprint`.
     pub fn load_checkpoint(dir: &Path, fingerprint: &str) -> Option<Checkpoint> {
         let bytes = std::fs::read(dir.join(CHECKPOINT_FILE)).ok()?;
@@ -252,13 +258,18 @@ impl CollectionStore {
         self.save()
     }
 
-    /// Records the final report and frees the bulky files (the retrieval state is no longer
-    /// needed once `rerank.jsonl` and the evaluation are written).
-    pub fn finish(&mut self, report: &CollectionReport) -> std::io::Result<()> {
+    /// Records a shard's final report and keeps the retrieval state: `merge` reads it.
+    pub fn finish_shard(&mut self, report: &CollectionReport) -> std::io::Result<()> {
         self.writers = None;
         self.checkpoint.phase = Phase::Done;
         self.checkpoint.report = Some(report.clone());
-        self.save()?;
+        self.save()
+    }
+
+    /// Records the final report and frees the bulky files (the retrieval state is no longer
+    /// needed once `rerank.jsonl` and the evaluation are written).
+    pub fn finish(&mut self, report: &CollectionReport) -> std::io::Result<()> {
+        self.finish_shard(report)?;
         for name in [
             DENSE_FILE,
             SPARSE_NNZ,
@@ -384,6 +395,151 @@ impl WindowWriter<'_> {
         checkpoint.chunks_consumed = chunks_consumed;
         update(checkpoint);
         self.store.save()
+    }
+}
+
+/// One point as a finished store holds it.
+#[derive(Debug, PartialEq)]
+pub struct StoredPoint {
+    /// The `points.jsonl` line, newline included.
+    pub line: Vec<u8>,
+    pub dense: Vec<f32>,
+    /// `None`: the sparse stage was off; `Some(None)`: no sparse vector for this point.
+    pub sparse: Option<Option<SparseVector>>,
+    pub position: usize,
+    pub id: String,
+}
+
+/// Reads back, in order, the points of a store whose windows are complete (`checkpoint`),
+/// with their lines from `points` (the moved `points.jsonl`); `sparse`: whether the run
+/// stored sparse vectors.
+pub struct StoredPoints {
+    remaining: usize,
+    dim: usize,
+    sparse: bool,
+    points: BufReader<File>,
+    dense: BufReader<File>,
+    nnz: Option<BufReader<File>>,
+    indices: Option<BufReader<File>>,
+    values: Option<BufReader<File>>,
+    docs: BufReader<File>,
+}
+
+impl StoredPoints {
+    pub fn open(
+        dir: &Path,
+        checkpoint: &Checkpoint,
+        points: &Path,
+        sparse: bool,
+    ) -> std::io::Result<Self> {
+        let open = |path: &Path| File::open(path).map(|f| BufReader::with_capacity(1 << 20, f));
+        let optional = |name: &str| -> std::io::Result<Option<BufReader<File>>> {
+            if sparse {
+                open(&dir.join(name)).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let lengths = &checkpoint.lengths;
+        let expected = |name: &str, len: u64, want: u64| {
+            if len == want {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!(
+                    "{name} holds {len} bytes where the checkpoint records {want}"
+                )))
+            }
+        };
+        let file_len = |path: &Path| std::fs::metadata(path).map(|m| m.len());
+        expected("points.jsonl", file_len(points)?, lengths.points)?;
+        expected(DENSE_FILE, file_len(&dir.join(DENSE_FILE))?, lengths.dense)?;
+        Ok(Self {
+            remaining: checkpoint.points,
+            dim: checkpoint.dense_dim,
+            sparse,
+            points: open(points)?,
+            dense: open(&dir.join(DENSE_FILE))?,
+            nnz: optional(SPARSE_NNZ)?,
+            indices: optional(SPARSE_INDICES)?,
+            values: optional(SPARSE_VALUES)?,
+            docs: open(&dir.join(DOCS_FILE))?,
+        })
+    }
+
+    pub fn dense_dim(&self) -> usize {
+        self.dim
+    }
+
+    fn read_point(&mut self) -> std::io::Result<StoredPoint> {
+        use std::io::Read;
+        let truncated = |what: &str| std::io::Error::other(format!("{what} ends early"));
+        let mut line = Vec::new();
+        self.points.read_until(b'\n', &mut line)?;
+        if !line.ends_with(b"\n") {
+            return Err(truncated("points.jsonl"));
+        }
+        let read_f32s = |reader: &mut BufReader<File>, n: usize| -> std::io::Result<Vec<f32>> {
+            let mut bytes = vec![0u8; 4 * n];
+            reader.read_exact(&mut bytes)?;
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        };
+        let dense = read_f32s(&mut self.dense, self.dim)?;
+        let sparse = if self.sparse {
+            let (Some(nnz), Some(indices), Some(values)) =
+                (&mut self.nnz, &mut self.indices, &mut self.values)
+            else {
+                return Err(truncated(SPARSE_NNZ));
+            };
+            let mut word = [0u8; 4];
+            nnz.read_exact(&mut word)?;
+            match u32::from_le_bytes(word) {
+                NO_SPARSE => Some(None),
+                n => {
+                    let n = n as usize;
+                    let mut bytes = vec![0u8; 4 * n];
+                    indices.read_exact(&mut bytes)?;
+                    let index_list = bytes
+                        .chunks_exact(4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    Some(Some(SparseVector {
+                        indices: index_list,
+                        values: read_f32s(values, n)?,
+                    }))
+                }
+            }
+        } else {
+            None
+        };
+        let mut doc = String::new();
+        self.docs.read_line(&mut doc)?;
+        let (position, id): (usize, String) = serde_json::from_str(doc.trim_end())?;
+        Ok(StoredPoint {
+            line,
+            dense,
+            sparse,
+            position,
+            id,
+        })
+    }
+}
+
+impl Iterator for StoredPoints {
+    type Item = std::io::Result<StoredPoint>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let point = self.read_point();
+        if point.is_err() {
+            self.remaining = 0;
+        }
+        Some(point)
     }
 }
 

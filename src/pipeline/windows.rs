@@ -59,11 +59,21 @@ impl Job<'_> {
         loop {
             check_interrupt()?;
             let offset = stream.position();
-            let window: Vec<Chunk> = stream
-                .by_ref()
-                .take(config.input.window_chunks)
-                .collect::<Result<_, _>>()
-                .map_err(Stop::input)?;
+            // Each chunk with its position in the input stream (a shard skips others' chunks).
+            let mut window: Vec<Chunk> = Vec::new();
+            let mut positions: Vec<usize> = Vec::new();
+            while window.len() < config.input.window_chunks {
+                let position = stream.position();
+                match stream.next() {
+                    None => break,
+                    Some(Err(err)) => return Err(Stop::input(err)),
+                    Some(Ok(chunk)) if self.owns(&chunk) => {
+                        window.push(chunk);
+                        positions.push(position);
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
             if window.is_empty() {
                 break;
             }
@@ -186,7 +196,7 @@ impl Job<'_> {
                         &line,
                         primary,
                         sparse.as_ref().map(|_| sparse_point.map(|p| &p.vector)),
-                        offset + i,
+                        positions[i],
                         chunk.id.as_str(),
                     )
                     .map_err(io_stop)?;

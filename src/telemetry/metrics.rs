@@ -495,6 +495,7 @@ mod tests {
             failed_chunk_ids: Vec::new(),
             windows: 1,
             resumed_windows: 0,
+            input_sha256: None,
             outputs: vec!["docs/points.jsonl".to_string()],
             stages,
             ranking: Some(RankingReport {
@@ -533,6 +534,7 @@ mod tests {
             failed_chunk_ids: Vec::new(),
             windows: 0,
             resumed_windows: 0,
+            input_sha256: None,
             outputs: Vec::new(),
             stages,
             ranking: None,
