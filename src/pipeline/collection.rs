@@ -507,15 +507,13 @@ impl Job<'_> {
         let mut sampler = ProbeSampler::new(if needs_probe { probe_count } else { 0 });
         let mut stream = ChunkStream::open(self.collection, self.config.input.on_invalid);
         let mut chunks = 0;
-        let mut position = 0;
         // A shard validates every record but counts only its own chunks.
-        for chunk in stream.by_ref() {
+        for (position, chunk) in stream.by_ref().enumerate() {
             let chunk = chunk?;
             if self.owns(&chunk) {
                 sampler.offer(position, &chunk);
                 chunks += 1;
             }
-            position += 1;
         }
         let probe = needs_probe.then(|| sampler.finish());
         Ok(Scan {

@@ -465,16 +465,13 @@ pub fn assemble(
     let mut store = CollectionStore::open(store_dir, fingerprint, None).map_err(io)?;
     let mut writer = store.window().map_err(io)?;
     let mut last: Option<usize> = None;
-    loop {
-        let Some(pick) = sources
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.next.as_ref().map(|p| (p.position, i)))
-            .min()
-            .map(|(_, i)| i)
-        else {
-            break;
-        };
+    while let Some(pick) = sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.next.as_ref().map(|p| (p.position, i)))
+        .min()
+        .map(|(_, i)| i)
+    {
         let source = &mut sources[pick];
         let Some(point) = source.next.take() else {
             break;
