@@ -43,12 +43,15 @@ pub mod env_vars {
     /// `shard.split_bytes`.
     pub const SHARD_SPLIT_BYTES: &str = "EMBED_COLLECTIONS_SHARD_SPLIT_BYTES";
 
-    /// Variables of the repository's scripts, not settings: the typo guard lets them pass.
-    pub const SCRIPTS: [&str; 4] = [
+    /// Variables of the repository's scripts and build (`build.rs` reads the git commit from
+    /// `EMBED_COLLECTIONS_GIT_COMMIT` where there is no `.git`), not settings: the typo guard
+    /// lets them pass.
+    pub const SCRIPTS: [&str; 5] = [
         "EMBED_COLLECTIONS_BIN",
         "EMBED_COLLECTIONS_PYTHON",
         "EMBED_COLLECTIONS_VENV",
         "EMBED_COLLECTIONS_CUDA_CACHE",
+        "EMBED_COLLECTIONS_GIT_COMMIT",
     ];
 
     /// All of the above with the setting each one sets.

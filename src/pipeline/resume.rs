@@ -200,6 +200,16 @@ pub fn check(earlier: &RunState, current: &Value) -> Result<(), ResumeError> {
 
 /// Describes each leaf that differs between `old` and `new` as `path: old → new` (values
 /// shortened; the fingerprint holds settings, model identities and file stamps, never text).
+/// A value as JSON, cut to 60 characters.
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text
+    }
+}
+
 fn differences(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
     const MAX: usize = 8;
     if out.len() >= MAX {
@@ -224,20 +234,20 @@ fn differences(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
                 out.push(format!("{} added", join(key)));
             }
         }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+        // Element by element, then what one side has beyond the other (a model added to a
+        // run shows as `models[1] added: {...}`, not as two long lists).
+        (Value::Array(a), Value::Array(b)) => {
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
                 differences(&format!("{path}[{i}]"), x, y, out);
             }
+            for (i, extra) in a.iter().enumerate().skip(b.len()) {
+                out.push(format!("{path}[{i}] removed: {}", short(extra)));
+            }
+            for (i, extra) in b.iter().enumerate().skip(a.len()) {
+                out.push(format!("{path}[{i}] added: {}", short(extra)));
+            }
         }
         (a, b) if a != b => {
-            let short = |v: &Value| {
-                let text = v.to_string();
-                if text.chars().count() > 60 {
-                    format!("{}…", text.chars().take(60).collect::<String>())
-                } else {
-                    text
-                }
-            };
             out.push(format!("{path}: {} → {}", short(a), short(b)));
         }
         _ => {}
@@ -262,6 +272,20 @@ mod tests {
         assert!(err.contains("config.dense.max_length: 256 → 128"), "{err}");
         assert!(err.contains("input.c.a.jsonl.bytes: 10 → 12"), "{err}");
         assert!(err.contains("input.d added"), "{err}");
+    }
+
+    #[test]
+    fn a_list_that_grew_names_the_added_entry() {
+        let one = serde_json::json!({"models": [{"role": "dense"}]});
+        let two = serde_json::json!({"models": [{"role": "dense"}, {"role": "sparse"}]});
+        assert_eq!(
+            describe_differences(&one, &two),
+            [r#"models[1] added: {"role":"sparse"}"#]
+        );
+        assert_eq!(
+            describe_differences(&two, &one),
+            [r#"models[1] removed: {"role":"sparse"}"#]
+        );
     }
 
     #[test]

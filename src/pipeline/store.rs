@@ -770,4 +770,64 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"a\nb\nc\n");
         assert_eq!(store.checkpoint().phase, Phase::Embedded);
     }
+
+    #[test]
+    fn stored_points_read_back_what_the_windows_wrote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let vector = SparseVector {
+            indices: vec![2, 9],
+            values: vec![0.5, 1.5],
+        };
+        let mut store = CollectionStore::open(&dir, "fp", None).unwrap();
+        // Positions 0, 4 and 7 of the input: a shard's points carry their global positions.
+        let mut writer = store.window().unwrap();
+        writer
+            .point(b"a\n", &[1.0, -2.0], Some(Some(&vector)), 0, "a")
+            .unwrap();
+        writer
+            .point(b"b\n", &[0.25, 3.0], Some(None), 4, "b")
+            .unwrap();
+        writer.commit(5, |_| {}).unwrap();
+        let mut writer = store.window().unwrap();
+        writer
+            .point(
+                b"c\n",
+                &[f32::MIN_POSITIVE, 0.0],
+                Some(Some(&vector)),
+                7,
+                "c",
+            )
+            .unwrap();
+        writer.commit(8, |_| {}).unwrap();
+        let target = tmp.path().join("out/c/points.jsonl");
+        store.finish_points(&target).unwrap();
+
+        let read: Vec<StoredPoint> = StoredPoints::open(&dir, store.checkpoint(), &target, true)
+            .unwrap()
+            .collect::<std::io::Result<_>>()
+            .unwrap();
+        let point = |line: &[u8], dense: Vec<f32>, sparse, position, id: &str| StoredPoint {
+            line: line.to_vec(),
+            dense,
+            sparse: Some(sparse),
+            position,
+            id: id.to_string(),
+        };
+        assert_eq!(
+            read,
+            [
+                point(b"a\n", vec![1.0, -2.0], Some(vector.clone()), 0, "a"),
+                point(b"b\n", vec![0.25, 3.0], None, 4, "b"),
+                point(b"c\n", vec![f32::MIN_POSITIVE, 0.0], Some(vector), 7, "c"),
+            ]
+        );
+
+        // A points file that does not match the checkpoint is refused, not half read.
+        std::fs::write(&target, b"a\nb\n").unwrap();
+        let err = StoredPoints::open(&dir, store.checkpoint(), &target, true)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("the checkpoint records"), "{err}");
+    }
 }

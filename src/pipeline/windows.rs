@@ -5,7 +5,7 @@
 use super::collection::{check_interrupt, error_chain, Job, Stop, FAILED_IDS_SHOWN};
 use super::dense::run_dense;
 use super::sparse::run_sparse;
-use super::store::CollectionStore;
+use super::store::{Checkpoint, CollectionStore};
 use crate::batching::BatchBudget;
 use crate::export::{render_point, FailureClass, PointVectors, StageReport, StageRun, StageStatus};
 use crate::input::{Chunk, ChunkStream};
@@ -37,7 +37,10 @@ impl Job<'_> {
                 }
             }
         }
-        let remaining = total_chunks.saturating_sub(consumed) as u64;
+        // Chunks this run embeds (all of them, or a shard's own): the consumed ones that are
+        // ours became points or failed.
+        let embedded = |checkpoint: &Checkpoint| checkpoint.points + checkpoint.failed_count;
+        let remaining = total_chunks.saturating_sub(embedded(store.checkpoint())) as u64;
         let dense_progress = SharedProgress::new(
             config.telemetry.progress,
             format!("dense {name}"),
@@ -230,8 +233,9 @@ impl Job<'_> {
                 })
                 .map_err(io_stop)?;
             info!(
-                done = stream.position(),
+                done = embedded(store.checkpoint()),
                 total = total_chunks,
+                input_position = stream.position(),
                 "window committed"
             );
         }
