@@ -8,6 +8,11 @@ const AFTER_HELP: &str = "\
 Settings are layered: built-in defaults < config file < environment < flags.
 The manifest records where each effective setting came from.
 
+Every setting also takes --set section.key=value (a flag) and
+EMBED_COLLECTIONS__SECTION__KEY=value (the environment), e.g. --set rerank.candidates=50 or
+EMBED_COLLECTIONS__RERANK__CANDIDATES=50; `embed-collections config` prints the effective
+settings with their origins.
+
 Environment:
   EMBED_COLLECTIONS_INPUT        input.root
   EMBED_COLLECTIONS_OUTPUT       output.dir
@@ -107,6 +112,32 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE")]
     pub shard_split_bytes: Option<crate::config::ByteSize>,
 
+    /// Numeric precision: auto, f32, f16 or bf16 [gpu.precision]
+    #[arg(long, value_name = "PRECISION")]
+    pub precision: Option<crate::config::Precision>,
+
+    /// Per-device memory ceiling, e.g. 10GiB [gpu.memory_ceiling]
+    #[arg(long, value_name = "SIZE")]
+    pub memory_ceiling: Option<crate::config::ByteSize>,
+
+    /// CrossEncoder pairs scored per query [rerank.candidates]
+    #[arg(long, value_name = "N")]
+    pub candidates: Option<usize>,
+
+    /// Query file for every collection (BEIR queries.jsonl or {id, text} JSONL) [rerank.queries]
+    #[arg(long, value_name = "FILE")]
+    pub queries: Option<PathBuf>,
+
+    /// BEIR qrels TSV for every collection [eval.qrels]
+    #[arg(long, value_name = "FILE")]
+    pub qrels: Option<PathBuf>,
+
+    /// Set any setting by its key: --set rerank.top_k=10 (repeatable; the value in TOML
+    /// syntax, a bare word is a string: --set gpu.devices=cuda:0,1, lists as ["a", "b"]);
+    /// also EMBED_COLLECTIONS__SECTION__KEY=value
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
     /// Log format on stderr: text or json [telemetry.log_format]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -128,6 +159,9 @@ pub enum Command {
     /// Validate config, inputs, query/qrels files, models and the output directory without
     /// running a model; report every problem at once (takes the same flags as a run)
     Check(RunArgs),
+    /// Print the effective settings as TOML, each value with its origin (default, file, env,
+    /// flag), and run nothing; saved as a file, it reproduces the run (takes a run's flags)
+    Config(RunArgs),
     /// Measure encoder throughput on a JSONL file of texts ({"text": …}, plus "query" for
     /// rerank); prints one JSON line per repetition (counts and timings, never text)
     Bench(BenchArgs),
@@ -230,6 +264,12 @@ impl RunArgs {
             shard: self.shard,
             shard_split_bytes: self.shard_split_bytes,
             quiet: self.quiet,
+            precision: self.precision,
+            memory_ceiling: self.memory_ceiling,
+            candidates: self.candidates,
+            queries: self.queries.clone(),
+            qrels: self.qrels.clone(),
+            set: self.set.clone(),
         }
     }
 

@@ -23,6 +23,7 @@ fn run(cli: &Cli) -> i32 {
     match &cli.command {
         Some(Command::Eval(args)) => evaluate_output_dir(args),
         Some(Command::Check(args)) => check_run(args),
+        Some(Command::Config(args)) => show_config(args),
         Some(Command::Bench(args)) => bench(args),
         Some(Command::Merge(args)) => merge(args),
         None => run_pipeline(&cli.run, None),
@@ -127,6 +128,30 @@ fn evaluate_output_dir(args: &EvalArgs) -> i32 {
         Err(message) => {
             report(&anyhow::anyhow!(message), None);
             exit::INPUT_ERROR
+        }
+    }
+}
+
+/// `embed-collections config`: the effective settings with their origins, nothing run.
+fn show_config(args: &RunArgs) -> i32 {
+    let resolved = config::resolve(
+        args.config.as_deref(),
+        &Environment::from_process(),
+        &args.overrides(),
+    )
+    .map_err(|err| anyhow::Error::new(err).context("invalid configuration"))
+    .and_then(|config| {
+        config::show::effective_toml(&config)
+            .map_err(|err| anyhow::Error::new(err).context("cannot render the settings"))
+    });
+    match resolved {
+        Ok(text) => {
+            print!("{text}");
+            exit::OK
+        }
+        Err(err) => {
+            report(&err, None);
+            exit::CONFIG_ERROR
         }
     }
 }

@@ -84,6 +84,14 @@ pub enum ShardRequest {
     },
 }
 
+/// From its text form (the resolver reads every setting through serde).
+impl<'de> Deserialize<'de> for ShardRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for ShardRequest {
     type Err = ShardError;
 

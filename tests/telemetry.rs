@@ -272,11 +272,111 @@ fn help_documents_every_flag_variable_and_exit_code() {
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
+    for generic in ["--set", "EMBED_COLLECTIONS__SECTION__KEY", "config"] {
+        assert!(help.contains(generic), "--help does not mention {generic}");
+    }
     let readme = std::fs::read_to_string(util::repo_root().join("README.md")).unwrap();
+    // The settings table is rendered from the one place the keys are declared.
+    let table = embed_collections::config::keys::markdown_table();
+    assert!(
+        readme.contains(&table),
+        "README's settings table differs from src/config/keys.rs; the table should read:\n{table}"
+    );
     for (var, setting) in embed_collections::config::env_vars::ALL {
         assert!(
             readme.contains(&format!("| `{var}` | `{setting}`")),
             "README table lacks {var}"
         );
     }
+}
+
+#[test]
+fn config_prints_the_effective_settings_and_a_run_records_generic_overrides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quickstart = util::repo_root().join("configs/quickstart.toml");
+    let output = run(
+        binary()
+            .arg("config")
+            .arg("--config")
+            .arg(&quickstart)
+            .args(["--set", "rerank.candidates=20"])
+            .env("EMBED_COLLECTIONS__RERANK__TOP_K", "5"),
+        true,
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("candidates = 20  # flag:--set"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("top_k = 5  # env:EMBED_COLLECTIONS__RERANK__TOP_K"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "max_length = 256  # file:{}",
+            quickstart.display()
+        )),
+        "{printed}"
+    );
+    // Its output is a config file that gives the same settings.
+    let saved = tmp.path().join("effective.toml");
+    std::fs::write(&saved, printed.as_bytes()).unwrap();
+    let again = run(binary().arg("config").arg("--config").arg(&saved), true);
+    let strip = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|line| line.split("  # ").next().unwrap_or(line).to_string())
+            .collect()
+    };
+    assert_eq!(
+        strip(&String::from_utf8_lossy(&again.stdout)),
+        strip(&printed)
+    );
+
+    // A misspelt key is a configuration error naming the nearest key.
+    let refused = run(
+        binary()
+            .arg("config")
+            .arg("--config")
+            .arg(&quickstart)
+            .args(["--set", "rerank.candidate=20"]),
+        false,
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("did you mean `rerank.candidates`"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // A run records where generic overrides came from.
+    let root = tmp.path().join("in");
+    std::fs::create_dir_all(root.join("docs")).unwrap();
+    std::fs::write(
+        root.join("docs/chunks.jsonl"),
+        "{\"id\": \"a\", \"text\": \"alpha\"}\n{\"id\": \"b\", \"text\": \"beta\"}\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    run(
+        binary()
+            .arg("--input")
+            .arg(&root)
+            .arg("--output")
+            .arg(&out)
+            .args(["--no-sparse", "--no-rerank", "--device", "cpu", "-q"])
+            .args(["--set", "dense.max_batch_size=1"])
+            .env("EMBED_COLLECTIONS__FUSION__DEPTH", "7"),
+        true,
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let config = &manifest["config"];
+    assert_eq!(config["dense"]["max_batch_size"], 1);
+    assert_eq!(config["fusion"]["depth"], 7);
+    assert_eq!(config["provenance"]["dense.max_batch_size"], "flag:--set");
+    assert_eq!(
+        config["provenance"]["fusion.depth"],
+        "env:EMBED_COLLECTIONS__FUSION__DEPTH"
+    );
 }

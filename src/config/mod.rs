@@ -2,8 +2,10 @@
 //! resolver ([`resolve`]) that produces the effective [`RunConfig`] with its [`Provenance`].
 
 pub mod file;
+pub mod keys;
 pub mod paths;
 pub mod resolve;
+pub mod show;
 pub mod values;
 
 pub use resolve::{
@@ -92,7 +94,7 @@ enabled = true
         assert!(!with_env.sparse.enabled, "environment beats the file");
         assert_eq!(
             with_env.provenance.get("sparse.enabled"),
-            Some(&Source::Env("EMBED_COLLECTIONS_SPARSE"))
+            Some(&Source::Env("EMBED_COLLECTIONS_SPARSE".to_string()))
         );
 
         // The flag beats the environment even when the environment says the opposite.
@@ -216,5 +218,265 @@ enabled = true
         let err =
             resolve_layers(None, Default::default(), &env(&[]), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("--input"), "{err}");
+    }
+
+    /// `--set` assignments as the command line gives them.
+    fn set(assignments: &[&str]) -> Overrides {
+        Overrides {
+            set: assignments.iter().map(|a| a.to_string()).collect(),
+            ..Overrides::default()
+        }
+    }
+
+    /// The effective value of `key` as JSON, nulls inside tables left out (as in the file).
+    fn effective(config: &RunConfig, key: &str) -> serde_json::Value {
+        let (section, field) = key.split_once('.').unwrap();
+        let mut value = serde_json::to_value(config).unwrap()[section][field].clone();
+        if let serde_json::Value::Array(items) = &mut value {
+            for item in items {
+                if let serde_json::Value::Object(fields) = item {
+                    fields.retain(|_, v| !v.is_null());
+                }
+            }
+        }
+        value
+    }
+
+    #[test]
+    fn every_key_is_settable_by_set_and_by_the_environment() {
+        for setting in keys::SETTINGS {
+            let want = serde_json::to_value(
+                resolve::keyed_value(setting.key, setting.example)
+                    .unwrap_or_else(|err| panic!("{}: {err}", setting.key)),
+            )
+            .unwrap();
+            let assignment = format!("{}={}", setting.key, setting.example);
+            let by_flag = resolve_text(BASE, &env(&[]), &set(&[&assignment]))
+                .unwrap_or_else(|err| panic!("--set {assignment}: {err}"));
+            assert_eq!(
+                by_flag.provenance.get(setting.key),
+                Some(&Source::Flag("--set")),
+                "{assignment}"
+            );
+            assert_eq!(effective(&by_flag, setting.key), want, "--set {assignment}");
+
+            let var = setting.env_var();
+            let by_env = resolve_text(
+                BASE,
+                &env(&[(var.as_str(), setting.example)]),
+                &Overrides::default(),
+            )
+            .unwrap_or_else(|err| panic!("{var}: {err}"));
+            assert_eq!(
+                by_env.provenance.get(setting.key),
+                Some(&Source::Env(var.clone())),
+                "{var}"
+            );
+            assert_eq!(effective(&by_env, setting.key), want, "{var}");
+        }
+    }
+
+    #[test]
+    fn the_key_table_covers_every_effective_setting() {
+        let config = resolve_text(BASE, &env(&[]), &Overrides::default()).unwrap();
+        let mut resolved: Vec<&str> = config
+            .provenance
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| *key != "shard.spec")
+            .collect();
+        let mut declared: Vec<&str> = keys::SETTINGS.iter().map(|s| s.key).collect();
+        resolved.sort();
+        declared.sort();
+        assert_eq!(declared, resolved);
+        // Every dedicated variable sets a declared key.
+        for (var, key) in env_vars::ALL {
+            assert!(
+                key == "shard.spec" || keys::find(key).is_some(),
+                "{var} sets undeclared {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn precedence_is_flag_over_env_over_file_over_default() {
+        let file = format!("{BASE}\n[rerank]\ncandidates = 30\n");
+        let generic = env(&[("EMBED_COLLECTIONS__RERANK__CANDIDATES", "40")]);
+        let flag = Overrides {
+            candidates: Some(50),
+            ..Overrides::default()
+        };
+        let pick = |text: &str, env: &Environment, flags: &Overrides| {
+            let config = resolve_text(text, env, flags).unwrap();
+            let source = config.provenance.get("rerank.candidates").cloned();
+            (config.rerank.candidates, source.unwrap())
+        };
+        assert_eq!(pick(BASE, &env(&[]), &Overrides::default()).0, 100);
+        assert_eq!(
+            pick(&file, &env(&[]), &Overrides::default()),
+            (30, Source::File("/etc/runs/run.toml".into()))
+        );
+        assert_eq!(
+            pick(&file, &generic, &Overrides::default()),
+            (
+                40,
+                Source::Env("EMBED_COLLECTIONS__RERANK__CANDIDATES".to_string())
+            )
+        );
+        assert_eq!(
+            pick(&file, &generic, &flag),
+            (50, Source::Flag("--candidates"))
+        );
+        assert_eq!(
+            pick(&file, &generic, &set(&["rerank.candidates=60"])),
+            (60, Source::Flag("--set"))
+        );
+        // --set beats a dedicated variable; a later --set beats an earlier one.
+        let config = resolve_text(
+            BASE,
+            &env(&[("EMBED_COLLECTIONS_SPARSE", "0")]),
+            &set(&["sparse.enabled=false", "sparse.enabled=true"]),
+        )
+        .unwrap();
+        assert!(config.sparse.enabled);
+        // Environment booleans as the dedicated variables take them.
+        let config = resolve_text(
+            BASE,
+            &env(&[("EMBED_COLLECTIONS__SPARSE__ENABLED", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(!config.sparse.enabled);
+    }
+
+    #[test]
+    fn generic_overrides_reject_unknown_keys_bad_values_and_doubles() {
+        let error = |env_pairs: &[(&str, &str)], flags: &Overrides| {
+            resolve_text(BASE, &env(env_pairs), flags)
+                .unwrap_err()
+                .to_string()
+        };
+        let message = error(&[], &set(&["rerank.topk=5"]));
+        assert!(
+            message.contains("unknown setting `rerank.topk`; did you mean `rerank.top_k`?"),
+            "{message}"
+        );
+        let message = error(&[], &set(&["dense.max_terms=5"]));
+        assert!(message.contains("`sparse.max_terms`"), "{message}");
+        let message = error(&[], &set(&["fusion.rrf_k=abc"]));
+        assert!(
+            message.contains("fusion.rrf_k=abc (from flag:--set)") && message.contains("f64"),
+            "{message}"
+        );
+        let message = error(&[], &set(&["gpu.precision=f64"]));
+        assert!(message.contains("`f16`"), "{message}");
+        let message = error(&[], &set(&["rerank.candidates"]));
+        assert!(message.contains("section.key=value"), "{message}");
+        let message = error(
+            &[("EMBED_COLLECTIONS__RERANK__CANDIDATES", "many")],
+            &Overrides::default(),
+        );
+        assert!(
+            message.contains("env:EMBED_COLLECTIONS__RERANK__CANDIDATES")
+                && message.contains("many"),
+            "{message}"
+        );
+        let message = error(&[("EMBED_COLLECTIONS__RERANK", "1")], &Overrides::default());
+        assert!(message.contains("SECTION__KEY"), "{message}");
+        let message = error(
+            &[("EMBED_COLLECTIONS__SHARD__SPEC", "0/2")],
+            &Overrides::default(),
+        );
+        assert!(
+            message.contains("unknown setting `shard.spec`"),
+            "{message}"
+        );
+        let flags = Overrides {
+            no_rerank: true,
+            ..set(&["rerank.enabled=true"])
+        };
+        let message = error(&[], &flags);
+        assert!(
+            message.contains("rerank.enabled is set by both --no-rerank and --set"),
+            "{message}"
+        );
+        let message = error(
+            &[
+                ("EMBED_COLLECTIONS_DEVICE", "cpu"),
+                ("EMBED_COLLECTIONS__GPU__DEVICES", "cpu"),
+            ],
+            &Overrides::default(),
+        );
+        assert!(
+            message.contains("set by both EMBED_COLLECTIONS_DEVICE"),
+            "{message}"
+        );
+        // A cross-key check still names the key and where the value came from.
+        let message = error(&[], &set(&["rerank.top_k=500"]));
+        assert!(
+            message.starts_with("rerank.top_k (from flag:--set)"),
+            "{message}"
+        );
+    }
+
+    /// The value lines of `config` output, without the origin comments.
+    fn values_only(text: &str) -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.starts_with("# Effective") && !line.starts_with("# ("))
+            .map(|line| match line.find("  # ") {
+                Some(at) => line[..at].to_string(),
+                None => line.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn printed_settings_fed_back_give_the_same_settings() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Every key away from its default, from every kind of layer.
+        let assignments: Vec<String> = keys::SETTINGS
+            .iter()
+            .filter(|s| s.key != "rerank.candidates" && s.key != "sparse.enabled")
+            .map(|s| format!("{}={}", s.key, s.example))
+            .collect();
+        let assignments: Vec<&str> = assignments.iter().map(String::as_str).collect();
+        let flags = Overrides {
+            candidates: Some(70),
+            ..set(&assignments)
+        };
+        let first =
+            resolve_text(BASE, &env(&[("EMBED_COLLECTIONS_SPARSE", "off")]), &flags).unwrap();
+        let printed = show::effective_toml(&first).unwrap();
+        assert!(
+            printed.contains("candidates = 70  # flag:--candidates"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("enabled = false  # env:EMBED_COLLECTIONS_SPARSE"),
+            "{printed}"
+        );
+        assert!(printed.contains("top_k = 10  # flag:--set"), "{printed}");
+
+        let saved = tmp.path().join("elsewhere/effective.toml");
+        std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
+        std::fs::write(&saved, &printed).unwrap();
+        let again = resolve(Some(&saved), &env(&[]), &Overrides::default()).unwrap();
+        let reprinted = show::effective_toml(&again).unwrap();
+        assert_eq!(values_only(&reprinted), values_only(&printed));
+        assert!(reprinted.contains(&format!("# file:{}", saved.display())));
+
+        // Defaults and unset values round-trip too.
+        let plain = resolve_text(BASE, &env(&[]), &Overrides::default()).unwrap();
+        let printed = show::effective_toml(&plain).unwrap();
+        assert!(
+            printed.contains("# max_terms: not set, so all  # default"),
+            "{printed}"
+        );
+        std::fs::write(&saved, &printed).unwrap();
+        let again = resolve(Some(&saved), &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(
+            values_only(&show::effective_toml(&again).unwrap()),
+            values_only(&printed)
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::path::{Component, Path, PathBuf};
 
 /// Lexically normalised absolute form (no symlink resolution, no need to exist).
-fn normalised(path: &Path) -> Option<PathBuf> {
+pub fn normalised(path: &Path) -> Option<PathBuf> {
     let absolute = std::path::absolute(path).ok()?;
     let mut out = PathBuf::new();
     for component in absolute.components() {

@@ -22,6 +22,8 @@ use std::str::FromStr;
 pub mod env_vars {
     /// Prefix shared by all variables; an unknown variable with it is an error (typo guard).
     pub const PREFIX: &str = "EMBED_COLLECTIONS_";
+    /// Generic variables, one per setting: `EMBED_COLLECTIONS__SECTION__KEY`.
+    pub const KEYED_PREFIX: &str = "EMBED_COLLECTIONS__";
     /// `input.root`.
     pub const INPUT: &str = "EMBED_COLLECTIONS_INPUT";
     /// `output.dir`.
@@ -84,7 +86,9 @@ pub const DEFAULT_WINDOW_CHUNKS: usize = 10_000;
 pub enum Source {
     Default,
     File(PathBuf),
-    Env(&'static str),
+    /// The variable's name (a dedicated one, or `EMBED_COLLECTIONS__SECTION__KEY`).
+    Env(String),
+    /// The flag (a dedicated one, or `--set`).
     Flag(&'static str),
 }
 
@@ -144,6 +148,18 @@ pub enum ConfigError {
         key: String,
         origin: Source,
         message: String,
+    },
+    #[error("{setting} (from {origin}): {message}")]
+    Keyed {
+        origin: Source,
+        setting: String,
+        message: String,
+    },
+    #[error("{key} is set by both {first} and {second}; give it once")]
+    Twice {
+        key: String,
+        first: String,
+        second: String,
     },
     #[error("{key} is not set; {hint}")]
     Missing {
@@ -242,10 +258,46 @@ impl Environment {
             .keys()
             .find(|key| {
                 key.starts_with(env_vars::PREFIX)
+                    && !key.starts_with(env_vars::KEYED_PREFIX)
                     && !env_vars::ALL.iter().any(|(known, _)| known == key)
                     && !env_vars::SCRIPTS.contains(&key.as_str())
             })
             .cloned()
+    }
+
+    /// The generic variables, `EMBED_COLLECTIONS__SECTION__KEY=value`, each checked like the
+    /// file's key: setting key → (variable, value).
+    fn keyed(&self) -> Result<BTreeMap<String, (String, toml::Value)>, ConfigError> {
+        let mut keyed = BTreeMap::new();
+        for (var, raw) in &self.vars {
+            let Some(rest) = var.strip_prefix(env_vars::KEYED_PREFIX) else {
+                continue;
+            };
+            let error = |message: String| ConfigError::Keyed {
+                origin: Source::Env(var.clone()),
+                setting: format!("{var}={raw:?}"),
+                message,
+            };
+            let key = match rest.split("__").collect::<Vec<_>>()[..] {
+                [section, key] if !section.is_empty() && !key.is_empty() => {
+                    format!(
+                        "{}.{}",
+                        section.to_ascii_lowercase(),
+                        key.to_ascii_lowercase()
+                    )
+                }
+                _ => {
+                    return Err(error(format!(
+                        "expected {}SECTION__KEY (e.g. {}RERANK__CANDIDATES)",
+                        env_vars::KEYED_PREFIX,
+                        env_vars::KEYED_PREFIX
+                    )))
+                }
+            };
+            let value = keyed_value(&key, raw).map_err(error)?;
+            keyed.insert(key, (var.clone(), value));
+        }
+        Ok(keyed)
     }
 
     /// A scheduler's variable (`--shard auto` reads them).
@@ -294,6 +346,18 @@ pub struct Overrides {
     pub shard_split_bytes: Option<ByteSize>,
     /// `--quiet`: no progress display.
     pub quiet: bool,
+    /// `--precision`.
+    pub precision: Option<Precision>,
+    /// `--memory-ceiling`.
+    pub memory_ceiling: Option<ByteSize>,
+    /// `--candidates`.
+    pub candidates: Option<usize>,
+    /// `--queries`.
+    pub queries: Option<PathBuf>,
+    /// `--qrels`.
+    pub qrels: Option<PathBuf>,
+    /// `--set section.key=value`, in command-line order (a later one for the same key wins).
+    pub set: Vec<String>,
 }
 
 /// The effective run configuration.
@@ -442,28 +506,70 @@ struct Layers {
     file: Option<PathBuf>,
     /// Directory that relative paths in the file are resolved against.
     file_dir: PathBuf,
+    /// `EMBED_COLLECTIONS__SECTION__KEY` variables: key → (variable, value).
+    env_keyed: BTreeMap<String, (String, toml::Value)>,
+    /// `--set` assignments: key → value.
+    set_keyed: BTreeMap<String, toml::Value>,
 }
 
 impl Layers {
-    fn pick<T>(
+    /// The effective value of `key`: the flag (dedicated or `--set`), else the environment
+    /// (dedicated variable or `EMBED_COLLECTIONS__SECTION__KEY`), else the file, else the
+    /// default. A key given by both forms in one layer is an error, not a silent choice.
+    fn pick<T: serde::de::DeserializeOwned>(
         &mut self,
         key: &str,
         default: T,
         file: Option<T>,
         env: Option<(&'static str, T)>,
         flag: Option<(&'static str, T)>,
-    ) -> T {
-        let (value, source) = if let Some((flag, value)) = flag {
-            (value, Source::Flag(flag))
-        } else if let Some((var, value)) = env {
-            (value, Source::Env(var))
+    ) -> Result<T, ConfigError> {
+        let keyed = |value: &toml::Value, origin: Source| {
+            value
+                .clone()
+                .try_into::<T>()
+                .map_err(|err| ConfigError::Invalid {
+                    key: key.to_string(),
+                    origin,
+                    message: one_line(&err.to_string()),
+                })
+        };
+        let set = match self.set_keyed.get(key) {
+            Some(value) => Some(keyed(value, Source::Flag("--set"))?),
+            None => None,
+        };
+        let env_generic = match self.env_keyed.get(key) {
+            Some((var, value)) => Some((var.clone(), keyed(value, Source::Env(var.clone()))?)),
+            None => None,
+        };
+        let twice = |first: String, second: String| ConfigError::Twice {
+            key: key.to_string(),
+            first,
+            second,
+        };
+        let flag = match (flag, set) {
+            (Some((flag, _)), Some(_)) => return Err(twice(flag.to_string(), "--set".to_string())),
+            (Some((flag, value)), None) => Some((Source::Flag(flag), value)),
+            (None, Some(value)) => Some((Source::Flag("--set"), value)),
+            (None, None) => None,
+        };
+        let env = match (env, env_generic) {
+            (Some((var, _)), Some((generic, _))) => return Err(twice(var.to_string(), generic)),
+            (Some((var, value)), None) => Some((Source::Env(var.to_string()), value)),
+            (None, Some((var, value))) => Some((Source::Env(var), value)),
+            (None, None) => None,
+        };
+        let (value, source) = if let Some(flagged) = flag {
+            (flagged.1, flagged.0)
+        } else if let Some(from_env) = env {
+            (from_env.1, from_env.0)
         } else if let (Some(value), Some(path)) = (file, &self.file) {
             (value, Source::File(path.clone()))
         } else {
             (default, Source::Default)
         };
         self.provenance.insert(key.to_string(), source);
-        value
+        Ok(value)
     }
 
     /// A path from the file is relative to the file's directory.
@@ -507,6 +613,81 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     parse_file(path, &text)
 }
 
+/// Checks `raw` as the value of `key`, exactly as the file would take it: TOML syntax
+/// (`true`, `50`, `["a", "b"]`, `[{ model = "m" }]`), where a bare word that is no TOML value
+/// is a string (`cuda:0,1`, `12GiB`, `/data/in`).
+pub fn keyed_value(key: &str, raw: &str) -> Result<toml::Value, String> {
+    let Some(setting) = super::keys::find(key) else {
+        let near = super::keys::nearest(key);
+        return Err(if near.is_empty() {
+            format!("unknown setting `{key}` (the keys are listed in the README and by `embed-collections config`)")
+        } else {
+            let near: Vec<String> = near.iter().map(|k| format!("`{k}`")).collect();
+            format!("unknown setting `{key}`; did you mean {}?", near.join(", "))
+        });
+    };
+    let (section, field) = setting.split();
+    let check = |value: toml::Value| -> Result<toml::Value, String> {
+        let mut inner = toml::Table::new();
+        inner.insert(field.to_string(), value.clone());
+        let mut outer = toml::Table::new();
+        outer.insert(section.to_string(), toml::Value::Table(inner));
+        toml::Value::Table(outer)
+            .try_into::<FileConfig>()
+            .map(|_| value)
+            .map_err(|err| one_line(&err.to_string()))
+    };
+    let parsed = toml::from_str::<toml::Table>(&format!("value = {raw}"))
+        .ok()
+        .filter(|table| table.len() == 1)
+        .and_then(|mut table| table.remove("value"));
+    match parsed {
+        // A TOML value of the wrong type may still be a valid string (a vector name such as
+        // `2024-01-01`); if not, its own error says what was expected.
+        Some(value) => check(value.clone()).or_else(|err| match value {
+            toml::Value::String(_) => Err(err),
+            _ => check(toml::Value::String(raw.to_string())).map_err(|_| err),
+        }),
+        None => check(toml::Value::String(raw.to_string())),
+    }
+    .or_else(|err| {
+        // The environment's usual booleans (1/0, yes/no, on/off) for a boolean setting.
+        let word = match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "yes" | "on" => Some(true),
+            "0" | "no" | "off" => Some(false),
+            _ => None,
+        };
+        match word {
+            Some(b) => check(toml::Value::Boolean(b)).map_err(|_| err),
+            None => Err(err),
+        }
+    })
+}
+
+/// A (toml) error message on one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The `--set section.key=value` assignments: key → value (a later one for a key wins).
+fn set_assignments(set: &[String]) -> Result<BTreeMap<String, toml::Value>, ConfigError> {
+    let mut keyed = BTreeMap::new();
+    for assignment in set {
+        let error = |message: String| ConfigError::Keyed {
+            origin: Source::Flag("--set"),
+            setting: assignment.clone(),
+            message,
+        };
+        let (key, raw) = assignment
+            .split_once('=')
+            .ok_or_else(|| error("expected section.key=value".to_string()))?;
+        let key = key.trim();
+        let value = keyed_value(key, raw.trim()).map_err(error)?;
+        keyed.insert(key.to_string(), value);
+    }
+    Ok(keyed)
+}
+
 /// Resolves the effective configuration from all layers.
 pub fn resolve(
     config_file: Option<&Path>,
@@ -535,6 +716,8 @@ pub fn resolve_layers(
         });
     }
     let mut layers = Layers {
+        env_keyed: env.keyed()?,
+        set_keyed: set_assignments(&flags.set)?,
         provenance: BTreeMap::new(),
         file: config_file.map(Path::to_path_buf),
         file_dir: config_file
@@ -551,7 +734,7 @@ pub fn resolve_layers(
         file_root.map(Some),
         env.path(env_vars::INPUT).map(|(v, p)| (v, Some(p))),
         flags.input.clone().map(|p| ("--input", Some(p))),
-    );
+    )?;
     let root = root.ok_or(ConfigError::Missing {
         key: "input.root",
         hint: "set [input] root in the config file, EMBED_COLLECTIONS_INPUT, or --input",
@@ -565,21 +748,21 @@ pub fn resolve_layers(
             .collections
             .clone()
             .map(|l| ("--collections", Some(l))),
-    );
+    )?;
     let formats = layers.pick(
         "input.formats",
         vec![InputFormat::Jsonl, InputFormat::Json],
         file.input.formats,
         None,
         None,
-    );
+    )?;
     let on_invalid = layers.pick(
         "input.on_invalid",
         InvalidInputPolicy::default(),
         file.input.on_invalid,
         None,
         None,
-    );
+    )?;
 
     let window_chunks = layers.pick(
         "input.window_chunks",
@@ -587,7 +770,7 @@ pub fn resolve_layers(
         file.input.window_chunks,
         None,
         flags.window_chunks.map(|n| ("--window-chunks", n)),
-    );
+    )?;
     if window_chunks == 0 {
         return Err(layers.invalid(
             "input.window_chunks",
@@ -607,7 +790,7 @@ pub fn resolve_layers(
         })?
         .map(|(var, request)| (var, Some(request))),
         flags.shard.map(|request| ("--shard", Some(request))),
-    );
+    )?;
     let shard_spec = match shard_request {
         Some(request) => Some(
             request
@@ -622,7 +805,7 @@ pub fn resolve_layers(
         file.shard.split_bytes,
         env.value::<ByteSize>(env_vars::SHARD_SPLIT_BYTES)?,
         flags.shard_split_bytes.map(|b| ("--shard-split-bytes", b)),
-    );
+    )?;
 
     // [output]
     let file_out = layers.file_path(file.output.dir);
@@ -632,7 +815,7 @@ pub fn resolve_layers(
         file_out.map(Some),
         env.path(env_vars::OUTPUT).map(|(v, p)| (v, Some(p))),
         flags.output.clone().map(|p| ("--output", Some(p))),
-    );
+    )?;
     let out_dir = out_dir.ok_or(ConfigError::Missing {
         key: "output.dir",
         hint: "set [output] dir in the config file, EMBED_COLLECTIONS_OUTPUT, or --output",
@@ -643,7 +826,7 @@ pub fn resolve_layers(
         file.output.include_text,
         None,
         None,
-    );
+    )?;
 
     // [models]
     let file_models = layers.file_path(file.models.dir);
@@ -653,7 +836,7 @@ pub fn resolve_layers(
         file_models,
         env.path(env_vars::MODELS_DIR),
         flags.models_dir.clone().map(|p| ("--models-dir", p)),
-    );
+    )?;
 
     // [dense]
     let dense_models = layers.pick(
@@ -671,7 +854,7 @@ pub fn resolve_layers(
         file.dense.models,
         None,
         None,
-    );
+    )?;
     let dense_models: Vec<DenseModelConfig> = dense_models
         .into_iter()
         .map(|m| DenseModelConfig {
@@ -691,14 +874,14 @@ pub fn resolve_layers(
         file.dense.batch_tokens,
         None,
         None,
-    );
+    )?;
     let max_batch_size = layers.pick(
         "dense.max_batch_size",
         64,
         file.dense.max_batch_size,
         None,
         None,
-    );
+    )?;
 
     // [sparse]
     let sparse_enabled = layers.pick(
@@ -707,35 +890,35 @@ pub fn resolve_layers(
         file.sparse.enabled,
         env.bool(env_vars::SPARSE)?,
         flags.no_sparse.then_some(("--no-sparse", false)),
-    );
+    )?;
     let sparse_model = layers.pick(
         "sparse.model",
         DEFAULT_SPARSE_MODEL.to_string(),
         file.sparse.model,
         None,
         None,
-    );
+    )?;
     let sparse_name = layers.pick(
         "sparse.name",
         "splade".to_string(),
         file.sparse.name,
         None,
         None,
-    );
+    )?;
     let max_terms = layers.pick(
         "sparse.max_terms",
         None,
         file.sparse.max_terms.map(Some),
         None,
         None,
-    );
+    )?;
     let fallback = layers.pick(
         "sparse.fallback",
         SparseFallback::Metadata,
         file.sparse.fallback,
         None,
         None,
-    );
+    )?;
 
     // [fusion]
     let method = layers.pick(
@@ -744,23 +927,23 @@ pub fn resolve_layers(
         file.fusion.method,
         None,
         None,
-    );
-    let rrf_k = layers.pick("fusion.rrf_k", 60.0, file.fusion.rrf_k, None, None);
-    let depth = layers.pick("fusion.depth", 100, file.fusion.depth, None, None);
+    )?;
+    let rrf_k = layers.pick("fusion.rrf_k", 60.0, file.fusion.rrf_k, None, None)?;
+    let depth = layers.pick("fusion.depth", 100, file.fusion.depth, None, None)?;
     let dense_weight = layers.pick(
         "fusion.dense_weight",
         1.0,
         file.fusion.dense_weight,
         None,
         None,
-    );
+    )?;
     let sparse_weight = layers.pick(
         "fusion.sparse_weight",
         1.0,
         file.fusion.sparse_weight,
         None,
         None,
-    );
+    )?;
 
     // [rerank]
     let rerank_enabled = layers.pick(
@@ -769,43 +952,61 @@ pub fn resolve_layers(
         file.rerank.enabled,
         env.bool(env_vars::RERANK)?,
         flags.no_rerank.then_some(("--no-rerank", false)),
-    );
+    )?;
     let rerank_model = layers.pick(
         "rerank.model",
         DEFAULT_RERANK_MODEL.to_string(),
         file.rerank.model,
         None,
         None,
-    );
+    )?;
     let file_queries = layers.file_path(file.rerank.queries);
-    let queries = layers.pick("rerank.queries", None, file_queries.map(Some), None, None);
-    let candidates = layers.pick("rerank.candidates", 100, file.rerank.candidates, None, None);
-    let top_k = layers.pick("rerank.top_k", 20, file.rerank.top_k, None, None);
+    let queries = layers.pick(
+        "rerank.queries",
+        None,
+        file_queries.map(Some),
+        None,
+        flags.queries.clone().map(|p| ("--queries", Some(p))),
+    )?;
+    let candidates = layers.pick(
+        "rerank.candidates",
+        100,
+        file.rerank.candidates,
+        None,
+        flags.candidates.map(|n| ("--candidates", n)),
+    )?;
+    let top_k = layers.pick("rerank.top_k", 20, file.rerank.top_k, None, None)?;
     let rerank_batch_tokens = layers.pick(
         "rerank.batch_tokens",
         8192,
         file.rerank.batch_tokens,
         None,
         None,
-    );
+    )?;
     let rerank_max_length = layers.pick(
         "rerank.max_length",
         None,
         file.rerank.max_length.map(Some),
         None,
         None,
-    );
+    )?;
     let probe_queries = layers.pick(
         "rerank.probe_queries",
         32,
         file.rerank.probe_queries,
         None,
         None,
-    );
+    )?;
 
     // [eval]
     let file_qrels = layers.file_path(file.eval.qrels);
-    let qrels = layers.pick("eval.qrels", None, file_qrels.map(Some), None, None);
+    let qrels = layers.pick(
+        "eval.qrels",
+        None,
+        file_qrels.map(Some),
+        None,
+        flags.qrels.clone().map(|p| ("--qrels", Some(p))),
+    )?;
 
     // [gpu]
     let devices = layers.pick(
@@ -814,21 +1015,21 @@ pub fn resolve_layers(
         file.gpu.devices,
         env.value(env_vars::DEVICE)?,
         flags.device.clone().map(|d| ("--device", d)),
-    );
+    )?;
     let memory_ceiling = layers.pick(
         "gpu.memory_ceiling",
         ByteSize(12 << 30),
         file.gpu.memory_ceiling,
         None,
-        None,
-    );
+        flags.memory_ceiling.map(|b| ("--memory-ceiling", b)),
+    )?;
     let precision = layers.pick(
         "gpu.precision",
         Precision::Auto,
         file.gpu.precision,
         None,
-        None,
-    );
+        flags.precision.map(|p| ("--precision", p)),
+    )?;
 
     // [telemetry]
     let log_format = layers.pick(
@@ -837,7 +1038,7 @@ pub fn resolve_layers(
         file.telemetry.log_format,
         env.value(env_vars::LOG_FORMAT)?,
         flags.log_format.map(|f| ("--log-format", f)),
-    );
+    )?;
     let file_metrics = layers.file_path(file.telemetry.metrics_file);
     let metrics_file = layers.pick(
         "telemetry.metrics_file",
@@ -845,14 +1046,14 @@ pub fn resolve_layers(
         file_metrics.map(Some),
         None,
         None,
-    );
+    )?;
     let progress = layers.pick(
         "telemetry.progress",
         ProgressMode::Auto,
         file.telemetry.progress,
         None,
         flags.quiet.then_some(("--quiet", ProgressMode::Never)),
-    );
+    )?;
 
     // Values each layer can parse but that make no sense together or at all.
     if formats.is_empty() {

@@ -1,0 +1,203 @@
+//! Every setting, declared once: its key, default, dedicated flag, meaning and an example
+//! value. The README's settings table is rendered from here ([`markdown_table`]; a test keeps
+//! the two in step), the generic overrides (`--set section.key=value`,
+//! `EMBED_COLLECTIONS__SECTION__KEY=value`) accept exactly these keys, and
+//! `embed-collections config` prints them in this order.
+
+use super::env_vars;
+
+/// One setting of the run configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    /// `section.key`, as in the TOML file.
+    pub key: &'static str,
+    /// The default, as the README shows it.
+    pub default: &'static str,
+    /// The dedicated flag, if there is one (the generic `--set` always works).
+    pub flag: Option<&'static str>,
+    /// What it does (Markdown).
+    pub meaning: &'static str,
+    /// A valid, non-default value in TOML syntax (tests set every key to it).
+    pub example: &'static str,
+    /// A path: relative to the config file in the file, to the working directory elsewhere.
+    pub path: bool,
+}
+
+impl Setting {
+    /// The TOML section and the key within it.
+    pub fn split(&self) -> (&'static str, &'static str) {
+        self.key.split_once('.').unwrap_or(("", self.key))
+    }
+
+    /// The generic environment variable: `EMBED_COLLECTIONS__SECTION__KEY`.
+    pub fn env_var(&self) -> String {
+        let (section, key) = self.split();
+        format!(
+            "{}_{}__{}",
+            env_vars::PREFIX,
+            section.to_ascii_uppercase(),
+            key.to_ascii_uppercase()
+        )
+    }
+
+    /// The dedicated environment variable, if there is one.
+    pub fn dedicated_env(&self) -> Option<&'static str> {
+        env_vars::ALL
+            .iter()
+            .find(|(_, key)| *key == self.key)
+            .map(|(var, _)| *var)
+    }
+}
+
+const fn setting(
+    key: &'static str,
+    default: &'static str,
+    flag: Option<&'static str>,
+    meaning: &'static str,
+    example: &'static str,
+) -> Setting {
+    Setting {
+        key,
+        default,
+        flag,
+        meaning,
+        example,
+        path: false,
+    }
+}
+
+const fn path(
+    key: &'static str,
+    default: &'static str,
+    flag: Option<&'static str>,
+    meaning: &'static str,
+    example: &'static str,
+) -> Setting {
+    Setting {
+        path: true,
+        ..setting(key, default, flag, meaning, example)
+    }
+}
+
+/// Every key of the configuration file, in file order. (`shard.spec`, which shard a process
+/// is, is deliberately not among them: every shard reads the same file, so it comes only from
+/// `--shard` or `EMBED_COLLECTIONS_SHARD`.)
+pub const SETTINGS: &[Setting] = &[
+    path("input.root", "— (required)", Some("--input"),
+        "directory of collections, or one chunk file", r#""/data/collections""#),
+    setting("input.collections", "all", Some("--collections"),
+        "only these collection names", r#"["notes", "papers"]"#),
+    setting("input.formats", r#"`["jsonl", "json"]`"#, None,
+        "chunk file formats to read", r#"["jsonl"]"#),
+    setting("input.on_invalid", "`error`", None,
+        "`error`: a bad record fails its collection, naming file and line; `skip`: count and report it, keep going",
+        r#""skip""#),
+    setting("input.window_chunks", "`10000`", Some("--window-chunks"),
+        "chunks per streaming window (memory is bounded by a window; `--resume` continues after the last complete one)",
+        "500"),
+    path("output.dir", "— (required)", Some("--output"), "output directory", r#""/data/out""#),
+    setting("output.include_text", "`false`", None,
+        "copy chunk text and title into point payloads", "true"),
+    path("models.dir", "`~/.cache/embed-collections/models`", Some("--models-dir"),
+        "where `fetch-models.sh` puts models (searched first)", r#""/models""#),
+    setting("dense.models", "all-MiniLM-L6-v2", None,
+        "one `[[dense.models]]` table per bi-encoder: `model` (HF id or path), `name` (vector name; default: last segment of `model`), `revision`, and overrides of the model's own `max_length`, `pooling` (`mean`, `cls`, `max`, `last_token`), `normalize`, `query_prompt`, `document_prompt`",
+        r#"[{ model = "BAAI/bge-small-en-v1.5", name = "bge" }]"#),
+    setting("dense.batch_tokens", "`8192`", None,
+        "padded tokens per batch (items × longest)", "4096"),
+    setting("dense.max_batch_size", "`64`", None, "texts per batch at most", "16"),
+    setting("sparse.enabled", "`true`", Some("--no-sparse"), "live SPLADE stage", "false"),
+    setting("sparse.model", "`splade-tiny`", None,
+        "a BERT masked-LM checkpoint (HF id or path)", r#""naver/splade-v3""#),
+    setting("sparse.name", "`splade`", None, "sparse vector name in the points", r#""lexical""#),
+    setting("sparse.max_terms", "all", None,
+        "keep only the N largest weights per vector", "200"),
+    setting("sparse.fallback", "`metadata`", None,
+        "for chunks whose inference failed: `metadata` (their metadata term weights, flagged) or `none` (no sparse vector, counted)",
+        r#""none""#),
+    setting("fusion.method", "`rrf`", None,
+        "`rrf` (Σ 1/(k + rank), 1-based ranks) or `convex`", r#""convex""#),
+    setting("fusion.rrf_k", "`60`", None, "RRF's k", "61.0"),
+    setting("fusion.depth", "`100`", None,
+        "candidates taken from each of the dense and sparse lists", "150"),
+    setting("fusion.dense_weight", "`1.0`", None, "weight of the dense list", "0.7"),
+    setting("fusion.sparse_weight", "`1.0`", None, "weight of the sparse list", "0.3"),
+    setting("rerank.enabled", "`true`", Some("--no-rerank"),
+        "CrossEncoder rerank of the fused candidates", "false"),
+    setting("rerank.model", "ms-marco-MiniLM-L-12-v2", None,
+        "BERT sequence-classification CrossEncoder (one label)",
+        r#""cross-encoder/ms-marco-MiniLM-L-6-v2""#),
+    path("rerank.queries", "the collection's own `queries.jsonl`, else probe", Some("--queries"),
+        "query file (BEIR `queries.jsonl` or `{id, text}` JSONL) for every collection",
+        r#""/data/queries.jsonl""#),
+    setting("rerank.candidates", "`100`", Some("--candidates"), "pairs scored per query", "50"),
+    setting("rerank.top_k", "`20`", None,
+        "candidates kept in `rerank.jsonl` (at most `rerank.candidates`)", "10"),
+    setting("rerank.batch_tokens", "`8192`", None, "padded tokens per batch", "4096"),
+    setting("rerank.max_length", "the model's (512)", None,
+        "pair truncation (longest first)", "256"),
+    setting("rerank.probe_queries", "`32`", None,
+        "probe queries when there is no query file (`0`: no probe)", "0"),
+    path("eval.qrels", "the collection's own `qrels/test.tsv`", Some("--qrels"),
+        "BEIR qrels TSV (header row and CRLF accepted)", r#""/data/qrels.tsv""#),
+    setting("gpu.devices", "`auto`", Some("--device"),
+        "`auto`, `cpu`, `cuda`, `cuda:0,1` (CUDA needs the `cuda` build feature)",
+        r#""cuda:0,1""#),
+    setting("gpu.memory_ceiling", "`12GiB`", Some("--memory-ceiling"),
+        "per-device ceiling", r#""10GiB""#),
+    setting("gpu.precision", "`auto`", Some("--precision"),
+        "`auto` (f16 on CUDA, f32 on CPU), `f32`, `f16`, `bf16` (on the CPU: the packed encoder's layer products in bf16, AVX512-BF16 CPUs only; ≈ 1.5× faster, quality effect in BENCHMARKS.md)",
+        r#""f16""#),
+    setting("telemetry.log_format", "`text`", Some("--log-format"),
+        "`text` or `json` log lines on stderr", r#""json""#),
+    path("telemetry.metrics_file", "`<output.dir>/metrics.prom`", None,
+        "Prometheus text file", r#""/data/metrics.prom""#),
+    setting("telemetry.progress", "`auto`", Some("--quiet"),
+        "`auto` (bars on a terminal, plain log lines otherwise), `lines`, `never` (`--quiet`)",
+        r#""never""#),
+    setting("shard.split_bytes", "`64MiB`", Some("--shard-split-bytes"),
+        "in a sharded run, collections with more bytes of chunk files than this are split among the shards by chunk id; smaller ones go whole to one shard",
+        r#""1GiB""#),
+];
+
+/// The setting named `key`.
+pub fn find(key: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+/// The keys closest to a misspelt one, closest first: at most three within a few edits, and
+/// the same key in other sections (`dense.max_terms` → `sparse.max_terms`).
+pub fn nearest(key: &str) -> Vec<&'static str> {
+    let mut scored: Vec<(usize, &'static str)> = SETTINGS
+        .iter()
+        .map(|s| (strsim::damerau_levenshtein(key, s.key), s.key))
+        .filter(|(distance, _)| *distance <= 3)
+        .collect();
+    scored.sort();
+    let mut near: Vec<&'static str> = scored.into_iter().take(3).map(|(_, key)| key).collect();
+    let field = key.rsplit('.').next().unwrap_or(key);
+    for setting in SETTINGS {
+        if setting.split().1 == field && !near.contains(&setting.key) {
+            near.push(setting.key);
+        }
+    }
+    near
+}
+
+/// The README's settings table.
+pub fn markdown_table() -> String {
+    let mut table =
+        String::from("| key | default | flag | variable | meaning |\n|---|---|---|---|---|\n");
+    for setting in SETTINGS {
+        let code = |text: &str| format!("`{text}`");
+        table.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            setting.key,
+            setting.default,
+            setting.flag.map(code).unwrap_or_default(),
+            setting.dedicated_env().map(code).unwrap_or_default(),
+            setting.meaning
+        ));
+    }
+    table
+}
