@@ -7,8 +7,12 @@ same threads, alternating A/B for several rounds; prints medians and the ratio.
 
 Texts: 1,000 windows of 40-120 words cut deterministically from the bundled SciFact slice
 (examples/collections/scifact-mini), written to a temporary JSONL file, so both sides read the
-same texts with or without ../shared. The ONNX Runtime side needs ../shared/bench/*.onnx and the
-onnxruntime module; when either is missing it is skipped, and the script says so. For rerank
+same texts. The ONNX Runtime side needs the onnxruntime module and, in --onnx-dir, fp32 ONNX
+exports of the fetched checkpoints (torch.onnx.export, opset 17, dynamic batch and sequence axes;
+inputs input_ids, attention_mask, token_type_ids as int64 [batch, seq]):
+  all-MiniLM-L6-v2.onnx  BertModel, output last_hidden_state [batch, seq, 384]
+  splade-tiny-mlm.onnx   BertForMaskedLM, output logits [batch, seq, 30522]
+When either is missing that side is skipped, and the script says so. For rerank
 there is no f32 ONNX export; pass --rerank-onnx with the INT8 file the model ships as (see
 BENCHMARKS.md for the one-line fetch), which is what its users run: an INT8-vs-f32 comparison.
 
@@ -30,7 +34,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_BENCH = ROOT.parent / "shared" / "bench"
 MODELS_DIR = Path(os.environ.get("EMBED_COLLECTIONS_MODELS_DIR",
                                  Path.home() / ".cache" / "embed-collections" / "models"))
 
@@ -158,6 +161,8 @@ def main():
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "embed-collections"))
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--onnx-dir", help="directory of the fp32 ONNX exports for the ORT side "
+                        "(all-MiniLM-L6-v2.onnx, splade-tiny-mlm.onnx; see the docstring)")
     parser.add_argument("--rerank-onnx", help="ONNX file of the CrossEncoder for the ORT side "
                         "(the model ships only as INT8 ONNX; see BENCHMARKS.md)")
     args = parser.parse_args()
@@ -174,9 +179,10 @@ def main():
             ort_side, why = None, None
             onnx_file = MODELS[model][1]
             onnx_path = Path(args.rerank_onnx) if model == "rerank" and args.rerank_onnx else (
-                SHARED_BENCH / onnx_file if onnx_file else None)
+                Path(args.onnx_dir) / onnx_file if onnx_file and args.onnx_dir else None)
             if onnx_path is None:
-                why = "no f32 ONNX export of this model in ../shared/bench (see --rerank-onnx)"
+                why = ("no ONNX file given (--rerank-onnx)" if model == "rerank"
+                       else "no --onnx-dir given")
             elif not onnx_path.exists():
                 why = f"{onnx_path} not found"
             else:

@@ -9,7 +9,7 @@ Deterministic (fixed seed, stdlib only). Selection:
 Lines are copied byte-for-byte (corpus/queries keep their original order; qrels keep
 the header and the original CRLF line endings).
 
-Usage: scripts/make-example.py [SCIFACT_DIR] [OUT_DIR]
+Usage: scripts/make-example.py SCIFACT_DIR [OUT_DIR]
 """
 
 import json
@@ -22,7 +22,11 @@ N_DOCS = 300
 SEED = 20240101
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SRC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(REPO), "shared", "data", "scifact")
+if len(sys.argv) < 2:
+    sys.exit("usage: scripts/make-example.py SCIFACT_DIR [OUT_DIR]\n"
+             "SCIFACT_DIR: the BEIR SciFact files (corpus.jsonl, queries.jsonl, qrels/test.tsv), e.g.\n"
+             "unzipped from https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip")
+SRC = sys.argv[1]
 OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(REPO, "examples", "collections", "scifact-mini")
 
 

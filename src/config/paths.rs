@@ -19,8 +19,36 @@ pub fn normalised(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// `path` relative to the directory `base`; `path` unchanged when that is impossible.
+/// `path` without `.` components and with `dir/..` pairs folded (lexically: no symlink
+/// resolution, no need to exist); a relative path stays relative (`configs/../out` → `out`).
+pub fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
+}
+
+/// How the manifest shows `path`: an absolute path as it is (normalised); a relative one
+/// relative to the directory `base` (`path` unchanged when that is impossible).
 pub fn relative_path(path: &Path, base: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return lexical(path);
+    }
     let (Some(path_abs), Some(base_abs)) = (normalised(path), normalised(base)) else {
         return path.to_path_buf();
     };
@@ -54,19 +82,38 @@ mod tests {
 
     #[test]
     fn relative_to_the_config_directory() {
-        let base = Path::new("/srv/runs/configs");
+        let base = Path::new("configs");
         assert_eq!(
-            relative_path(Path::new("/srv/runs/configs/../out/q"), base),
+            relative_path(Path::new("configs/../out/q"), base),
             PathBuf::from("../out/q")
         );
         assert_eq!(
-            relative_path(Path::new("/srv/runs/configs/in"), base),
+            relative_path(Path::new("configs/in"), base),
             PathBuf::from("in")
         );
+        assert_eq!(relative_path(base, base), PathBuf::from("."));
+        // Absolute paths stay absolute (no `../../..` climb to the home directory).
         assert_eq!(
             relative_path(Path::new("/home/user/.cache/m"), base),
-            PathBuf::from("../../../home/user/.cache/m")
+            PathBuf::from("/home/user/.cache/m")
         );
-        assert_eq!(relative_path(base, base), PathBuf::from("."));
+        assert_eq!(
+            relative_path(Path::new("/srv/runs/configs/../out/q"), base),
+            PathBuf::from("/srv/runs/out/q")
+        );
+    }
+
+    #[test]
+    fn lexical_folds_dots_and_keeps_leading_parents() {
+        for (path, want) in [
+            ("configs/../out/quickstart", "out/quickstart"),
+            ("./a/./b", "a/b"),
+            ("../x/../y", "../y"),
+            ("a/../..", ".."),
+            ("/a/../../b", "/b"),
+            ("a/..", "."),
+        ] {
+            assert_eq!(lexical(Path::new(path)), PathBuf::from(want), "{path}");
+        }
     }
 }

@@ -141,7 +141,7 @@ pub enum ConfigError {
         value: String,
         message: String,
     },
-    #[error("unknown environment variable {var} (known: {known})")]
+    #[error("unknown environment variable {var} (known: {known}; and for any setting EMBED_COLLECTIONS__SECTION__KEY)")]
     UnknownEnv { var: String, known: String },
     #[error("{key} (from {origin}): {message}")]
     Invalid {
@@ -574,13 +574,8 @@ impl Layers {
 
     /// A path from the file is relative to the file's directory.
     fn file_path(&self, path: Option<PathBuf>) -> Option<PathBuf> {
-        path.map(|p| {
-            if p.is_absolute() {
-                p
-            } else {
-                self.file_dir.join(p)
-            }
-        })
+        // Folded lexically, so logs say `out/quickstart`, not `configs/../out/quickstart`.
+        path.map(|p| super::paths::lexical(&self.file_dir.join(p)))
     }
 
     fn source(&self, key: &str) -> Source {
