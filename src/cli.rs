@@ -162,6 +162,9 @@ pub enum Command {
     /// Print the effective settings as TOML, each value with its origin (default, file, env,
     /// flag), and run nothing; saved as a file, it reproduces the run (takes a run's flags)
     Config(RunArgs),
+    /// Embed a query file with the run's models (every dense model with its query prompt, and
+    /// SPLADE) into JSONL lines like query_vectors.jsonl: id, the text's sha256, named vectors
+    EmbedQueries(EmbedQueriesArgs),
     /// Measure encoder throughput on a JSONL file of texts ({"text": …}, plus "query" for
     /// rerank); prints one JSON line per repetition (counts and timings, never text)
     Bench(BenchArgs),
@@ -170,6 +173,41 @@ pub enum Command {
     /// fusion, rerank and evaluation over the merged vectors (no chunk is embedded again) and
     /// writes the outputs an unsharded run writes. Takes the run's flags (the same --config)
     Merge(MergeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EmbedQueriesArgs {
+    /// Run configuration: the one the points were made with (models, prompts, truncation)
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Query file: BEIR queries.jsonl or {id, text} JSONL
+    #[arg(long, value_name = "FILE")]
+    pub queries: PathBuf,
+
+    /// Where to write the query vectors (JSONL, one line per query; written atomically)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// No SPLADE vectors [sparse.enabled = false]
+    #[arg(long)]
+    pub no_sparse: bool,
+
+    /// Devices: auto, cpu, cuda or cuda:0,1 [gpu.devices]
+    #[arg(long, value_name = "DEVICES")]
+    pub device: Option<DeviceSpec>,
+
+    /// Directory of fetched models [models.dir]
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+
+    /// Any setting by its key, as for a run
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Only warnings and errors
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]

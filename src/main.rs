@@ -2,7 +2,9 @@
 //! to an exit code. Everything else lives in the library.
 
 use clap::Parser;
-use embed_collections::cli::{BenchArgs, Cli, Command, EvalArgs, MergeArgs, RunArgs};
+use embed_collections::cli::{
+    BenchArgs, Cli, Command, EmbedQueriesArgs, EvalArgs, MergeArgs, RunArgs,
+};
 use embed_collections::config::{self, Environment};
 use embed_collections::exit;
 use embed_collections::export::RunStatus;
@@ -24,6 +26,7 @@ fn run(cli: &Cli) -> i32 {
         Some(Command::Eval(args)) => evaluate_output_dir(args),
         Some(Command::Check(args)) => check_run(args),
         Some(Command::Config(args)) => show_config(args),
+        Some(Command::EmbedQueries(args)) => embed_queries(args),
         Some(Command::Bench(args)) => bench(args),
         Some(Command::Merge(args)) => merge(args),
         None => run_pipeline(&cli.run, None),
@@ -265,25 +268,82 @@ fn run_pipeline(cli: &RunArgs, merge: Option<ShardSet>) -> i32 {
             }
         }
         Err(err) => {
-            let (code, hint) = match &err {
-                RunError::Output(StateError::Busy { .. }) => (exit::CONFIG_ERROR, Some("another run is writing this output directory; use another --output")),
-                RunError::Output(_) => (exit::FAILURE, Some("check that output.dir is writable")),
-                RunError::Resume(_) => (exit::CONFIG_ERROR, Some("run with the same configuration, models and input, or without --resume")),
-                RunError::Merge(_) => (exit::CONFIG_ERROR, Some("merge the shards with the configuration, models and input they ran with (the same --config and flags)")),
-                RunError::Read { .. } => (exit::INPUT_ERROR, Some("check that the input files are readable")),
-                RunError::Discover(_) => (exit::INPUT_ERROR, Some("check [input] root and collections")),
-                RunError::Queries(_) => (exit::INPUT_ERROR, Some("check rerank.queries (JSONL lines with `_id` or `id`, and `text`)")),
-                RunError::Qrels(_) => (exit::INPUT_ERROR, Some("check eval.qrels (BEIR TSV: query-id, corpus-id, score)")),
-                RunError::Model { .. } => (
-                    exit::FAILURE,
-                    Some("run scripts/fetch-models.sh, or point models.dir / --models-dir at the fetched models"),
-                ),
-                RunError::Write { .. } => (exit::FAILURE, Some("check that output.dir is writable")),
-                RunError::Device(_) => (
-                    exit::FAILURE,
-                    Some("use --device cpu, or a CUDA build (scripts/build-cuda.sh) on a machine with an NVIDIA GPU"),
-                ),
-            };
+            let (code, hint) = run_error_exit(&err);
+            report(&anyhow::Error::new(err), hint);
+            code
+        }
+    }
+}
+
+/// The exit code of a run that could not start or finish, and the hint to print.
+fn run_error_exit(err: &RunError) -> (i32, Option<&'static str>) {
+    match err {
+            RunError::Output(StateError::Busy { .. }) => (exit::CONFIG_ERROR, Some("another run is writing this output directory; use another --output")),
+            RunError::Output(_) => (exit::FAILURE, Some("check that output.dir is writable")),
+            RunError::Resume(_) => (exit::CONFIG_ERROR, Some("run with the same configuration, models and input, or without --resume")),
+            RunError::Merge(_) => (exit::CONFIG_ERROR, Some("merge the shards with the configuration, models and input they ran with (the same --config and flags)")),
+            RunError::Read { .. } => (exit::INPUT_ERROR, Some("check that the input files are readable")),
+            RunError::Discover(_) => (exit::INPUT_ERROR, Some("check [input] root and collections")),
+            RunError::Queries(_) => (exit::INPUT_ERROR, Some("check rerank.queries (JSONL lines with `_id` or `id`, and `text`)")),
+            RunError::Qrels(_) => (exit::INPUT_ERROR, Some("check eval.qrels (BEIR TSV: query-id, corpus-id, score)")),
+            RunError::Model { .. } => (
+                exit::FAILURE,
+                Some("run scripts/fetch-models.sh, or point models.dir / --models-dir at the fetched models"),
+            ),
+            RunError::Write { .. } => (exit::FAILURE, Some("check that output.dir is writable")),
+            RunError::Device(_) => (
+                exit::FAILURE,
+                Some("use --device cpu, or a CUDA build (scripts/build-cuda.sh) on a machine with an NVIDIA GPU"),
+            ),
+        RunError::Encode(_) => (exit::FAILURE, None),
+        RunError::Interrupted => (exit::INTERRUPTED, None),
+    }
+}
+
+/// `embed-collections embed-queries`: a query file's vectors, as a run makes them.
+fn embed_queries(args: &EmbedQueriesArgs) -> i32 {
+    let output_dir = args
+        .output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let overrides = config::Overrides {
+        // No collection is read and no output directory is written: these only satisfy the
+        // resolver.
+        input: Some(".".into()),
+        output: Some(output_dir.to_path_buf()),
+        no_sparse: args.no_sparse,
+        no_rerank: true,
+        device: args.device.clone(),
+        models_dir: args.models_dir.clone(),
+        quiet: args.quiet,
+        set: args.set.clone(),
+        ..config::Overrides::default()
+    };
+    let config = match config::resolve(
+        args.config.as_deref(),
+        &Environment::from_process(),
+        &overrides,
+    ) {
+        Ok(config) => config,
+        Err(err) => {
+            report(
+                &anyhow::Error::new(err).context("invalid configuration"),
+                None,
+            );
+            return exit::CONFIG_ERROR;
+        }
+    };
+    init_logging(config.telemetry.log_format, if args.quiet { -1 } else { 0 });
+    let manager = ModelManager::from_env(config.models.dir.clone());
+    match BatchRunner::new(config, manager).embed_queries(&args.queries, &args.output) {
+        Ok(done) if done.failed == 0 => exit::OK,
+        Ok(done) => {
+            tracing::warn!(failed = done.failed, "some queries have no sparse vector");
+            exit::PARTIAL_FAILURE
+        }
+        Err(err) => {
+            let (code, hint) = run_error_exit(&err);
             report(&anyhow::Error::new(err), hint);
             code
         }

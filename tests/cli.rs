@@ -509,3 +509,81 @@ fn a_gpu_device_on_a_cpu_build_fails_before_any_model_with_a_device_hint() {
         "not a model problem: {message}"
     );
 }
+
+#[test]
+fn embed_queries_gives_the_query_vectors_a_run_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    small_input(&input);
+    let queries = repo_root().join("examples/collections/scifact-mini/queries.jsonl");
+    // Two dense models with different prompts and lengths, and SPLADE: every vector a run
+    // exports for its queries.
+    let config = tmp.path().join("run.toml");
+    std::fs::write(
+        &config,
+        "[[dense.models]]\nmodel = \"sentence-transformers/all-MiniLM-L6-v2\"\nname = \"minilm\"\n\n\
+         [[dense.models]]\nmodel = \"sentence-transformers/all-MiniLM-L6-v2\"\nname = \"short\"\n\
+         max_length = 16\nquery_prompt = \"query: \"\n\n[rerank]\nenabled = false\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    run(
+        binary()
+            .arg("--config")
+            .arg(&config)
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .arg("--queries")
+            .arg(&queries)
+            .args(["--device", "cpu", "-q"]),
+        true,
+    );
+    let written = tmp.path().join("vectors/queries.jsonl");
+    run(
+        binary()
+            .arg("embed-queries")
+            .arg("--config")
+            .arg(&config)
+            .arg("--queries")
+            .arg(&queries)
+            .arg("--output")
+            .arg(&written)
+            .args(["--device", "cpu", "-q"]),
+        true,
+    );
+    let from_run = std::fs::read(out.join("notes/query_vectors.jsonl")).unwrap();
+    let embedded = std::fs::read(&written).unwrap();
+    assert!(
+        embedded == from_run,
+        "embed-queries differs from the run's query_vectors.jsonl"
+    );
+    let lines = read_jsonl(&written);
+    assert_eq!(lines.len(), 50);
+    let names: Vec<&String> = lines[0]["vector"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["minilm", "short", "splade"]);
+    // The prompt and the truncation are the model's: the two dense vectors differ.
+    assert_ne!(lines[0]["vector"]["minilm"], lines[0]["vector"]["short"]);
+    let text = std::fs::read_to_string(&written).unwrap();
+    assert!(!text.contains("\"text\""), "no query text in the file");
+
+    // A missing query file is an input error naming it.
+    let missing = tmp.path().join("nope.jsonl");
+    let output = run(
+        binary()
+            .arg("embed-queries")
+            .arg("--queries")
+            .arg(&missing)
+            .arg("--output")
+            .arg(&written)
+            .args(["--device", "cpu"]),
+        false,
+    );
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("nope.jsonl"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -77,6 +77,10 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot encode the queries: {0}")]
+    Encode(String),
+    #[error("interrupted")]
+    Interrupted,
     #[error("cannot write {path}")]
     Write {
         path: PathBuf,
@@ -97,15 +101,15 @@ pub struct RunOutcome {
 
 /// Runs the configured stages over every collection.
 pub struct BatchRunner {
-    config: RunConfig,
-    manager: ModelManager,
+    pub(super) config: RunConfig,
+    pub(super) manager: ModelManager,
     faults: Faults,
     /// Reads device memory for leases (the host's, or injected readings in tests).
-    probe: Box<dyn MemoryProbe>,
-    lease_options: LeaseOptions,
-    lease_log: LeaseLog,
+    pub(super) probe: Box<dyn MemoryProbe>,
+    pub(super) lease_options: LeaseOptions,
+    pub(super) lease_log: LeaseLog,
     /// Exclusive stages on the CPU too (GPUs always are).
-    exclusive_models: bool,
+    pub(super) exclusive_models: bool,
     resume: bool,
     /// `--shard`: embed only this shard's part of the input (into `<output>/shard-I-of-N/`).
     shard: Option<Shard>,
