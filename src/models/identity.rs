@@ -6,6 +6,9 @@ use super::{ModelError, Pooling, SelectedDevice};
 use serde::Serialize;
 use std::path::Path;
 
+/// The file `scripts/fetch-models.sh` writes beside a fetched model's weights.
+pub const ORIGIN_FILE: &str = "origin.json";
+
 /// The stage a model serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +41,10 @@ pub struct ModelIdentity {
     pub normalize: Option<bool>,
     pub dtype: String,
     pub device: String,
+    /// Where a fetched model came from (`origin.json`, written by `scripts/fetch-models.sh`):
+    /// the package, the upstream file and its sha256, and any conversion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<serde_json::Value>,
 }
 
 impl ModelIdentity {
@@ -79,6 +86,21 @@ impl ModelIdentity {
             normalize: None,
             dtype: format!("{:?}", device.dtype).to_lowercase(),
             device: device.label.clone(),
+            origin: read_origin(&resolved.dir),
         })
+    }
+}
+
+/// The model directory's `origin.json`, if it has a readable one (a broken file is reported
+/// and left out: it describes the model, it does not change it).
+fn read_origin(dir: &Path) -> Option<serde_json::Value> {
+    let path = dir.join(ORIGIN_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(origin) => Some(origin),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), "model origin file unreadable, left out: {err}");
+            None
+        }
     }
 }
