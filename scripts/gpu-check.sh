@@ -70,6 +70,7 @@ run() { # name devices precision ceiling rerank_candidates rerank_max_length [ex
   cat > "$work/$name.toml" <<TOML
 [input]
 root = "$repo/examples/collections"
+collections = ["scifact-mini"]
 [output]
 dir = "$work/$name"
 [dense]

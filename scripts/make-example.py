@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Slice BEIR SciFact into the small example collection examples/collections/scifact-mini/.
+"""Slice BEIR SciFact into the bundled example collections:
+examples/collections/scifact-mini/ (300 documents: the test fixture) and
+examples/collections/scifact-2k/ (2,000 documents: the quickstart).
 
 Deterministic (fixed seed, stdlib only). Selection:
   * queries: the first N_QUERIES distinct query ids of qrels/test.tsv, in file order;
@@ -9,7 +11,9 @@ Deterministic (fixed seed, stdlib only). Selection:
 Lines are copied byte-for-byte (corpus/queries keep their original order; qrels keep
 the header and the original CRLF line endings).
 
-Usage: scripts/make-example.py SCIFACT_DIR [OUT_DIR]
+Usage: scripts/make-example.py SCIFACT_DIR [OUT_DIR] [N_DOCS]
+    scripts/make-example.py SCIFACT_DIR                                    # scifact-mini, 300
+    scripts/make-example.py SCIFACT_DIR examples/collections/scifact-2k 2000
 """
 
 import json
@@ -23,11 +27,14 @@ SEED = 20240101
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if len(sys.argv) < 2:
-    sys.exit("usage: scripts/make-example.py SCIFACT_DIR [OUT_DIR]\n"
+    sys.exit("usage: scripts/make-example.py SCIFACT_DIR [OUT_DIR] [N_DOCS]\n"
              "SCIFACT_DIR: the BEIR SciFact files (corpus.jsonl, queries.jsonl, qrels/test.tsv), e.g.\n"
              "unzipped from https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip")
 SRC = sys.argv[1]
 OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(REPO, "examples", "collections", "scifact-mini")
+if len(sys.argv) > 3:
+    N_DOCS = int(sys.argv[3])
+NAME = os.path.basename(os.path.normpath(OUT))
 
 
 def read_lines(path):
@@ -70,18 +77,23 @@ def main():
             f.writelines(lines)
 
     with open(os.path.join(OUT, "ATTRIBUTION.md"), "w", encoding="utf-8") as f:
-        f.write(ATTRIBUTION.format(nq=len(qids), nr=len(relevant), nd=len(kept_docs),
+        f.write(ATTRIBUTION.format(name=NAME, role=ROLE.get(NAME, "an example collection"),
+                                   nq=len(qids), nr=len(relevant), nd=len(kept_docs),
                                    nrows=len(kept_rows), seed=SEED,
                                    nother=len(kept_docs) - len(relevant)))
     print(f"wrote {OUT}: {len(kept_docs)} documents ({len(relevant)} judged relevant), "
           f"{len(kept_queries)} queries, {len(kept_rows)} qrels rows")
 
 
-ATTRIBUTION = """\
-# scifact-mini — attribution
+ROLE = {
+    "scifact-mini": "the test fixture (and the example of the benchmarks)",
+    "scifact-2k": "the quickstart's example collection",
+}
 
-A small slice of **BEIR SciFact** (test split), used as the example collection and as a
-test fixture.
+ATTRIBUTION = """\
+# {name} — attribution
+
+A slice of **BEIR SciFact** (test split), used as {role}.
 
 ## Source
 

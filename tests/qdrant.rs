@@ -35,7 +35,7 @@ fn every_point_loads_into_the_real_qdrant_client() {
     );
     let summary: serde_json::Value =
         serde_json::from_slice(&check.stdout).expect("one JSON summary line");
-    assert_eq!(summary["collection"], "scifact-mini");
+    assert_eq!(summary["collection"], "scifact-2k");
     for key in [
         "points",
         "valid_points",
@@ -43,7 +43,7 @@ fn every_point_loads_into_the_real_qdrant_client() {
         "in_qdrant",
         "points_with_sparse",
     ] {
-        assert_eq!(summary[key], 300, "{key}: {summary}");
+        assert_eq!(summary[key], 2000, "{key}: {summary}");
     }
     assert_eq!(summary["dense_vectors"], serde_json::json!(["minilm"]));
     assert_eq!(summary["sparse_vectors"], serde_json::json!(["splade"]));
