@@ -262,8 +262,10 @@ fn run_pipeline(cli: &RunArgs, merge: Option<ShardSet>) -> i32 {
             match outcome.status {
                 RunStatus::Ok => exit::OK,
                 RunStatus::Interrupted => exit::INTERRUPTED,
-                _ if outcome.input_failures > 0 => exit::INPUT_ERROR,
+                // Partial is 4 whatever failed (the manifest says what); 3 only when nothing
+                // was done and input was the reason.
                 RunStatus::Partial => exit::PARTIAL_FAILURE,
+                _ if outcome.input_failures > 0 => exit::INPUT_ERROR,
                 RunStatus::Failed | RunStatus::Running => exit::FAILURE,
             }
         }
@@ -291,6 +293,7 @@ fn run_error_exit(err: &RunError) -> (i32, Option<&'static str>) {
                 Some("run scripts/fetch-models.sh, or point models.dir / --models-dir at the fetched models"),
             ),
             RunError::Write { .. } => (exit::FAILURE, Some("check that output.dir is writable")),
+            RunError::Preflight(_) => (exit::FAILURE, Some("`embed-collections check` lists every problem; fix them, then run again")),
             RunError::Device(_) => (
                 exit::FAILURE,
                 Some("use --device cpu, or a CUDA build (scripts/build-cuda.sh) on a machine with an NVIDIA GPU"),

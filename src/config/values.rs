@@ -220,8 +220,16 @@ impl FromStr for ByteSize {
             _ => return Err(bad()),
         };
         let bytes = number * multiplier;
-        if !bytes.is_finite() || bytes < 1.0 {
+        if !bytes.is_finite() {
             return Err(bad());
+        }
+        if bytes < 1.0 {
+            return Err(ValueError(format!(
+                "invalid size {s:?}: a size must be at least 1 byte (a memory ceiling of zero would let no stage run)"
+            )));
+        }
+        if bytes >= u64::MAX as f64 {
+            return Err(ValueError(format!("invalid size {s:?}: too large")));
         }
         Ok(ByteSize(bytes.round() as u64))
     }
@@ -291,6 +299,20 @@ mod tests {
         assert!("12 parsecs".parse::<ByteSize>().is_err());
         assert!("".parse::<ByteSize>().is_err());
         assert_eq!(ByteSize(12 << 30).to_string(), "12GiB");
+    }
+
+    #[test]
+    fn a_zero_size_says_why_it_is_refused() {
+        for zero in ["0", "0GiB", "0.0001"] {
+            let err = zero.parse::<ByteSize>().unwrap_err();
+            assert!(err.0.contains("at least 1 byte"), "{zero}: {err}");
+            assert!(!err.0.contains("expected a number"), "{zero}: {err}");
+        }
+        assert!("99999999999999GiB"
+            .parse::<ByteSize>()
+            .unwrap_err()
+            .0
+            .contains("too large"));
     }
 
     #[test]

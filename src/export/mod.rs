@@ -24,3 +24,42 @@ pub const POINTS_FILE: &str = "points.jsonl";
 pub const RANKED_FILE: &str = "rerank.jsonl";
 /// Name of the run manifest in the output directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// `<output_dir>/<collection>`, the one directory a collection's files go to. A name that is
+/// not one plain path component (`..`, `a/b`, an absolute path) is refused: discovery already
+/// validates names ([`crate::input::validate_collection_name`]); this is the last
+/// guard against writing outside `output.dir`.
+pub fn collection_dir(
+    output_dir: &std::path::Path,
+    collection: &str,
+) -> std::io::Result<std::path::PathBuf> {
+    use std::path::{Component, Path};
+    let mut components = Path::new(collection).components();
+    match (components.next(), components.next()) {
+        (Some(Component::Normal(part)), None) if part == collection => {
+            Ok(output_dir.join(collection))
+        }
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "collection name {collection:?} would write outside {}",
+                output_dir.display()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collection_dir;
+    use std::path::Path;
+
+    #[test]
+    fn collection_dirs_stay_inside_the_output_directory() {
+        let out = Path::new("/o");
+        assert_eq!(collection_dir(out, "faq").unwrap(), Path::new("/o/faq"));
+        for escape in ["..", ".", "a/b", "/etc", "", "a/"] {
+            assert!(collection_dir(out, escape).is_err(), "{escape:?}");
+        }
+    }
+}

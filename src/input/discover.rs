@@ -17,6 +17,10 @@ pub const RESERVED_FILES: &[&str] = &["queries.jsonl", "queries.json"];
 /// Find the collections under `root` (see the [module docs](super)), sorted
 /// by name, keeping only those named in `only` when it is given and not
 /// empty. Only files whose extension is one of `formats` are chunk files.
+///
+/// With `only`, entries of other names are not looked into: an unreadable directory, a
+/// symlink loop or a badly named file elsewhere under the root does not stop the run of the
+/// named collections (each is logged as a warning). Without it, every entry must be readable.
 pub fn discover_collections(
     root: &Path,
     only: Option<&[String]>,
@@ -36,14 +40,15 @@ pub fn discover_collections(
             })
         }
     };
+    let only = only.filter(|names| !names.is_empty());
 
-    let collections = if meta.is_dir() {
-        discover_in_dir(root, formats)?
+    let (collections, others) = if meta.is_dir() {
+        discover_in_dir(root, formats, only)?
     } else {
-        vec![file_root_collection(root, formats)?]
+        (vec![file_root_collection(root, formats)?], Vec::new())
     };
 
-    if collections.is_empty() {
+    if collections.is_empty() && others.is_empty() {
         return Err(InputError::NoCollections {
             root: root.to_path_buf(),
             expected: describe_formats(formats),
@@ -51,8 +56,42 @@ pub fn discover_collections(
     }
 
     match only {
-        Some(names) if !names.is_empty() => filter_collections(collections, names),
-        _ => Ok(collections),
+        Some(names) => filter_collections(collections, others, names),
+        None => Ok(collections),
+    }
+}
+
+/// Files and directories the run writes directly in the output directory, which a
+/// collection's subdirectory must not take the name of.
+const RUN_OUTPUT_NAMES: &[&str] = &["manifest.json", "metrics.prom"];
+
+/// Checks that `name` can be a collection: its output goes to `<output.dir>/<name>/`, its
+/// name into every log line and metric label.
+pub fn validate_collection_name(name: &str, path: &Path) -> Result<(), InputError> {
+    let reason = if name.is_empty() {
+        Some("the name is empty")
+    } else if name == "." || name == ".." {
+        Some("it would name a directory outside the collection's own")
+    } else if name.contains(['/', '\\']) {
+        Some("it holds a path separator")
+    } else if name.chars().any(char::is_control) {
+        Some("it holds a control character (a newline would split log lines)")
+    } else if name.starts_with('.') {
+        Some("names starting with '.' are the run's own (.work, the lock file)")
+    } else if RUN_OUTPUT_NAMES.contains(&name) {
+        Some("the run writes a file of that name in the output directory")
+    } else if crate::shard::Shard::from_dir_name(name).is_some() {
+        Some("sharded runs write their output to directories of that name")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(InputError::BadCollectionName {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -65,6 +104,7 @@ fn file_root_collection(root: &Path, formats: &[InputFormat]) -> Result<Collecti
         return Err(unsupported());
     }
     let name = stem(root).ok_or_else(unsupported)?;
+    validate_collection_name(&name, root)?;
     Ok(Collection {
         name,
         files: vec![root.to_path_buf()],
@@ -72,21 +112,58 @@ fn file_root_collection(root: &Path, formats: &[InputFormat]) -> Result<Collecti
     })
 }
 
-fn discover_in_dir(root: &Path, formats: &[InputFormat]) -> Result<Vec<Collection>, InputError> {
+/// The collections under `root` (those named in `only`, when given) and the names of the
+/// entries not looked into (for the "available" list of an unknown name).
+fn discover_in_dir(
+    root: &Path,
+    formats: &[InputFormat],
+    only: Option<&[String]>,
+) -> Result<(Vec<Collection>, Vec<String>), InputError> {
+    let selected = |name: &str| only.is_none_or(|names| names.iter().any(|n| n == name));
     // name -> (path that gave the name, collection)
     let mut found: BTreeMap<String, (PathBuf, Collection)> = BTreeMap::new();
+    let mut others = Vec::new();
     for entry in sorted_entries(root)? {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err((path, err)) => {
+                // Which name it would have had depends on whether it is a file or a
+                // directory, which could not be told: either one selected makes it an error.
+                let names = [file_name(&path), stem(&path)];
+                if names.iter().flatten().any(|name| selected(name)) {
+                    return Err(err);
+                }
+                tracing::warn!(path = %path.display(), error = %err, "skipping an unreadable entry (not a selected collection)");
+                continue;
+            }
+        };
         let Some(name) = entry.name() else {
-            tracing::warn!(path = %entry.path.display(), "skipping entry with a non-UTF-8 name");
+            tracing::warn!(path = ?entry.path, "skipping entry with a non-UTF-8 name");
             continue;
         };
         if is_hidden(name) {
             continue;
         }
-        let collection = if entry.is_dir {
+        let collection_name = if entry.is_dir {
             if RESERVED_DIRS.contains(&name) {
                 continue;
             }
+            name.to_string()
+        } else {
+            if RESERVED_FILES.contains(&name) || !is_enabled(&entry.path, formats) {
+                continue;
+            }
+            let Some(stem) = stem(&entry.path) else {
+                continue;
+            };
+            stem
+        };
+        if !selected(&collection_name) {
+            others.push(collection_name);
+            continue;
+        }
+        validate_collection_name(&collection_name, &entry.path)?;
+        let collection = if entry.is_dir {
             let files = collection_files(&entry.path, formats)?;
             if files.is_empty() {
                 tracing::warn!(
@@ -96,19 +173,13 @@ fn discover_in_dir(root: &Path, formats: &[InputFormat]) -> Result<Vec<Collectio
                 continue;
             }
             Collection {
-                name: name.to_string(),
+                name: collection_name,
                 files,
                 dir: Some(entry.path.clone()),
             }
         } else {
-            if RESERVED_FILES.contains(&name) || !is_enabled(&entry.path, formats) {
-                continue;
-            }
-            let Some(stem) = stem(&entry.path) else {
-                continue;
-            };
             Collection {
-                name: stem,
+                name: collection_name,
                 files: vec![entry.path.clone()],
                 dir: None,
             }
@@ -122,10 +193,11 @@ fn discover_in_dir(root: &Path, formats: &[InputFormat]) -> Result<Vec<Collectio
         }
         found.insert(collection.name.clone(), (entry.path, collection));
     }
-    Ok(found
+    let collections = found
         .into_values()
         .map(|(_, collection)| collection)
-        .collect())
+        .collect();
+    Ok((collections, others))
 }
 
 /// The chunk files of a collection directory, in reading order.
@@ -156,8 +228,9 @@ fn walk(
         return Ok(());
     }
     for entry in sorted_entries(dir)? {
+        let entry = entry.map_err(|(_, err)| err)?;
         let Some(name) = entry.name() else {
-            tracing::warn!(path = %entry.path.display(), "skipping entry with a non-UTF-8 name");
+            tracing::warn!(path = ?entry.path, "skipping entry with a non-UTF-8 name");
             continue;
         };
         if is_hidden(name) {
@@ -186,8 +259,11 @@ impl Entry {
 }
 
 /// The entries of `dir` sorted by path; symlinks are followed, broken ones
-/// (and other entries that are neither files nor directories) left out.
-fn sorted_entries(dir: &Path) -> Result<Vec<Entry>, InputError> {
+/// (and other entries that are neither files nor directories) left out. An entry that
+/// cannot be examined (a symlink loop, no permission) is its own error, with its path, so
+/// the caller decides whether it matters; failing to list `dir` itself is the outer error.
+#[allow(clippy::type_complexity)]
+fn sorted_entries(dir: &Path) -> Result<Vec<Result<Entry, (PathBuf, InputError)>>, InputError> {
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| InputError::Io { path, source }
@@ -202,28 +278,65 @@ fn sorted_entries(dir: &Path) -> Result<Vec<Entry>, InputError> {
                 tracing::warn!(path = %path.display(), "skipping broken symlink");
                 continue;
             }
-            Err(source) => return Err(InputError::Io { path, source }),
+            Err(source) => {
+                let err = InputError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                entries.push(Err((path, err)));
+                continue;
+            }
         };
+        // A directory that cannot be listed is caught here too, not half-way through a walk.
+        if meta.is_dir() {
+            if let Err(source) = fs::read_dir(&path) {
+                let err = InputError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                entries.push(Err((path, err)));
+                continue;
+            }
+        }
         if meta.is_dir() || meta.is_file() {
-            entries.push(Entry {
+            entries.push(Ok(Entry {
                 path,
                 is_dir: meta.is_dir(),
-            });
+            }));
         }
     }
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries.sort_by(|a, b| entry_path(a).cmp(entry_path(b)));
     Ok(entries)
+}
+
+fn entry_path(entry: &Result<Entry, (PathBuf, InputError)>) -> &Path {
+    match entry {
+        Ok(entry) => &entry.path,
+        Err((path, _)) => path,
+    }
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name()?.to_str().map(str::to_string)
 }
 
 fn filter_collections(
     collections: Vec<Collection>,
+    others: Vec<String>,
     names: &[String],
 ) -> Result<Vec<Collection>, InputError> {
     for name in names {
         if !collections.iter().any(|c| &c.name == name) {
+            let mut available: Vec<String> = collections
+                .iter()
+                .map(|c| c.name.clone())
+                .chain(others)
+                .collect();
+            available.sort();
+            available.dedup();
             return Err(InputError::UnknownCollection {
                 name: name.clone(),
-                available: collections.iter().map(|c| c.name.clone()).collect(),
+                available,
             });
         }
     }

@@ -95,7 +95,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use discover::discover_collections;
+pub use discover::{discover_collections, validate_collection_name};
 pub use ids::{derive_chunk_id, point_id, POINT_ID_NAMESPACE};
 pub use queries::{read_queries, Query};
 pub use read::{read_collection, ChunkStream};
@@ -366,6 +366,16 @@ pub enum InputError {
     },
     #[error("{}: unsupported chunk file (expected extension {expected})", .path.display())]
     UnsupportedFile { path: PathBuf, expected: String },
+    /// A name that cannot be an output subdirectory (it would leave the output directory,
+    /// split log lines, or collide with the run's own files). The name is shown escaped.
+    #[error(
+        "{path:?}: {name:?} cannot be a collection name: {reason}; rename the file or directory"
+    )]
+    BadCollectionName {
+        path: PathBuf,
+        name: String,
+        reason: &'static str,
+    },
     #[error("{location}: {message}")]
     Malformed {
         location: SourceLocation,
@@ -375,6 +385,10 @@ pub enum InputError {
     MissingText { location: SourceLocation },
     #[error("{location}: empty text")]
     EmptyText { location: SourceLocation },
+    /// Text made only of control, format (zero-width, soft hyphen, BOM) or replacement
+    /// characters: every such chunk would get the same vector, the model's empty-input one.
+    #[error("{location}: text has no visible characters (only whitespace, control, zero-width or replacement characters)")]
+    InvisibleText { location: SourceLocation },
     #[error("{location}: invalid field {field:?}: {message}")]
     InvalidField {
         location: SourceLocation,
@@ -398,7 +412,9 @@ impl InputError {
         match self {
             InputError::Malformed { .. } => Some(SkipReason::MalformedJson),
             InputError::MissingText { .. } => Some(SkipReason::MissingText),
-            InputError::EmptyText { .. } => Some(SkipReason::EmptyText),
+            InputError::EmptyText { .. } | InputError::InvisibleText { .. } => {
+                Some(SkipReason::EmptyText)
+            }
             InputError::InvalidField { .. } => Some(SkipReason::InvalidField),
             InputError::DuplicateId { .. } => Some(SkipReason::DuplicateId),
             InputError::Io { .. }
@@ -406,6 +422,7 @@ impl InputError {
             | InputError::NoCollections { .. }
             | InputError::UnknownCollection { .. }
             | InputError::CollectionNameClash { .. }
+            | InputError::BadCollectionName { .. }
             | InputError::UnsupportedFile { .. } => None,
         }
     }
@@ -416,11 +433,27 @@ impl InputError {
             InputError::Malformed { location, .. }
             | InputError::MissingText { location }
             | InputError::EmptyText { location }
+            | InputError::InvisibleText { location }
             | InputError::InvalidField { location, .. }
             | InputError::DuplicateId { location, .. } => Some(location),
             _ => None,
         }
     }
+}
+
+/// Whether `text` has at least one character a reader would see: not whitespace, not a control
+/// character, not a format character (zero-width space and joiners, soft hyphen, word joiner,
+/// BOM, bidirectional marks) and not U+FFFD, the replacement for undecodable bytes.
+pub fn has_visible_text(text: &str) -> bool {
+    text.chars().any(|c| {
+        !(c.is_whitespace()
+            || c.is_control()
+            || matches!(c,
+                '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+                | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFD}'))
+    })
 }
 
 /// The extensions of `formats` as text, for messages: `.jsonl or .json`.

@@ -60,7 +60,10 @@ pub fn read_queries(path: &Path) -> Result<Vec<Query>, InputError> {
             }
         };
         let query_text = match value.get("text") {
-            Some(Value::String(t)) if !t.trim().is_empty() => t.clone(),
+            Some(Value::String(t)) if super::has_visible_text(t) => t.clone(),
+            Some(Value::String(t)) if !t.trim().is_empty() => {
+                return Err(InputError::InvisibleText { location })
+            }
             Some(Value::String(_)) => return Err(InputError::EmptyText { location }),
             Some(_) => {
                 return Err(InputError::InvalidField {

@@ -156,7 +156,8 @@ impl<'a> ChunkStream<'a> {
                     *data_lines += 1;
                     let location = SourceLocation::line(path, *line_no);
                     return Some(parse_line(bytes, &location).and_then(|value| {
-                        chunk_from_value(value, &self.collection.name, location)
+                        let chunk = chunk_from_value(value, &self.collection.name, location)?;
+                        reject_oversized_integers(chunk, bytes)
                     }));
                 }
                 Some(OpenFile::Json { items }) => match items.next() {
@@ -369,8 +370,110 @@ fn read_json(path: &Path, collection: &str) -> Result<Vec<Result<Chunk, InputErr
     Ok(items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| chunk_from_value(item, collection, SourceLocation::item(path, index)))
+        .map(|(index, item)| {
+            chunk_from_value(item, collection, SourceLocation::item(path, index))
+                .and_then(|chunk| reject_oversized_integers(chunk, bytes))
+        })
         .collect())
+}
+
+/// Fails a chunk whose metadata held an integer beyond 64 bits. serde_json reads such a
+/// literal as the nearest float (`123456789012345678901234567890` becomes
+/// `1.2345678901234568e+29`), which would silently change the payload; vector databases hold
+/// 64-bit integers. Only a chunk with an integral float that large is looked at again, in its
+/// source text (`raw`: the line, or the whole `.json` file), to tell `1e29` (a float, kept)
+/// from an integer literal (an error). Messages name the field, never the value.
+fn reject_oversized_integers(chunk: Chunk, raw: &[u8]) -> Result<Chunk, InputError> {
+    let Some(field) = beyond_64_bits(&chunk.metadata) else {
+        return Ok(chunk);
+    };
+    if !has_oversized_integer_literal(raw) {
+        return Ok(chunk);
+    }
+    Err(InputError::InvalidField {
+        location: chunk.location,
+        field,
+        message: "an integer outside the 64-bit range (it would be stored as a rounded float); \
+                  write it as a string to keep it exact"
+            .to_string(),
+    })
+}
+
+/// The path (`key`, `key.inner`, `key[2]`) of the first float in `metadata` that is integral
+/// and outside the i64/u64 range: what an oversized integer literal parses to.
+fn beyond_64_bits(metadata: &Map<String, Value>) -> Option<String> {
+    fn visit(value: &Value, path: &mut String) -> bool {
+        match value {
+            Value::Number(number) => number.as_f64().is_some_and(|v| {
+                !number.is_i64()
+                    && !number.is_u64()
+                    && v.fract() == 0.0
+                    && !(-9.223_372_036_854_776e18..1.844_674_407_370_955_2e19).contains(&v)
+            }),
+            Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = visit(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            Value::Object(map) => map.iter().any(|(key, item)| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                let found = visit(item, path);
+                if !found {
+                    path.truncate(len);
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    metadata.iter().find_map(|(key, value)| {
+        let mut path = key.clone();
+        visit(value, &mut path).then_some(path)
+    })
+}
+
+/// Whether JSON text holds an integer literal (digits, optional minus, no fraction or
+/// exponent) outside the i64/u64 range. Strings are skipped, escapes included.
+pub(crate) fn has_oversized_integer_literal(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < json.len()
+                    && matches!(json[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let token = &json[start..i];
+                let integral = token.iter().all(|b| b.is_ascii_digit() || *b == b'-');
+                if integral {
+                    if let Ok(text) = std::str::from_utf8(token) {
+                        if text.parse::<i64>().is_err() && text.parse::<u64>().is_err() {
+                            return true;
+                        }
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    false
 }
 
 fn parse_line(bytes: &[u8], location: &SourceLocation) -> Result<Value, InputError> {
@@ -552,6 +655,9 @@ fn build_chunk(
     let embedded = embedding_text(title.as_deref(), &text);
     if embedded.trim().is_empty() {
         return Err(InputError::EmptyText { location });
+    }
+    if !super::has_visible_text(&embedded) {
+        return Err(InputError::InvisibleText { location });
     }
     let id = match id {
         Some(id) => id,

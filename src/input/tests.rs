@@ -1144,3 +1144,198 @@ fn display_and_serde_forms() {
     };
     assert_eq!(err.to_string(), "data.json[3]: empty text");
 }
+
+// --- hostile input -------------------------------------------------------------------------
+
+#[test]
+fn text_of_only_invisible_characters_is_refused_or_counted() {
+    let dir = TempDir::new().unwrap();
+    for (i, text) in [
+        "\u{0000}",
+        "\u{200b}\u{200b}",
+        "\u{fffd}",
+        "\u{00ad} \u{feff}",
+        "\u{2060}\t",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let line = json!({"id": "x", "text": text}).to_string();
+        let file = write(dir.path(), &format!("i{i}.jsonl"), format!("{line}\n"));
+        let message = read_err(&[&file]);
+        assert!(
+            message.contains("no visible characters"),
+            "{text:?}: {message}"
+        );
+        assert!(message.contains(&format!("i{i}.jsonl:1")), "{message}");
+        let skipped = read_skip(&[&file]);
+        assert_eq!(skipped.skipped.counts.get(&SkipReason::EmptyText), Some(&1));
+    }
+    // One visible character is enough, a zero-width joiner in real text is kept.
+    let file = write(
+        dir.path(),
+        "ok.jsonl",
+        "{\"id\": \"a\", \"text\": \"\\u200bx\"}\n{\"id\": \"b\", \"text\": \"caf\\u00e9 \\u200d\"}\n",
+    );
+    assert_eq!(read(&[&file]).chunks.len(), 2);
+    // Queries too.
+    let queries = write(
+        dir.path(),
+        "q.jsonl",
+        "{\"_id\": \"q\", \"text\": \"\\u200b\"}\n",
+    );
+    let err = read_queries(&queries).unwrap_err().to_string();
+    assert!(err.contains("no visible characters"), "{err}");
+}
+
+#[test]
+fn integers_beyond_64_bits_in_metadata_are_refused_with_the_field() {
+    let dir = TempDir::new().unwrap();
+    let big = "123456789012345678901234567890";
+    for (i, (line, field)) in [
+        (format!("{{\"id\": \"a\", \"text\": \"t\", \"metadata\": {{\"n\": {big}}}}}"), "\"n\""),
+        (format!("{{\"id\": \"a\", \"text\": \"t\", \"count\": -{big}}}"), "\"count\""),
+        (
+            format!("{{\"id\": \"a\", \"text\": \"t\", \"metadata\": {{\"a\": {{\"b\": [1, {big}]}}}}}}"),
+            "\"a.b[1]\"",
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let file = write(dir.path(), &format!("b{i}.jsonl"), format!("\n{line}\n"));
+        let message = read_err(&[&file]);
+        assert!(message.contains(&format!("b{i}.jsonl:2")), "{message}");
+        assert!(message.contains(field), "{field}: {message}");
+        assert!(message.contains("outside the 64-bit range"), "{message}");
+        assert!(!message.contains("12345678901"), "the value is not shown: {message}");
+    }
+    // The same in a .json file.
+    let file = write(
+        dir.path(),
+        "b.json",
+        format!("[{{\"id\": \"a\", \"text\": \"t\", \"n\": {big}}}]"),
+    );
+    assert!(read_err(&[&file]).contains("outside the 64-bit range"));
+
+    // Floats that large, the extremes of i64/u64, and big numbers inside strings are kept.
+    let file = write(
+        dir.path(),
+        "ok.jsonl",
+        format!(
+            "{{\"id\": \"a\", \"text\": \"t {big}\", \"f\": 1e29, \"u\": 18446744073709551615, \"i\": -9223372036854775808, \"s\": \"{big}\"}}\n"
+        ),
+    );
+    let chunk = &read(&[&file]).chunks[0];
+    assert_eq!(chunk.metadata["f"], json!(1e29));
+    assert_eq!(chunk.metadata["u"], json!(u64::MAX));
+    assert_eq!(chunk.metadata["i"], json!(i64::MIN));
+}
+
+#[test]
+fn the_oversized_integer_scan_skips_strings_and_escapes() {
+    use super::read::has_oversized_integer_literal as scan;
+    assert!(scan(b"[1, 123456789012345678901234567890]"));
+    assert!(!scan(b"[1, 1.23456789012345678901234567890]"));
+    assert!(!scan(b"[\"123456789012345678901234567890\"]"));
+    assert!(!scan(br#"["a\"123456789012345678901234567890"]"#));
+    assert!(scan(br#"["a\\", 123456789012345678901234567890]"#));
+    assert!(!scan(
+        b"[18446744073709551615, -9223372036854775808, 1e400]"
+    ));
+}
+
+#[test]
+fn collection_names_that_leave_the_output_directory_or_collide_are_refused() {
+    let path = Path::new("x");
+    for bad in [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "a\\b",
+        "two\nlines",
+        "tab\t",
+        ".work",
+        "manifest.json",
+        "metrics.prom",
+        "shard-1-of-3",
+    ] {
+        let err = validate_collection_name(bad, path).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot be a collection name"),
+            "{bad:?}: {err}"
+        );
+        assert!(!err.contains('\n'), "escaped: {err}");
+    }
+    for good in ["faq", "scifact-2k", "manifest", "shard-x", "données"] {
+        validate_collection_name(good, path).unwrap();
+    }
+
+    // Discovery: a flat file named `...jsonl` (the collection `..`), a directory named like a
+    // run file.
+    let dir = TempDir::new().unwrap();
+    let dots = write(dir.path(), "flat/...jsonl", "{\"text\": \"t\"}\n");
+    let err = discover_collections(&dots, None, &InputFormat::ALL).unwrap_err();
+    assert!(matches!(err, InputError::BadCollectionName { .. }), "{err}");
+    write(
+        dir.path(),
+        "root/manifest.json/a.jsonl",
+        "{\"text\": \"t\"}\n",
+    );
+    write(dir.path(), "root/good.jsonl", "{\"text\": \"t\"}\n");
+    let root = dir.path().join("root");
+    let err = discover_collections(&root, None, &InputFormat::ALL).unwrap_err();
+    assert!(err.to_string().contains("manifest.json"), "{err}");
+    // Not selected: not looked into.
+    let only = ["good".to_string()];
+    let found = discover_collections(&root, Some(&only), &InputFormat::ALL).unwrap();
+    assert_eq!(names(&found), ["good"]);
+}
+
+#[test]
+fn broken_entries_elsewhere_do_not_stop_selected_collections() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "good/a.jsonl", "{\"text\": \"t\"}\n");
+    write(dir.path(), "other/a.jsonl", "{\"text\": \"t\"}\n");
+    std::os::unix::fs::symlink("loop", dir.path().join("other/loop")).unwrap();
+    std::os::unix::fs::symlink("self.jsonl", dir.path().join("self.jsonl")).unwrap();
+    let only = ["good".to_string()];
+    let found = discover_collections(dir.path(), Some(&only), &InputFormat::ALL).unwrap();
+    assert_eq!(names(&found), ["good"]);
+    // The broken entry is an error when it is selected, or when nothing is.
+    for only in [
+        Some(vec!["other".to_string()]),
+        Some(vec!["self".to_string()]),
+        None,
+    ] {
+        let err = discover_collections(dir.path(), only.as_deref(), &InputFormat::ALL)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("symbolic links"), "{only:?}: {err}");
+    }
+    // An unknown name still lists what is there, unexamined entries included.
+    let only = ["nope".to_string()];
+    let err = discover_collections(dir.path(), Some(&only), &InputFormat::ALL)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("available: good, other"), "{err}");
+
+    // An unreadable directory (only observable without root's override of permissions).
+    use std::os::unix::fs::PermissionsExt;
+    let locked = dir.path().join("locked");
+    write(dir.path(), "locked/a.jsonl", "{\"text\": \"t\"}\n");
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    let unreadable = fs::read_dir(&locked).is_err();
+    let only = ["good".to_string()];
+    let found = discover_collections(dir.path(), Some(&only), &InputFormat::ALL);
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(names(&found.unwrap()), ["good"]);
+    if unreadable {
+        let only = ["locked".to_string()];
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+        let err = discover_collections(dir.path(), Some(&only), &InputFormat::ALL);
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(err.unwrap_err().to_string().contains("locked"));
+    }
+}

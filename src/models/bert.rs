@@ -66,6 +66,33 @@ pub fn read_config(dir: &Path) -> Result<BertConfig, ModelError> {
     super::read_json(&dir.join("config.json"))
 }
 
+/// The max length a model runs at: the configured one (`requested`), else the model's own
+/// default (sentence-transformers' `max_seq_length`, capped at the positions), else its
+/// positions. A configured length beyond the model's position embeddings is an error rather
+/// than a silent clamp: the user asked for text the model cannot see.
+pub fn checked_max_length(
+    dir: &Path,
+    requested: Option<usize>,
+    model_default: Option<usize>,
+    positions: usize,
+) -> Result<usize, ModelError> {
+    match requested {
+        Some(0) => Err(ModelError::Unsupported {
+            path: dir.join("config.json"),
+            message: "max_length 0 leaves no room for any token".to_string(),
+        }),
+        Some(length) if length > positions => Err(ModelError::Unsupported {
+            path: dir.join("config.json"),
+            message: format!(
+                "max_length {length} is more than the model's {positions} position embeddings \
+                 (max_position_embeddings); set max_length to {positions} or less"
+            ),
+        }),
+        Some(length) => Ok(length),
+        None => Ok(model_default.unwrap_or(positions).min(positions)),
+    }
+}
+
 /// Which implementation runs the encoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncoderBackend {

@@ -59,6 +59,64 @@ impl Checkpoint {
     }
 }
 
+/// The cheap checks of a weights file, without loading a tensor: the safetensors header parses
+/// and every tensor lies inside the file (a truncated download fails here, not at the first
+/// batch), and the embedding tables have the shapes `config.json` promises. Returns the
+/// file's size, what one copy of the weights costs. A `.bin` (pickle) file is only sized.
+pub fn inspect_weights(
+    path: &Path,
+    config: &candle_transformers::models::bert::Config,
+) -> Result<u64, ModelError> {
+    let bytes = std::fs::metadata(path)
+        .map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    if path.extension().is_none_or(|ext| ext != "safetensors") {
+        return Ok(bytes);
+    }
+    let unsupported = |message: String| ModelError::Unsupported {
+        path: path.to_path_buf(),
+        message,
+    };
+    // SAFETY: as in `Checkpoint::open`; only the header is read.
+    let tensors =
+        unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|err| {
+            unsupported(format!(
+                "not a valid safetensors file (truncated or corrupt?): {err}"
+            ))
+        })?;
+    let shapes: Vec<(String, Vec<usize>)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec()))
+        .collect();
+    let expected = [
+        ("embeddings.word_embeddings.weight", config.vocab_size),
+        (
+            "embeddings.position_embeddings.weight",
+            config.max_position_embeddings,
+        ),
+    ];
+    for (suffix, rows) in expected {
+        let found = shapes
+            .iter()
+            .find(|(name, _)| name == suffix || name.ends_with(&format!(".{suffix}")));
+        match found {
+            None => return Err(unsupported(format!("no tensor `{suffix}`"))),
+            Some((name, shape)) if shape[..] != [rows, config.hidden_size] => {
+                return Err(unsupported(format!(
+                    "tensor `{name}` has shape {shape:?}, config.json says [{rows}, {}]",
+                    config.hidden_size
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(bytes)
+}
+
 /// The stored name for a requested one: itself when present, else its legacy alias if that is
 /// present, else itself (so the error names what the model asked for).
 fn resolve_alias(name: &str, names: &HashSet<String>) -> String {

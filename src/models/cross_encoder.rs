@@ -3,7 +3,7 @@
 //! logit per pair. The score is the logit through the model's activation, read from its config
 //! (sentence-transformers `activation_fn`; default sigmoid for one label); both are exported.
 
-use super::bert::{read_config, BertEncoder, PaddedBatch};
+use super::bert::{checked_max_length, read_config, BertEncoder, PaddedBatch};
 use super::checkpoint::Checkpoint;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
@@ -164,9 +164,12 @@ impl CrossEncoder {
                 }
             }
         };
-        let max_length = max_length
-            .unwrap_or(config.max_position_embeddings)
-            .min(config.max_position_embeddings);
+        let max_length = checked_max_length(
+            &resolved.dir,
+            max_length,
+            None,
+            config.max_position_embeddings,
+        )?;
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
         let identity = ModelIdentity::new(
             ModelRole::Rerank,

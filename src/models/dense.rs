@@ -1,7 +1,7 @@
 //! The dense bi-encoder: tokenizer + BERT encoder + pooling (+ normalisation), configured from
 //! the model's sentence-transformers files with per-run overrides from the config.
 
-use super::bert::{read_config, BertEncoder, PaddedBatch};
+use super::bert::{checked_max_length, read_config, BertEncoder, PaddedBatch};
 use super::checkpoint::Checkpoint;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
@@ -76,11 +76,12 @@ impl DenseEmbedder {
         // Sentence-transformers' default for a plain transformers checkpoint is mean pooling.
         let pooling = config.pooling.or(st.pooling).unwrap_or(Pooling::Mean);
         let normalize = config.normalize.unwrap_or(st.normalize);
-        let max_length = config
-            .max_length
-            .or(st.max_seq_length)
-            .unwrap_or(encoder.max_position_embeddings())
-            .min(encoder.max_position_embeddings());
+        let max_length = checked_max_length(
+            &resolved.dir,
+            config.max_length,
+            st.max_seq_length,
+            encoder.max_position_embeddings(),
+        )?;
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
         let mut identity = ModelIdentity::new(
             ModelRole::Dense,
@@ -340,7 +341,14 @@ impl crate::models::Encoder for DenseEmbedder {
         DenseEmbedder::memory_profile(self)
     }
 
+    /// A vector with a NaN or infinity fails its batch, so the dispatcher retries the items
+    /// in halves down to the one that fails alone (its chunk gets no point and is counted):
+    /// a `null` must never reach a point file, which no vector database accepts.
     fn forward(&self, items: &[&Encoded]) -> Result<Vec<Self::Output>, ModelError> {
-        self.embed_encoded(items)
+        let vectors = self.embed_encoded(items)?;
+        if vectors.iter().flatten().any(|x| !x.is_finite()) {
+            return Err(ModelError::NonFinite);
+        }
+        Ok(vectors)
     }
 }

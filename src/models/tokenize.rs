@@ -3,6 +3,7 @@
 //! the model's. We truncate at the model's max length and pad ourselves per batch.
 
 use super::ModelError;
+use rayon::prelude::*;
 use std::path::Path;
 use tokenizers::{
     EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
@@ -10,6 +11,11 @@ use tokenizers::{
 
 /// Texts tokenised per call of the tokenizers library (see `TextTokenizer::encode_batch`).
 const TOKENIZE_GROUP: usize = 512;
+
+/// Bytes of text looked at per token of the max length before tokenising (see
+/// [`TextTokenizer::bounded`]). WordPiece and BPE tokens of real text average 3–6 bytes, so
+/// 16 is a wide margin; a text that needs more (long whitespace runs) gets a longer prefix.
+const PREFIX_BYTES_PER_TOKEN: usize = 16;
 
 /// Token ids of one text (no padding).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,8 +85,42 @@ impl TextTokenizer {
     /// Encodes (query, passage) pairs with special tokens; the pair is truncated longest-first
     /// to the max length, and type ids mark the segments (0 query, 1 passage).
     pub fn encode_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<Encoded>, ModelError> {
-        let inputs: Vec<EncodeInput> = pairs.iter().map(|(a, b)| (*a, *b).into()).collect();
+        let bounded: Vec<(&str, &str)> = pairs
+            .par_iter()
+            .map(|(a, b)| Ok((self.bounded(a)?, self.bounded(b)?)))
+            .collect::<Result<_, ModelError>>()?;
+        let inputs: Vec<EncodeInput> = bounded.iter().map(|(a, b)| (*a, *b).into()).collect();
         self.encode_inputs(inputs)
+    }
+
+    /// The prefix of `text` that tokenises to the same first `max_length` tokens as the whole
+    /// text: the tokenizers library tokenises all of a text before truncating it, so without
+    /// this one 50 MB chunk costs a minute and gigabytes. The cut falls before a whitespace
+    /// character (a word is never split, so the tokens before it do not change) at
+    /// [`PREFIX_BYTES_PER_TOKEN`] × max length bytes; it is kept when that prefix alone
+    /// already overflows the max length, otherwise a four times longer one is tried. A text
+    /// with no whitespace near the cut is cut at a character boundary: its last word then
+    /// lies past the max length anyway, or is one WordPiece cannot split (over 100 characters,
+    /// `[UNK]` whole or cut).
+    pub fn bounded<'t>(&self, text: &'t str) -> Result<&'t str, ModelError> {
+        let mut budget = self
+            .max_length
+            .max(1)
+            .saturating_mul(PREFIX_BYTES_PER_TOKEN);
+        while text.len() > budget {
+            let prefix = cut_before_whitespace(text, budget);
+            let encoding = self
+                .inner
+                .encode(prefix, true)
+                .map_err(|err| ModelError::Tokenize {
+                    message: err.to_string(),
+                })?;
+            if !encoding.get_overflowing().is_empty() {
+                return Ok(prefix);
+            }
+            budget = budget.saturating_mul(4);
+        }
+        Ok(text)
     }
 
     /// Vocabulary ids of a term, without special tokens (for metadata term weights).
@@ -95,7 +135,11 @@ impl TextTokenizer {
 
     /// Encodes texts with special tokens, in parallel; output order = input order.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>, ModelError> {
-        let inputs: Vec<EncodeInput> = texts.iter().map(|t| (*t).into()).collect();
+        let bounded: Vec<&str> = texts
+            .par_iter()
+            .map(|text| self.bounded(text))
+            .collect::<Result<_, _>>()?;
+        let inputs: Vec<EncodeInput> = bounded.iter().map(|t| (*t).into()).collect();
         self.encode_inputs(inputs)
     }
 
@@ -122,5 +166,33 @@ impl TextTokenizer {
             }));
         }
         Ok(encoded)
+    }
+}
+
+/// `text` cut to at most `budget` bytes, before the last whitespace character in them (at a
+/// character boundary when there is none).
+fn cut_before_whitespace(text: &str, budget: usize) -> &str {
+    let mut end = budget.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    match head.rfind(char::is_whitespace) {
+        Some(at) if at > 0 => &head[..at],
+        _ => head,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_fall_before_whitespace_and_on_character_boundaries() {
+        assert_eq!(cut_before_whitespace("alpha beta gamma", 12), "alpha beta");
+        assert_eq!(cut_before_whitespace("alpha beta", 100), "alpha beta");
+        // No whitespace: a character boundary (é is two bytes).
+        assert_eq!(cut_before_whitespace("ééé", 3), "é");
+        assert_eq!(cut_before_whitespace(" leading", 4), " le");
     }
 }

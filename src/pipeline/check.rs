@@ -6,9 +6,13 @@
 use super::runner::discover;
 use crate::config::RunConfig;
 use crate::eval;
+use crate::gpu::LeaseOptions;
+use crate::input::Collection;
 use crate::input::{self, InvalidInputPolicy};
-use crate::models::bert::read_config;
+use crate::models::bert::{checked_max_length, read_config};
+use crate::models::checkpoint::inspect_weights;
 use crate::models::sentence_transformers::SentenceTransformerInfo;
+use crate::models::tokenize::TextTokenizer;
 use crate::models::{select_devices, ModelManager};
 use std::path::Path;
 
@@ -71,6 +75,9 @@ fn check_inputs(config: &RunConfig, report: &mut CheckReport) {
         Err(err) => return report.error(ProblemClass::Input, err.to_string()),
     };
     report.collections = collections.len();
+    for problem in collection_output_problems(&config.output.dir, &collections) {
+        report.error(ProblemClass::Output, problem);
+    }
     let strict = config.input.on_invalid == InvalidInputPolicy::Error;
     for collection in &collections {
         // Read with `skip` so every bad record is found, then judge by the configured policy.
@@ -128,51 +135,100 @@ fn check_inputs(config: &RunConfig, report: &mut CheckReport) {
     }
 }
 
-fn check_models(config: &RunConfig, manager: &ModelManager, report: &mut CheckReport) {
-    let base_dir = config.config_file.as_deref().and_then(Path::parent);
-    let mut wanted: Vec<(String, String, Option<String>, bool)> = config
+/// A model a run would load: what it is for, its reference, and the max length it is asked for.
+struct WantedModel {
+    role: String,
+    reference: String,
+    revision: Option<String>,
+    sentence_transformer: bool,
+    max_length: Option<usize>,
+}
+
+fn wanted_models(config: &RunConfig) -> Vec<WantedModel> {
+    let mut wanted: Vec<WantedModel> = config
         .dense
         .models
         .iter()
-        .map(|m| {
-            (
-                format!("dense model {:?}", m.name),
-                m.model.clone(),
-                m.revision.clone(),
-                true,
-            )
+        .map(|m| WantedModel {
+            role: format!("dense model {:?}", m.name),
+            reference: m.model.clone(),
+            revision: m.revision.clone(),
+            sentence_transformer: true,
+            max_length: m.max_length,
         })
         .collect();
     if config.sparse.enabled {
-        wanted.push((
-            "sparse model".into(),
-            config.sparse.model.clone(),
-            None,
-            false,
-        ));
+        wanted.push(WantedModel {
+            role: "sparse model".into(),
+            reference: config.sparse.model.clone(),
+            revision: None,
+            sentence_transformer: false,
+            max_length: None,
+        });
     }
     if config.rerank.enabled {
-        wanted.push((
-            "rerank model".into(),
-            config.rerank.model.clone(),
-            None,
-            false,
-        ));
+        wanted.push(WantedModel {
+            role: "rerank model".into(),
+            reference: config.rerank.model.clone(),
+            revision: None,
+            sentence_transformer: false,
+            max_length: config.rerank.max_length,
+        });
     }
-    for (role, reference, revision, sentence_transformer) in wanted {
-        let resolved = match manager.resolve(&reference, revision.as_deref(), base_dir) {
-            Ok(resolved) => resolved,
-            Err(err) => {
-                report.error(ProblemClass::Model, format!("{role}: {err}"));
-                continue;
-            }
-        };
+    wanted
+}
+
+/// Every check of the configured models that needs no forward pass: each resolves, its
+/// `config.json`, weights header and embedding shapes, tokenizer and sentence-transformers
+/// files parse, the configured max length fits its positions, and the memory ceiling holds
+/// its weights plus the smallest batch budget a stage runs with. Returns the problems (each
+/// naming the model's role) and how many models passed. `check` reports them; a run refuses
+/// to start on any of them, before a model is loaded.
+pub fn model_problems(config: &RunConfig, manager: &ModelManager) -> (Vec<String>, usize) {
+    let base_dir = config.config_file.as_deref().and_then(Path::parent);
+    let mut all = Vec::new();
+    let mut passed = 0;
+    for wanted in wanted_models(config) {
+        let role = &wanted.role;
+        let resolved =
+            match manager.resolve(&wanted.reference, wanted.revision.as_deref(), base_dir) {
+                Ok(resolved) => resolved,
+                Err(err) => {
+                    all.push(format!("{role}: {err}"));
+                    continue;
+                }
+            };
         let mut problems = Vec::new();
-        if let Err(err) = read_config(&resolved.dir) {
-            problems.push(err.to_string());
-        }
-        if let Err(err) = resolved.weights_file() {
-            problems.push(err.to_string());
+        let bert = read_config(&resolved.dir).map_err(|err| problems.push(err.to_string()));
+        let st = if wanted.sentence_transformer {
+            SentenceTransformerInfo::read(&resolved.dir)
+                .map_err(|err| problems.push(err.to_string()))
+                .ok()
+        } else {
+            None
+        };
+        let mut max_length = None;
+        if let Ok(bert) = &bert {
+            match checked_max_length(
+                &resolved.dir,
+                wanted.max_length,
+                st.as_ref().and_then(|st| st.max_seq_length),
+                bert.max_position_embeddings,
+            ) {
+                Ok(length) => max_length = Some(length),
+                Err(err) => problems.push(err.to_string()),
+            }
+            match resolved.weights_file() {
+                Ok(weights) => match inspect_weights(&weights, bert) {
+                    Ok(bytes) => {
+                        if let Some(problem) = ceiling_problem(config, bytes) {
+                            problems.push(problem);
+                        }
+                    }
+                    Err(err) => problems.push(err.to_string()),
+                },
+                Err(err) => problems.push(err.to_string()),
+            }
         }
         let tokenizer = resolved.dir.join("tokenizer.json");
         if !tokenizer.is_file() {
@@ -180,19 +236,80 @@ fn check_models(config: &RunConfig, manager: &ModelManager, report: &mut CheckRe
                 "{}: required model file is missing",
                 tokenizer.display()
             ));
-        }
-        if sentence_transformer {
-            if let Err(err) = SentenceTransformerInfo::read(&resolved.dir) {
-                problems.push(err.to_string());
-            }
+        } else if let Err(err) = TextTokenizer::load(&tokenizer, max_length.unwrap_or(512)) {
+            problems.push(err.to_string());
         }
         if problems.is_empty() {
-            report.models += 1;
+            passed += 1;
         }
-        for problem in problems {
-            report.error(ProblemClass::Model, format!("{role}: {problem}"));
+        all.extend(
+            problems
+                .into_iter()
+                .map(|problem| format!("{role}: {problem}")),
+        );
+    }
+    (all, passed)
+}
+
+/// The memory ceiling against one copy of a model's weights: every stage needs its weights
+/// resident plus at least the lease's smallest batch budget.
+fn ceiling_problem(config: &RunConfig, weight_bytes: u64) -> Option<String> {
+    let ceiling = config.gpu.memory_ceiling.0;
+    let floor = LeaseOptions::default().min_budget_bytes;
+    let needed = weight_bytes.saturating_add(floor);
+    let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20));
+    (ceiling < needed).then(|| {
+        format!(
+            "gpu.memory_ceiling {} is less than the model needs: its weights ({}) plus the {} \
+             the smallest batch budget takes; raise gpu.memory_ceiling to at least {}MiB",
+            config.gpu.memory_ceiling,
+            mib(weight_bytes),
+            mib(floor),
+            needed.div_ceil(1 << 20),
+        )
+    })
+}
+
+fn check_models(config: &RunConfig, manager: &ModelManager, report: &mut CheckReport) {
+    let (problems, passed) = model_problems(config, manager);
+    report.models += passed;
+    for problem in problems {
+        report.error(ProblemClass::Model, problem);
+    }
+}
+
+/// Where a collection's files go, checked before any model runs: a file in the place of its
+/// directory, or a directory that cannot be written, would otherwise fail the collection only
+/// after all its embedding was done.
+pub fn collection_output_problems(output_dir: &Path, collections: &[Collection]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for collection in collections {
+        let dir = match crate::export::collection_dir(output_dir, &collection.name) {
+            Ok(dir) => dir,
+            Err(err) => {
+                problems.push(err.to_string());
+                continue;
+            }
+        };
+        match std::fs::metadata(&dir) {
+            Ok(meta) if !meta.is_dir() => problems.push(format!(
+                "{}: collection {:?} writes its files here, but it is a file, not a directory",
+                dir.display(),
+                collection.name
+            )),
+            Ok(_) => {
+                if let Err(err) = tempfile::tempfile_in(&dir) {
+                    problems.push(format!(
+                        "{}: collection {:?}'s output directory is not writable: {err}",
+                        dir.display(),
+                        collection.name
+                    ));
+                }
+            }
+            Err(_) => {}
         }
     }
+    problems
 }
 
 fn check_output(dir: &Path, report: &mut CheckReport) {

@@ -28,8 +28,8 @@ use crate::dispatch::FaultInjector;
 use crate::eval::{self, Qrels};
 use crate::export::manifest::SkippedSummary;
 use crate::export::{
-    write_query_vectors, write_ranked, CollectionReport, CollectionStatus, FailureClass,
-    StageReport, StageStatus, POINTS_FILE, QUERY_VECTORS_FILE, RANKED_FILE,
+    collection_dir, write_query_vectors, write_ranked, CollectionReport, CollectionStatus,
+    FailureClass, StageReport, StageStatus, POINTS_FILE, QUERY_VECTORS_FILE, RANKED_FILE,
 };
 use crate::gpu::{DeviceLease, LeaseLog, LeaseOptions, MemoryProbe, StageMemory};
 use crate::input::{self, ChunkStream, Collection, InputError, Query};
@@ -198,9 +198,25 @@ impl Job<'_> {
     fn run(&self, models: &mut ResidentModels<'_>) -> CollectionOutcome {
         let config = self.config;
         let name = &self.collection.name;
-        let store_dir = self.ctx.work_dir.join(name);
         let mut warnings = Vec::new();
         let mut report = empty_report(self.collection);
+        // The collection's output and work directories, both checked to stay inside theirs.
+        let (out_dir, store_dir) = match collection_dir(&config.output.dir, name)
+            .and_then(|out| Ok((out, collection_dir(self.ctx.work_dir, name)?)))
+        {
+            Ok(dirs) => dirs,
+            Err(err) => {
+                report.failure = Some(FailureClass::Output);
+                report.error = Some(err.to_string());
+                report.status = CollectionStatus::Failed;
+                self.skip_stages(&mut report);
+                return CollectionOutcome {
+                    report,
+                    warnings,
+                    interrupted: false,
+                };
+            }
+        };
 
         let checkpoint = if self.ctx.resume {
             CollectionStore::load_checkpoint(&store_dir, self.ctx.fingerprint)
@@ -283,7 +299,7 @@ impl Job<'_> {
         }
         report.resumed_windows = resumed_windows;
 
-        let points_path = config.output.dir.join(name).join(POINTS_FILE);
+        let points_path = out_dir.join(POINTS_FILE);
         let embedded = match store.checkpoint().phase {
             Phase::Windows => self
                 .embed_windows(models, &mut store, scan.chunks)
@@ -338,7 +354,7 @@ impl Job<'_> {
             report.ranking = Some(ranked.report.clone());
             report.evaluation = ranked.evaluation.clone();
             if self.fusion_enabled() {
-                let path = config.output.dir.join(name).join(RANKED_FILE);
+                let path = out_dir.join(RANKED_FILE);
                 match write_ranked(
                     &path,
                     &ranked.set,
@@ -354,7 +370,7 @@ impl Job<'_> {
                     }
                 }
             }
-            let path = config.output.dir.join(name).join(QUERY_VECTORS_FILE);
+            let path = out_dir.join(QUERY_VECTORS_FILE);
             let vectors = &ranked.query_vectors;
             let dense: Vec<(&str, Option<&[Vec<f32>]>)> = vectors
                 .dense
@@ -377,12 +393,15 @@ impl Job<'_> {
         report
             .stages
             .insert(Stage::Export, StageReport::with_status(export, None));
-        report.status = match (export, report.failed_chunks) {
-            (StageStatus::Failed, _) => CollectionStatus::Failed,
-            (_, 0) => CollectionStatus::Ok,
+        // A query that failed (its rerank scores were not finite, say) is a part not done, like
+        // a chunk without a point: the run says partial, never ok (the warning is the ranking's).
+        let failed_queries = report.ranking.as_ref().map_or(0, |r| r.failed_queries);
+        report.status = match (export, report.failed_chunks, failed_queries) {
+            (StageStatus::Failed, _, _) => CollectionStatus::Failed,
+            (_, 0, 0) => CollectionStatus::Ok,
             _ => CollectionStatus::Partial,
         };
-        if report.status == CollectionStatus::Partial {
+        if report.failed_chunks > 0 && report.status == CollectionStatus::Partial {
             warnings.push(format!(
                 "collection {name}: {} chunks failed dense embedding even alone and have no point (ids in the manifest)",
                 report.failed_chunks

@@ -71,6 +71,9 @@ pub enum RunError {
     Qrels(#[source] eval::EvalError),
     #[error(transparent)]
     Merge(MergeError),
+    /// Problems found before any model was loaded (models, memory ceiling, output paths).
+    #[error("cannot start the run:{}", .0.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    Preflight(Vec<String>),
     #[error("cannot read {path}")]
     Read {
         path: PathBuf,
@@ -365,6 +368,18 @@ impl BatchRunner {
         };
         let collections = discover(config).map_err(RunError::Discover)?;
         info!(count = collections.len(), "collections discovered");
+
+        // Everything that can be checked without running a model is, before one loads: a
+        // truncated weights file, a ceiling below the weights or a file where a collection's
+        // directory should be would otherwise fail the run late, or after all its embedding.
+        let (mut problems, _) = super::check::model_problems(config, &self.manager);
+        problems.extend(super::check::collection_output_problems(
+            &config.output.dir,
+            &collections,
+        ));
+        if !problems.is_empty() {
+            return Err(RunError::Preflight(problems));
+        }
 
         // Every listed GPU gets one replica of a stage's model (data parallelism).
         let devices =

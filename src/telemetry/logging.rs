@@ -5,8 +5,11 @@ use crate::config::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
+/// Log targets of libraries that log chunk or query text, capped at `warn`.
+pub const PRIVATE_TARGETS: &[&str] = &["tokenizers=warn"];
+
 /// Installs the global subscriber. `verbosity`: 0 = info, 1 = debug, 2+ = trace, −1 = warnings
-/// only. `RUST_LOG`, when set, wins.
+/// only. `RUST_LOG`, when set, wins, except over [`PRIVATE_TARGETS`].
 pub fn init_logging(format: LogFormat, verbosity: i8) {
     let level = match verbosity {
         i8::MIN..=-1 => "warn",
@@ -14,8 +17,17 @@ pub fn init_logging(format: LogFormat, verbosity: i8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env()
+    let mut filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("embed_collections={level},warn")));
+    // The privacy rule holds at every level a user can set: at debug and trace the tokenizers
+    // library logs the text it normalises, character by character. Its warnings and errors
+    // name no text and stay; a later directive for the same target replaces an earlier one,
+    // so RUST_LOG=tokenizers=trace cannot turn this off.
+    for directive in PRIVATE_TARGETS {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
