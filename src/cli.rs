@@ -35,8 +35,8 @@ Exit codes:
   1  failure (model load/run, output I/O, unexpected)
   2  usage or configuration error (nothing ran), the output directory is in use by
      another run, or --resume found a changed configuration, model or input
-  3  input error (a collection could not be read)
-  4  partial failure (some collections or chunks failed; see manifest.json)
+  3  input error (a collection could not be read, and nothing else was done)
+  4  partial failure (some collections, chunks or queries failed; see manifest.json)
   130 interrupted by SIGINT/SIGTERM at a batch boundary; --resume continues";
 
 /// Embed collections of text chunks into dense and SPLADE vectors, retrieve and rerank for

