@@ -183,18 +183,18 @@ fn wanted_models(config: &RunConfig) -> Vec<WantedModel> {
 /// files parse, the configured max length fits its positions, and the memory ceiling holds
 /// its weights plus the smallest batch budget a stage runs with. Returns the problems (each
 /// naming the model's role) and how many models passed. `check` reports them; a run refuses
-/// to start on any of them, before a model is loaded.
-pub fn model_problems(config: &RunConfig, manager: &ModelManager) -> (Vec<String>, usize) {
+/// to start on any of them, before a model is loaded (a model that cannot be found is left
+/// to the loader there, whose error says how to fetch it).
+pub fn model_problems(config: &RunConfig, manager: &ModelManager) -> ModelProblems {
     let base_dir = config.config_file.as_deref().and_then(Path::parent);
-    let mut all = Vec::new();
-    let mut passed = 0;
+    let mut found = ModelProblems::default();
     for wanted in wanted_models(config) {
         let role = &wanted.role;
         let resolved =
             match manager.resolve(&wanted.reference, wanted.revision.as_deref(), base_dir) {
                 Ok(resolved) => resolved,
                 Err(err) => {
-                    all.push(format!("{role}: {err}"));
+                    found.unresolved.push(format!("{role}: {err}"));
                     continue;
                 }
             };
@@ -240,15 +240,26 @@ pub fn model_problems(config: &RunConfig, manager: &ModelManager) -> (Vec<String
             problems.push(err.to_string());
         }
         if problems.is_empty() {
-            passed += 1;
+            found.passed += 1;
         }
-        all.extend(
+        found.problems.extend(
             problems
                 .into_iter()
                 .map(|problem| format!("{role}: {problem}")),
         );
     }
-    (all, passed)
+    found
+}
+
+/// What [`model_problems`] found.
+#[derive(Debug, Default)]
+pub struct ModelProblems {
+    /// Models that could not be found (or fetched).
+    pub unresolved: Vec<String>,
+    /// Problems of the models that were found.
+    pub problems: Vec<String>,
+    /// Models without a problem.
+    pub passed: usize,
 }
 
 /// The memory ceiling against one copy of a model's weights: every stage needs its weights
@@ -271,9 +282,9 @@ fn ceiling_problem(config: &RunConfig, weight_bytes: u64) -> Option<String> {
 }
 
 fn check_models(config: &RunConfig, manager: &ModelManager, report: &mut CheckReport) {
-    let (problems, passed) = model_problems(config, manager);
-    report.models += passed;
-    for problem in problems {
+    let found = model_problems(config, manager);
+    report.models += found.passed;
+    for problem in found.unresolved.into_iter().chain(found.problems) {
         report.error(ProblemClass::Model, problem);
     }
 }

@@ -372,7 +372,7 @@ impl BatchRunner {
         // Everything that can be checked without running a model is, before one loads: a
         // truncated weights file, a ceiling below the weights or a file where a collection's
         // directory should be would otherwise fail the run late, or after all its embedding.
-        let (mut problems, _) = super::check::model_problems(config, &self.manager);
+        let mut problems = super::check::model_problems(config, &self.manager).problems;
         problems.extend(super::check::collection_output_problems(
             &config.output.dir,
             &collections,
