@@ -7,7 +7,7 @@ mod util;
 
 use embed_collections::models::tokenize::TextTokenizer;
 use std::path::Path;
-use util::{binary, models_dir, read_jsonl, run, stderr};
+use util::{binary, copy_dir, models_dir, read_jsonl, run, stderr, stdout_and_stderr};
 
 const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
 const SPLADE: &str = "splade-tiny";
@@ -62,19 +62,6 @@ fn poisoned_copy(reference: &str, models: &Path, word: &str) {
     tensors.insert(name, poisoned);
     std::fs::remove_file(&weights).unwrap();
     candle_core::safetensors::save(&tensors, &weights).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn manifest(out: &Path) -> serde_json::Value {
@@ -394,11 +381,7 @@ fn output_and_model_problems_are_found_before_any_model_runs() {
         let mut command = binary();
         base(&mut command, check);
         let output = run(command.args(["--memory-ceiling", "1KiB"]), false);
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            stderr(&output)
-        );
+        let all = stdout_and_stderr(&output);
         assert!(
             all.contains("gpu.memory_ceiling 1024B is less than the model needs"),
             "{all}"
@@ -427,11 +410,7 @@ fn a_max_length_beyond_the_models_positions_is_an_error() {
             command.arg("check");
         }
         let output = run(command.arg("--config").arg(&config), false);
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            stderr(&output)
-        );
+        let all = stdout_and_stderr(&output);
         assert!(
             all.contains("max_length 100000 is more than the model's 512 position embeddings"),
             "{all}"

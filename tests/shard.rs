@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use util::{binary, repo_root, run, stderr};
+use util::{binary, copy_dir, repo_root, run, stderr};
 
 const COLLECTIONS: [&str; 3] = ["notes-a", "notes-b", "scifact"];
 /// What each collection's outputs are compared on.
@@ -604,17 +604,4 @@ fn merge_refuses_missing_duplicated_unfinished_and_foreign_shards() {
         true,
     );
     assert_eq!(util::read_jsonl(&merged.join("docs/points.jsonl")).len(), 5);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

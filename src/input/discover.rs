@@ -61,10 +61,6 @@ pub fn discover_collections(
     }
 }
 
-/// Files and directories the run writes directly in the output directory, which a
-/// collection's subdirectory must not take the name of.
-const RUN_OUTPUT_NAMES: &[&str] = &["manifest.json", "metrics.prom"];
-
 /// Checks that `name` can be a collection: its output goes to `<output.dir>/<name>/`, its
 /// name into every log line and metric label.
 pub fn validate_collection_name(name: &str, path: &Path) -> Result<(), InputError> {
@@ -78,7 +74,7 @@ pub fn validate_collection_name(name: &str, path: &Path) -> Result<(), InputErro
         Some("it holds a control character (a newline would split log lines)")
     } else if name.starts_with('.') {
         Some("names starting with '.' are the run's own (.work, the lock file)")
-    } else if RUN_OUTPUT_NAMES.contains(&name) {
+    } else if crate::export::TOP_LEVEL_FILES.contains(&name) {
         Some("the run writes a file of that name in the output directory")
     } else if crate::shard::Shard::from_dir_name(name).is_some() {
         Some("sharded runs write their output to directories of that name")
@@ -260,8 +256,9 @@ impl Entry {
 
 /// The entries of `dir` sorted by path; symlinks are followed, broken ones
 /// (and other entries that are neither files nor directories) left out. An entry that
-/// cannot be examined (a symlink loop, no permission) is its own error, with its path, so
-/// the caller decides whether it matters; failing to list `dir` itself is the outer error.
+/// cannot be examined (a symlink loop) is its own error, with its path, so the caller decides
+/// whether it matters; failing to list `dir` itself is the outer error (for a collection
+/// directory, only once it is selected and walked).
 #[allow(clippy::type_complexity)]
 fn sorted_entries(dir: &Path) -> Result<Vec<Result<Entry, (PathBuf, InputError)>>, InputError> {
     let io_err = |path: &Path| {
@@ -287,17 +284,6 @@ fn sorted_entries(dir: &Path) -> Result<Vec<Result<Entry, (PathBuf, InputError)>
                 continue;
             }
         };
-        // A directory that cannot be listed is caught here too, not half-way through a walk.
-        if meta.is_dir() {
-            if let Err(source) = fs::read_dir(&path) {
-                let err = InputError::Io {
-                    path: path.clone(),
-                    source,
-                };
-                entries.push(Err((path, err)));
-                continue;
-            }
-        }
         if meta.is_dir() || meta.is_file() {
             entries.push(Ok(Entry {
                 path,

@@ -400,44 +400,32 @@ fn reject_oversized_integers(chunk: Chunk, raw: &[u8]) -> Result<Chunk, InputErr
 }
 
 /// The path (`key`, `key.inner`, `key[2]`) of the first float in `metadata` that is integral
-/// and outside the i64/u64 range: what an oversized integer literal parses to.
+/// and outside the i64/u64 range: what an oversized integer literal parses to. The path is
+/// only built on the way back from a hit.
 fn beyond_64_bits(metadata: &Map<String, Value>) -> Option<String> {
-    fn visit(value: &Value, path: &mut String) -> bool {
+    fn rest(value: &Value) -> Option<String> {
         match value {
-            Value::Number(number) => number.as_f64().is_some_and(|v| {
-                !number.is_i64()
+            Value::Number(number) => {
+                let v = number.as_f64()?;
+                (!number.is_i64()
                     && !number.is_u64()
                     && v.fract() == 0.0
-                    && !(-9.223_372_036_854_776e18..1.844_674_407_370_955_2e19).contains(&v)
-            }),
-            Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                let found = visit(item, path);
-                if !found {
-                    path.truncate(len);
-                }
-                found
-            }),
-            Value::Object(map) => map.iter().any(|(key, item)| {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(key);
-                let found = visit(item, path);
-                if !found {
-                    path.truncate(len);
-                }
-                found
-            }),
-            _ => false,
+                    && !(-9.223_372_036_854_776e18..1.844_674_407_370_955_2e19).contains(&v))
+                .then(String::new)
+            }
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| rest(item).map(|tail| format!("[{i}]{tail}"))),
+            Value::Object(map) => map
+                .iter()
+                .find_map(|(key, item)| rest(item).map(|tail| format!(".{key}{tail}"))),
+            _ => None,
         }
     }
-    metadata.iter().find_map(|(key, value)| {
-        let mut path = key.clone();
-        visit(value, &mut path).then_some(path)
-    })
+    metadata
+        .iter()
+        .find_map(|(key, value)| rest(value).map(|tail| format!("{key}{tail}")))
 }
 
 /// Whether JSON text holds an integer literal (digits, optional minus, no fraction or

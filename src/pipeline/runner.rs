@@ -48,9 +48,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
 
-/// Default metrics file name in the output directory (node_exporter's textfile collector reads
-/// `*.prom`).
-pub const METRICS_FILE: &str = "metrics.prom";
+pub use crate::export::METRICS_FILE;
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]

@@ -21,8 +21,6 @@ pub const LOCK_FILE: &str = ".embed-collections.lock";
 /// Scratch space of a run in progress (checkpoints for resuming), inside the output directory.
 pub const WORK_DIR: &str = ".work";
 
-/// Files directly in the output directory that a run writes.
-const TOP_LEVEL_OUTPUTS: [&str; 2] = ["manifest.json", "metrics.prom"];
 /// Files a run writes in each collection's subdirectory.
 const COLLECTION_OUTPUTS: [&str; 3] = ["points.jsonl", "rerank.jsonl", "query_vectors.jsonl"];
 
@@ -145,7 +143,7 @@ pub fn clean_previous_outputs(output_dir: &Path) -> std::io::Result<Vec<PathBuf>
     if !has_previous_run(output_dir)? {
         return Ok(removed);
     }
-    for name in TOP_LEVEL_OUTPUTS {
+    for name in crate::export::TOP_LEVEL_FILES {
         remove_file_entry(&output_dir.join(name), &mut removed)?;
     }
     let work = output_dir.join(WORK_DIR);
