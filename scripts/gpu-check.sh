@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The GPU check of issue 5, in one call on a machine with an NVIDIA GPU (CUDA 13 driver, the
-# CUDA 13 libraries of a PyTorch install, no registry access). It needs the CUDA binary and
-# the models, packed here by scripts/gpu/pack.sh into .gpu/part-NN and received one part per
-# call (the device tool carries at most 64 MiB a call):
+# The GPU check, in one call on a machine with an NVIDIA GPU (any driver >= 550, no registry
+# access). It needs the CUDA 12.4 binary, its CUDA 12 libraries (cuBLAS, cuBLASLt, cuRAND, the
+# runtime: the machine's PyTorch may bring CUDA 13's, which a CUDA 12 build cannot use) and the
+# models, packed here by scripts/gpu/pack.sh into .gpu/part-NN and received one part per call
+# (the device tool carries at most 64 MiB a call):
 #
 #   bash scripts/gpu-check.sh receive .gpu/part-00     # once per part, in order
 #   bash scripts/gpu-check.sh run                      # the check itself
 #
 # The run, on the bundled SciFact slice (examples/collections):
+#   0. the start-up report (`embed-collections devices`: driver, libraries found, each GPU),
+#      and the clear error when the libraries are withheld;
 #   1. parity: CPU f32 (reference) vs CUDA f32 and CUDA f16 on the real models (dense vectors,
 #      SPLADE weights, CrossEncoder logits), tolerances in scripts/gpu/compare.py;
 #   2. memory: the measured peak per stage (the CUDA pool's high-water mark, from the lease
@@ -16,7 +19,10 @@
 #   3. recovery: a second process takes most of the GPU's memory after the stage has leased
 #      it (torch, when importable), so real CUDA out-of-memory errors hit the batches: the
 #      manifest must show OOM events and halvings, and the vectors must still match;
-#   4. throughput per stage with GPU-sized rerank settings (100 candidates at 512 tokens).
+#   4. throughput per stage with GPU-sized rerank settings (100 candidates at 512 tokens), next
+#      to sentence-transformers fp16 on the same GPU when it is importable;
+#   5. the +10 % rule: full run / dense-only run wall time;
+#   6. two concurrent processes leasing one device (the second waits; both finish, same output).
 # Summaries and manifests go to $OUT (the device tool brings them back); exit 1 on a parity
 # failure.
 set -euo pipefail
@@ -47,20 +53,19 @@ fi
 bin="$unpacked/embed-collections"
 export EMBED_COLLECTIONS_MODELS_DIR="$unpacked/models" HF_HUB_OFFLINE=1
 
-# The CUDA 13 user-space libraries the binary links (libcuda.so.1 comes with the driver).
-libdirs=""
-search_roots="${EC_GPU_LIB_ROOTS:-$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true) /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu}"
-for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudart.so.13; do
-  # shellcheck disable=SC2086
-  found="$(find $search_roots -name "$lib" 2>/dev/null | head -n 1 || true)"
-  if [[ -z "$found" ]]; then echo "gpu-check: $lib not found under $search_roots" >&2; exit 1; fi
-  libdirs="$libdirs:$(dirname "$found")"
-done
-export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The CUDA 12 libraries carried in the pack: the binary searches EMBED_COLLECTIONS_CUDA_LIBRARY_PATH
+# first for those it loads; libcudart.so.12, which it links, comes through LD_LIBRARY_PATH (the
+# rpath covers pip's layout only).
+export EMBED_COLLECTIONS_CUDA_LIBRARY_PATH="$unpacked/cuda-lib"
+export LD_LIBRARY_PATH="$unpacked/cuda-runtime${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   "$bin" --version
+  "$bin" devices || echo "devices: exit $?"
+  # Without the carried libraries the check must fail with one clear error, not a crash.
+  # (It finds the machine's own CUDA 12 cuBLAS instead, if it has one.)
+  env -u EMBED_COLLECTIONS_CUDA_LIBRARY_PATH "$bin" devices 2>&1 | tail -n 3 || true
 } | tee "$out/summary.txt"
 
 work="$(mktemp -d)"
@@ -131,6 +136,54 @@ else
 fi
 
 run throughput-f16 cuda:0 f16 12GiB 100 512
+
+# The +10 % rule: the same job dense-only (no SPLADE, no rerank) against the full one.
+sed -e 's/^enabled = true$/enabled = false/' -e "s#$work/throughput-f16#$work/dense-only-f16#" \
+  "$work/throughput-f16.toml" > "$work/dense-only-f16.toml"
+started=$SECONDS
+"$bin" --quiet --config "$work/dense-only-f16.toml" 2> "$work/dense-only-f16.log" && dense_s=$((SECONDS - started))
+python3 - "$work/throughput-f16/manifest.json" "$work/dense-only-f16/manifest.json" <<'PY' | tee -a "$out/summary.txt"
+import json, sys
+full, dense = (json.load(open(p))["wall_seconds"] for p in sys.argv[1:3])
+print(f"full / dense-only wall time: {full:.1f} s / {dense:.1f} s = {full / dense:.2f}x (rule: <= 1.10x)")
+PY
+
+# Two processes, one device: the second waits for the first's lease; both finish.
+for i in 1 2; do
+  sed "s#$work/parity-cuda-f16#$work/concurrent-$i#" "$work/parity-cuda-f16.toml" > "$work/concurrent-$i.toml"
+  "$bin" --quiet --config "$work/concurrent-$i.toml" 2> "$work/concurrent-$i.log" &
+  pids[i]=$!
+done
+for i in 1 2; do
+  status=0; wait "${pids[i]}" || status=$?
+  echo "concurrent-$i: exit $status" | tee -a "$out/summary.txt"
+  cp "$work/concurrent-$i/manifest.json" "$out/concurrent-$i.manifest.json" 2>/dev/null || true
+done
+python3 - "$work"/concurrent-1/manifest.json "$work"/concurrent-2/manifest.json <<'PY' | tee -a "$out/summary.txt"
+import json, sys
+for path in sys.argv[1:]:
+    leases = json.load(open(path))["leases"]
+    kinds = [e.get("kind") for e in leases]
+    print(path.split("/")[-2], "lease events:", ", ".join(str(k) for k in kinds))
+PY
+
+# sentence-transformers fp16 on the same GPU, same texts, when it is installed here.
+if python3 -c 'import sentence_transformers, torch; assert torch.cuda.is_available()' 2>/dev/null; then
+  python3 - "$repo/examples/collections/scifact-mini/corpus.jsonl" <<'PY' | tee -a "$out/summary.txt"
+import json, sys, time, torch
+from sentence_transformers import SentenceTransformer
+texts = [(r.get("title", "") + " " + r["text"]).strip() for r in map(json.loads, open(sys.argv[1]))]
+model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2", device="cuda").half()
+model.encode(texts[:64], batch_size=64)
+torch.cuda.synchronize(); started = time.perf_counter()
+model.encode(texts, batch_size=256)
+torch.cuda.synchronize(); seconds = time.perf_counter() - started
+tokens = sum(len(model.tokenizer(t, truncation=True, max_length=256)["input_ids"]) for t in texts)
+print(f"sentence-transformers fp16 dense: {tokens / seconds:,.0f} tokens/s ({len(texts)} texts)")
+PY
+else
+  echo "sentence-transformers: not importable here; no side-by-side figure" | tee -a "$out/summary.txt"
+fi
 
 runs=()
 for dir in "$work"/parity-cuda-f32 "$work"/parity-cuda-f16 "$work"/parity-tiny-ceiling-f16 "$work"/parity-squeezed-f16 "$work"/throughput-f16; do

@@ -173,6 +173,28 @@ pub enum Command {
     /// fusion, rerank and evaluation over the merged vectors (no chunk is embedded again) and
     /// writes the outputs an unsharded run writes. Takes the run's flags (the same --config)
     Merge(MergeArgs),
+    /// Report what this machine offers the run: the CPU's vector extensions and, for the CUDA
+    /// build, the driver, the CUDA libraries found (paths, versions) and each GPU (name,
+    /// compute capability, memory); exit 2 with one error saying what is missing or too old
+    Devices(DevicesArgs),
+    /// Fetch the real models into the models directory (the installed wheel's
+    /// `python -m embed_collections.fetch_models`, or scripts/fetch-models.sh in a checkout)
+    FetchModels(FetchModelsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DevicesArgs {
+    /// Print the report as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchModelsArgs {
+    /// Where to put them (default: EMBED_COLLECTIONS_MODELS_DIR, else
+    /// ~/.cache/embed-collections/models)
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,7 +3,8 @@
 
 use clap::Parser;
 use embed_collections::cli::{
-    BenchArgs, Cli, Command, EmbedQueriesArgs, EvalArgs, MergeArgs, RunArgs,
+    BenchArgs, Cli, Command, DevicesArgs, EmbedQueriesArgs, EvalArgs, FetchModelsArgs, MergeArgs,
+    RunArgs,
 };
 use embed_collections::config::{self, Environment};
 use embed_collections::exit;
@@ -29,6 +30,8 @@ fn run(cli: &Cli) -> i32 {
         Some(Command::EmbedQueries(args)) => embed_queries(args),
         Some(Command::Bench(args)) => bench(args),
         Some(Command::Merge(args)) => merge(args),
+        Some(Command::Devices(args)) => devices(args),
+        Some(Command::FetchModels(args)) => fetch_models(args),
         None => run_pipeline(&cli.run, None),
     }
 }
@@ -294,12 +297,128 @@ fn run_error_exit(err: &RunError) -> (i32, Option<&'static str>) {
             ),
             RunError::Write { .. } => (exit::FAILURE, Some("check that output.dir is writable")),
             RunError::Preflight(_) => (exit::FAILURE, Some("`embed-collections check` lists every problem; fix them, then run again")),
+            RunError::Device(embed_collections::models::ModelError::CudaRuntime(_)) => (
+                exit::CONFIG_ERROR,
+                Some("`embed-collections devices` reports what this machine has; or use --device cpu"),
+            ),
             RunError::Device(_) => (
                 exit::FAILURE,
                 Some("use --device cpu, or a CUDA build (scripts/build-cuda.sh) on a machine with an NVIDIA GPU"),
             ),
         RunError::Encode(_) => (exit::FAILURE, None),
         RunError::Interrupted => (exit::INTERRUPTED, None),
+    }
+}
+
+/// `embed-collections devices`: the CPU's extensions and, in the CUDA build, the start-up check.
+fn devices(args: &DevicesArgs) -> i32 {
+    use embed_collections::gpu::runtime::CudaBuild;
+    let cpu = embed_collections::models::packed::cpu_extensions();
+    let cuda = CudaBuild::current().map(|_| cuda_check());
+    if args.json {
+        let value = serde_json::json!({
+            "cpu": cpu,
+            "cuda": match &cuda {
+                None => serde_json::Value::Null,
+                Some(Ok(report)) => serde_json::to_value(report).unwrap_or_default(),
+                Some(Err(err)) => serde_json::json!({ "error": err.to_string() }),
+            },
+        });
+        println!("{value}");
+    } else {
+        println!("cpu: {}", cpu.join(", "));
+        match &cuda {
+            None => println!("cuda: not in this build (the CPU build; the GPU one is the embed-collections-cuda wheel or scripts/build-cuda.sh)"),
+            Some(Ok(report)) => {
+                for line in embed_collections::gpu::runtime::describe(report) {
+                    println!("cuda: {line}");
+                }
+            }
+            Some(Err(_)) => {}
+        }
+    }
+    match cuda {
+        Some(Err(err)) => {
+            report(
+                &anyhow::Error::new(err),
+                Some("a CPU run needs none of this: --device cpu"),
+            );
+            exit::CONFIG_ERROR
+        }
+        _ => exit::OK,
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_check() -> Result<
+    embed_collections::gpu::runtime::CudaReport,
+    embed_collections::gpu::runtime::CudaRuntimeError,
+> {
+    embed_collections::gpu::cuda::check_runtime(
+        &embed_collections::gpu::runtime::WantedDevices::All,
+    )
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_check() -> Result<
+    embed_collections::gpu::runtime::CudaReport,
+    embed_collections::gpu::runtime::CudaRuntimeError,
+> {
+    unreachable!("CudaBuild::current() is None without the cuda feature")
+}
+
+/// `embed-collections fetch-models`: a wheel's fetcher (`python -m embed_collections.fetch_models`
+/// with the Python that installed this binary, found beside it, else `python3`), else a
+/// checkout's scripts/fetch-models.sh.
+fn fetch_models(args: &FetchModelsArgs) -> i32 {
+    const MODULE: &str = "embed_collections.fetch_models";
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf));
+    let mut pythons: Vec<std::path::PathBuf> = bin_dir
+        .iter()
+        .flat_map(|dir| [dir.join("python3"), dir.join("python")])
+        .filter(|path| path.is_file())
+        .collect();
+    pythons.push("python3".into());
+    let installed = pythons.into_iter().find(|python| {
+        std::process::Command::new(python)
+            .args(["-c", &format!("import {MODULE}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    });
+    let checkout = std::path::Path::new("scripts/fetch-models.sh");
+    let mut command = match (installed, checkout.is_file()) {
+        (Some(python), _) => {
+            let mut command = std::process::Command::new(python);
+            command.args(["-m", MODULE]);
+            command
+        }
+        (None, true) => {
+            let mut command = std::process::Command::new("bash");
+            command.arg(checkout);
+            command
+        }
+        (None, false) => {
+            eprintln!("error: no model fetcher here: install the wheel (pip install embed-collections puts {MODULE} in site-packages), or run scripts/fetch-models.sh from a checkout of the repository");
+            return exit::CONFIG_ERROR;
+        }
+    };
+    if let Some(dir) = &args.models_dir {
+        command.env("EMBED_COLLECTIONS_MODELS_DIR", dir);
+    }
+    match command.status() {
+        Ok(status) if status.success() => exit::OK,
+        Ok(status) => {
+            eprintln!("error: fetching the models failed ({status})");
+            exit::FAILURE
+        }
+        Err(err) => {
+            eprintln!("error: cannot start the model fetcher: {err}");
+            exit::FAILURE
+        }
     }
 }
 

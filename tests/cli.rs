@@ -608,3 +608,58 @@ fn embed_queries_gives_the_query_vectors_a_run_exports() {
         stderr(&output)
     );
 }
+
+/// `devices` in the CPU build: the CPU's kernels, and no CUDA (which the CUDA build's start-up
+/// check would report; its error paths are unit-tested with a scripted driver in gpu::runtime).
+#[test]
+fn devices_reports_the_cpu_kernels_and_that_this_build_has_no_cuda() {
+    let output = run(binary().args(["devices", "--json"]), true);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cpu: Vec<&str> = report["cpu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let kernels = cpu.last().unwrap();
+    assert!(
+        ["kernels: avx512", "kernels: avx2", "kernels: baseline"].contains(kernels),
+        "{cpu:?}"
+    );
+    if cpu.contains(&"avx512f") && cpu.contains(&"avx512bw") {
+        assert_eq!(*kernels, "kernels: avx512");
+    }
+    assert!(report["cuda"].is_null());
+    let text = String::from_utf8(run(binary().arg("devices"), true).stdout).unwrap();
+    assert!(text.contains("cuda: not in this build"), "{text}");
+}
+
+/// The Kaggle config is valid as shipped, and on a machine without its GPUs `check` says so.
+#[test]
+fn the_kaggle_config_passes_check_on_the_cpu() {
+    let root = repo_root();
+    let out = tempfile::tempdir().unwrap();
+    let check = |extra: &[&str]| {
+        let mut command = binary();
+        command
+            .arg("check")
+            .arg("--config")
+            .arg(root.join("configs/kaggle-t4.toml"))
+            .arg("--input")
+            .arg(root.join("examples/collections"))
+            .arg("--output")
+            .arg(out.path())
+            .arg("--models-dir")
+            .arg(util::models_dir())
+            .args(extra);
+        command.output().unwrap()
+    };
+    let on_cpu = check(&["--device", "cpu"]);
+    let text = util::stdout_and_stderr(&on_cpu);
+    assert!(on_cpu.status.success(), "{text}");
+    assert!(text.contains("0 errors"), "{text}");
+    let on_t4s = check(&[]);
+    let text = util::stdout_and_stderr(&on_t4s);
+    assert!(!on_t4s.status.success(), "{text}");
+    assert!(text.contains("cuda:0"), "{text}");
+}

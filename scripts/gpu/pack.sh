@@ -11,6 +11,15 @@ models="$(scripts/fetch-models.sh | tail -n 1)"
 rm -rf .gpu
 mkdir -p .gpu/stage/models
 cp "$bin" .gpu/stage/embed-collections
+# The CUDA 12 libraries the binary loads (and libcudart, which it links), from the toolkit
+# cache: a GPU machine's PyTorch may carry CUDA 13's only.
+# shellcheck source=../cuda/toolkit.sh
+source scripts/cuda/toolkit.sh
+mkdir -p .gpu/stage/cuda-lib .gpu/stage/cuda-runtime
+for lib in libcublas.so.12 libcublasLt.so.12 libcurand.so.10; do
+  cp -L "$CUDA_HOME/lib64/$lib" .gpu/stage/cuda-lib/
+done
+cp -L "$CUDA_HOME/lib64/libcudart.so.12" .gpu/stage/cuda-runtime/
 for model in sentence-transformers/all-MiniLM-L6-v2 splade-tiny cross-encoder/ms-marco-MiniLM-L-12-v2; do
   mkdir -p ".gpu/stage/models/$(dirname "$model")"
   cp -r "$models/$model" ".gpu/stage/models/$model"

@@ -24,7 +24,8 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+# The numpy BERT lives in the Python package (the model fetcher self-checks with it too).
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python", "embed_collections"))
 import bert_numpy  # noqa: E402
 
 MODEL_NAME = "splade-tiny"

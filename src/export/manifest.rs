@@ -54,6 +54,9 @@ pub struct Manifest<'a> {
     pub collections: Vec<CollectionReport>,
     /// Device lease, release and memory events of every stage, in order.
     pub leases: Vec<LeaseEvent>,
+    /// What the CUDA start-up check found (driver, libraries, GPUs), when the run used a GPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cuda: Option<crate::gpu::runtime::CudaReport>,
     pub warnings: Vec<String>,
 }
 

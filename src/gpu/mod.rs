@@ -24,6 +24,19 @@ pub mod budget;
 pub mod cuda;
 pub mod lease;
 pub mod memory;
+pub mod runtime;
+
+/// What the CUDA start-up check found, when this run uses a GPU (recorded in the manifest).
+pub fn cuda_report() -> Option<runtime::CudaReport> {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::last_report()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        None
+    }
+}
 
 /// The probe a run uses: the CUDA probe (which also reads the host) when built with `cuda`,
 /// the host's otherwise (a CPU-only build has no GPU to read).

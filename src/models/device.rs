@@ -72,6 +72,7 @@ pub fn select_devices(
             if unique.is_empty() {
                 unique.push(0);
             }
+            check_cuda_runtime(&unique)?;
             unique
                 .into_iter()
                 .map(|ordinal| {
@@ -123,6 +124,20 @@ fn on_device(
     })
 }
 
+/// Before candle touches CUDA: the driver, the GPUs and the libraries this build needs, as one
+/// clear error (cudarc would panic on a missing library).
+#[cfg(feature = "cuda")]
+fn check_cuda_runtime(ordinals: &[usize]) -> Result<(), ModelError> {
+    let wanted = crate::gpu::runtime::WantedDevices::Ordinals(ordinals.to_vec());
+    crate::gpu::cuda::check_runtime(&wanted)?;
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn check_cuda_runtime(_ordinals: &[usize]) -> Result<(), ModelError> {
+    Ok(())
+}
+
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device, String> {
     Device::new_cuda(ordinal).map_err(|err| err.to_string())
@@ -149,9 +164,17 @@ fn auto_devices() -> Vec<(Device, String)> {
     }
 }
 
+/// The GPUs `auto` uses: every one the driver sees, when this machine can run the CUDA build
+/// (why not is logged, and the run stays on the CPU).
 #[cfg(feature = "cuda")]
 fn cuda_device_count() -> usize {
-    crate::gpu::cuda::device_count()
+    match crate::gpu::cuda::check_runtime(&crate::gpu::runtime::WantedDevices::All) {
+        Ok(report) => report.devices.len(),
+        Err(err) => {
+            tracing::info!(reason = %err, "devices = auto: no usable GPU, running on the CPU");
+            0
+        }
+    }
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -80,6 +80,10 @@ pub enum ModelError {
     Injected,
     #[error("device {device}: {message}")]
     Device { device: String, message: String },
+    /// This machine cannot run the CUDA build (driver, GPUs or libraries; see
+    /// [`crate::gpu::runtime`]).
+    #[error(transparent)]
+    CudaRuntime(Box<crate::gpu::runtime::CudaRuntimeError>),
     /// The device ran out of memory for a batch (the batch is halved and retried).
     #[error("out of memory: {message}")]
     OutOfMemory { message: String },
@@ -89,6 +93,12 @@ pub enum ModelError {
     /// A graceful stop (SIGINT/SIGTERM, [`crate::interrupt`]) came before the item was run.
     #[error("interrupted: the run was stopped before this item was processed")]
     Interrupted,
+}
+
+impl From<crate::gpu::runtime::CudaRuntimeError> for ModelError {
+    fn from(err: crate::gpu::runtime::CudaRuntimeError) -> Self {
+        ModelError::CudaRuntime(Box::new(err))
+    }
 }
 
 impl ModelError {

