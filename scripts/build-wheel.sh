@@ -49,5 +49,5 @@ commit="$(git -C "$repo" rev-parse HEAD 2>/dev/null || true)"
 (cd "$workspace" &&
   EMBED_COLLECTIONS_GIT_COMMIT="$commit" CARGO_TARGET_DIR="$repo/target/cuda" \
     RUSTFLAGS="$(cat "$repo/target/cuda/rustflags")" \
-    "$maturin" build --release --offline --out "$repo/dist" --auditwheel skip "$@" -- -L "native=$CUDA_HOME/lib64" >&2)
+    "$maturin" build --release --offline --out "$repo/dist" --compatibility manylinux_2_34 --auditwheel skip "$@" -- -L "native=$CUDA_HOME/lib64" >&2)
 ls -t "$repo"/dist/embed_collections_cuda-*.whl | head -n 1
