@@ -37,7 +37,8 @@ bash "$here/build-cuda.sh" >&2
 # shellcheck source=cuda/toolkit.sh
 source "$here/cuda/toolkit.sh"
 workspace="$repo/target/cuda/workspace"
-ln -sfn "$repo/python" "$workspace/python"
+# maturin does not follow a symlinked python-source: a copy (links inside resolved).
+rm -rf "$workspace/python"; cp -rL "$repo/python" "$workspace/python"
 ln -sfn "$repo/README.md" "$workspace/README.md"
 sed -e 's/^name = "embed-collections"$/name = "embed-collections-cuda"/' \
     -e 's/^dependencies = \[\(.*\)\]$/dependencies = [\1, "nvidia-cublas-cu12>=12.4,<13", "nvidia-curand-cu12>=10.3.5,<10.4", "nvidia-cuda-runtime-cu12>=12.4,<13"]/' \

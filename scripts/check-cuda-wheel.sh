@@ -16,6 +16,9 @@ python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel"
 bin="$work/venv/bin/embed-collections"
 "$bin" --version
+# The package rides along as in the CPU wheel: the fetcher and the Kaggle config.
+"$work/venv/bin/python" -c 'import embed_collections.fetch_models'
+cmp "$("$work/venv/bin/python" -c 'import embed_collections, os; print(os.path.join(os.path.dirname(embed_collections.__file__), "configs", "kaggle-t4.toml"))')" configs/kaggle-t4.toml
 
 echo "== 1. no driver"
 status=0; "$bin" devices || status=$?
