@@ -418,6 +418,48 @@ fn a_max_length_beyond_the_models_positions_is_an_error() {
     }
 }
 
+/// An architecture we do not implement (here an XLM-RoBERTa config over BERT-named weights,
+/// which would otherwise load and give wrong vectors) is refused by name, in check and in a run,
+/// before any model runs.
+#[test]
+fn an_unimplemented_architecture_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        &tmp.path().join("in/docs.jsonl"),
+        &chunks(&[("a", "some text")]),
+    );
+    let models = tmp.path().join("models");
+    copy_dir(&models_dir().join(MINILM), &models.join(MINILM));
+    let config_path = models.join(MINILM).join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["model_type"] = "xlm-roberta".into();
+    config["architectures"] = serde_json::json!(["XLMRobertaModel"]);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    for check in [true, false] {
+        let mut command = binary();
+        if check {
+            command.arg("check");
+        }
+        let output = run(
+            command
+                .arg("--input")
+                .arg(tmp.path().join("in"))
+                .arg("--output")
+                .arg(tmp.path().join("out"))
+                .args(["--no-sparse", "--no-rerank", "--device", "cpu"])
+                .env("EMBED_COLLECTIONS_MODELS_DIR", &models),
+            false,
+        );
+        let all = stdout_and_stderr(&output);
+        assert!(
+            all.contains(r#"model_type "xlm-roberta" (XLMRobertaModel): this architecture is not implemented; supported: bert"#),
+            "{all}"
+        );
+        assert!(!tmp.path().join("out/docs/points.jsonl").exists());
+    }
+}
+
 /// Finding 5: a partial run (one collection's input bad, another done) exits 4, as documented.
 #[test]
 fn a_partial_run_exits_4() {

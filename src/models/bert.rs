@@ -61,9 +61,74 @@ impl PaddedBatch {
     }
 }
 
-/// Reads a BERT `config.json`.
+/// The architectures this build implements, by `config.json`'s `model_type`, with the
+/// `architectures` entries (heads) seen in the checkpoints it was verified on.
+pub const SUPPORTED_ARCHITECTURES: &[(&str, &[&str])] = &[(
+    "bert",
+    &[
+        "BertModel",
+        "BertForMaskedLM",
+        "BertForSequenceClassification",
+    ],
+)];
+
+/// Reads a BERT `config.json`, after checking that it describes an architecture we implement:
+/// an XLM-RoBERTa checkpoint has BERT's tensor names but other position ids, so it would load
+/// and give wrong vectors; a decoder's (Qwen) would fail on a field it does not share, with an
+/// error that says nothing of the architecture.
 pub fn read_config(dir: &Path) -> Result<BertConfig, ModelError> {
-    super::read_json(&dir.join("config.json"))
+    let path = dir.join("config.json");
+    let value: serde_json::Value = super::read_json(&path)?;
+    check_architecture(&path, &value)?;
+    serde_json::from_value(value).map_err(|source| ModelError::Json { path, source })
+}
+
+/// An unsupported `model_type` (or none, with no BERT architecture either) is an error that
+/// names what the checkpoint is and lists what is supported.
+pub fn check_architecture(path: &Path, config: &serde_json::Value) -> Result<(), ModelError> {
+    let model_type = config.get("model_type").and_then(|v| v.as_str());
+    let architectures: Vec<&str> = config
+        .get("architectures")
+        .and_then(|v| v.as_array())
+        .map(|list| list.iter().filter_map(|a| a.as_str()).collect())
+        .unwrap_or_default();
+    let supported = |model_type: &str| {
+        SUPPORTED_ARCHITECTURES
+            .iter()
+            .any(|(name, _)| *name == model_type)
+    };
+    let ok = match model_type {
+        Some(model_type) => supported(model_type),
+        // Old checkpoints may lack model_type; their architectures say what they are.
+        None => {
+            !architectures.is_empty()
+                && architectures.iter().all(|a| {
+                    SUPPORTED_ARCHITECTURES
+                        .iter()
+                        .any(|(_, heads)| heads.contains(a))
+                })
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    let what = match (model_type, architectures.is_empty()) {
+        (Some(model_type), true) => format!("model_type {model_type:?}"),
+        (Some(model_type), false) => {
+            format!("model_type {model_type:?} ({})", architectures.join(", "))
+        }
+        (None, false) => format!("no model_type, architectures {}", architectures.join(", ")),
+        (None, true) => "no model_type and no architectures".to_string(),
+    };
+    let listed = SUPPORTED_ARCHITECTURES
+        .iter()
+        .map(|(name, heads)| format!("{name} ({})", heads.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(ModelError::Unsupported {
+        path: path.to_path_buf(),
+        message: format!("{what}: this architecture is not implemented; supported: {listed}"),
+    })
 }
 
 /// The max length a model runs at: the configured one (`requested`), else the model's own
@@ -307,5 +372,78 @@ impl BertEncoder {
                 message: "the packed encoder takes packed batches".to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_error(config: serde_json::Value) -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        read_config(dir.path()).err().map(|err| err.to_string())
+    }
+
+    fn bert() -> serde_json::Value {
+        serde_json::json!({
+            "architectures": ["BertModel"], "model_type": "bert", "vocab_size": 100,
+            "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 16, "hidden_act": "gelu", "max_position_embeddings": 32,
+            "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            "hidden_dropout_prob": 0.1, "initializer_range": 0.02
+        })
+    }
+
+    #[test]
+    fn bert_configs_load_with_or_without_model_type() {
+        assert_eq!(config_error(bert()), None);
+        let mut old = bert();
+        old.as_object_mut().unwrap().remove("model_type");
+        assert_eq!(config_error(old), None);
+    }
+
+    /// XLM-RoBERTa has BERT's tensor names, so without this check it would load and embed
+    /// with the wrong position ids.
+    #[test]
+    fn xlm_roberta_is_refused_by_name_with_what_is_supported() {
+        let mut xlmr = bert();
+        xlmr["model_type"] = "xlm-roberta".into();
+        xlmr["architectures"] = serde_json::json!(["XLMRobertaModel"]);
+        let message = config_error(xlmr).unwrap();
+        assert!(
+            message.contains(r#"model_type "xlm-roberta" (XLMRobertaModel): this architecture is not implemented"#),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                "supported: bert (BertModel, BertForMaskedLM, BertForSequenceClassification)"
+            ),
+            "{message}"
+        );
+    }
+
+    /// A decoder's config used to fail as "invalid JSON" on `hidden_act: silu`.
+    #[test]
+    fn a_decoder_is_refused_as_an_architecture_not_as_bad_json() {
+        let qwen = serde_json::json!({
+            "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_act": "silu",
+            "hidden_size": 1024, "num_key_value_heads": 8, "rope_theta": 1000000
+        });
+        let message = config_error(qwen).unwrap();
+        assert!(
+            message.contains(r#"model_type "qwen3" (Qwen3ForCausalLM)"#),
+            "{message}"
+        );
+        assert!(!message.contains("invalid JSON"), "{message}");
+
+        let mut unnamed = bert();
+        unnamed.as_object_mut().unwrap().remove("model_type");
+        unnamed["architectures"] = serde_json::json!(["RobertaModel"]);
+        let message = config_error(unnamed).unwrap();
+        assert!(
+            message.contains("no model_type, architectures RobertaModel"),
+            "{message}"
+        );
     }
 }
