@@ -74,7 +74,7 @@ cells = json.load(open(sys.argv[1]))["cells"]
 text = "".join(
     "".join(out.get("text", "")) for cell in cells if cell["cell_type"] == "code" for out in cell["outputs"]
 )
-for needed in ["cut: exit -9", "status: ok", "resumed from 1 earlier start", "ndcg_at_10"]:
+for needed in ["cut: exit -9", "status: ok", "resumed from 1 earlier start", "ndcg_at_10", "  scifact-2k/points.jsonl"]:
     if needed not in text:
         sys.exit(f"the executed notebook does not show {needed!r}:\n{text[-3000:]}")
 print("notebook: executed; shows the cut, the resume and the evaluation")
