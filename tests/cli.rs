@@ -663,3 +663,84 @@ fn the_kaggle_config_passes_check_on_the_cpu() {
     assert!(!on_t4s.status.success(), "{text}");
     assert!(text.contains("cuda:0"), "{text}");
 }
+
+/// A whole run with XLM-RoBERTa models in every role (the tiny checkpoints of
+/// `tests/architectures.rs`, given as local paths): `check` passes, the run ends `ok`, the
+/// manifest names each model's architecture and the vectors have the models' shapes.
+#[test]
+fn a_run_with_xlm_roberta_models_in_every_role() {
+    let root = repo_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let models = root.join("tests/models");
+    let collections = root.join("examples/collections");
+    let config = tmp.path().join("xlmr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[input]
+root = "{collections}"
+collections = ["scifact-mini"]
+[[dense.models]]
+name = "xlmr"
+model = "{models}/tiny-xlm-roberta-dense"
+[sparse]
+model = "{models}/tiny-xlm-roberta-splade"
+[rerank]
+model = "{models}/tiny-xlm-roberta-rerank"
+queries = "{collections}/scifact-mini/queries.jsonl"
+candidates = 5
+top_k = 5
+[eval]
+qrels = "{collections}/scifact-mini/qrels/test.tsv"
+[gpu]
+devices = "cpu"
+"#,
+            collections = collections.display(),
+            models = models.display(),
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    for command in [&["check"][..], &[]] {
+        run(
+            binary()
+                .args(command)
+                .arg("--config")
+                .arg(&config)
+                .arg("--output")
+                .arg(&out),
+            true,
+        );
+    }
+    let manifest = read_manifest(&out);
+    assert_eq!(manifest["status"], "ok");
+    let architectures: Vec<(&str, &str, u64)> = manifest["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap(),
+                m["architecture"].as_str().unwrap(),
+                m["max_length"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        architectures,
+        [
+            ("dense", "xlm-roberta", 32),
+            ("sparse", "xlm-roberta_mlm", 32),
+            ("rerank", "xlm-roberta_sequence_classification", 32)
+        ]
+    );
+    let points = read_jsonl(&out.join("scifact-mini/points.jsonl"));
+    assert_eq!(points.len(), 300);
+    for point in &points {
+        assert_eq!(point["vector"]["xlmr"].as_array().unwrap().len(), 32);
+        let indices: Vec<u32> =
+            serde_json::from_value(point["vector"]["splade"]["indices"].clone()).unwrap();
+        assert!(!indices.is_empty() && indices.iter().all(|&i| i < 134));
+    }
+}

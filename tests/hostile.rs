@@ -418,7 +418,7 @@ fn a_max_length_beyond_the_models_positions_is_an_error() {
     }
 }
 
-/// An architecture we do not implement (here an XLM-RoBERTa config over BERT-named weights,
+/// An architecture we do not implement (here a DeBERTa-v2 config over BERT-named weights,
 /// which would otherwise load and give wrong vectors) is refused by name, in check and in a run,
 /// before any model runs.
 #[test]
@@ -433,8 +433,8 @@ fn an_unimplemented_architecture_is_refused_by_name() {
     let config_path = models.join(MINILM).join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["model_type"] = "xlm-roberta".into();
-    config["architectures"] = serde_json::json!(["XLMRobertaModel"]);
+    config["model_type"] = "deberta-v2".into();
+    config["architectures"] = serde_json::json!(["DebertaV2Model"]);
     std::fs::write(&config_path, config.to_string()).unwrap();
     for check in [true, false] {
         let mut command = binary();
@@ -453,7 +453,7 @@ fn an_unimplemented_architecture_is_refused_by_name() {
         );
         let all = stdout_and_stderr(&output);
         assert!(
-            all.contains(r#"model_type "xlm-roberta" (XLMRobertaModel): this architecture is not implemented; supported: bert"#),
+            all.contains(r#"model_type "deberta-v2" (DebertaV2Model): this architecture is not implemented; supported: bert (BertModel"#),
             "{all}"
         );
         assert!(!tmp.path().join("out/docs/points.jsonl").exists());

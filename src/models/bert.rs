@@ -1,5 +1,12 @@
-//! The BERT-family encoder (MiniLM, BGE, E5, GTE-style BERT): token ids in, hidden states out.
-//! Heads (pooling, SPLADE, CrossEncoder) are separate; this type only encodes.
+//! The BERT-family encoder (MiniLM, BGE, E5, GTE-style BERT, and RoBERTa / XLM-RoBERTa such as
+//! bge-m3): token ids in, hidden states out. Heads (pooling, SPLADE, CrossEncoder) are separate;
+//! this type only encodes.
+//!
+//! RoBERTa's layers are BERT's (same tensor names under `roberta.` instead of `bert.`); what
+//! differs is in [`EncoderConfig`]: position ids start at `pad_token_id + 1` (2 for XLM-R), so a
+//! model with 514 position embeddings reads 512 tokens, and there is one token type (the
+//! tokenizer's segment ids for a pair are ignored, as Hugging Face's RoBERTa tokenizers never
+//! pass them). The heads' tensor names differ too ([`Family`]).
 //!
 //! Two backends compute the same function:
 //! - [`EncoderBackend::Packed`], our CPU encoder ([`super::packed`]): no padding work, fused
@@ -21,7 +28,9 @@ use super::ModelError;
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Embedding, LayerNorm, Module};
-use candle_transformers::models::bert::{BertEncoder as BertLayers, Config as BertConfig};
+use candle_transformers::models::bert::{
+    BertEncoder as BertLayers, Config as BertConfig, HiddenAct,
+};
 use std::path::Path;
 
 /// A padded batch ready for the encoder.
@@ -63,54 +72,186 @@ impl PaddedBatch {
 
 /// The architectures this build implements, by `config.json`'s `model_type`, with the
 /// `architectures` entries (heads) seen in the checkpoints it was verified on.
-pub const SUPPORTED_ARCHITECTURES: &[(&str, &[&str])] = &[(
-    "bert",
-    &[
-        "BertModel",
-        "BertForMaskedLM",
-        "BertForSequenceClassification",
-    ],
-)];
+pub const SUPPORTED_ARCHITECTURES: &[(&str, &[&str])] = &[
+    (
+        "bert",
+        &[
+            "BertModel",
+            "BertForMaskedLM",
+            "BertForSequenceClassification",
+        ],
+    ),
+    (
+        "roberta",
+        &[
+            "RobertaModel",
+            "RobertaForMaskedLM",
+            "RobertaForSequenceClassification",
+        ],
+    ),
+    (
+        "xlm-roberta",
+        &[
+            "XLMRobertaModel",
+            "XLMRobertaForMaskedLM",
+            "XLMRobertaForSequenceClassification",
+        ],
+    ),
+];
 
-/// Reads a BERT `config.json`, after checking that it describes an architecture we implement:
-/// an XLM-RoBERTa checkpoint has BERT's tensor names but other position ids, so it would load
-/// and give wrong vectors; a decoder's (Qwen) would fail on a field it does not share, with an
-/// error that says nothing of the architecture.
-pub fn read_config(dir: &Path) -> Result<BertConfig, ModelError> {
-    let path = dir.join("config.json");
-    let value: serde_json::Value = super::read_json(&path)?;
-    check_architecture(&path, &value)?;
-    serde_json::from_value(value).map_err(|source| ModelError::Json { path, source })
+/// The two encoder layouts: where the task models keep the encoder and their heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Bert,
+    /// RoBERTa and XLM-RoBERTa.
+    Roberta,
 }
 
-/// An unsupported `model_type` (or none, with no BERT architecture either) is an error that
-/// names what the checkpoint is and lists what is supported.
-pub fn check_architecture(path: &Path, config: &serde_json::Value) -> Result<(), ModelError> {
+/// Tensor names of a masked-LM head (SPLADE).
+pub struct MlmNames {
+    pub dense: &'static str,
+    pub layer_norm: &'static str,
+    /// The decoder when stored; otherwise it is tied to the word embeddings.
+    pub decoder: &'static str,
+    /// The decoder's bias, or where older checkpoints keep it.
+    pub bias: [&'static str; 2],
+}
+
+impl Family {
+    /// The encoder's prefix inside a task checkpoint (a bare encoder has none).
+    pub fn task_prefix(self) -> &'static str {
+        match self {
+            Family::Bert => "bert.",
+            Family::Roberta => "roberta.",
+        }
+    }
+
+    /// The sequence-classification head: (the dense + tanh layer on the first token, the
+    /// output layer). BERT's first layer is the pooler; RoBERTa's is the head's own dense.
+    pub fn classifier_names(self) -> (&'static str, &'static str) {
+        match self {
+            Family::Bert => ("bert.pooler.dense", "classifier"),
+            Family::Roberta => ("classifier.dense", "classifier.out_proj"),
+        }
+    }
+
+    pub fn mlm_names(self) -> MlmNames {
+        match self {
+            Family::Bert => MlmNames {
+                dense: "cls.predictions.transform.dense",
+                layer_norm: "cls.predictions.transform.LayerNorm",
+                decoder: "cls.predictions.decoder.weight",
+                bias: ["cls.predictions.decoder.bias", "cls.predictions.bias"],
+            },
+            Family::Roberta => MlmNames {
+                dense: "lm_head.dense",
+                layer_norm: "lm_head.layer_norm",
+                decoder: "lm_head.decoder.weight",
+                bias: ["lm_head.decoder.bias", "lm_head.bias"],
+            },
+        }
+    }
+
+    /// The MLM head's activation: BERT's follows `hidden_act`, RoBERTa's is always GELU (erf).
+    pub fn mlm_activation(self, hidden_act: HiddenAct) -> HiddenAct {
+        match self {
+            Family::Bert => hidden_act,
+            Family::Roberta => HiddenAct::Gelu,
+        }
+    }
+}
+
+/// A checked encoder `config.json`: the layer sizes (candle's BERT config, which RoBERTa's
+/// layers share) and what the family changes.
+#[derive(Clone, Debug)]
+pub struct EncoderConfig {
+    pub layers: BertConfig,
+    /// `model_type`: "bert", "roberta" or "xlm-roberta" (recorded as the model's architecture).
+    pub model_type: &'static str,
+    pub family: Family,
+    /// The first position id: 0 for BERT, `pad_token_id + 1` for RoBERTa.
+    pub position_offset: usize,
+}
+
+impl std::ops::Deref for EncoderConfig {
+    type Target = BertConfig;
+
+    fn deref(&self) -> &BertConfig {
+        &self.layers
+    }
+}
+
+impl EncoderConfig {
+    /// The longest sequence the position embeddings cover (514 − 2 = 512 for XLM-R).
+    pub fn usable_positions(&self) -> usize {
+        self.layers
+            .max_position_embeddings
+            .saturating_sub(self.position_offset)
+    }
+}
+
+/// Reads an encoder `config.json`, after checking that it describes an architecture we
+/// implement: an XLM-RoBERTa checkpoint read as BERT would load and give wrong vectors (other
+/// position ids); a decoder's (Qwen) would fail on a field it does not share, with an error
+/// that says nothing of the architecture.
+pub fn read_config(dir: &Path) -> Result<EncoderConfig, ModelError> {
+    let path = dir.join("config.json");
+    let value: serde_json::Value = super::read_json(&path)?;
+    let model_type = check_architecture(&path, &value)?;
+    let layers: BertConfig = serde_json::from_value(value).map_err(|source| ModelError::Json {
+        path: path.clone(),
+        source,
+    })?;
+    let family = if model_type == "bert" {
+        Family::Bert
+    } else {
+        Family::Roberta
+    };
+    let position_offset = match family {
+        Family::Bert => 0,
+        Family::Roberta => layers.pad_token_id + 1,
+    };
+    if position_offset >= layers.max_position_embeddings {
+        return Err(ModelError::Unsupported {
+            path,
+            message: format!(
+                "pad_token_id {} leaves no position of the {} max_position_embeddings",
+                layers.pad_token_id, layers.max_position_embeddings
+            ),
+        });
+    }
+    Ok(EncoderConfig {
+        layers,
+        model_type,
+        family,
+        position_offset,
+    })
+}
+
+/// The checkpoint's `model_type` when we implement it (from `architectures` when it has none).
+/// An unsupported one (or none, with no known architecture either) is an error that names what
+/// the checkpoint is and lists what is supported.
+pub fn check_architecture(
+    path: &Path,
+    config: &serde_json::Value,
+) -> Result<&'static str, ModelError> {
     let model_type = config.get("model_type").and_then(|v| v.as_str());
     let architectures: Vec<&str> = config
         .get("architectures")
         .and_then(|v| v.as_array())
         .map(|list| list.iter().filter_map(|a| a.as_str()).collect())
         .unwrap_or_default();
-    let supported = |model_type: &str| {
-        SUPPORTED_ARCHITECTURES
+    let known = match model_type {
+        Some(model_type) => SUPPORTED_ARCHITECTURES
             .iter()
-            .any(|(name, _)| *name == model_type)
-    };
-    let ok = match model_type {
-        Some(model_type) => supported(model_type),
+            .find(|(name, _)| *name == model_type),
         // Old checkpoints may lack model_type; their architectures say what they are.
-        None => {
-            !architectures.is_empty()
-                && architectures.iter().all(|a| {
-                    SUPPORTED_ARCHITECTURES
-                        .iter()
-                        .any(|(_, heads)| heads.contains(a))
-                })
-        }
+        None => SUPPORTED_ARCHITECTURES.iter().find(|(_, heads)| {
+            !architectures.is_empty() && architectures.iter().all(|a| heads.contains(a))
+        }),
     };
-    if ok {
-        return Ok(());
+    if let Some((name, _)) = known {
+        return Ok(name);
     }
     let what = match (model_type, architectures.is_empty()) {
         (Some(model_type), true) => format!("model_type {model_type:?}"),
@@ -186,12 +327,12 @@ impl EncoderBackend {
     }
 }
 
-/// A loaded BERT encoder.
+/// A loaded BERT-family encoder.
 pub enum BertEncoder {
     Candle {
         // Boxed: with `cuda` the candle model holds device handles and is twice PackedBert's size.
         model: Box<CandleBert>,
-        config: BertConfig,
+        config: EncoderConfig,
     },
     Packed(PackedBert),
 }
@@ -202,6 +343,10 @@ const MASKED_SCORE: f64 = -10_000.0;
 /// BERT on candle tensors: embeddings (word + position + token type, LayerNorm) and the mask
 /// are ours; the layers are candle-transformers'.
 pub struct CandleBert {
+    /// The first position id (see [`EncoderConfig::position_offset`]).
+    position_offset: usize,
+    /// One token type only (RoBERTa): every token reads type 0, whatever the tokenizer said.
+    single_type: bool,
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
@@ -210,18 +355,17 @@ pub struct CandleBert {
 }
 
 impl CandleBert {
-    fn load(checkpoint: &Checkpoint, config: &BertConfig) -> candle_core::Result<Self> {
-        let vb = if checkpoint
-            .vb
-            .contains_tensor("bert.embeddings.word_embeddings.weight")
-        {
-            checkpoint.vb.pp("bert")
-        } else {
-            checkpoint.vb.clone()
+    fn load(checkpoint: &Checkpoint, config: &EncoderConfig) -> candle_core::Result<Self> {
+        let prefix = super::packed::encoder_prefix(checkpoint, config.family);
+        let vb = match prefix.strip_suffix('.') {
+            Some(prefix) => checkpoint.vb.pp(prefix),
+            None => checkpoint.vb.clone(),
         };
         let embeddings = vb.pp("embeddings");
         let hidden = config.hidden_size;
         Ok(Self {
+            position_offset: config.position_offset,
+            single_type: config.type_vocab_size == 1,
             word: candle_nn::embedding(
                 config.vocab_size,
                 hidden,
@@ -238,7 +382,7 @@ impl CandleBert {
                 embeddings.pp("token_type_embeddings"),
             )?,
             norm: candle_nn::layer_norm(hidden, config.layer_norm_eps, embeddings.pp("LayerNorm"))?,
-            layers: BertLayers::load(vb.pp("encoder"), config)?,
+            layers: BertLayers::load(vb.pp("encoder"), &config.layers)?,
         })
     }
 
@@ -250,12 +394,19 @@ impl CandleBert {
         mask: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let seq = input_ids.dim(1)?;
-        let positions = Tensor::arange(0u32, seq as u32, input_ids.device())?;
+        // Right padding: a row's real tokens take the first positions; padded ones are masked.
+        let first = self.position_offset as u32;
+        let positions = Tensor::arange(first, first + seq as u32, input_ids.device())?;
+        let type_ids = if self.single_type {
+            type_ids.zeros_like()?
+        } else {
+            type_ids.clone()
+        };
         let embedded = self
             .word
             .forward(input_ids)?
             .broadcast_add(&self.position.forward(&positions)?)?
-            .add(&self.token_type.forward(type_ids)?)?;
+            .add(&self.token_type.forward(&type_ids)?)?;
         let hidden = self.norm.forward(&embedded)?;
         // [batch, 1, 1, seq]: 0 for real keys, MASKED_SCORE for padding, in the run dtype.
         let additive = mask
@@ -269,10 +420,10 @@ impl CandleBert {
 }
 
 impl BertEncoder {
-    /// Loads the encoder from a checkpoint (with or without the `bert.` prefix).
+    /// Loads the encoder from a checkpoint (with or without the `bert.` / `roberta.` prefix).
     pub fn load(
         checkpoint: &Checkpoint,
-        config: &BertConfig,
+        config: &EncoderConfig,
         backend: EncoderBackend,
     ) -> Result<Self, ModelError> {
         match backend {
@@ -280,8 +431,9 @@ impl BertEncoder {
             EncoderBackend::Candle => {
                 let model =
                     CandleBert::load(checkpoint, config).map_err(ModelError::candle(format!(
-                        "{}: weights do not match the BERT model described by its config.json",
-                        checkpoint.path.display()
+                        "{}: weights do not match the {} model described by its config.json",
+                        checkpoint.path.display(),
+                        config.model_type
                     )))?;
                 Ok(Self::Candle {
                     model: Box::new(model),
@@ -306,10 +458,11 @@ impl BertEncoder {
         }
     }
 
-    pub fn max_position_embeddings(&self) -> usize {
+    /// The longest sequence the encoder reads (its positions less the family's offset).
+    pub fn usable_positions(&self) -> usize {
         match self {
-            Self::Candle { config, .. } => config.max_position_embeddings,
-            Self::Packed(bert) => bert.shape().max_positions,
+            Self::Candle { config, .. } => config.usable_positions(),
+            Self::Packed(bert) => bert.shape().usable_positions(),
         }
     }
 
@@ -403,24 +556,60 @@ mod tests {
         assert_eq!(config_error(old), None);
     }
 
-    /// XLM-RoBERTa has BERT's tensor names, so without this check it would load and embed
-    /// with the wrong position ids.
+    /// DeBERTa has BERT-like tensor names, so without this check it would load and embed
+    /// wrongly (it has relative attention).
     #[test]
-    fn xlm_roberta_is_refused_by_name_with_what_is_supported() {
-        let mut xlmr = bert();
-        xlmr["model_type"] = "xlm-roberta".into();
-        xlmr["architectures"] = serde_json::json!(["XLMRobertaModel"]);
-        let message = config_error(xlmr).unwrap();
+    fn an_unknown_encoder_is_refused_by_name_with_what_is_supported() {
+        let mut deberta = bert();
+        deberta["model_type"] = "deberta-v2".into();
+        deberta["architectures"] = serde_json::json!(["DebertaV2Model"]);
+        let message = config_error(deberta).unwrap();
         assert!(
-            message.contains(r#"model_type "xlm-roberta" (XLMRobertaModel): this architecture is not implemented"#),
+            message.contains(
+                r#"model_type "deberta-v2" (DebertaV2Model): this architecture is not implemented"#
+            ),
             "{message}"
         );
         assert!(
             message.contains(
-                "supported: bert (BertModel, BertForMaskedLM, BertForSequenceClassification)"
+                "supported: bert (BertModel, BertForMaskedLM, BertForSequenceClassification); \
+                 roberta (RobertaModel, "
             ),
             "{message}"
         );
+    }
+
+    /// RoBERTa-family positions start after the padding id; BERT's at 0.
+    #[test]
+    fn the_family_sets_the_position_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |config: serde_json::Value| {
+            std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+            read_config(dir.path()).unwrap()
+        };
+        let config = read(bert());
+        assert_eq!((config.family, config.position_offset), (Family::Bert, 0));
+        assert_eq!(config.usable_positions(), 32);
+        let mut xlmr = bert();
+        xlmr["model_type"] = "xlm-roberta".into();
+        xlmr["pad_token_id"] = 1.into();
+        let config = read(xlmr.clone());
+        assert_eq!(
+            (config.family, config.position_offset),
+            (Family::Roberta, 2)
+        );
+        assert_eq!(
+            (config.model_type, config.usable_positions()),
+            ("xlm-roberta", 30)
+        );
+        // Architectures alone identify an old config.
+        xlmr.as_object_mut().unwrap().remove("model_type");
+        xlmr["architectures"] = serde_json::json!(["RobertaForMaskedLM"]);
+        assert_eq!(read(xlmr.clone()).model_type, "roberta");
+        xlmr["pad_token_id"] = 31.into();
+        std::fs::write(dir.path().join("config.json"), xlmr.to_string()).unwrap();
+        let err = read_config(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("pad_token_id 31 leaves no position"), "{err}");
     }
 
     /// A decoder's config used to fail as "invalid JSON" on `hidden_act: silu`.
@@ -439,10 +628,10 @@ mod tests {
 
         let mut unnamed = bert();
         unnamed.as_object_mut().unwrap().remove("model_type");
-        unnamed["architectures"] = serde_json::json!(["RobertaModel"]);
+        unnamed["architectures"] = serde_json::json!(["ElectraModel"]);
         let message = config_error(unnamed).unwrap();
         assert!(
-            message.contains("no model_type, architectures RobertaModel"),
+            message.contains("no model_type, architectures ElectraModel"),
             "{message}"
         );
     }

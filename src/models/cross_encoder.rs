@@ -1,6 +1,6 @@
-//! The CrossEncoder reranker: a (query, passage) pair through BERT, then the sequence
-//! classification head — the BERT pooler (dense + tanh on [CLS]) and the classifier — giving one
-//! logit per pair. The score is the logit through the model's activation, read from its config
+//! The CrossEncoder reranker: a (query, passage) pair through the encoder, then the sequence
+//! classification head — dense + tanh on the first token ([CLS] / `<s>`; BERT's pooler, or
+//! RoBERTa's `classifier.dense`) and the output layer — giving one logit per pair. The score is the logit through the model's activation, read from its config
 //! (sentence-transformers `activation_fn`; default sigmoid for one label); both are exported.
 
 use super::bert::{checked_max_length, read_config, BertEncoder, PaddedBatch};
@@ -97,7 +97,7 @@ pub struct PairScore {
     pub score: f32,
 }
 
-/// The BERT pooler (dense + tanh on [CLS]) and the one-logit classifier, per backend.
+/// The first-token dense + tanh layer and the one-logit output layer, per backend.
 enum ClassifierHead {
     Packed {
         pooler: DenseLayer,
@@ -143,33 +143,26 @@ impl CrossEncoder {
             encoder.use_bf16();
         }
         let hidden = config.hidden_size;
+        let (pooler_name, classifier_name) = config.family.classifier_names();
         let head = match encoder {
             BertEncoder::Packed(_) => ClassifierHead::Packed {
-                pooler: DenseLayer::load(&checkpoint, "bert.pooler.dense", hidden, hidden)?,
-                classifier: DenseLayer::load(&checkpoint, "classifier", hidden, 1)?,
+                pooler: DenseLayer::load(&checkpoint, pooler_name, hidden, hidden)?,
+                classifier: DenseLayer::load(&checkpoint, classifier_name, hidden, 1)?,
             },
             BertEncoder::Candle { .. } => {
                 let head_err = |what: &str| {
                     ModelError::candle(format!("{}: cannot load the {what}", weights.display()))
                 };
                 ClassifierHead::Candle {
-                    pooler: candle_nn::linear(
-                        hidden,
-                        hidden,
-                        checkpoint.vb.pp("bert.pooler.dense"),
-                    )
-                    .map_err(head_err("BERT pooler"))?,
-                    classifier: candle_nn::linear(hidden, 1, checkpoint.vb.pp("classifier"))
-                        .map_err(head_err("classifier"))?,
+                    pooler: candle_nn::linear(hidden, hidden, checkpoint.vb.pp(pooler_name))
+                        .map_err(head_err(pooler_name))?,
+                    classifier: candle_nn::linear(hidden, 1, checkpoint.vb.pp(classifier_name))
+                        .map_err(head_err(classifier_name))?,
                 }
             }
         };
-        let max_length = checked_max_length(
-            &resolved.dir,
-            max_length,
-            None,
-            config.max_position_embeddings,
-        )?;
+        let max_length =
+            checked_max_length(&resolved.dir, max_length, None, config.usable_positions())?;
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
         let identity = ModelIdentity::new(
             ModelRole::Rerank,
@@ -177,7 +170,7 @@ impl CrossEncoder {
             reference,
             resolved,
             &weights,
-            "bert_sequence_classification",
+            &format!("{}_sequence_classification", config.model_type),
             1,
             max_length,
             device,

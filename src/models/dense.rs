@@ -1,4 +1,4 @@
-//! The dense bi-encoder: tokenizer + BERT encoder + pooling (+ normalisation), configured from
+//! The dense bi-encoder: tokenizer + BERT-family encoder + pooling (+ normalisation), configured from
 //! the model's sentence-transformers files with per-run overrides from the config.
 
 use super::bert::{checked_max_length, read_config, BertEncoder, PaddedBatch};
@@ -68,8 +68,8 @@ impl DenseEmbedder {
         let st = SentenceTransformerInfo::read(&resolved.dir)?;
         let weights = resolved.weights_file()?;
         let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
-        let mut encoder =
-            BertEncoder::load(&checkpoint, &read_config(&resolved.dir)?, device.backend)?;
+        let encoder_config = read_config(&resolved.dir)?;
+        let mut encoder = BertEncoder::load(&checkpoint, &encoder_config, device.backend)?;
         if device.packed_bf16() {
             encoder.use_bf16();
         }
@@ -80,7 +80,7 @@ impl DenseEmbedder {
             &resolved.dir,
             config.max_length,
             st.max_seq_length,
-            encoder.max_position_embeddings(),
+            encoder.usable_positions(),
         )?;
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
         let mut identity = ModelIdentity::new(
@@ -89,7 +89,7 @@ impl DenseEmbedder {
             &config.model,
             resolved,
             &weights,
-            "bert",
+            encoder_config.model_type,
             encoder.hidden_size(),
             max_length,
             device,

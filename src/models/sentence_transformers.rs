@@ -30,8 +30,13 @@ struct ModuleEntry {
     kind: String,
 }
 
+/// Both layouts of `1_Pooling/config.json`: sentence-transformers before 5.x writes one boolean
+/// per mode, 5.x one `pooling_mode` string (or list).
 #[derive(Deserialize)]
 struct PoolingFile {
+    pooling_mode: Option<serde_json::Value>,
+    /// `false`: the prompt's tokens are left out of the pooling (not reproduced here).
+    include_prompt: Option<bool>,
     #[serde(default)]
     pooling_mode_cls_token: bool,
     #[serde(default)]
@@ -50,6 +55,15 @@ struct PoolingFile {
 struct SbertFile {
     max_seq_length: Option<usize>,
 }
+
+/// Where sentence-transformers 5.x keeps the max length (and older versions fell back to).
+#[derive(Deserialize)]
+struct TokenizerConfigFile {
+    model_max_length: Option<f64>,
+}
+
+/// transformers writes a huge sentinel (1e30) as `model_max_length` when a tokenizer sets none.
+const UNSET_MODEL_MAX_LENGTH: f64 = 1e9;
 
 #[derive(Deserialize)]
 struct StConfigFile {
@@ -89,6 +103,14 @@ impl SentenceTransformerInfo {
             let sbert: SbertFile = read_json(&sbert_path)?;
             info.max_seq_length = sbert.max_seq_length;
         }
+        let tokenizer_config = dir.join("tokenizer_config.json");
+        if info.pooling.is_some() && info.max_seq_length.is_none() && tokenizer_config.is_file() {
+            let file: TokenizerConfigFile = read_json(&tokenizer_config)?;
+            info.max_seq_length = file
+                .model_max_length
+                .filter(|length| (1.0..UNSET_MODEL_MAX_LENGTH).contains(length))
+                .map(|length| length as usize);
+        }
         let st_path = dir.join("config_sentence_transformers.json");
         if st_path.is_file() {
             let st: StConfigFile = read_json(&st_path)?;
@@ -114,6 +136,32 @@ impl SentenceTransformerInfo {
 
 fn pooling_from_file(path: &Path) -> Result<Pooling, ModelError> {
     let file: PoolingFile = read_json(path)?;
+    let unsupported = |message: String| ModelError::Unsupported {
+        path: path.to_path_buf(),
+        message,
+    };
+    if file.include_prompt == Some(false) {
+        return Err(unsupported(
+            "include_prompt = false (pooling that leaves out the prompt's tokens) is not supported"
+                .to_string(),
+        ));
+    }
+    if let Some(mode) = &file.pooling_mode {
+        let single = match mode {
+            serde_json::Value::String(name) => Some(name.as_str()),
+            serde_json::Value::Array(list) if list.len() == 1 => list[0].as_str(),
+            _ => None,
+        };
+        return match single {
+            Some("mean") => Ok(Pooling::Mean),
+            Some("cls") => Ok(Pooling::Cls),
+            Some("max") => Ok(Pooling::Max),
+            Some("lasttoken") => Ok(Pooling::LastToken),
+            _ => Err(unsupported(format!(
+                "pooling_mode {mode}: only a single mean, cls, max or lasttoken mode is supported"
+            ))),
+        };
+    }
     let modes = [
         (file.pooling_mode_mean_tokens, Some(Pooling::Mean)),
         (file.pooling_mode_cls_token, Some(Pooling::Cls)),
@@ -129,15 +177,10 @@ fn pooling_from_file(path: &Path) -> Result<Pooling, ModelError> {
         .collect();
     match enabled.as_slice() {
         [Some(mode)] => Ok(*mode),
-        [] => Err(ModelError::Unsupported {
-            path: path.to_path_buf(),
-            message: "no pooling mode is enabled".to_string(),
-        }),
-        _ => Err(ModelError::Unsupported {
-            path: path.to_path_buf(),
-            message: "only a single mean, cls, max or last-token pooling mode is supported"
-                .to_string(),
-        }),
+        [] => Err(unsupported("no pooling mode is enabled".to_string())),
+        _ => Err(unsupported(
+            "only a single mean, cls, max or last-token pooling mode is supported".to_string(),
+        )),
     }
 }
 
@@ -181,6 +224,52 @@ mod tests {
         assert_eq!(info.max_seq_length, Some(512));
         assert_eq!(info.prompt("query"), Some("query: "));
         assert_eq!(info.prompt("document"), None);
+    }
+
+    /// sentence-transformers 5.x: `pooling_mode` as a string, the max length in the
+    /// tokenizer config; a pooling that drops the prompt is refused.
+    #[test]
+    fn reads_the_sentence_transformers_5_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write(
+            dir,
+            "modules.json",
+            r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.base.modules.transformer.Transformer"},{"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.sentence_transformer.modules.pooling.Pooling"}]"#,
+        );
+        write(
+            dir,
+            "1_Pooling/config.json",
+            r#"{"embedding_dimension":32,"pooling_mode":"lasttoken","include_prompt":true}"#,
+        );
+        write(
+            dir,
+            "sentence_bert_config.json",
+            r#"{"transformer_task":"feature-extraction"}"#,
+        );
+        write(dir, "tokenizer_config.json", r#"{"model_max_length":8192}"#);
+        let info = SentenceTransformerInfo::read(dir).unwrap();
+        assert_eq!(info.pooling, Some(Pooling::LastToken));
+        assert_eq!(info.max_seq_length, Some(8192));
+
+        write(dir, "tokenizer_config.json", r#"{"model_max_length":1e30}"#);
+        assert_eq!(
+            SentenceTransformerInfo::read(dir).unwrap().max_seq_length,
+            None
+        );
+
+        for (config, expected) in [
+            (r#"{"pooling_mode":["mean","max"]}"#, "only a single"),
+            (r#"{"pooling_mode":"weightedmean"}"#, "only a single"),
+            (
+                r#"{"pooling_mode":"mean","include_prompt":false}"#,
+                "include_prompt",
+            ),
+        ] {
+            write(dir, "1_Pooling/config.json", config);
+            let err = SentenceTransformerInfo::read(dir).unwrap_err().to_string();
+            assert!(err.contains(expected), "{config}: {err}");
+        }
     }
 
     #[test]

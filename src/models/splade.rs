@@ -1,4 +1,4 @@
-//! SPLADE sparse encoder: the BERT encoder plus the masked-LM head, pooled as
+//! SPLADE sparse encoder: the BERT-family encoder plus the masked-LM head, pooled as
 //! w_j = max_t mask_t · log(1 + ReLU(logit_{t,j})).
 //!
 //! Two choices keep it exact and bounded:
@@ -9,7 +9,7 @@
 //! - The [batch, seq, vocab] logits are never materialised whole: the sequence is cut into
 //!   slices sized so that one slice's logits fit the memory budget, with a running max.
 
-use super::bert::{read_config, BertEncoder, PaddedBatch};
+use super::bert::{read_config, BertEncoder, EncoderConfig, PaddedBatch};
 use super::checkpoint::Checkpoint;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
@@ -21,9 +21,10 @@ use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use crate::vectors::SparseVector;
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{LayerNorm, Linear};
-use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
+use candle_transformers::models::bert::HiddenAct;
 
-/// BERT's masked-LM head: dense → activation → LayerNorm → vocabulary logits.
+/// The masked-LM head (BERT's `cls.predictions`, RoBERTa's `lm_head`): dense → activation →
+/// LayerNorm → vocabulary logits.
 pub struct MlmHead {
     dense: Linear,
     activation: HiddenAct,
@@ -34,16 +35,10 @@ pub struct MlmHead {
     bias: Tensor,
 }
 
-/// Where the tied decoder weight lives, by checkpoint layout.
-const WORD_EMBEDDINGS: [&str; 2] = [
-    "bert.embeddings.word_embeddings.weight",
-    "embeddings.word_embeddings.weight",
-];
-
 impl MlmHead {
-    /// Loads `cls.predictions.*` (decoder and bias as [`decoder_names`] finds them).
-    pub fn load(checkpoint: &Checkpoint, config: &BertConfig) -> Result<Self, ModelError> {
-        let vb = checkpoint.vb.pp("cls.predictions");
+    /// Loads the family's MLM head (decoder and bias as [`decoder_names`] finds them).
+    pub fn load(checkpoint: &Checkpoint, config: &EncoderConfig) -> Result<Self, ModelError> {
+        let names = config.family.mlm_names();
         let hidden = config.hidden_size;
         let vocab = config.vocab_size;
         let load_err = |what: &str| {
@@ -52,15 +47,18 @@ impl MlmHead {
                 checkpoint.path.display()
             ))
         };
-        let dense = candle_nn::linear(hidden, hidden, vb.pp("transform.dense"))
+        let dense = candle_nn::linear(hidden, hidden, checkpoint.vb.pp(names.dense))
             .map_err(load_err("transform"))?;
-        let layer_norm =
-            candle_nn::layer_norm(hidden, config.layer_norm_eps, vb.pp("transform.LayerNorm"))
-                .map_err(load_err("LayerNorm"))?;
-        let (decoder_name, bias_name) = decoder_names(checkpoint)?;
+        let layer_norm = candle_nn::layer_norm(
+            hidden,
+            config.layer_norm_eps,
+            checkpoint.vb.pp(names.layer_norm),
+        )
+        .map_err(load_err("LayerNorm"))?;
+        let (decoder_name, bias_name) = decoder_names(checkpoint, config)?;
         let decoder = checkpoint
             .vb
-            .get((vocab, hidden), decoder_name)
+            .get((vocab, hidden), &decoder_name)
             .map_err(load_err("decoder"))?;
         let bias = checkpoint
             .vb
@@ -72,7 +70,7 @@ impl MlmHead {
             .map_err(load_err("decoder"))?;
         Ok(Self {
             dense,
-            activation: config.hidden_act,
+            activation: config.family.mlm_activation(config.hidden_act),
             layer_norm,
             decoder_t,
             bias,
@@ -132,26 +130,33 @@ impl MlmHead {
     }
 }
 
-/// The decoder weight and bias names: `cls.predictions.decoder.weight` when stored, otherwise the
-/// word embeddings it is tied to (as Hugging Face does with `tie_word_embeddings`); the bias is
-/// `cls.predictions.decoder.bias` or, as older checkpoints store it, `cls.predictions.bias`.
-fn decoder_names(checkpoint: &Checkpoint) -> Result<(&'static str, &'static str), ModelError> {
-    let weight = if checkpoint.has("cls.predictions.decoder.weight") {
-        "cls.predictions.decoder.weight"
+/// The decoder weight and bias names: the head's decoder when stored, otherwise the word
+/// embeddings it is tied to (as Hugging Face does with `tie_word_embeddings`); the bias is the
+/// decoder's or, as older checkpoints (and RoBERTa's `lm_head.bias`) store it, the head's.
+fn decoder_names(
+    checkpoint: &Checkpoint,
+    config: &EncoderConfig,
+) -> Result<(String, &'static str), ModelError> {
+    let names = config.family.mlm_names();
+    let weight = if checkpoint.has(names.decoder) {
+        names.decoder.to_string()
     } else {
-        WORD_EMBEDDINGS
-            .iter()
-            .copied()
-            .find(|name| checkpoint.has(name))
-            .ok_or_else(|| ModelError::Unsupported {
+        let word = format!(
+            "{}embeddings.word_embeddings.weight",
+            super::packed::encoder_prefix(checkpoint, config.family)
+        );
+        if !checkpoint.has(&word) {
+            return Err(ModelError::Unsupported {
                 path: checkpoint.path.clone(),
                 message: "no MLM decoder weight and no word embeddings to tie it to".to_string(),
-            })?
+            });
+        }
+        word
     };
-    let bias = if checkpoint.has("cls.predictions.decoder.bias") {
-        "cls.predictions.decoder.bias"
+    let bias = if checkpoint.has(names.bias[0]) {
+        names.bias[0]
     } else {
-        "cls.predictions.bias"
+        names.bias[1]
     };
     Ok((weight, bias))
 }
@@ -173,33 +178,25 @@ pub struct PackedMlmHead {
 const VOCAB_TILE: usize = 2048;
 
 impl PackedMlmHead {
-    pub fn load(checkpoint: &Checkpoint, config: &BertConfig) -> Result<Self, ModelError> {
+    pub fn load(checkpoint: &Checkpoint, config: &EncoderConfig) -> Result<Self, ModelError> {
         use super::packed::weights_tensor as tensor;
         let hidden = config.hidden_size;
         let vocab = config.vocab_size;
-        let (decoder_name, bias_name) = decoder_names(checkpoint)?;
+        let names = config.family.mlm_names();
+        let (decoder_name, bias_name) = decoder_names(checkpoint, config)?;
         Ok(Self {
-            transform: DenseLayer::load(
-                checkpoint,
-                "cls.predictions.transform.dense",
-                hidden,
-                hidden,
-            )?,
-            activation: config.hidden_act,
+            transform: DenseLayer::load(checkpoint, names.dense, hidden, hidden)?,
+            activation: config.family.mlm_activation(config.hidden_act),
             norm: (
                 tensor(
                     checkpoint,
-                    "cls.predictions.transform.LayerNorm.weight",
+                    &format!("{}.weight", names.layer_norm),
                     &[hidden],
                 )?,
-                tensor(
-                    checkpoint,
-                    "cls.predictions.transform.LayerNorm.bias",
-                    &[hidden],
-                )?,
+                tensor(checkpoint, &format!("{}.bias", names.layer_norm), &[hidden])?,
             ),
             eps: config.layer_norm_eps as f32,
-            decoder: tensor(checkpoint, decoder_name, &[vocab, hidden])?,
+            decoder: tensor(checkpoint, &decoder_name, &[vocab, hidden])?,
             bias: tensor(checkpoint, bias_name, &[vocab])?,
             hidden,
         })
@@ -331,7 +328,7 @@ impl SpladeEncoder {
             }
             BertEncoder::Candle { .. } => SpladeHead::Candle(MlmHead::load(&checkpoint, &config)?),
         };
-        let max_length = config.max_position_embeddings;
+        let max_length = config.usable_positions();
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
         let identity = ModelIdentity::new(
             ModelRole::Sparse,
@@ -339,7 +336,7 @@ impl SpladeEncoder {
             reference,
             resolved,
             &weights,
-            "bert_mlm",
+            &format!("{}_mlm", config.model_type),
             config.vocab_size,
             max_length,
             device,

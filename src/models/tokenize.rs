@@ -49,11 +49,13 @@ impl TextTokenizer {
             path: path.to_path_buf(),
             message: err.to_string(),
         })?;
-        // Padding id before we drop the file's padding settings; [PAD] is 0 in BERT vocabularies.
+        // Padding id before we drop the file's padding settings; [PAD] is 0 in BERT
+        // vocabularies, <pad> 1 in RoBERTa's.
         let pad_id = inner
             .get_padding()
             .map(|p| p.pad_id)
             .or_else(|| inner.token_to_id("[PAD]"))
+            .or_else(|| inner.token_to_id("<pad>"))
             .unwrap_or(0);
         inner.with_padding(None);
         inner

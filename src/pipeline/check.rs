@@ -213,7 +213,7 @@ pub fn model_problems(config: &RunConfig, manager: &ModelManager) -> ModelProble
                 &resolved.dir,
                 wanted.max_length,
                 st.as_ref().and_then(|st| st.max_seq_length),
-                bert.max_position_embeddings,
+                bert.usable_positions(),
             ) {
                 Ok(length) => max_length = Some(length),
                 Err(err) => problems.push(err.to_string()),

@@ -1,4 +1,5 @@
-//! The packed BERT encoder: our CPU implementation of the BERT forward pass.
+//! The packed BERT encoder: our CPU implementation of the BERT forward pass (RoBERTa's too:
+//! the same layers, with the position offset and single token type of [`EncoderConfig`]).
 //!
 //! "Packed" means that a batch is the concatenation of its sequences' real tokens — no padding
 //! row is ever computed. Every position-wise step (embeddings, the Q/K/V, output and
@@ -21,15 +22,16 @@ pub mod bf16;
 pub mod kernels;
 mod weights;
 
+use super::bert::EncoderConfig;
 use super::checkpoint::Checkpoint;
 use super::tokenize::Encoded;
 use super::ModelError;
-use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
+use candle_transformers::models::bert::HiddenAct;
 use gemm::Parallelism;
 use kernels::{MatRef, Rhs};
 use rayon::prelude::*;
 use std::sync::Mutex;
-pub use weights::{tensor as weights_tensor, DenseLayer, LayerWeights};
+pub use weights::{encoder_prefix, tensor as weights_tensor, DenseLayer, LayerWeights};
 
 /// The CPU's vector extensions the encoder can use, then which kernel variant runs
 /// (`kernels: avx512`), for `embed-collections devices`.
@@ -121,14 +123,17 @@ impl Threads {
     }
 }
 
-/// Sizes of a BERT encoder.
+/// Sizes of a BERT-family encoder.
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {
     pub hidden: usize,
     pub heads: usize,
     pub intermediate: usize,
     pub layers: usize,
+    /// Rows of the position embeddings.
     pub max_positions: usize,
+    /// The first position id (RoBERTa: `pad_token_id + 1`).
+    pub position_offset: usize,
     pub type_vocab: usize,
     pub vocab: usize,
     pub eps: f32,
@@ -138,6 +143,11 @@ pub struct Shape {
 impl Shape {
     fn head_dim(&self) -> usize {
         self.hidden / self.heads
+    }
+
+    /// The longest sequence the position embeddings cover.
+    pub fn usable_positions(&self) -> usize {
+        self.max_positions.saturating_sub(self.position_offset)
     }
 }
 
@@ -167,7 +177,7 @@ pub struct PackedBert {
 }
 
 impl PackedBert {
-    pub fn load(checkpoint: &Checkpoint, config: &BertConfig) -> Result<Self, ModelError> {
+    pub fn load(checkpoint: &Checkpoint, config: &EncoderConfig) -> Result<Self, ModelError> {
         if !config
             .hidden_size
             .is_multiple_of(config.num_attention_heads)
@@ -186,12 +196,13 @@ impl PackedBert {
             intermediate: config.intermediate_size,
             layers: config.num_hidden_layers,
             max_positions: config.max_position_embeddings,
+            position_offset: config.position_offset,
             type_vocab: config.type_vocab_size,
             vocab: config.vocab_size,
             eps: config.layer_norm_eps as f32,
             activation: config.hidden_act,
         };
-        let weights = weights::EncoderWeights::load(checkpoint, &shape)?;
+        let weights = weights::EncoderWeights::load(checkpoint, &shape, config.family)?;
         Ok(Self {
             shape,
             weights,
@@ -248,11 +259,11 @@ impl PackedBert {
             message,
         };
         for i in 0..batch.sequences() {
-            if batch.range(i).len() > self.shape.max_positions {
+            if batch.range(i).len() > self.shape.usable_positions() {
                 return Err(invalid(format!(
                     "a sequence of {} tokens exceeds the model's {} positions",
                     batch.range(i).len(),
-                    self.shape.max_positions
+                    self.shape.usable_positions()
                 )));
             }
         }
@@ -266,10 +277,11 @@ impl PackedBert {
                 self.shape.vocab
             )));
         }
+        // With one token type the segment ids are not read (see `embed`).
         if let Some(t) = batch
             .type_ids
             .iter()
-            .find(|&&t| t as usize >= self.shape.type_vocab)
+            .find(|&&t| self.shape.type_vocab > 1 && t as usize >= self.shape.type_vocab)
         {
             return Err(invalid(format!(
                 "token type {t} is outside the model's {} types",
@@ -326,14 +338,22 @@ impl PackedBert {
         }
     }
 
-    /// word + position + token-type embeddings, then LayerNorm.
+    /// word + position + token-type embeddings, then LayerNorm. Positions start at the
+    /// family's offset; a model with one token type reads type 0 for every token (RoBERTa's
+    /// tokenizers mark a pair's segments, its model never sees them).
     fn embed(&self, batch: &PackedBatch, hidden: &mut [f32]) {
         let h = self.shape.hidden;
         let w = &self.weights;
+        let single_type = self.shape.type_vocab == 1;
         for seq in 0..batch.sequences() {
-            for (position, token) in batch.range(seq).enumerate() {
+            for (index, token) in batch.range(seq).enumerate() {
+                let position = self.shape.position_offset + index;
                 let id = batch.ids[token] as usize;
-                let kind = batch.type_ids[token] as usize;
+                let kind = if single_type {
+                    0
+                } else {
+                    batch.type_ids[token] as usize
+                };
                 let row = &mut hidden[token * h..(token + 1) * h];
                 let word = &w.word[id * h..(id + 1) * h];
                 let pos = &w.position[position * h..(position + 1) * h];

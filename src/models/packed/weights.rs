@@ -4,6 +4,7 @@
 use super::bf16::Bf16Matrix;
 use super::kernels::{self, MatRef, Rhs};
 use super::Shape;
+use crate::models::bert::Family;
 use crate::models::checkpoint::Checkpoint;
 use crate::models::ModelError;
 use candle_core::DType;
@@ -119,8 +120,12 @@ impl EncoderWeights {
         }
     }
 
-    pub fn load(checkpoint: &Checkpoint, shape: &Shape) -> Result<Self, ModelError> {
-        let prefix = encoder_prefix(checkpoint);
+    pub fn load(
+        checkpoint: &Checkpoint,
+        shape: &Shape,
+        family: Family,
+    ) -> Result<Self, ModelError> {
+        let prefix = encoder_prefix(checkpoint, family);
         let h = shape.hidden;
         let name = |rest: &str| format!("{prefix}{rest}");
         let norm = |path: &str| -> Result<(Vec<f32>, Vec<f32>), ModelError> {
@@ -189,12 +194,13 @@ impl EncoderWeights {
     }
 }
 
-/// `""` for a bare encoder checkpoint (sentence-transformers), `"bert."` for a task model.
-pub fn encoder_prefix(checkpoint: &Checkpoint) -> &'static str {
+/// `""` for a bare encoder checkpoint (sentence-transformers), the family's `"bert."` or
+/// `"roberta."` for a task model.
+pub fn encoder_prefix(checkpoint: &Checkpoint, family: Family) -> &'static str {
     if checkpoint.has("embeddings.word_embeddings.weight") {
         ""
     } else {
-        "bert."
+        family.task_prefix()
     }
 }
 
