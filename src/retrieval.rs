@@ -89,22 +89,38 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[derive(Clone, Copy, Debug)]
 pub struct DenseIndex<'a> {
     rows: &'a [f32],
+    /// Floats per row.
+    width: usize,
+    /// The vectors are `row[start..start + dim]`.
+    start: usize,
     dim: usize,
 }
 
 impl<'a> DenseIndex<'a> {
     /// `rows` holds whole vectors of `dim` floats; a trailing partial row is ignored.
     pub fn new(rows: &'a [f32], dim: usize) -> Self {
-        let whole = rows.len().checked_div(dim).unwrap_or(0) * dim;
+        Self::columns(rows, dim, 0..dim)
+    }
+
+    /// Vectors that are the `columns` of rows `width` floats wide (several models' vectors
+    /// stored side by side); a trailing partial row is ignored.
+    pub fn columns(rows: &'a [f32], width: usize, columns: std::ops::Range<usize>) -> Self {
+        let whole = rows.len().checked_div(width).unwrap_or(0) * width;
+        let columns = columns.start.min(width)..columns.end.min(width);
         Self {
             rows: &rows[..whole],
-            dim,
+            width,
+            start: columns.start,
+            dim: columns.len(),
         }
     }
 
     /// Number of indexed vectors (chunks).
     pub fn len(&self) -> usize {
-        self.rows.len().checked_div(self.dim).unwrap_or(0)
+        if self.dim == 0 {
+            return 0;
+        }
+        self.rows.len().checked_div(self.width).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -122,19 +138,20 @@ impl<'a> DenseIndex<'a> {
         if depth == 0 || query.is_empty() || self.is_empty() {
             return Vec::new();
         }
-        let score = |(index, vector): (usize, &[f32])| Hit {
+        let (start, end) = (self.start, self.start + self.dim);
+        let score = |(index, row): (usize, &[f32])| Hit {
             index,
-            score: dot(query, vector),
+            score: dot(query, &row[start..end]),
         };
         let hits: Vec<Hit> = if self.len() >= PARALLEL_MIN_DOCS {
             self.rows
-                .par_chunks_exact(self.dim)
+                .par_chunks_exact(self.width)
                 .enumerate()
                 .map(score)
                 .collect()
         } else {
             self.rows
-                .chunks_exact(self.dim)
+                .chunks_exact(self.width)
                 .enumerate()
                 .map(score)
                 .collect()

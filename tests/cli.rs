@@ -744,3 +744,147 @@ devices = "cpu"
         assert!(!indices.is_empty() && indices.iter().all(|&i| i < 134));
     }
 }
+
+/// Two real dense models in one run (all-MiniLM-L6-v2 and bge-small-en-v1.5, the latter with
+/// its query instruction and a fusion weight of 0.5): each is exported as its own named vector,
+/// retrieves from its own vectors, and is fused with SPLADE by weighted RRF over the three
+/// lists; the evaluation reports each list. The ranks and fused scores in `rerank.jsonl` are
+/// recomputed here from the exported points and query vectors.
+#[test]
+fn two_dense_models_each_retrieve_and_fuse_with_sparse() {
+    let root = repo_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let collections = root.join("examples/collections");
+    let config = tmp.path().join("two.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[input]
+root = "{collections}"
+collections = ["scifact-mini"]
+[[dense.models]]
+name = "minilm"
+model = "sentence-transformers/all-MiniLM-L6-v2"
+[[dense.models]]
+name = "bge-small"
+model = "BAAI/bge-small-en-v1.5"
+fusion_weight = 0.5
+[sparse]
+model = "splade-tiny"
+[fusion]
+depth = 20
+[rerank]
+enabled = false
+queries = "{collections}/scifact-mini/queries.jsonl"
+top_k = 20
+[eval]
+qrels = "{collections}/scifact-mini/qrels/test.tsv"
+[gpu]
+devices = "cpu"
+"#,
+            collections = collections.display(),
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let output = run(
+        binary()
+            .arg("--config")
+            .arg(&config)
+            .arg("--output")
+            .arg(&out),
+        true,
+    );
+    let summary = String::from_utf8_lossy(&output.stdout);
+    for row in ["dense:minilm", "dense:bge-small"] {
+        assert!(
+            summary.matches(row).count() >= 2,
+            "stage and evaluation rows:\n{summary}"
+        );
+    }
+
+    let manifest = read_manifest(&out);
+    assert_eq!(manifest["status"], "ok");
+    let bge = &manifest["models"][1];
+    assert_eq!(
+        (bge["name"].as_str(), bge["pooling"].as_str()),
+        (Some("bge-small"), Some("cls"))
+    );
+    assert_eq!(
+        bge["query_prompt"],
+        "Represent this sentence for searching relevant passages: "
+    );
+    let collection = &manifest["collections"][0];
+    assert_eq!(
+        collection["ranking"]["fusion"],
+        "rrf k=60 weights dense:minilm=1 dense:bge-small=0.5 sparse=1"
+    );
+    let lists = &collection["evaluation"]["lists"];
+    for list in ["dense:minilm", "dense:bge-small", "sparse", "fused"] {
+        let ndcg = lists[list]["ndcg_at_10"].as_f64().unwrap();
+        // A working model finds the claims' abstracts in a 300-abstract corpus.
+        assert!(ndcg > 0.8, "{list}: nDCG@10 {ndcg}");
+    }
+
+    // Each model's vectors, by point, from the export.
+    let points = read_jsonl(&out.join("scifact-mini/points.jsonl"));
+    let vectors = |name: &str| -> Vec<(String, Vec<f32>)> {
+        points
+            .iter()
+            .map(|p| {
+                let v: Vec<f32> = serde_json::from_value(p["vector"][name].clone()).unwrap();
+                assert_eq!(v.len(), 384);
+                assert!((norm(&v) - 1.0).abs() < 1e-4);
+                (p["payload"]["chunk_id"].as_str().unwrap().to_string(), v)
+            })
+            .collect()
+    };
+    let models = [
+        ("minilm", vectors("minilm"), 1.0),
+        ("bge-small", vectors("bge-small"), 0.5),
+    ];
+    let query_vectors = read_jsonl(&out.join("scifact-mini/query_vectors.jsonl"));
+    let ranked = read_jsonl(&out.join("scifact-mini/rerank.jsonl"));
+    assert_eq!(ranked.len(), query_vectors.len());
+    for (line, query) in ranked.iter().zip(&query_vectors) {
+        assert_eq!(line["query_id"], query["query_id"]);
+        // Rank of every chunk in each model's list: by inner product, ties by point order.
+        let ranks: Vec<std::collections::HashMap<String, usize>> = models
+            .iter()
+            .map(|(name, points, _)| {
+                let q: Vec<f32> = serde_json::from_value(query["vector"][*name].clone()).unwrap();
+                let mut scored: Vec<(usize, f32)> = points
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, v))| (i, v.iter().zip(&q).map(|(a, b)| a * b).sum()))
+                    .collect();
+                scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                scored
+                    .iter()
+                    .take(20)
+                    .enumerate()
+                    .map(|(rank, (i, _))| (points[*i].0.clone(), rank + 1))
+                    .collect()
+            })
+            .collect();
+        for candidate in line["candidates"].as_array().unwrap() {
+            let chunk = candidate["chunk_id"].as_str().unwrap();
+            let mut expected = 0.0;
+            for ((name, _, weight), ranks) in models.iter().zip(&ranks) {
+                let rank = candidate["dense_ranks"][*name].as_u64().map(|r| r as usize);
+                assert_eq!(rank, ranks.get(chunk).copied(), "{name} rank of {chunk}");
+                expected += rank.map_or(0.0, |r| weight / (60.0 + r as f64));
+            }
+            assert_eq!(candidate["dense_rank"], candidate["dense_ranks"]["minilm"]);
+            if let Some(sparse) = candidate["sparse_rank"].as_u64() {
+                expected += 1.0 / (60.0 + sparse as f64);
+            }
+            let fused = candidate["fused_score"].as_f64().unwrap();
+            assert!(
+                (fused - expected).abs() < 1e-9,
+                "{chunk}: {fused} vs {expected}"
+            );
+        }
+    }
+}

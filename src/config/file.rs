@@ -115,6 +115,8 @@ pub struct FileDenseModel {
     pub query_prompt: Option<String>,
     /// Prompt prepended to documents (default: the model's `document` prompt, or none).
     pub document_prompt: Option<String>,
+    /// This model's list's weight in fusion (default: `fusion.dense_weight`).
+    pub fusion_weight: Option<f64>,
 }
 
 /// `[sparse]`

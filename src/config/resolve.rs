@@ -430,6 +430,8 @@ pub struct DenseModelConfig {
     pub normalize: Option<bool>,
     pub query_prompt: Option<String>,
     pub document_prompt: Option<String>,
+    /// This model's list's weight in fusion; `None`: `fusion.dense_weight`.
+    pub fusion_weight: Option<f64>,
 }
 
 impl DenseModelConfig {
@@ -444,7 +446,13 @@ impl DenseModelConfig {
             normalize: None,
             query_prompt: None,
             document_prompt: None,
+            fusion_weight: None,
         }
+    }
+
+    /// The weight of this model's list in fusion.
+    pub fn weight(&self, fusion: &FusionConfig) -> f64 {
+        self.fusion_weight.unwrap_or(fusion.dense_weight)
     }
 }
 
@@ -845,6 +853,7 @@ pub fn resolve_layers(
             normalize: None,
             query_prompt: None,
             document_prompt: None,
+            fusion_weight: None,
         }],
         file.dense.models,
         None,
@@ -861,6 +870,7 @@ pub fn resolve_layers(
             normalize: m.normalize,
             query_prompt: m.query_prompt,
             document_prompt: m.document_prompt,
+            fusion_weight: m.fusion_weight,
         })
         .collect();
     let batch_tokens = layers.pick(
@@ -1131,6 +1141,17 @@ pub fn resolve_layers(
     ] {
         if !(weight.is_finite() && weight >= 0.0) {
             return Err(layers.invalid(key, "must be a finite number ≥ 0"));
+        }
+    }
+    for model in &dense_models {
+        if model
+            .fusion_weight
+            .is_some_and(|weight| !(weight.is_finite() && weight >= 0.0))
+        {
+            return Err(layers.invalid(
+                "dense.models",
+                format!("{}: fusion_weight must be a finite number ≥ 0", model.name),
+            ));
         }
     }
     if let DeviceSpec::Cuda(ordinals) = &devices {

@@ -6,12 +6,14 @@ use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
 use std::io::Write;
 use std::path::Path;
 
-/// One line per query, the top `top_k` candidates of each; `ids[i]` is the chunk id of point `i`.
+/// One line per query, the top `top_k` candidates of each; `ids[i]` is the chunk id of point `i`;
+/// `dense_names`: the dense models' vector names (config order).
 pub fn write_ranked(
     path: &Path,
     set: &QuerySet,
     queries: &[RankedQuery],
     ids: &[String],
+    dense_names: &[&str],
     top_k: usize,
 ) -> std::io::Result<usize> {
     let mut file = AtomicFile::create(path)?;
@@ -49,6 +51,11 @@ pub fn write_ranked(
                     fused_rank: c.fused.rank,
                     fused_score: c.fused.score,
                     dense_rank: c.fused.dense_rank,
+                    dense_ranks: dense_names
+                        .iter()
+                        .zip(&c.fused.dense_ranks)
+                        .filter_map(|(name, rank)| rank.map(|rank| (*name, rank)))
+                        .collect(),
                     sparse_rank: c.fused.sparse_rank,
                 })
                 .collect(),

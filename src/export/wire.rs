@@ -42,7 +42,10 @@ use serde::Serialize;
 /// - `status`: `ok` (reranked), `fused` (rerank off: the fused list) or `failed` (with `reason`;
 ///   the candidates are the fused list, without rerank scores — never invented ones);
 /// - `candidates`: the top `rerank.top_k`, in final order; ranks are 1-based; `dense_rank` /
-///   `sparse_rank` are absent when that list did not return the chunk.
+///   `sparse_rank` are absent when that list did not return the chunk;
+/// - with several dense models, `dense_ranks` gives the rank in each model's list by vector
+///   name (`{"minilm":1,"bge-small":3}`; a model whose list missed the chunk is absent) and
+///   `dense_rank` is the first model's.
 #[derive(Serialize)]
 pub struct RankedLine<'a> {
     pub query_id: &'a str,
@@ -69,6 +72,8 @@ pub struct RankedCandidateLine<'a> {
     pub fused_score: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dense_rank: Option<usize>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dense_ranks: std::collections::BTreeMap<&'a str, usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sparse_rank: Option<usize>,
 }

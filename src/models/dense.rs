@@ -96,15 +96,19 @@ impl DenseEmbedder {
         )?;
         identity.pooling = Some(pooling);
         identity.normalize = Some(normalize);
+        let document_prompt = config
+            .document_prompt
+            .clone()
+            .or_else(|| st.prompt("document").map(str::to_string));
+        let query_prompt = config
+            .query_prompt
+            .clone()
+            .or_else(|| st.prompt("query").map(str::to_string));
+        identity.query_prompt = query_prompt.clone();
+        identity.document_prompt = document_prompt.clone();
         Ok(Self {
-            document_prompt: config
-                .document_prompt
-                .clone()
-                .or_else(|| st.prompt("document").map(str::to_string)),
-            query_prompt: config
-                .query_prompt
-                .clone()
-                .or_else(|| st.prompt("query").map(str::to_string)),
+            document_prompt,
+            query_prompt,
             encoder,
             tokenizer,
             pooling,

@@ -39,6 +39,11 @@ pub struct ModelIdentity {
     pub pooling: Option<Pooling>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub normalize: Option<bool>,
+    /// Dense: the prompts prepended to queries and documents (a model's own, or the config's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_prompt: Option<String>,
     pub dtype: String,
     pub device: String,
     /// Where a fetched model came from (`origin.json`, written by `scripts/fetch-models.sh`):
@@ -84,6 +89,8 @@ impl ModelIdentity {
             max_length,
             pooling: None,
             normalize: None,
+            query_prompt: None,
+            document_prompt: None,
             dtype: format!("{:?}", device.dtype).to_lowercase(),
             device: device.label.clone(),
             origin: read_origin(&resolved.dir),

@@ -355,11 +355,18 @@ impl Job<'_> {
             report.evaluation = ranked.evaluation.clone();
             if self.fusion_enabled() {
                 let path = out_dir.join(RANKED_FILE);
+                let dense_names: Vec<&str> = config
+                    .dense
+                    .models
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect();
                 match write_ranked(
                     &path,
                     &ranked.set,
                     &ranked.queries,
                     &ranked.ids,
+                    &dense_names,
                     config.rerank.top_k,
                 ) {
                     Ok(_) => report.outputs.push(format!("{name}/{RANKED_FILE}")),
@@ -515,7 +522,7 @@ impl Job<'_> {
 
     /// Fusion runs when anything ranks.
     pub(super) fn fusion_enabled(&self) -> bool {
-        self.config.sparse.enabled || self.config.rerank.enabled
+        super::retrieve::fusion_runs(self.config)
     }
 
     /// The validating pass (see the module docs).

@@ -17,7 +17,7 @@
 
 use super::resume::{describe_differences, fingerprint_sha256};
 use super::state::{OutputLock, StateError};
-use super::store::{Checkpoint, CollectionStore, Phase, StoredPoint, StoredPoints};
+use super::store::{split_row, Checkpoint, CollectionStore, Phase, StoredPoint, StoredPoints};
 use super::windows::absorb_runs;
 use crate::export::manifest::{MergedShard, ShardRecord, SharedCollection};
 use crate::export::{CollectionReport, CollectionStatus, RunStatus, MANIFEST_FILE, POINTS_FILE};
@@ -450,11 +450,15 @@ pub fn assemble(
         source.advance().map_err(fail)?;
         sources.push(source);
     }
-    let dims: Vec<usize> = sources
+    let dims: Vec<Vec<usize>> = sources
         .iter()
         .filter(|s| s.checkpoint.points > 0)
-        .map(|s| s.points.dense_dim())
+        .map(|s| match &s.checkpoint.dense_dims {
+            dims if dims.is_empty() => vec![s.points.dense_dim()],
+            dims => dims.clone(),
+        })
         .collect();
+    let model_dims = dims.first().cloned().unwrap_or_default();
     if dims.windows(2).any(|d| d[0] != d[1]) {
         return Err(fail(format!(
             "the shards' dense dimensions differ: {dims:?}"
@@ -486,7 +490,7 @@ pub fn assemble(
         writer
             .point(
                 &point.line,
-                &point.dense,
+                &split_row(&point.dense, &model_dims),
                 point.sparse.as_ref().map(Option::as_ref),
                 point.position,
                 &point.id,

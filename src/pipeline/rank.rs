@@ -6,9 +6,10 @@
 //! chunk itself. Probe metrics (is the source chunk in the top 10, MRR@10) are a health check
 //! that catches a broken model on every run; probe output is labelled `"source": "probe"`.
 //!
-//! Per query: the primary (first) dense model retrieves its top `fusion.depth` by inner product,
-//! SPLADE retrieves its top `fusion.depth` from an inverted index (metadata-fallback vectors
-//! included: they share the vocabulary space), the lists are fused, and the CrossEncoder scores
+//! Per query: each dense model retrieves its top `fusion.depth` by inner product (with its own
+//! query prompt, from its own column block of the stored vectors), SPLADE retrieves its top
+//! `fusion.depth` from an inverted index (metadata-fallback vectors included: they share the
+//! vocabulary space), all the lists are fused with their weights, and the CrossEncoder scores
 //! the top `rerank.candidates` fused candidates. A query whose pairs cannot all be scored is
 //! marked failed with the reason and keeps only its fused list: no invented scores.
 
@@ -140,10 +141,11 @@ fn first_sentence(text: &str) -> String {
     text[..end].trim().to_string()
 }
 
-/// Query vectors made by the dense stage (primary model, query prompt) and the sparse stage.
+/// Query vectors made by the dense stage (each model with its query prompt) and the sparse
+/// stage.
 pub struct QueryVectors {
-    /// One vector per query, or why there are none.
-    pub dense: Result<Vec<Vec<f32>>, String>,
+    /// Per dense model (config order): one vector per query, or why there are none.
+    pub dense: Vec<Result<Vec<Vec<f32>>, String>>,
     /// One SPLADE vector per query (`None` where its encoding failed); `None` without sparse.
     pub sparse: Option<Vec<Option<SparseVector>>>,
 }
@@ -172,13 +174,14 @@ pub fn encode_dense_queries(
         })
 }
 
-/// Retrieves and fuses every query of `set` against the collection's vectors: the dense index
-/// (primary model) and, when the sparse stage ran, the sparse one. Rerank comes after, on the
-/// passages of the candidates ([`rerank_candidates`], [`rerank`]).
+/// Retrieves and fuses every query of `set` against the collection's vectors: each dense
+/// model's index (config order, as `query_vectors.dense`) and, when the sparse stage ran, the
+/// sparse one. Rerank comes after, on the passages of the candidates ([`rerank_candidates`],
+/// [`rerank`]).
 pub fn fuse_queries(
     collection: &str,
     set: &QuerySet,
-    dense_index: &DenseIndex<'_>,
+    dense_indexes: &[DenseIndex<'_>],
     sparse_index: Option<&SparseIndex>,
     query_vectors: &QueryVectors,
     config: &RunConfig,
@@ -188,14 +191,25 @@ pub fn fuse_queries(
     let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
     let mut reasons: Vec<Option<String>> = vec![None; texts.len()];
 
-    // Dense retrieval with the primary model and its query prompt.
-    let dense_hits: Vec<Vec<Hit>> = match &query_vectors.dense {
-        Ok(vectors) => dense_index.search_many(vectors, depth),
-        Err(reason) => {
-            reasons.iter_mut().for_each(|r| *r = Some(reason.clone()));
-            vec![Vec::new(); texts.len()]
-        }
-    };
+    // Dense retrieval, per model with its query prompt: [model][query] → hits. A model whose
+    // query encoding failed contributes empty lists and fails every query with its reason.
+    let dense_hits: Vec<Vec<Vec<Hit>>> = dense_indexes
+        .iter()
+        .zip(&query_vectors.dense)
+        .map(|(index, vectors)| match vectors {
+            Ok(vectors) => index.search_many(vectors, depth),
+            Err(reason) => {
+                reasons.iter_mut().for_each(|r| *r = Some(reason.clone()));
+                vec![Vec::new(); texts.len()]
+            }
+        })
+        .collect();
+    let dense_weights: Vec<f64> = config
+        .dense
+        .models
+        .iter()
+        .map(|model| model.weight(&config.fusion))
+        .collect();
 
     // Sparse retrieval; a query whose SPLADE encoding fails is ranked on dense alone.
     let sparse_hits: Option<Vec<Option<Vec<Hit>>>> = match (&query_vectors.sparse, sparse_index) {
@@ -218,13 +232,19 @@ pub fn fuse_queries(
         .enumerate()
         .map(|(i, query)| {
             let sparse = sparse_hits.as_ref().and_then(|all| all[i].clone());
-            let mut fused = fusion::fuse(
-                &dense_hits[i],
-                sparse.as_deref(),
+            let dense: Vec<Vec<Hit>> = dense_hits.iter().map(|model| model[i].clone()).collect();
+            let dense_lists: Vec<(&[Hit], f64)> = dense
+                .iter()
+                .zip(&dense_weights)
+                .map(|(hits, weight)| (hits.as_slice(), *weight))
+                .collect();
+            let mut fused = fusion::fuse_lists(
+                &dense_lists,
+                sparse
+                    .as_deref()
+                    .map(|hits| (hits, config.fusion.sparse_weight)),
                 method,
                 config.fusion.rrf_k,
-                config.fusion.dense_weight,
-                config.fusion.sparse_weight,
             );
             fused.truncate(depth);
             let ranked = fused
@@ -247,7 +267,7 @@ pub fn fuse_queries(
                     QueryStatus::Fused
                 },
                 reason,
-                dense: dense_hits[i].clone(),
+                dense,
                 sparse,
                 fused,
                 ranked,
@@ -435,11 +455,22 @@ pub fn rerank(
     run
 }
 
-/// Metrics per list (dense, sparse, fused, reranked) against `qrels`, doc ids = chunk ids.
+/// The evaluation name of each dense model's list: `dense` with one model, `dense:<vector
+/// name>` with several.
+pub fn dense_list_names(config: &RunConfig) -> Vec<String> {
+    match config.dense.models.as_slice() {
+        [_] => vec!["dense".to_string()],
+        models => models.iter().map(|m| format!("dense:{}", m.name)).collect(),
+    }
+}
+
+/// Metrics per list (each dense model's, sparse, fused, reranked) against `qrels`, doc ids =
+/// chunk ids; `dense_names` as [`dense_list_names`].
 pub fn evaluate_lists(
     qrels: &Qrels,
     queries: &[RankedQuery],
     chunk_ids: &[String],
+    dense_names: &[String],
     reranked: bool,
 ) -> BTreeMap<String, Metrics> {
     let ids = |indices: &mut dyn Iterator<Item = usize>| -> Vec<String> {
@@ -453,7 +484,9 @@ pub fn evaluate_lists(
                 .or_default()
                 .insert(query.id.clone(), ranking);
         };
-        put("dense", ids(&mut query.dense.iter().map(|h| h.index)));
+        for (name, hits) in dense_names.iter().zip(&query.dense) {
+            put(name, ids(&mut hits.iter().map(|h| h.index)));
+        }
         if let Some(sparse) = &query.sparse {
             put("sparse", ids(&mut sparse.iter().map(|h| h.index)));
         }

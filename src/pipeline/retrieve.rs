@@ -4,8 +4,8 @@
 
 use super::collection::{check_interrupt, Job, RankingInputs, Stop};
 use super::rank::{
-    encode_dense_queries, encode_sparse_queries, evaluate_lists, fuse_queries, query_budget,
-    rerank, rerank_candidates, QueryVectors,
+    dense_list_names, encode_dense_queries, encode_sparse_queries, evaluate_lists, fuse_queries,
+    query_budget, rerank, rerank_candidates, QueryVectors,
 };
 use super::store::CollectionStore;
 use crate::batching::BatchBudget;
@@ -43,7 +43,7 @@ impl Job<'_> {
             // Query vectors: the primary dense model with its query prompt, and SPLADE.
             let leasing = &self.ctx.leasing;
             // Every dense model encodes the queries (they are exported for searching the
-            // points); the primary one retrieves.
+            // points too) and retrieves from its own column block.
             let mut dense_all = Vec::new();
             for index in 0..config.dense.models.len() {
                 let _lease = leasing.lease_and_activate(
@@ -61,10 +61,10 @@ impl Job<'_> {
                 };
                 dense_all.push(encoded);
             }
-            let dense = dense_all
-                .first()
+            let dense: Vec<DenseQueryVectors> = dense_all
+                .iter()
                 .map(|(_, vectors)| vectors.clone())
-                .unwrap_or_else(|| Err("no dense model".to_string()));
+                .collect();
             let sparse = if config.sparse.enabled {
                 let _lease =
                     leasing.lease_and_activate(models, Stage::Sparse, 0, query_budget(config))?;
@@ -84,7 +84,7 @@ impl Job<'_> {
             let (mut queries, fusion_run) = fuse_queries(
                 name,
                 &set,
-                &state.dense_index(),
+                &state.dense_indexes(),
                 sparse_index.as_ref(),
                 &query_vectors,
                 config,
@@ -148,18 +148,7 @@ impl Job<'_> {
                 queries.len()
             ));
         }
-        let sparse_used = config.sparse.enabled;
-        let fusion = match (config.fusion.method, sparse_used) {
-            (_, false) => "dense only (sparse disabled)".to_string(),
-            (FusionMethod::Rrf, true) => format!(
-                "rrf k={} weights dense={} sparse={}",
-                config.fusion.rrf_k, config.fusion.dense_weight, config.fusion.sparse_weight
-            ),
-            (FusionMethod::Convex, true) => format!(
-                "convex weights dense={} sparse={}",
-                config.fusion.dense_weight, config.fusion.sparse_weight
-            ),
-        };
+        let fusion = fusion_description(config);
         let report = RankingReport {
             queries_source: match &set.source {
                 QuerySource::File(path) => format!("file:{}", config.display_path(path).display()),
@@ -170,7 +159,13 @@ impl Job<'_> {
             fusion,
         };
         let evaluation = qrels.map(|(label, qrels)| {
-            let lists = evaluate_lists(&qrels, &queries, &state.ids, rerank_run.is_some());
+            let lists = evaluate_lists(
+                &qrels,
+                &queries,
+                &state.ids,
+                &dense_list_names(config),
+                rerank_run.is_some(),
+            );
             for (list, metrics) in &lists {
                 info!(list = %list, ndcg_at_10 = format!("{:.4}", metrics.ndcg_at_10), recall_at_100 = format!("{:.4}", metrics.recall_at_100),
                     mrr_at_10 = format!("{:.4}", metrics.mrr_at_10), queries = metrics.queries, qrels = %label, "evaluation");
@@ -246,6 +241,40 @@ pub(super) struct Ranked {
     pub(super) query_vectors: ExportedQueryVectors,
 }
 
+/// Whether a run fuses lists (and writes `rerank.jsonl`): with sparse, with rerank, or with
+/// several dense models.
+pub(super) fn fusion_runs(config: &RunConfig) -> bool {
+    config.sparse.enabled || config.rerank.enabled || config.dense.models.len() > 1
+}
+
+/// What the fusion was, for the manifest and summary: the method and each list's weight.
+fn fusion_description(config: &RunConfig) -> String {
+    let dense: Vec<String> = if config.dense.models.len() == 1 {
+        vec![format!("dense={}", config.fusion.dense_weight)]
+    } else {
+        config
+            .dense
+            .models
+            .iter()
+            .map(|m| format!("dense:{}={}", m.name, m.weight(&config.fusion)))
+            .collect()
+    };
+    let weights = |sparse: bool| {
+        let mut all = dense.clone();
+        if sparse {
+            all.push(format!("sparse={}", config.fusion.sparse_weight));
+        }
+        all.join(" ")
+    };
+    match (config.fusion.method, config.sparse.enabled) {
+        (_, false) if config.dense.models.len() == 1 => "dense only (sparse disabled)".to_string(),
+        (FusionMethod::Rrf, sparse) => {
+            format!("rrf k={} weights {}", config.fusion.rrf_k, weights(sparse))
+        }
+        (FusionMethod::Convex, sparse) => format!("convex weights {}", weights(sparse)),
+    }
+}
+
 /// One dense model's query vectors, or why there are none.
 pub(super) type DenseQueryVectors = Result<Vec<Vec<f32>>, String>;
 
@@ -263,7 +292,7 @@ pub(super) fn insert_ranking_stages(
     ranked: Option<&Ranked>,
     config: &RunConfig,
 ) {
-    let fusion_on = config.sparse.enabled || config.rerank.enabled;
+    let fusion_on = fusion_runs(config);
     let not_run = |enabled: bool| {
         StageReport::with_status(
             if enabled {

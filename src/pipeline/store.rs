@@ -4,8 +4,9 @@
 //! Files (all appended window by window, in point order):
 //! - `points.partial`: the point lines; renamed to `<collection>/points.jsonl` when every
 //!   window is done, so the final file is exactly the concatenation of the windows' lines;
-//! - `dense.f32`: the primary dense model's vectors, row-major little-endian f32 (the
-//!   retrieval matrix, memory-mapped for search);
+//! - `dense.f32`: the dense models' vectors, row-major little-endian f32, one row per point
+//!   holding each model's vector in config order (`dense_dims` gives their widths): the
+//!   retrieval matrix, memory-mapped for search, one column block per model;
 //! - `sparse.nnz` (u32 per point; `u32::MAX`: no sparse vector), `sparse.indices` (u32),
 //!   `sparse.values` (f32): the sparse vectors in CSR form, from which the inverted index is
 //!   built without a second copy in memory;
@@ -69,8 +70,11 @@ pub struct Checkpoint {
     pub chunks_consumed: usize,
     /// Points written (chunks consumed minus chunks that failed dense embedding).
     pub points: usize,
-    /// Dimension of the rows of `dense.f32`.
+    /// Width of the rows of `dense.f32` (the sum of `dense_dims`).
     pub dense_dim: usize,
+    /// Each dense model's dimension, in config order (a row is their vectors side by side).
+    #[serde(default)]
+    pub dense_dims: Vec<usize>,
     pub lengths: FileLengths,
     /// Dense and sparse stage reports accumulated over the complete windows.
     pub stages: BTreeMap<Stage, StageReport>,
@@ -90,6 +94,7 @@ impl Checkpoint {
             chunks_consumed: 0,
             points: 0,
             dense_dim: 0,
+            dense_dims: Vec::new(),
             lengths: FileLengths::default(),
             stages: BTreeMap::new(),
             failed_chunks: Vec::new(),
@@ -210,7 +215,7 @@ impl CollectionStore {
             store: self,
             added: FileLengths::default(),
             points: 0,
-            dim: 0,
+            dims: Vec::new(),
         })
     }
 
@@ -293,6 +298,7 @@ impl CollectionStore {
         Ok(RetrievalState {
             dense: MappedF32::open(&self.dir.join(DENSE_FILE), lengths.dense)?,
             dense_dim: self.checkpoint.dense_dim,
+            dense_dims: self.checkpoint.dense_dims.clone(),
             sparse_nnz: MappedU32::open(&self.dir.join(SPARSE_NNZ), lengths.sparse_nnz)?,
             sparse_indices: MappedU32::open(
                 &self.dir.join(SPARSE_INDICES),
@@ -312,17 +318,18 @@ pub struct WindowWriter<'s> {
     /// Bytes this window added to each file.
     added: FileLengths,
     points: usize,
-    dim: usize,
+    /// The dense models' dimensions of the points written.
+    dims: Vec<usize>,
 }
 
 impl WindowWriter<'_> {
-    /// Appends one point: its line (ending in a newline), its primary dense vector, its sparse
-    /// vector (`None` when the sparse stage is off; `Some(None)`: no vector for this point),
-    /// its position in the input stream and its chunk id.
+    /// Appends one point: its line (ending in a newline), each dense model's vector (config
+    /// order), its sparse vector (`None` when the sparse stage is off; `Some(None)`: no vector
+    /// for this point), its position in the input stream and its chunk id.
     pub fn point(
         &mut self,
         line: &[u8],
-        dense: &[f32],
+        dense: &[&[f32]],
         sparse: Option<Option<&SparseVector>>,
         position: usize,
         id: &str,
@@ -330,11 +337,14 @@ impl WindowWriter<'_> {
         let writers = self.store.writers()?;
         writers.points.write_all(line)?;
         self.added.points += line.len() as u64;
-        for value in dense {
-            writers.dense.write_all(&value.to_le_bytes())?;
+        for vector in dense {
+            for value in *vector {
+                writers.dense.write_all(&value.to_le_bytes())?;
+            }
+            self.added.dense += 4 * vector.len() as u64;
         }
-        self.added.dense += 4 * dense.len() as u64;
-        self.dim = dense.len();
+        self.dims.clear();
+        self.dims.extend(dense.iter().map(|v| v.len()));
         match sparse {
             Some(Some(vector)) => {
                 let nnz = u32::try_from(vector.indices.len())
@@ -387,8 +397,9 @@ impl WindowWriter<'_> {
         lengths.sparse_indices += self.added.sparse_indices;
         lengths.sparse_values += self.added.sparse_values;
         lengths.docs += self.added.docs;
-        if self.dim > 0 {
-            checkpoint.dense_dim = self.dim;
+        if self.points > 0 {
+            checkpoint.dense_dim = self.dims.iter().sum();
+            checkpoint.dense_dims = self.dims;
         }
         checkpoint.points += self.points;
         checkpoint.windows += 1;
@@ -396,6 +407,22 @@ impl WindowWriter<'_> {
         update(checkpoint);
         self.store.save()
     }
+}
+
+/// A stored row cut into the dense models' vectors (`dims` in config order; the whole row
+/// when they are not known).
+pub fn split_row<'a>(row: &'a [f32], dims: &[usize]) -> Vec<&'a [f32]> {
+    if dims.iter().sum::<usize>() != row.len() {
+        return vec![row];
+    }
+    let mut rest = row;
+    dims.iter()
+        .map(|&dim| {
+            let (vector, tail) = rest.split_at(dim);
+            rest = tail;
+            vector
+        })
+        .collect()
 }
 
 /// One point as a finished store holds it.
@@ -639,6 +666,7 @@ mapped_scalars!(MappedU32, u32);
 pub struct RetrievalState {
     dense: MappedF32,
     dense_dim: usize,
+    dense_dims: Vec<usize>,
     sparse_nnz: MappedU32,
     sparse_indices: MappedU32,
     sparse_values: MappedF32,
@@ -649,8 +677,28 @@ pub struct RetrievalState {
 }
 
 impl RetrievalState {
+    /// The primary (first) dense model's index.
     pub fn dense_index(&self) -> crate::retrieval::DenseIndex<'_> {
-        crate::retrieval::DenseIndex::new(self.dense.as_slice(), self.dense_dim)
+        self.dense_indexes().swap_remove(0)
+    }
+
+    /// One index per dense model, in config order: each reads its column block of the rows.
+    /// A state from before several models were stored (or with no points) has one block.
+    pub fn dense_indexes(&self) -> Vec<crate::retrieval::DenseIndex<'_>> {
+        let rows = self.dense.as_slice();
+        if self.dense_dims.is_empty() {
+            return vec![crate::retrieval::DenseIndex::new(rows, self.dense_dim)];
+        }
+        let mut start = 0;
+        self.dense_dims
+            .iter()
+            .map(|&dim| {
+                let index =
+                    crate::retrieval::DenseIndex::columns(rows, self.dense_dim, start..start + dim);
+                start += dim;
+                index
+            })
+            .collect()
     }
 
     /// The inverted index over the points' sparse vectors (`None` when none were stored).
@@ -691,10 +739,63 @@ mod tests {
         let mut writer = store.window().unwrap();
         for (i, (line, row, sparse, id)) in points.iter().enumerate() {
             writer
-                .point(line, row, Some(sparse.as_ref()), first + i, id)
+                .point(
+                    line,
+                    &[row.as_slice()],
+                    Some(sparse.as_ref()),
+                    first + i,
+                    id,
+                )
                 .unwrap();
         }
         writer.commit(first + points.len(), |_| {}).unwrap();
+    }
+
+    /// Two dense models: a row holds both vectors side by side, and each model's index
+    /// searches its own block (a merge cuts a stored row back into the models' vectors).
+    #[test]
+    fn each_dense_model_searches_its_own_column_block() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = CollectionStore::open(tmp.path(), "fp", None).unwrap();
+        let mut writer = store.window().unwrap();
+        let rows: [(&[f32], &[f32]); 3] = [
+            (&[1.0, 0.0], &[0.0, 0.0, 1.0]),
+            (&[0.0, 1.0], &[1.0, 0.0, 0.0]),
+            (&[0.5, 0.5], &[0.0, 1.0, 0.0]),
+        ];
+        for (i, (a, b)) in rows.iter().enumerate() {
+            writer.point(b"p\n", &[a, b], None, i, "id").unwrap();
+        }
+        writer.commit(3, |_| {}).unwrap();
+        assert_eq!(store.checkpoint().dense_dims, [2, 3]);
+        assert_eq!(store.checkpoint().dense_dim, 5);
+        let state = store.retrieval().unwrap();
+        let indexes = state.dense_indexes();
+        assert_eq!(
+            indexes
+                .iter()
+                .map(|i| (i.len(), i.dim()))
+                .collect::<Vec<_>>(),
+            [(3, Some(2)), (3, Some(3))]
+        );
+        let best = |index: &crate::retrieval::DenseIndex<'_>, query: &[f32]| {
+            index.search(query, 1)[0].index
+        };
+        assert_eq!(best(&indexes[0], &[0.0, 1.0]), 1);
+        assert_eq!(best(&indexes[1], &[0.0, 1.0, 0.0]), 2);
+        assert_eq!(best(&indexes[1], &[0.0, 0.0, 1.0]), 0);
+        assert_eq!(
+            best(&state.dense_index(), &[1.0, 0.0]),
+            0,
+            "the primary's block"
+        );
+        let row = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(split_row(&row, &[2, 3]), [&row[..2], &row[2..]]);
+        assert_eq!(
+            split_row(&row, &[]),
+            [&row[..]],
+            "unknown widths: the whole row"
+        );
     }
 
     #[test]
@@ -783,17 +884,17 @@ mod tests {
         // Positions 0, 4 and 7 of the input: a shard's points carry their global positions.
         let mut writer = store.window().unwrap();
         writer
-            .point(b"a\n", &[1.0, -2.0], Some(Some(&vector)), 0, "a")
+            .point(b"a\n", &[&[1.0, -2.0]], Some(Some(&vector)), 0, "a")
             .unwrap();
         writer
-            .point(b"b\n", &[0.25, 3.0], Some(None), 4, "b")
+            .point(b"b\n", &[&[0.25, 3.0]], Some(None), 4, "b")
             .unwrap();
         writer.commit(5, |_| {}).unwrap();
         let mut writer = store.window().unwrap();
         writer
             .point(
                 b"c\n",
-                &[f32::MIN_POSITIVE, 0.0],
+                &[&[f32::MIN_POSITIVE, 0.0]],
                 Some(Some(&vector)),
                 7,
                 "c",

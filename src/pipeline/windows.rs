@@ -193,11 +193,11 @@ impl Job<'_> {
                 line.clear();
                 render_point(&mut line, name, chunk, &vectors, config.output.include_text)
                     .map_err(|err| Stop::Failed(FailureClass::Output, err.to_string()))?;
-                let primary = vectors.dense.first().map_or(&[][..], |(_, v)| *v);
+                let dense_rows: Vec<&[f32]> = vectors.dense.iter().map(|(_, v)| *v).collect();
                 writer
                     .point(
                         &line,
-                        primary,
+                        &dense_rows,
                         sparse.as_ref().map(|_| sparse_point.map(|p| &p.vector)),
                         positions[i],
                         chunk.id.as_str(),
