@@ -745,8 +745,8 @@ devices = "cpu"
     }
 }
 
-/// Two real dense models in one run (all-MiniLM-L6-v2 and bge-small-en-v1.5, the latter with
-/// its query instruction and a fusion weight of 0.5): each is exported as its own named vector,
+/// Two real dense models in one run (all-MiniLM-L6-v2 and bge-small-en-v1.5, the latter by its
+/// alias, with its query instruction and a fusion weight of 0.5): each is exported as its own named vector,
 /// retrieves from its own vectors, and is fused with SPLADE by weighted RRF over the three
 /// lists; the evaluation reports each list. The ranks and fused scores in `rerank.jsonl` are
 /// recomputed here from the exported points and query vectors.
@@ -768,7 +768,7 @@ name = "minilm"
 model = "sentence-transformers/all-MiniLM-L6-v2"
 [[dense.models]]
 name = "bge-small"
-model = "BAAI/bge-small-en-v1.5"
+model = "bge-small-en"
 fusion_weight = 0.5
 [sparse]
 model = "splade-tiny"
@@ -808,8 +808,16 @@ devices = "cpu"
     assert_eq!(manifest["status"], "ok");
     let bge = &manifest["models"][1];
     assert_eq!(
-        (bge["name"].as_str(), bge["pooling"].as_str()),
-        (Some("bge-small"), Some("cls"))
+        (
+            bge["name"].as_str(),
+            bge["model"].as_str(),
+            bge["pooling"].as_str()
+        ),
+        (
+            Some("bge-small"),
+            Some("BAAI/bge-small-en-v1.5"),
+            Some("cls")
+        )
     );
     assert_eq!(
         bge["query_prompt"],
@@ -886,5 +894,42 @@ devices = "cpu"
                 "{chunk}: {fused} vs {expected}"
             );
         }
+    }
+}
+
+/// An alias promises its model's width: a checkpoint behind `bge-m3` (1024 dimensions) that
+/// embeds to 32 is refused by `check` and by a run, naming both numbers.
+#[test]
+fn an_alias_refuses_a_checkpoint_of_another_width() {
+    let root = repo_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    util::copy_dir(
+        &root.join("tests/models/tiny-xlm-roberta-dense"),
+        &models.join("BAAI/bge-m3"),
+    );
+    for check in [true, false] {
+        let mut command = binary();
+        if check {
+            command.arg("check");
+        }
+        let output = run(
+            command
+                .arg("--input")
+                .arg(root.join("examples/collections/scifact-mini"))
+                .arg("--output")
+                .arg(tmp.path().join("out"))
+                .arg("--models-dir")
+                .arg(&models)
+                .args(["--no-sparse", "--no-rerank", "--device", "cpu"])
+                .args(["--set", r#"dense.models=[{ model = "bge-m3" }]"#]),
+            false,
+        );
+        let all = util::stdout_and_stderr(&output);
+        assert!(
+            all.contains("embeds to 32 dimensions where its alias says 1024"),
+            "{all}"
+        );
+        assert!(!tmp.path().join("out/scifact-mini/points.jsonl").exists());
     }
 }

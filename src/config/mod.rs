@@ -23,6 +23,8 @@ mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
 
+    use crate::models::Pooling;
+
     const BASE: &str = r#"
 [input]
 root = "collections"
@@ -188,6 +190,64 @@ enabled = true
         .unwrap_err()
         .to_string();
         assert!(message.contains("EMBED_COLLECTIONS_SPARES"), "{message}");
+    }
+
+    /// An alias resolves to its hub id and model-card settings; the config's own settings win;
+    /// an alias in the wrong role, or of an architecture not implemented, names the key.
+    #[test]
+    fn model_aliases_resolve_with_their_settings() {
+        let text = format!(
+            "{BASE}\n[[dense.models]]\nmodel = \"bge-small-en\"\n\
+             [[dense.models]]\nmodel = \"all-minilm-l6\"\nname = \"mini\"\nmax_length = 128\n\
+             [rerank]\nmodel = \"bge-reranker-v2-m3\"\n"
+        );
+        let config = resolve_text(&text, &env(&[]), &Overrides::default()).unwrap();
+        let bge = &config.dense.models[0];
+        assert_eq!(
+            (
+                bge.name.as_str(),
+                bge.model.as_str(),
+                bge.max_length,
+                bge.expected_dim
+            ),
+            (
+                "bge-small-en",
+                "BAAI/bge-small-en-v1.5",
+                Some(512),
+                Some(384)
+            )
+        );
+        assert_eq!(bge.pooling, Some(Pooling::Cls));
+        assert_eq!(
+            bge.query_prompt.as_deref(),
+            Some("Represent this sentence for searching relevant passages: ")
+        );
+        let mini = &config.dense.models[1];
+        assert_eq!(
+            (mini.name.as_str(), mini.model.as_str(), mini.max_length),
+            ("mini", "sentence-transformers/all-MiniLM-L6-v2", Some(128))
+        );
+        assert_eq!(config.rerank.model, "BAAI/bge-reranker-v2-m3");
+        assert_eq!(config.rerank.max_length, Some(512));
+
+        for (extra, key, message) in [
+            (
+                "[[dense.models]]\nmodel = \"splade-v3\"\n",
+                "dense.models",
+                "is a sparse model",
+            ),
+            (
+                "[[dense.models]]\nmodel = \"qwen3-embedding-0.6b\"\n",
+                "dense.models",
+                "not implement",
+            ),
+        ] {
+            let text = format!("{BASE}\n{extra}");
+            let err = resolve_text(&text, &env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key) && err.contains(message), "{err}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::values::{
     ValueError,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
+use crate::models::aliases::{self, AliasRole};
 use crate::models::Pooling;
 use crate::shard::{Shard, ShardRequest};
 use serde::{Serialize, Serializer};
@@ -432,6 +433,8 @@ pub struct DenseModelConfig {
     pub document_prompt: Option<String>,
     /// This model's list's weight in fusion; `None`: `fusion.dense_weight`.
     pub fusion_weight: Option<f64>,
+    /// The dimension the model must have (set by a model alias); `None`: whatever it has.
+    pub expected_dim: Option<usize>,
 }
 
 impl DenseModelConfig {
@@ -447,6 +450,7 @@ impl DenseModelConfig {
             query_prompt: None,
             document_prompt: None,
             fusion_weight: None,
+            expected_dim: None,
         }
     }
 
@@ -861,18 +865,40 @@ pub fn resolve_layers(
     )?;
     let dense_models: Vec<DenseModelConfig> = dense_models
         .into_iter()
-        .map(|m| DenseModelConfig {
-            name: m.name.unwrap_or_else(|| default_vector_name(&m.model)),
-            model: m.model,
-            revision: m.revision,
-            max_length: m.max_length,
-            pooling: m.pooling,
-            normalize: m.normalize,
-            query_prompt: m.query_prompt,
-            document_prompt: m.document_prompt,
-            fusion_weight: m.fusion_weight,
+        .map(|m| {
+            let alias = aliases::for_role(&m.model, AliasRole::Dense)
+                .map_err(|err| layers.invalid("dense.models", err.to_string()))?;
+            // An alias supplies its model card's settings; the config's own win.
+            Ok(match alias {
+                Some(alias) => DenseModelConfig {
+                    name: m.name.unwrap_or_else(|| alias.alias.to_string()),
+                    model: alias.hub_id.to_string(),
+                    revision: m.revision,
+                    max_length: m.max_length.or(Some(alias.max_length)),
+                    pooling: m.pooling.or(alias.pooling),
+                    normalize: m.normalize.or(alias.normalize),
+                    query_prompt: m
+                        .query_prompt
+                        .or_else(|| alias.query_prompt.map(str::to_string)),
+                    document_prompt: m.document_prompt,
+                    fusion_weight: m.fusion_weight,
+                    expected_dim: Some(alias.dim),
+                },
+                None => DenseModelConfig {
+                    name: m.name.unwrap_or_else(|| default_vector_name(&m.model)),
+                    model: m.model,
+                    revision: m.revision,
+                    max_length: m.max_length,
+                    pooling: m.pooling,
+                    normalize: m.normalize,
+                    query_prompt: m.query_prompt,
+                    document_prompt: m.document_prompt,
+                    fusion_weight: m.fusion_weight,
+                    expected_dim: None,
+                },
+            })
         })
-        .collect();
+        .collect::<Result<_, ConfigError>>()?;
     let batch_tokens = layers.pick(
         "dense.batch_tokens",
         8192,
@@ -903,6 +929,12 @@ pub fn resolve_layers(
         None,
         None,
     )?;
+    let sparse_model = match aliases::for_role(&sparse_model, AliasRole::Sparse)
+        .map_err(|err| layers.invalid("sparse.model", err.to_string()))?
+    {
+        Some(alias) => alias.hub_id.to_string(),
+        None => sparse_model,
+    };
     let sparse_name = layers.pick(
         "sparse.name",
         "splade".to_string(),
@@ -995,6 +1027,15 @@ pub fn resolve_layers(
         None,
         None,
     )?;
+    let rerank_alias = aliases::for_role(&rerank_model, AliasRole::Rerank)
+        .map_err(|err| layers.invalid("rerank.model", err.to_string()))?;
+    let (rerank_model, rerank_max_length) = match rerank_alias {
+        Some(alias) => (
+            alias.hub_id.to_string(),
+            rerank_max_length.or(Some(alias.max_length)),
+        ),
+        None => (rerank_model, rerank_max_length),
+    };
     let probe_queries = layers.pick(
         "rerank.probe_queries",
         32,

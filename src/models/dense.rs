@@ -69,6 +69,17 @@ impl DenseEmbedder {
         let weights = resolved.weights_file()?;
         let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
         let encoder_config = read_config(&resolved.dir)?;
+        if let Some(expected) = config.expected_dim {
+            if encoder_config.hidden_size != expected {
+                return Err(ModelError::Unsupported {
+                    path: resolved.dir.join("config.json"),
+                    message: format!(
+                        "{} embeds to {} dimensions where its alias says {expected}",
+                        config.model, encoder_config.hidden_size
+                    ),
+                });
+            }
+        }
         let mut encoder = BertEncoder::load(&checkpoint, &encoder_config, device.backend)?;
         if device.packed_bf16() {
             encoder.use_bf16();

@@ -2,6 +2,7 @@
 //! ([`sentence_transformers`]), tokenising ([`tokenize`]), encoders ([`bert`]) and heads
 //! ([`pooling`]). [`dense`] puts them together into the bi-encoder the dense stage uses.
 
+pub mod aliases;
 pub mod bert;
 pub mod checkpoint;
 pub mod cross_encoder;

@@ -142,6 +142,8 @@ struct WantedModel {
     revision: Option<String>,
     sentence_transformer: bool,
     max_length: Option<usize>,
+    /// The hidden size a model alias promises.
+    expected_dim: Option<usize>,
 }
 
 fn wanted_models(config: &RunConfig) -> Vec<WantedModel> {
@@ -155,6 +157,7 @@ fn wanted_models(config: &RunConfig) -> Vec<WantedModel> {
             revision: m.revision.clone(),
             sentence_transformer: true,
             max_length: m.max_length,
+            expected_dim: m.expected_dim,
         })
         .collect();
     if config.sparse.enabled {
@@ -164,6 +167,7 @@ fn wanted_models(config: &RunConfig) -> Vec<WantedModel> {
             revision: None,
             sentence_transformer: false,
             max_length: None,
+            expected_dim: None,
         });
     }
     if config.rerank.enabled {
@@ -173,6 +177,7 @@ fn wanted_models(config: &RunConfig) -> Vec<WantedModel> {
             revision: None,
             sentence_transformer: false,
             max_length: config.rerank.max_length,
+            expected_dim: None,
         });
     }
     wanted
@@ -209,6 +214,13 @@ pub fn model_problems(config: &RunConfig, manager: &ModelManager) -> ModelProble
         };
         let mut max_length = None;
         if let Ok(bert) = &bert {
+            if let Some(expected) = wanted.expected_dim.filter(|d| *d != bert.hidden_size) {
+                problems.push(format!(
+                    "{}: embeds to {} dimensions where its alias says {expected}",
+                    resolved.dir.join("config.json").display(),
+                    bert.hidden_size
+                ));
+            }
             match checked_max_length(
                 &resolved.dir,
                 wanted.max_length,
