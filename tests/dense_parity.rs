@@ -187,3 +187,55 @@ fn f16_through_candle_stays_close_to_the_reference() {
     let worst = worst_cosine_at(Precision::F16, EncoderBackend::Candle, 0.999);
     eprintln!("f16 dense (candle, CPU): worst cosine {worst:.6}");
 }
+
+#[derive(Deserialize)]
+struct BgeGolden {
+    model: String,
+    max_length: usize,
+    items: Vec<BgeItem>,
+}
+
+#[derive(Deserialize)]
+struct BgeItem {
+    role: String,
+    text: String,
+    input_ids: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+/// bge-small-en-v1.5 (the second real dense model: CLS pooling, a query instruction) against
+/// the float64 numpy reference (`scripts/reference/make_bge_golden.py`), on both backends:
+/// documents plain, queries with the model's own query prompt, each alone and in one batch.
+#[test]
+fn bge_small_matches_the_numpy_reference_with_its_query_prompt() {
+    let path = util::repo_root().join("tests/golden/dense_bge_small.json");
+    let golden: BgeGolden = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let manager = ModelManager::new(models_dir(), std::env::temp_dir().join("no-hf-cache"), true);
+    let resolved = manager.resolve(&golden.model, None, None).unwrap();
+    let config = DenseModelConfig::for_model("bge", &golden.model);
+    for backend in [EncoderBackend::Packed, EncoderBackend::Candle] {
+        let mut device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
+        device.backend = backend;
+        let embedder = DenseEmbedder::load(&config, &resolved, &device).unwrap();
+        assert_eq!(embedder.identity().max_length, golden.max_length);
+        for role in ["document", "query"] {
+            let items: Vec<&BgeItem> = golden.items.iter().filter(|i| i.role == role).collect();
+            let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+            for budget in [ONE_AT_A_TIME, ONE_BATCH] {
+                let output = match role {
+                    "query" => embedder.embed_queries(&texts, budget),
+                    _ => embedder.embed_documents(&texts, budget),
+                }
+                .unwrap();
+                for (item, vector) in items.iter().zip(&output.vectors) {
+                    let similarity = cosine(vector, &item.embedding);
+                    assert!(
+                        similarity >= 0.999 && max_abs_diff(vector, &item.embedding) < 1e-4,
+                        "{backend:?} {role} of {} tokens: cosine {similarity}",
+                        item.input_ids.len()
+                    );
+                }
+            }
+        }
+    }
+}
