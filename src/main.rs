@@ -483,6 +483,25 @@ fn report(err: &anyhow::Error, hint: Option<&str>) {
     }
 }
 
+/// The +10 % rule for one collection, in one line under its stage rows.
+fn print_overhead(overhead: &embed_collections::export::OverheadReport) {
+    let spent = overhead.sparse_s + overhead.fusion_s + overhead.rerank_s;
+    let verdict = match (overhead.ratio, overhead.within_limit) {
+        (Some(ratio), Some(true)) => format!("{:.1} % of dense: within", 100.0 * ratio),
+        (Some(ratio), _) => format!("{:.1} % of dense: over", 100.0 * ratio),
+        (None, _) => "no dense time to compare with".to_string(),
+    };
+    println!(
+        "{:<20} overhead: sparse + fusion + rerank {spent:.2} s = {verdict} the {:.0} % rule \
+         ({} rerank pairs, {} {} queries)",
+        "",
+        100.0 * overhead.limit,
+        overhead.rerank_pairs,
+        overhead.queries,
+        overhead.queries_from
+    );
+}
+
 /// A per-collection table on stdout (the result the user asked for); the manifest has the
 /// full detail.
 fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
@@ -542,6 +561,9 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
                     run.fallbacks + run.missing
                 );
             }
+        }
+        if let Some(overhead) = &report.overhead {
+            print_overhead(overhead);
         }
         if let Some(error) = &report.error {
             println!("  error: {error}");

@@ -73,6 +73,40 @@ fn quickstart_writes_points_and_manifest() {
     assert_eq!(collection["stages"]["rerank"]["status"], "ok");
     assert_eq!(collection["stages"]["fusion"]["status"], "ok");
 
+    // The +10 % rule, measured: the overhead is the stages' own times, in the summary, the
+    // manifest and the metrics alike.
+    let seconds = |stage: &str| -> f64 {
+        collection["stages"][stage]["runs"]
+            .as_array()
+            .map_or(0.0, |runs| {
+                runs.iter().map(|r| r["latency_s"].as_f64().unwrap()).sum()
+            })
+    };
+    let overhead = &collection["overhead"];
+    let ratio = overhead["ratio"].as_f64().unwrap();
+    let expected = (seconds("sparse") + seconds("fusion") + seconds("rerank")) / seconds("dense");
+    assert!((ratio - expected).abs() < 1e-9, "{overhead}");
+    assert_eq!(overhead["dense_s"].as_f64().unwrap(), seconds("dense"));
+    assert_eq!(overhead["within_limit"], ratio <= 0.10);
+    assert_eq!(
+        overhead["rerank_pairs"],
+        collection["stages"]["rerank"]["runs"][0]["items"]
+    );
+    assert_eq!(overhead["queries"], collection["ranking"]["queries"]);
+    assert_eq!(overhead["queries_from"], "file");
+    let metrics = std::fs::read_to_string(out.path().join("metrics.prom")).unwrap();
+    let sample = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("embed_collections_overhead_ratio{collection=\"scifact-2k\"} ")
+        })
+        .unwrap_or_else(|| panic!("no overhead_ratio in:\n{metrics}"));
+    assert!((sample.parse::<f64>().unwrap() - ratio).abs() < 1e-9 * ratio.max(1.0));
+    assert!(
+        summary.contains(&format!("{:.1} % of dense", 100.0 * ratio)),
+        "{summary}"
+    );
+
     // Every file the run wrote is listed with its real size, line count and sha256.
     let files = manifest["files"].as_array().unwrap();
     let listed: HashSet<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();

@@ -293,6 +293,76 @@ pub struct CollectionReport {
     /// Retrieval quality per list (absent without qrels or probe).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<EvaluationReport>,
+    /// What sparse, fusion and rerank cost next to dense (absent before the collection's
+    /// stages are all in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overhead: Option<OverheadReport>,
+}
+
+/// The requirement on a batch's latency: sparse + fusion + rerank add at most this fraction
+/// of the dense stage's time.
+pub const OVERHEAD_LIMIT: f64 = 0.10;
+
+/// The +10 % rule, measured: the time of the stages after dense against the dense stage's
+/// (every dense model together), and what that time bought.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OverheadReport {
+    pub dense_s: f64,
+    pub sparse_s: f64,
+    pub fusion_s: f64,
+    pub rerank_s: f64,
+    /// (sparse + fusion + rerank) / dense; absent when the dense stage took no time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// [`OVERHEAD_LIMIT`].
+    pub limit: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within_limit: Option<bool>,
+    /// (query, passage) pairs the CrossEncoder scored.
+    pub rerank_pairs: usize,
+    /// Queries ranked, and where they came from (`file` or `probe`; `none` without ranking).
+    pub queries: usize,
+    pub queries_from: String,
+}
+
+impl OverheadReport {
+    /// From a collection's stage runs and ranking.
+    pub fn of(report: &CollectionReport) -> Self {
+        let seconds = |stage: Stage| {
+            report
+                .stages
+                .get(&stage)
+                .map_or(0.0, |s| s.runs.iter().map(|run| run.latency_s).sum::<f64>())
+        };
+        let (dense_s, sparse_s, fusion_s, rerank_s) = (
+            seconds(Stage::Dense),
+            seconds(Stage::Sparse),
+            seconds(Stage::Fusion),
+            seconds(Stage::Rerank),
+        );
+        let ratio = (dense_s > 0.0).then(|| (sparse_s + fusion_s + rerank_s) / dense_s);
+        let rerank_pairs = report
+            .stages
+            .get(&Stage::Rerank)
+            .map_or(0, |s| s.runs.iter().map(|run| run.items).sum());
+        let (queries, queries_from) = match &report.ranking {
+            Some(ranking) if ranking.queries_source == "probe" => (ranking.queries, "probe"),
+            Some(ranking) => (ranking.queries, "file"),
+            None => (0, "none"),
+        };
+        Self {
+            dense_s,
+            sparse_s,
+            fusion_s,
+            rerank_s,
+            ratio,
+            limit: OVERHEAD_LIMIT,
+            within_limit: ratio.map(|r| r <= OVERHEAD_LIMIT),
+            rerank_pairs,
+            queries,
+            queries_from: queries_from.to_string(),
+        }
+    }
 }
 
 /// What the ranking stages ran on.

@@ -10,8 +10,8 @@ pub mod wire;
 
 pub use atomic::{write_atomic, AtomicFile};
 pub use manifest::{
-    CollectionReport, CollectionStatus, FailureClass, Manifest, RunStatus, StageReport, StageRun,
-    StageStatus,
+    CollectionReport, CollectionStatus, FailureClass, Manifest, OverheadReport, RunStatus,
+    StageReport, StageRun, StageStatus, OVERHEAD_LIMIT,
 };
 pub use points::{render_point, PointVectors};
 pub use query_vectors::{write_query_vectors, QUERY_VECTORS_FILE};

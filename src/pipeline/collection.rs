@@ -29,7 +29,8 @@ use crate::eval::{self, Qrels};
 use crate::export::manifest::SkippedSummary;
 use crate::export::{
     collection_dir, write_query_vectors, write_ranked, CollectionReport, CollectionStatus,
-    FailureClass, StageReport, StageStatus, POINTS_FILE, QUERY_VECTORS_FILE, RANKED_FILE,
+    FailureClass, OverheadReport, StageReport, StageStatus, POINTS_FILE, QUERY_VECTORS_FILE,
+    RANKED_FILE,
 };
 use crate::gpu::{DeviceLease, LeaseLog, LeaseOptions, MemoryProbe, StageMemory};
 use crate::input::{self, ChunkStream, Collection, InputError, Query};
@@ -400,6 +401,7 @@ impl Job<'_> {
         report
             .stages
             .insert(Stage::Export, StageReport::with_status(export, None));
+        report.overhead = Some(OverheadReport::of(&report));
         // A query that failed (its rerank scores were not finite, say) is a part not done, like
         // a chunk without a point: the run says partial, never ok (the warning is the ranking's).
         let failed_queries = report.ranking.as_ref().map_or(0, |r| r.failed_queries);
@@ -712,6 +714,7 @@ fn empty_report(collection: &Collection) -> CollectionReport {
         stages: BTreeMap::new(),
         ranking: None,
         evaluation: None,
+        overhead: None,
     }
 }
 

@@ -47,6 +47,8 @@
 //! | `eval_ndcg_at_10` | `collection`, `list` | nDCG@10 of a ranked list (`dense`, `sparse`, `fused`, `reranked`). |
 //! | `eval_recall_at_100` | `collection`, `list` | Recall@100 of a ranked list. |
 //! | `eval_mrr_at_10` | `collection`, `list` | MRR@10 of a ranked list. |
+//! | `overhead_ratio` | `collection` | Time of sparse + fusion + rerank over the dense stage's (the rule: at most 0.10); absent when dense took no time. |
+//! | `overhead_rerank_pairs` | `collection` | (query, passage) pairs the CrossEncoder scored. |
 //!
 //! Skips are exported twice on purpose, in two families: `skipped_chunks` is the total and is
 //! always present (so "no skips" reads as 0, not as an absent series), `skipped` splits it by
@@ -156,6 +158,16 @@ pub fn render(
     let mut eval_ndcg = Family::new("eval_ndcg_at_10", "nDCG@10 of a ranked list.", CL);
     let mut eval_recall = Family::new("eval_recall_at_100", "Recall@100 of a ranked list.", CL);
     let mut eval_mrr = Family::new("eval_mrr_at_10", "MRR@10 of a ranked list.", CL);
+    let mut overhead_ratio = Family::new(
+        "overhead_ratio",
+        "Time of sparse + fusion + rerank over the dense stage's (the rule: at most 0.10).",
+        C,
+    );
+    let mut overhead_pairs = Family::new(
+        "overhead_rerank_pairs",
+        "(query, passage) pairs the CrossEncoder scored.",
+        C,
+    );
 
     run_info.push(vec![run_id.to_string(), snake_case(&status)], 1.0);
     run_start.push(Vec::new(), started_unix);
@@ -231,6 +243,12 @@ pub fn render(
                 eval_mrr.push(cl(), metrics.mrr_at_10);
             }
         }
+        if let Some(overhead) = &report.overhead {
+            if let Some(ratio) = overhead.ratio {
+                overhead_ratio.push(c(), ratio);
+            }
+            overhead_pairs.push(c(), count(overhead.rerank_pairs));
+        }
     }
 
     let families = [
@@ -260,6 +278,8 @@ pub fn render(
         eval_ndcg,
         eval_recall,
         eval_mrr,
+        overhead_ratio,
+        overhead_pairs,
     ];
 
     let mut out = String::new();
@@ -508,6 +528,7 @@ mod tests {
                 qrels: QRELS.to_string(),
                 lists,
             }),
+            overhead: None,
         }
     }
 
@@ -539,6 +560,7 @@ mod tests {
             stages,
             ranking: None,
             evaluation: None,
+            overhead: None,
         }
     }
 
