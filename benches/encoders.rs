@@ -14,7 +14,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use embed_collections::batching::BatchBudget;
 use embed_collections::config::{
-    DenseModelConfig, DeviceSpec, Environment, Precision, DEFAULT_DENSE_MODEL,
+    CpuPrecision, DenseModelConfig, DeviceSpec, Environment, Precision, DEFAULT_DENSE_MODEL,
     DEFAULT_RERANK_MODEL, DEFAULT_SPARSE_MODEL,
 };
 use embed_collections::input::{
@@ -135,6 +135,7 @@ fn sparse(c: &mut Criterion) {
             &device,
             None,
             256 << 20,
+            None,
         ) else {
             return;
         };
@@ -165,12 +166,26 @@ fn rerank(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("rerank");
     group.sample_size(10);
-    for backend in BACKENDS {
+    // The packed encoder also with its INT8 products (and bf16 where the CPU has it).
+    let mut variants = vec![
+        (EncoderBackend::Packed, CpuPrecision::F32),
+        (EncoderBackend::Packed, CpuPrecision::Int8),
+        (EncoderBackend::Candle, CpuPrecision::F32),
+    ];
+    if embed_collections::models::packed::bf16::supported() {
+        variants.insert(2, (EncoderBackend::Packed, CpuPrecision::Bf16));
+    }
+    for (backend, precision) in variants {
         let Some(device) = device(backend) else {
             return;
         };
-        let Ok(mut model) = CrossEncoder::load(DEFAULT_RERANK_MODEL, &resolved, &device, Some(256))
-        else {
+        let Ok(mut model) = CrossEncoder::load(
+            DEFAULT_RERANK_MODEL,
+            &resolved,
+            &device,
+            Some(256),
+            Some(precision),
+        ) else {
             return;
         };
         model.set_parallelism(1, threads());
@@ -181,7 +196,13 @@ fn rerank(c: &mut Criterion) {
         let tokens: usize = encodings.iter().map(|e| e.len()).sum();
         group.throughput(Throughput::Elements(tokens as u64));
         group.bench_with_input(
-            BenchmarkId::new("ms_marco_minilm_l12_pairs32", backend.as_str()),
+            BenchmarkId::new(
+                "ms_marco_minilm_l12_pairs32",
+                match precision {
+                    CpuPrecision::F32 => backend.as_str().to_string(),
+                    other => format!("{}-{}", backend.as_str(), other.as_str()),
+                },
+            ),
             &batch,
             |b, batch| b.iter(|| model.score(batch).map(|v| v.len())),
         );

@@ -155,8 +155,9 @@ def main():
                         help="our side: concurrent batch workers, the --threads split among them "
                              "(default: one per thread, as a run does on the CPU)")
     parser.add_argument("--backend", choices=["packed", "candle"], default="packed")
-    parser.add_argument("--precision", choices=["f32", "bf16"], default="f32",
-                        help="our side's precision (bf16: products in bf16, needs AVX512-BF16)")
+    parser.add_argument("--precision", choices=["f32", "bf16", "int8"], default="f32",
+                        help="our side's products (bf16: needs AVX512-BF16; int8: INT8 weights "
+                             "and per-row activations, VNNI kernels where the CPU has them)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--binary", default=str(ROOT / "target" / "release" / "embed-collections"))

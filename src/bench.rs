@@ -4,7 +4,7 @@
 //! same batch policy and threads. Texts never reach the output: only counts and timings.
 
 use crate::batching::BatchBudget;
-use crate::config::{DenseModelConfig, DeviceSpec, Precision};
+use crate::config::{CpuPrecision, DenseModelConfig, DeviceSpec, Precision};
 use crate::models::bert::EncoderBackend;
 use crate::models::packed::Threads;
 use crate::models::tokenize::Encoded;
@@ -39,7 +39,8 @@ pub struct BenchSpec {
     pub workers: usize,
     pub threads: Threads,
     pub repeat: usize,
-    pub precision: Precision,
+    /// The packed encoder's products (`bf16`: AVX512-BF16 CPUs only).
+    pub precision: CpuPrecision,
 }
 
 /// One repetition's figures.
@@ -110,7 +111,7 @@ fn read_texts(path: &Path, limit: Option<usize>) -> Result<Vec<TextLine>, BenchE
 /// Loads the model once and runs the texts `repeat` times.
 pub fn run_bench(spec: &BenchSpec, manager: &ModelManager) -> Result<Vec<BenchResult>, BenchError> {
     let lines = read_texts(&spec.texts, spec.limit)?;
-    let mut device = select_device(&DeviceSpec::Cpu, spec.precision)?;
+    let mut device = select_device(&DeviceSpec::Cpu, Precision::F32)?;
     device.backend = spec.backend;
     let resolved = manager.resolve(&spec.model_ref, None, None)?;
     let budget = BatchBudget {
@@ -123,6 +124,7 @@ pub fn run_bench(spec: &BenchSpec, manager: &ModelManager) -> Result<Vec<BenchRe
         BenchModel::Dense => {
             let mut config = DenseModelConfig::for_model("bench", &spec.model_ref);
             config.max_length = spec.max_length;
+            config.precision = Some(spec.precision);
             let mut model = DenseEmbedder::load(&config, &resolved, &device)?;
             model.set_parallelism(workers, spec.threads);
             let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
@@ -146,6 +148,7 @@ pub fn run_bench(spec: &BenchSpec, manager: &ModelManager) -> Result<Vec<BenchRe
                 &device,
                 None,
                 256 << 20,
+                Some(spec.precision),
             )?;
             model.set_parallelism(workers, spec.threads);
             let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
@@ -157,8 +160,13 @@ pub fn run_bench(spec: &BenchSpec, manager: &ModelManager) -> Result<Vec<BenchRe
             }
         }
         BenchModel::Rerank => {
-            let mut model =
-                CrossEncoder::load(&spec.model_ref, &resolved, &device, spec.max_length)?;
+            let mut model = CrossEncoder::load(
+                &spec.model_ref,
+                &resolved,
+                &device,
+                spec.max_length,
+                Some(spec.precision),
+            )?;
             model.set_parallelism(workers, spec.threads);
             let pairs: Vec<(&str, &str)> = lines
                 .iter()
@@ -211,7 +219,7 @@ fn result(
     BenchResult {
         model: spec.model,
         backend: spec.backend.as_str(),
-        precision: format!("{:?}", spec.precision).to_lowercase(),
+        precision: spec.precision.as_str().to_string(),
         workers: spec.workers.max(1),
         threads_per_pass: match spec.threads {
             Threads::Single => 1,

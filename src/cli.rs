@@ -284,9 +284,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
 
-    /// Precision: f32, or bf16 (packed encoder's products in bf16; needs AVX512-BF16)
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
-    pub precision: String,
+    /// The packed encoder's products: f32, bf16 (needs AVX512-BF16) or int8 (any CPU; VNNI
+    /// kernels where present)
+    #[arg(long, default_value = "f32")]
+    pub precision: crate::config::CpuPrecision,
 
     /// Models directory (default: as for a run)
     #[arg(long, value_name = "DIR")]

@@ -74,11 +74,7 @@ fn bench(args: &BenchArgs) -> i32 {
             Threads::Pool(threads)
         },
         repeat: args.repeat.max(1),
-        precision: if args.precision == "bf16" {
-            config::Precision::Bf16
-        } else {
-            config::Precision::F32
-        },
+        precision: args.precision,
     };
     let env = Environment::from_process();
     let models_dir = args

@@ -135,7 +135,7 @@ fn xlm_roberta_cross_encoder_matches_transformers_logits() {
         .map(|i| (i.query.as_str(), i.passage.as_str()))
         .collect();
     for backend in BACKENDS {
-        let encoder = CrossEncoder::load("tiny", &model, &cpu(backend), None).unwrap();
+        let encoder = CrossEncoder::load("tiny", &model, &cpu(backend), None, None).unwrap();
         assert_eq!(
             encoder.identity().architecture,
             "xlm-roberta_sequence_classification"
@@ -169,7 +169,8 @@ fn xlm_roberta_splade_matches_transformers_mlm_logits() {
     let texts: Vec<&str> = golden.splade.iter().map(|i| i.text.as_str()).collect();
     for backend in BACKENDS {
         let encoder =
-            SpladeEncoder::load("sparse", "tiny", &model, &cpu(backend), None, 1 << 20).unwrap();
+            SpladeEncoder::load("sparse", "tiny", &model, &cpu(backend), None, 1 << 20, None)
+                .unwrap();
         assert_eq!(encoder.identity().architecture, "xlm-roberta_mlm");
         let encodings = encoder.tokenizer().encode_batch(&texts).unwrap();
         let batched = encoder
@@ -219,6 +220,7 @@ fn xlm_roberta_refuses_a_max_length_past_its_positions() {
         &model,
         &cpu(EncoderBackend::Packed),
         Some(golden.max_length + 1),
+        None,
     )
     .err()
     .unwrap()

@@ -655,7 +655,7 @@ fn devices_reports_the_cpu_kernels_and_that_this_build_has_no_cuda() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    let kernels = cpu.last().unwrap();
+    let kernels = cpu.iter().find(|c| c.starts_with("kernels: ")).unwrap();
     assert!(
         ["kernels: avx512", "kernels: avx2", "kernels: baseline"].contains(kernels),
         "{cpu:?}"
@@ -663,9 +663,80 @@ fn devices_reports_the_cpu_kernels_and_that_this_build_has_no_cuda() {
     if cpu.contains(&"avx512f") && cpu.contains(&"avx512bw") {
         assert_eq!(*kernels, "kernels: avx512");
     }
+    let int8 = if cpu.contains(&"avx512vnni") {
+        "int8 kernel: avx512-vnni"
+    } else {
+        "int8 kernel: portable"
+    };
+    assert!(cpu.contains(&int8), "{cpu:?}");
     assert!(report["cuda"].is_null());
     let text = String::from_utf8(run(binary().arg("devices"), true).stdout).unwrap();
     assert!(text.contains("cuda: not in this build"), "{text}");
+}
+
+/// INT8 products per stage: the manifest records them, the rerank scores differ from f32's by
+/// the quantisation's effect only, and forcing the portable kernel (a CPU without VNNI) gives
+/// the very same scores as the dispatched one.
+#[test]
+fn int8_stages_are_recorded_and_the_fallback_kernel_gives_the_same_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = &tmp.path().join("in");
+    small_input(input);
+    let int8 = [
+        "--set",
+        "rerank.precision=\"int8\"",
+        "--set",
+        "sparse.precision=\"int8\"",
+    ];
+    // Each (query, chunk) pair's logit, in a fixed order (the ranks may differ).
+    let scores = |dir: &str| -> Vec<(String, String, f64)> {
+        let mut scores: Vec<_> = util::read_jsonl(&tmp.path().join(dir).join("notes/rerank.jsonl"))
+            .iter()
+            .flat_map(|query| {
+                query["candidates"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|hit| {
+                        (
+                            query["query_id"].to_string(),
+                            hit["chunk_id"].to_string(),
+                            hit["rerank_logit"].as_f64().unwrap(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        scores.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        scores
+    };
+    let (_, manifest) = run_small(input, &tmp.path().join("int8"), &int8, &[]);
+    let dtypes: Vec<(&str, &str)> = manifest["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m["dtype"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        dtypes,
+        [("dense", "f32"), ("sparse", "int8"), ("rerank", "int8")]
+    );
+    run_small(
+        input,
+        &tmp.path().join("portable"),
+        &int8,
+        &[("EMBED_COLLECTIONS_INT8_KERNEL", "portable")],
+    );
+    assert_eq!(scores("int8"), scores("portable"));
+    run_small(input, &tmp.path().join("f32"), &[], &[]);
+    let (exact, quantised) = (scores("f32"), scores("int8"));
+    assert!(!exact.is_empty());
+    assert_eq!(exact.len(), quantised.len());
+    for (a, b) in exact.iter().zip(&quantised) {
+        assert_eq!((&a.0, &a.1), (&b.0, &b.1), "the same candidates are scored");
+        assert!((a.2 - b.2).abs() < 0.3, "{} vs {}", a.2, b.2);
+    }
+    assert_ne!(exact, quantised, "int8 products must actually run");
 }
 
 /// The Kaggle config is valid as shipped, and on a machine without its GPUs `check` says so.

@@ -50,7 +50,7 @@ fn cross_encoder_on(model: &str, backend: EncoderBackend) -> CrossEncoder {
     let resolved = manager.resolve(model, None, None).unwrap();
     let mut device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
     device.backend = backend;
-    CrossEncoder::load(model, &resolved, &device, None).unwrap()
+    CrossEncoder::load(model, &resolved, &device, None, None).unwrap()
 }
 
 #[test]
@@ -151,7 +151,7 @@ fn logits_at(precision: Precision, backend: EncoderBackend, tolerance: f64) -> (
         device.backend, backend,
         "{precision:?} runs through {backend:?}"
     );
-    let model = CrossEncoder::load(&golden.model, &resolved, &device, None).unwrap();
+    let model = CrossEncoder::load(&golden.model, &resolved, &device, None, None).unwrap();
     let pairs = golden.pairs();
     let encodings = model.tokenizer().encode_pairs(&pairs).unwrap();
     let logits: Vec<f32> = model

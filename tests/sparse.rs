@@ -46,7 +46,16 @@ fn encoder_from(resolved: &ResolvedModel) -> SpladeEncoder {
 fn encoder_on(resolved: &ResolvedModel, backend: EncoderBackend) -> SpladeEncoder {
     let mut device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
     device.backend = backend;
-    SpladeEncoder::load("splade", "splade-tiny", resolved, &device, None, 1 << 30).unwrap()
+    SpladeEncoder::load(
+        "splade",
+        "splade-tiny",
+        resolved,
+        &device,
+        None,
+        1 << 30,
+        None,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -353,8 +362,16 @@ fn f16_through_candle_keeps_the_top_terms() {
     let f32_encoder = encoder_from(&resolved);
     let device = select_device(&DeviceSpec::Cpu, Precision::F16).unwrap();
     assert_eq!(device.backend, EncoderBackend::Candle);
-    let f16_encoder =
-        SpladeEncoder::load("splade", "splade-tiny", &resolved, &device, None, 1 << 30).unwrap();
+    let f16_encoder = SpladeEncoder::load(
+        "splade",
+        "splade-tiny",
+        &resolved,
+        &device,
+        None,
+        1 << 30,
+        None,
+    )
+    .unwrap();
     let encodings = f32_encoder.tokenizer().encode_batch(&texts).unwrap();
     let batch: Vec<_> = encodings.iter().collect();
     let reference = f32_encoder.encode(&batch).unwrap();

@@ -4,7 +4,8 @@
 //! [`super::resolve`], which also records where each effective value came from.
 
 use super::values::{
-    ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, SparseFallback,
+    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
+    SparseFallback,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::Pooling;
@@ -117,6 +118,8 @@ pub struct FileDenseModel {
     pub document_prompt: Option<String>,
     /// This model's list's weight in fusion (default: `fusion.dense_weight`).
     pub fusion_weight: Option<f64>,
+    /// Its CPU products: `f32`, `bf16` or `int8` (default: as `gpu.precision`).
+    pub precision: Option<CpuPrecision>,
 }
 
 /// `[sparse]`
@@ -128,6 +131,8 @@ pub struct FileSparse {
     pub name: Option<String>,
     pub max_terms: Option<usize>,
     pub fallback: Option<SparseFallback>,
+    /// CPU products: `f32`, `bf16` or `int8` (default: as `gpu.precision`).
+    pub precision: Option<CpuPrecision>,
 }
 
 /// `[fusion]`
@@ -155,6 +160,8 @@ pub struct FileRerank {
     pub max_length: Option<usize>,
     /// Probe queries sampled when there is no query file (0 turns the probe off).
     pub probe_queries: Option<usize>,
+    /// CPU products: `f32`, `bf16` or `int8` (default: as `gpu.precision`).
+    pub precision: Option<CpuPrecision>,
 }
 
 /// `[eval]`

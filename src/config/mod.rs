@@ -15,7 +15,8 @@ pub use resolve::{
     SparseConfig, TelemetryConfig, DEFAULT_DENSE_MODEL, DEFAULT_RERANK_MODEL, DEFAULT_SPARSE_MODEL,
 };
 pub use values::{
-    ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, SparseFallback,
+    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
+    SparseFallback,
 };
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 
 use super::file::{FileConfig, FileDenseModel};
 use super::values::{
-    ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, SparseFallback,
-    ValueError,
+    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
+    SparseFallback, ValueError,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::aliases::{self, AliasRole};
@@ -47,14 +47,16 @@ pub mod env_vars {
     pub const SHARD_SPLIT_BYTES: &str = "EMBED_COLLECTIONS_SHARD_SPLIT_BYTES";
 
     /// Variables of the repository's scripts and build (`build.rs` reads the git commit from
-    /// `EMBED_COLLECTIONS_GIT_COMMIT` where there is no `.git`), not settings: the typo guard
-    /// lets them pass.
-    pub const SCRIPTS: [&str; 5] = [
+    /// `EMBED_COLLECTIONS_GIT_COMMIT` where there is no `.git`) and the INT8 kernel override
+    /// (`EMBED_COLLECTIONS_INT8_KERNEL=portable`, to compare or test the fallback), not
+    /// settings: the typo guard lets them pass.
+    pub const SCRIPTS: [&str; 6] = [
         "EMBED_COLLECTIONS_BIN",
         "EMBED_COLLECTIONS_PYTHON",
         "EMBED_COLLECTIONS_VENV",
         "EMBED_COLLECTIONS_CUDA_CACHE",
         "EMBED_COLLECTIONS_GIT_COMMIT",
+        "EMBED_COLLECTIONS_INT8_KERNEL",
     ];
 
     /// All of the above with the setting each one sets.
@@ -435,6 +437,8 @@ pub struct DenseModelConfig {
     pub fusion_weight: Option<f64>,
     /// The dimension the model must have (set by a model alias); `None`: whatever it has.
     pub expected_dim: Option<usize>,
+    /// Its packed CPU encoder's products; `None`: as `gpu.precision`.
+    pub precision: Option<CpuPrecision>,
 }
 
 impl DenseModelConfig {
@@ -451,6 +455,7 @@ impl DenseModelConfig {
             document_prompt: None,
             fusion_weight: None,
             expected_dim: None,
+            precision: None,
         }
     }
 
@@ -467,6 +472,8 @@ pub struct SparseConfig {
     pub name: String,
     pub max_terms: Option<usize>,
     pub fallback: SparseFallback,
+    /// The packed CPU encoder's products; `None`: as `gpu.precision`.
+    pub precision: Option<CpuPrecision>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -491,6 +498,8 @@ pub struct RerankingConfig {
     pub max_length: Option<usize>,
     /// Probe queries sampled when there is no query file (0 turns the probe off).
     pub probe_queries: usize,
+    /// The packed CPU encoder's products; `None`: as `gpu.precision`.
+    pub precision: Option<CpuPrecision>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -858,6 +867,7 @@ pub fn resolve_layers(
             query_prompt: None,
             document_prompt: None,
             fusion_weight: None,
+            precision: None,
         }],
         file.dense.models,
         None,
@@ -883,6 +893,7 @@ pub fn resolve_layers(
                     document_prompt: m.document_prompt,
                     fusion_weight: m.fusion_weight,
                     expected_dim: Some(alias.dim),
+                    precision: m.precision,
                 },
                 None => DenseModelConfig {
                     name: m.name.unwrap_or_else(|| default_vector_name(&m.model)),
@@ -895,6 +906,7 @@ pub fn resolve_layers(
                     document_prompt: m.document_prompt,
                     fusion_weight: m.fusion_weight,
                     expected_dim: None,
+                    precision: m.precision,
                 },
             })
         })
@@ -953,6 +965,13 @@ pub fn resolve_layers(
         "sparse.fallback",
         SparseFallback::Metadata,
         file.sparse.fallback,
+        None,
+        None,
+    )?;
+    let sparse_precision = layers.pick(
+        "sparse.precision",
+        None,
+        file.sparse.precision.map(Some),
         None,
         None,
     )?;
@@ -1040,6 +1059,13 @@ pub fn resolve_layers(
         "rerank.probe_queries",
         32,
         file.rerank.probe_queries,
+        None,
+        None,
+    )?;
+    let rerank_precision = layers.pick(
+        "rerank.precision",
+        None,
+        file.rerank.precision.map(Some),
         None,
         None,
     )?;
@@ -1226,6 +1252,7 @@ pub fn resolve_layers(
             name: sparse_name,
             max_terms,
             fallback,
+            precision: sparse_precision,
         },
         fusion: FusionConfig {
             method,
@@ -1243,6 +1270,7 @@ pub fn resolve_layers(
             batch_tokens: rerank_batch_tokens,
             max_length: rerank_max_length,
             probe_queries,
+            precision: rerank_precision,
         },
         eval: EvalConfig { qrels },
         gpu: GpuConfig {

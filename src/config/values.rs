@@ -58,6 +58,45 @@ pub enum Precision {
     Bf16,
 }
 
+/// The format of a stage's matrix products in the packed CPU encoder (`[rerank] precision`,
+/// `[sparse] precision`, `[[dense.models]] precision`); on a GPU the stage runs in
+/// `gpu.precision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuPrecision {
+    /// Exact f32 products.
+    F32,
+    /// bf16 operands, f32 accumulation (AVX512-BF16 CPUs).
+    Bf16,
+    /// INT8 weights and per-row quantised activations, i32 accumulation (any CPU; AVX512-VNNI
+    /// kernels where present).
+    Int8,
+}
+
+impl CpuPrecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
+impl FromStr for CpuPrecision {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_keyword(
+            s,
+            &[
+                ("f32", Self::F32),
+                ("bf16", Self::Bf16),
+                ("int8", Self::Int8),
+            ],
+        )
+    }
+}
+
 /// Which devices the stages may use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceSpec {

@@ -25,6 +25,7 @@ use super::checkpoint::Checkpoint;
 use super::packed::PackedBert;
 use super::tokenize::Encoded;
 use super::ModelError;
+use crate::config::CpuPrecision;
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Embedding, LayerNorm, Module};
@@ -443,12 +444,26 @@ impl BertEncoder {
         }
     }
 
-    /// Switches the packed encoder's products to bf16 (no-op for candle, whose dtype is the
-    /// weights').
-    pub fn use_bf16(&mut self) {
-        if let Self::Packed(bert) = self {
-            bert.use_bf16();
+    /// Sets the packed encoder's products (`None`: leave candle's, whose dtype is the
+    /// weights'). Returns the label the model's identity records (`f32`, `bf16`, `int8`).
+    pub fn use_products(&mut self, products: Option<CpuPrecision>) -> Option<&'static str> {
+        let (Self::Packed(bert), Some(products)) = (self, products) else {
+            return None;
+        };
+        match products {
+            CpuPrecision::F32 => {}
+            CpuPrecision::Bf16 => bert.use_bf16(),
+            CpuPrecision::Int8 => {
+                let grid = bert.use_int8();
+                tracing::info!(
+                    kernel = super::packed::int8::Int8Kernel::detect().name(),
+                    source_grid_blocks = grid.source_blocks,
+                    per_column_blocks = grid.per_column_blocks,
+                    "int8 products: weight blocks found on their source INT8 grid are kept exactly, the others quantised per column"
+                );
+            }
         }
+        Some(products.as_str())
     }
 
     pub fn hidden_size(&self) -> usize {

@@ -10,6 +10,7 @@ use super::manager::ResolvedModel;
 use super::packed::{DenseLayer, PackedBatch, Threads};
 use super::tokenize::{Encoded, TextTokenizer};
 use super::{read_json, ModelError, SelectedDevice};
+use crate::config::CpuPrecision;
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use candle_core::{DType, Module};
 use candle_nn::Linear;
@@ -122,11 +123,13 @@ pub struct CrossEncoder {
 }
 
 impl CrossEncoder {
+    /// `precision`: the stage's CPU products (`None`: as the device's dtype).
     pub fn load(
         reference: &str,
         resolved: &ResolvedModel,
         device: &SelectedDevice,
         max_length: Option<usize>,
+        precision: Option<CpuPrecision>,
     ) -> Result<Self, ModelError> {
         let config = read_config(&resolved.dir)?;
         let (activation, labels) = head_config(&resolved.dir)?;
@@ -139,9 +142,7 @@ impl CrossEncoder {
         let weights = resolved.weights_file()?;
         let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
         let mut encoder = BertEncoder::load(&checkpoint, &config, device.backend)?;
-        if device.packed_bf16() {
-            encoder.use_bf16();
-        }
+        let products = encoder.use_products(device.packed_products(precision)?);
         let hidden = config.hidden_size;
         let (pooler_name, classifier_name) = config.family.classifier_names();
         let head = match encoder {
@@ -164,7 +165,7 @@ impl CrossEncoder {
         let max_length =
             checked_max_length(&resolved.dir, max_length, None, config.usable_positions())?;
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
-        let identity = ModelIdentity::new(
+        let mut identity = ModelIdentity::new(
             ModelRole::Rerank,
             "rerank",
             reference,
@@ -175,6 +176,9 @@ impl CrossEncoder {
             max_length,
             device,
         )?;
+        if let Some(label) = products {
+            identity.dtype = label.to_string();
+        }
         Ok(Self {
             encoder,
             head,

@@ -81,9 +81,7 @@ impl DenseEmbedder {
             }
         }
         let mut encoder = BertEncoder::load(&checkpoint, &encoder_config, device.backend)?;
-        if device.packed_bf16() {
-            encoder.use_bf16();
-        }
+        let products = encoder.use_products(device.packed_products(config.precision)?);
         // Sentence-transformers' default for a plain transformers checkpoint is mean pooling.
         let pooling = config.pooling.or(st.pooling).unwrap_or(Pooling::Mean);
         let normalize = config.normalize.unwrap_or(st.normalize);
@@ -105,6 +103,9 @@ impl DenseEmbedder {
             max_length,
             device,
         )?;
+        if let Some(label) = products {
+            identity.dtype = label.to_string();
+        }
         identity.pooling = Some(pooling);
         identity.normalize = Some(normalize);
         let document_prompt = config

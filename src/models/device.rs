@@ -3,7 +3,7 @@
 use super::bert::EncoderBackend;
 use super::packed::Threads;
 use super::ModelError;
-use crate::config::{DeviceSpec, Precision};
+use crate::config::{CpuPrecision, DeviceSpec, Precision};
 use candle_core::{DType, Device};
 
 /// The device a model runs on and the dtype it runs in.
@@ -31,9 +31,32 @@ impl SelectedDevice {
         }
     }
 
-    /// Whether the packed encoder should run its products in bf16.
-    pub fn packed_bf16(&self) -> bool {
-        self.backend == EncoderBackend::Packed && self.dtype == DType::BF16
+    /// The packed encoder's products for a stage whose own setting is `stage` (`None`: as the
+    /// run's precision says: bf16 or f32). `None` where the encoder is not the packed one (a
+    /// GPU runs the run's dtype; a stage setting is then logged as not applying).
+    pub fn packed_products(
+        &self,
+        stage: Option<CpuPrecision>,
+    ) -> Result<Option<CpuPrecision>, ModelError> {
+        if self.backend != EncoderBackend::Packed {
+            if let Some(precision) = stage {
+                tracing::info!(device = %self.label, precision = precision.as_str(),
+                    "a stage precision applies to the CPU encoder only; this device runs the run's precision");
+            }
+            return Ok(None);
+        }
+        let products = stage.unwrap_or(if self.dtype == DType::BF16 {
+            CpuPrecision::Bf16
+        } else {
+            CpuPrecision::F32
+        });
+        if products == CpuPrecision::Bf16 && !super::packed::bf16::supported() {
+            return Err(ModelError::Device {
+                device: self.label.clone(),
+                message: "bf16 products need AVX512-BF16, which this CPU lacks; use precision \"f32\" or \"int8\"".to_string(),
+            });
+        }
+        Ok(Some(products))
     }
 
     /// Threads for one forward pass given the workers.

@@ -277,6 +277,7 @@ impl<'a> ResidentModels<'a> {
                     device,
                     config.sparse.max_terms,
                     logits_budget,
+                    config.sparse.precision,
                 )
             })
             .map_err(model_error(name))?;
@@ -307,6 +308,7 @@ impl<'a> ResidentModels<'a> {
                     &resolved,
                     device,
                     config.rerank.max_length,
+                    config.rerank.precision,
                 )
             })
             .map_err(model_error("rerank"))?;

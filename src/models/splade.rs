@@ -17,6 +17,7 @@ use super::packed::kernels::{self, MatRef, Rhs};
 use super::packed::{activate, DenseLayer, PackedBatch, Threads};
 use super::tokenize::{Encoded, TextTokenizer};
 use super::{ModelError, SelectedDevice};
+use crate::config::CpuPrecision;
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use crate::vectors::SparseVector;
 use candle_core::{DType, Module, Tensor, D};
@@ -306,7 +307,8 @@ pub struct SpladeEncoder {
 }
 
 impl SpladeEncoder {
-    /// `name`: the vector name in the points; `max_length`: `None` = the model's positions.
+    /// `name`: the vector name in the points; `precision`: the stage's CPU products (`None`:
+    /// as the device's dtype).
     pub fn load(
         name: &str,
         reference: &str,
@@ -314,14 +316,13 @@ impl SpladeEncoder {
         device: &SelectedDevice,
         max_terms: Option<usize>,
         logits_budget_bytes: usize,
+        precision: Option<CpuPrecision>,
     ) -> Result<Self, ModelError> {
         let config = read_config(&resolved.dir)?;
         let weights = resolved.weights_file()?;
         let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
         let mut encoder = BertEncoder::load(&checkpoint, &config, device.backend)?;
-        if device.packed_bf16() {
-            encoder.use_bf16();
-        }
+        let products = encoder.use_products(device.packed_products(precision)?);
         let head = match encoder {
             BertEncoder::Packed(_) => {
                 SpladeHead::Packed(PackedMlmHead::load(&checkpoint, &config)?)
@@ -330,7 +331,7 @@ impl SpladeEncoder {
         };
         let max_length = config.usable_positions();
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
-        let identity = ModelIdentity::new(
+        let mut identity = ModelIdentity::new(
             ModelRole::Sparse,
             name,
             reference,
@@ -341,6 +342,9 @@ impl SpladeEncoder {
             max_length,
             device,
         )?;
+        if let Some(label) = products {
+            identity.dtype = label.to_string();
+        }
         Ok(Self {
             encoder,
             head,

@@ -2,6 +2,7 @@
 //! the products read: linear weights transposed to [in, out]; Q, K and V fused side by side.
 
 use super::bf16::Bf16Matrix;
+use super::int8::{GridReport, Int8Matrix};
 use super::kernels::{self, MatRef, Rhs};
 use super::Shape;
 use crate::models::bert::Family;
@@ -16,8 +17,19 @@ pub struct DenseLayer {
     pub bias: Vec<f32>,
     pub inputs: usize,
     pub outputs: usize,
-    /// The same weights as bf16 pairs, when the products run in bf16.
-    bf16: Option<Bf16Matrix>,
+    /// Widths of the source tensors side by side in the output columns (Q, K, V of a fused
+    /// projection): each had its own quantisation grid where the source was INT8.
+    blocks: Vec<usize>,
+    /// The same weights in the product format, when the products do not run in f32.
+    products: Products,
+}
+
+/// The format a layer's products run in.
+enum Products {
+    F32,
+    // Boxed: a layer holds one of them, and the f32 case should stay small.
+    Bf16(Box<Bf16Matrix>),
+    Int8(Box<Int8Matrix>),
 }
 
 impl DenseLayer {
@@ -34,7 +46,8 @@ impl DenseLayer {
             bias: tensor(checkpoint, &format!("{prefix}.bias"), &[outputs])?,
             inputs,
             outputs,
-            bf16: None,
+            blocks: vec![outputs],
+            products: Products::F32,
         })
     }
 
@@ -56,16 +69,31 @@ impl DenseLayer {
             bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
             inputs,
             outputs,
-            bf16: None,
+            blocks: parts
+                .iter()
+                .flat_map(|p| p.blocks.iter().copied())
+                .collect(),
+            products: Products::F32,
         }
     }
 
     /// `out[rows, outputs] = x[rows, inputs] · W` (bias not added: callers fuse it with what
     /// follows).
     pub fn apply(&self, x: &[f32], rows: usize, out: &mut [f32], parallelism: Parallelism) {
-        if let Some(matrix) = &self.bf16 {
-            matrix.matmul(&x[..rows * self.inputs], rows, out, self.outputs);
-            return;
+        match &self.products {
+            Products::F32 => {}
+            Products::Bf16(matrix) => {
+                return matrix.matmul(&x[..rows * self.inputs], rows, out, self.outputs)
+            }
+            Products::Int8(matrix) => {
+                return matrix.matmul(
+                    &x[..rows * self.inputs],
+                    rows,
+                    out,
+                    self.outputs,
+                    parallelism,
+                )
+            }
         }
         kernels::matmul(
             MatRef::new(&x[..rows * self.inputs], rows, self.inputs),
@@ -83,7 +111,20 @@ impl DenseLayer {
 
     /// Runs this layer's products in bf16 from now on (single-threaded per pass).
     pub fn use_bf16(&mut self) {
-        self.bf16 = Some(Bf16Matrix::new(&self.weight_t, self.inputs, self.outputs));
+        self.products = Products::Bf16(Box::new(Bf16Matrix::new(
+            &self.weight_t,
+            self.inputs,
+            self.outputs,
+        )));
+    }
+
+    /// Runs this layer's products in INT8 from now on (single-threaded per pass); reports how
+    /// its weights were quantised.
+    pub fn use_int8(&mut self) -> GridReport {
+        let matrix = Int8Matrix::new(&self.weight_t, self.inputs, self.outputs, &self.blocks);
+        let report = matrix.grid();
+        self.products = Products::Int8(Box::new(matrix));
+        report
     }
 }
 
@@ -106,18 +147,32 @@ pub(super) struct EncoderWeights {
 }
 
 impl EncoderWeights {
-    /// Every layer's products in bf16 (embeddings, LayerNorms and attention stay f32).
-    pub fn use_bf16(&mut self) {
-        for layer in &mut self.layers {
-            for dense in [
+    /// The layers' linear projections (where bf16 / INT8 products apply).
+    fn projections(&mut self) -> impl Iterator<Item = &mut DenseLayer> {
+        self.layers.iter_mut().flat_map(|layer| {
+            [
                 &mut layer.qkv,
                 &mut layer.attention_out,
                 &mut layer.ffn_in,
                 &mut layer.ffn_out,
-            ] {
-                dense.use_bf16();
-            }
-        }
+            ]
+        })
+    }
+
+    /// Every layer's products in bf16 (embeddings, LayerNorms and attention stay f32).
+    pub fn use_bf16(&mut self) {
+        self.projections().for_each(DenseLayer::use_bf16);
+    }
+
+    /// Every layer's products in INT8 (embeddings, LayerNorms and attention stay f32, as in
+    /// ONNX Runtime's dynamic quantisation); the blocks' grids summed.
+    pub fn use_int8(&mut self) -> GridReport {
+        self.projections()
+            .map(DenseLayer::use_int8)
+            .fold(GridReport::default(), |a, b| GridReport {
+                source_blocks: a.source_blocks + b.source_blocks,
+                per_column_blocks: a.per_column_blocks + b.per_column_blocks,
+            })
     }
 
     pub fn load(

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The retrieval effect of each CPU product precision: the same run (MiniLM + SPLADE-tiny + the
+# CrossEncoder, rerank of the fused top CANDIDATES) with f32, bf16 (where the CPU has
+# AVX512-BF16), INT8 for the rerank stage only, and INT8 for every stage; nDCG@10 of every list
+# from each run's manifest, and the rerank stage's time. Only the queries judged in
+# qrels/test.tsv are run.
+#
+#   scripts/precision-quality.sh DATA_DIR COLLECTION [CANDIDATES]
+#   scripts/precision-quality.sh examples/collections scifact-2k 10   # the bundled example
+set -euo pipefail
+data="$(cd "${1:?usage: $0 DATA_DIR COLLECTION [CANDIDATES]}" && pwd)"
+collection="${2:?usage: $0 DATA_DIR COLLECTION [CANDIDATES]}"
+candidates="${3:-10}"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+scripts/fetch-models.sh >/dev/null
+cargo build --release --locked
+python3 - "$data/$collection" "$work/test-queries.jsonl" <<'PY'
+import json, sys
+src, dst = sys.argv[1], sys.argv[2]
+with open(f"{src}/qrels/test.tsv", encoding="utf-8") as f:
+    next(f)  # header
+    judged = {line.split("\t")[0].strip() for line in f if line.strip()}
+with open(f"{src}/queries.jsonl", encoding="utf-8") as f, open(dst, "w", encoding="utf-8") as o:
+    for line in f:
+        if json.loads(line)["_id"] in judged:
+            o.write(line)
+PY
+
+variants=("f32|" "int8-rerank|--set rerank.precision=\"int8\""
+          "int8-all|--set rerank.precision=\"int8\" --set sparse.precision=\"int8\" --set dense.models=[{model=\"sentence-transformers/all-MiniLM-L6-v2\",name=\"minilm\",precision=\"int8\"}]")
+if grep -q avx512_bf16 /proc/cpuinfo 2>/dev/null; then
+  variants+=("bf16|--precision bf16")
+fi
+for variant in "${variants[@]}"; do
+  name="${variant%%|*}"
+  # shellcheck disable=SC2086 # the flags are words on purpose
+  eval "set -- ${variant#*|}"
+  target/release/embed-collections --input "$data" --collections "$collection" \
+    --output "$work/$name" --device cpu --queries "$work/test-queries.jsonl" \
+    --qrels "$data/$collection/qrels/test.tsv" --candidates "$candidates" \
+    --set rerank.top_k="$candidates" --set rerank.max_length=256 \
+    --set 'dense.models=[{model="sentence-transformers/all-MiniLM-L6-v2",name="minilm"}]' \
+    --set telemetry.progress=\"never\" "$@" >/dev/null 2>"$work/$name.log" \
+    || { cat "$work/$name.log" >&2; exit 1; }
+done
+python3 - "$work" "$collection" "$candidates" "${variants[@]%%|*}" <<'PY'
+import json, sys
+work, collection, candidates, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+rows = []
+for name in names:
+    c = json.load(open(f"{work}/{name}/manifest.json"))["collections"][0]
+    lists = c["evaluation"]["lists"]
+    rows.append((name, lists, c["overhead"]["rerank_s"], c["overhead"]["rerank_pairs"]))
+order = [k for k in ("dense", "sparse", "fused", "reranked") if k in rows[0][1]]
+print(f"{collection}, rerank of the fused top {candidates}, nDCG@10 (Δ vs f32):")
+print("| precision | " + " | ".join(order) + " | rerank s | pairs |")
+print("|---|" + "---|" * (len(order) + 2))
+base = rows[0][1]
+for name, lists, seconds, pairs in rows:
+    cells = []
+    for k in order:
+        v = lists[k]["ndcg_at_10"]
+        cells.append(f"{v:.4f}" if name == "f32" else f"{v:.4f} ({v - base[k]['ndcg_at_10']:+.4f})")
+    print(f"| {name} | " + " | ".join(cells) + f" | {seconds:.1f} | {pairs} |")
+PY
