@@ -52,6 +52,9 @@ embed-queries() { embed-collections embed-queries --queries "$work/queries.jsonl
 embed-queries --output "$work/native.jsonl"
 qemu-x86_64 -cpu Haswell "$bin" devices 2>/dev/null | tee "$work/haswell.txt"
 grep -q "kernels: avx2" "$work/haswell.txt"
+# Without VNNI the INT8 products dispatch to the portable kernel (whose results equal the VNNI
+# kernel's: tests/cli.rs forces it natively and compares the scores).
+grep -q "int8 kernel: portable" "$work/haswell.txt"
 qemu-x86_64 -cpu Haswell "$bin" embed-queries --queries "$work/queries.jsonl" --models-dir "$models" \
   --quiet --output "$work/haswell.jsonl" 2>/dev/null
 "$work/venv/bin/python" scripts/wheel/compare_query_vectors.py "$work/native.jsonl" "$work/haswell.jsonl"

@@ -29,22 +29,40 @@ with open(f"{src}/queries.jsonl", encoding="utf-8") as f, open(dst, "w", encodin
             o.write(line)
 PY
 
-variants=("f32|" "int8-rerank|--set rerank.precision=\"int8\""
-          "int8-all|--set rerank.precision=\"int8\" --set sparse.precision=\"int8\" --set dense.models=[{model=\"sentence-transformers/all-MiniLM-L6-v2\",name=\"minilm\",precision=\"int8\"}]")
+# name|rerank precision|sparse precision|dense precision|gpu.precision
+variants=("f32|f32|f32|f32|f32" "int8-rerank|int8|f32|f32|f32" "int8-all|int8|int8|int8|f32")
 if grep -q avx512_bf16 /proc/cpuinfo 2>/dev/null; then
-  variants+=("bf16|--precision bf16")
+  variants+=("bf16|bf16|bf16|bf16|bf16")
 fi
 for variant in "${variants[@]}"; do
-  name="${variant%%|*}"
-  # shellcheck disable=SC2086 # the flags are words on purpose
-  eval "set -- ${variant#*|}"
-  target/release/embed-collections --input "$data" --collections "$collection" \
-    --output "$work/$name" --device cpu --queries "$work/test-queries.jsonl" \
-    --qrels "$data/$collection/qrels/test.tsv" --candidates "$candidates" \
-    --set rerank.top_k="$candidates" --set rerank.max_length=256 \
-    --set 'dense.models=[{model="sentence-transformers/all-MiniLM-L6-v2",name="minilm"}]' \
-    --set telemetry.progress=\"never\" "$@" >/dev/null 2>"$work/$name.log" \
-    || { cat "$work/$name.log" >&2; exit 1; }
+  IFS='|' read -r name rerank sparse dense gpu <<<"$variant"
+  cat > "$work/$name.toml" <<TOML
+[input]
+root = "$data"
+collections = ["$collection"]
+[[dense.models]]
+name = "minilm"
+model = "sentence-transformers/all-MiniLM-L6-v2"
+precision = "$dense"
+[sparse]
+model = "splade-tiny"
+precision = "$sparse"
+[rerank]
+queries = "$work/test-queries.jsonl"
+candidates = $candidates
+top_k = $candidates
+max_length = 256
+precision = "$rerank"
+[eval]
+qrels = "$data/$collection/qrels/test.tsv"
+[gpu]
+devices = "cpu"
+precision = "$gpu"
+[telemetry]
+progress = "never"
+TOML
+  target/release/embed-collections --config "$work/$name.toml" --output "$work/$name" \
+    >/dev/null 2>"$work/$name.log" || { cat "$work/$name.log" >&2; exit 1; }
 done
 python3 - "$work" "$collection" "$candidates" "${variants[@]%%|*}" <<'PY'
 import json, sys
