@@ -5,34 +5,33 @@
 # from each run's manifest, and the rerank stage's time. Only the queries judged in
 # qrels/test.tsv are run.
 #
-#   scripts/precision-quality.sh DATA_DIR COLLECTION [CANDIDATES]
+#   scripts/precision-quality.sh DATA_DIR COLLECTION [CANDIDATES] [VARIANTS]
 #   scripts/precision-quality.sh examples/collections scifact-2k 10   # the bundled example
+#   scripts/precision-quality.sh DATA scifact 10 f32,int8-rerank       # some variants only
 set -euo pipefail
 data="$(cd "${1:?usage: $0 DATA_DIR COLLECTION [CANDIDATES]}" && pwd)"
 collection="${2:?usage: $0 DATA_DIR COLLECTION [CANDIDATES]}"
 candidates="${3:-10}"
+only="${4:-}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 scripts/fetch-models.sh >/dev/null
 cargo build --release --locked
-python3 - "$data/$collection" "$work/test-queries.jsonl" <<'PY'
-import json, sys
-src, dst = sys.argv[1], sys.argv[2]
-with open(f"{src}/qrels/test.tsv", encoding="utf-8") as f:
-    next(f)  # header
-    judged = {line.split("\t")[0].strip() for line in f if line.strip()}
-with open(f"{src}/queries.jsonl", encoding="utf-8") as f, open(dst, "w", encoding="utf-8") as o:
-    for line in f:
-        if json.loads(line)["_id"] in judged:
-            o.write(line)
-PY
+python3 scripts/judged-queries.py "$data/$collection" "$work/test-queries.jsonl"
 
 # name|rerank precision|sparse precision|dense precision|gpu.precision
 variants=("f32|f32|f32|f32|f32" "int8-rerank|int8|f32|f32|f32" "int8-all|int8|int8|int8|f32")
 if grep -q avx512_bf16 /proc/cpuinfo 2>/dev/null; then
   variants+=("bf16|bf16|bf16|bf16|bf16")
+fi
+if [[ -n "$only" ]]; then
+  chosen=()
+  for variant in "${variants[@]}"; do
+    [[ ",$only," == *",${variant%%|*},"* ]] && chosen+=("$variant")
+  done
+  variants=("${chosen[@]}")
 fi
 for variant in "${variants[@]}"; do
   IFS='|' read -r name rerank sparse dense gpu <<<"$variant"

@@ -15,17 +15,7 @@ trap 'rm -rf "$work"' EXIT
 
 scripts/fetch-models.sh >/dev/null
 cargo build --release --locked
-python3 - "$data/$collection" "$work/test-queries.jsonl" <<'PY'
-import json, sys
-src, dst = sys.argv[1], sys.argv[2]
-with open(f"{src}/qrels/test.tsv", encoding="utf-8") as f:
-    next(f)  # header
-    judged = {line.split("\t")[0].strip() for line in f if line.strip()}
-with open(f"{src}/queries.jsonl", encoding="utf-8") as f, open(dst, "w", encoding="utf-8") as o:
-    for line in f:
-        if json.loads(line)["_id"] in judged:
-            o.write(line)
-PY
+python3 scripts/judged-queries.py "$data/$collection" "$work/test-queries.jsonl"
 cat > "$work/two.toml" <<TOML
 [input]
 root = "$data"
