@@ -216,6 +216,37 @@ fn probe_mode_without_queries_checks_the_models() {
     assert_eq!(collection["stages"]["rerank"]["status"], "disabled");
 }
 
+/// Left to its default, the probe is sized to the collection: 12 chunks get the minimum of 4
+/// queries (`config::probe_budget`), the same 4 a larger sample would start with.
+#[test]
+fn the_default_probe_is_sized_to_the_collection() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path(), false);
+    let (out, _) = run(tmp.path(), "[rerank]\nenabled = false\n", |r| r);
+    let sized: Vec<_> = read_jsonl(&out.join("topics/rerank.jsonl"))
+        .iter()
+        .map(|line| line["query_id"].clone())
+        .collect();
+    assert_eq!(sized.len(), embed_collections::config::PROBE_QUERIES_MIN);
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path(), false);
+    let (out, _) = run(
+        tmp.path(),
+        "[rerank]\nenabled = false\nprobe_queries = 8\n",
+        |r| r,
+    );
+    let eight: Vec<_> = read_jsonl(&out.join("topics/rerank.jsonl"))
+        .iter()
+        .map(|line| line["query_id"].clone())
+        .collect();
+    assert_eq!(eight.len(), 8);
+    assert_eq!(
+        sized[..],
+        eight[..4],
+        "a smaller probe is the start of a larger one"
+    );
+}
+
 #[test]
 fn dense_only_run_writes_no_ranked_file_but_evaluates_with_qrels() {
     let tmp = tempfile::tempdir().unwrap();

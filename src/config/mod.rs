@@ -14,6 +14,9 @@ pub use resolve::{
     OutputConfig, Overrides, Provenance, RerankingConfig, RunConfig, ShardConfig, Source,
     SparseConfig, TelemetryConfig, DEFAULT_DENSE_MODEL, DEFAULT_RERANK_MODEL, DEFAULT_SPARSE_MODEL,
 };
+pub use resolve::{
+    probe_budget, PROBE_COST_SHARE, PROBE_PAIR_COST, PROBE_QUERIES_MAX, PROBE_QUERIES_MIN,
+};
 pub use values::{
     ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
     SparseFallback,
@@ -25,6 +28,28 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use crate::models::Pooling;
+
+    #[test]
+    fn the_default_probe_is_sized_to_the_collection() {
+        // 100 candidates: a pair costs 2 chunk embeddings, the probe 5 % of the dense stage,
+        // so one query per 4,000 chunks, between 4 and 32.
+        assert_eq!(probe_budget(0, 100), PROBE_QUERIES_MIN);
+        assert_eq!(probe_budget(19_999, 100), 4);
+        assert_eq!(probe_budget(20_000, 100), 5);
+        assert_eq!(probe_budget(64_000, 100), 16);
+        assert_eq!(probe_budget(128_000, 100), PROBE_QUERIES_MAX);
+        assert_eq!(probe_budget(10_000_000, 100), PROBE_QUERIES_MAX);
+        // Fewer candidates afford more queries.
+        assert_eq!(probe_budget(64_000, 10), PROBE_QUERIES_MAX);
+        let cost = |chunks: usize, candidates: usize| {
+            (probe_budget(chunks, candidates) * candidates) as f64 * PROBE_PAIR_COST
+        };
+        // Between the bounds, the pairs' cost is within one query of the share.
+        for chunks in [30_000, 77_777, 100_000] {
+            let share = cost(chunks, 100) / chunks as f64;
+            assert!(share <= PROBE_COST_SHARE && share > PROBE_COST_SHARE - 200.0 / chunks as f64);
+        }
+    }
 
     const BASE: &str = r#"
 [input]

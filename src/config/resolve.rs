@@ -485,6 +485,28 @@ pub struct FusionConfig {
     pub sparse_weight: f64,
 }
 
+/// Probe queries at most, where `rerank.probe_queries` is not set.
+pub const PROBE_QUERIES_MAX: usize = 32;
+/// Probe queries at least (a collection with fewer chunks probes each of them).
+pub const PROBE_QUERIES_MIN: usize = 4;
+/// The probe's share of the dense stage's cost it is sized to.
+pub const PROBE_COST_SHARE: f64 = 0.05;
+/// What one (query, passage) pair costs in the CrossEncoder relative to embedding one chunk:
+/// twice the layers (12 against MiniLM's 6) on about the same tokens. The manifest's overhead
+/// report gives the real figure of every run.
+pub const PROBE_PAIR_COST: f64 = 2.0;
+
+/// How many probe queries a collection of `chunks` gets when the setting is left to its
+/// default: enough pairs (`queries × candidates`) to cost about [`PROBE_COST_SHARE`] of the
+/// dense stage (each pair [`PROBE_PAIR_COST`] chunk embeddings), between [`PROBE_QUERIES_MIN`]
+/// and [`PROBE_QUERIES_MAX`]. With 100 candidates: 4 queries below 20,000 chunks, 32 from
+/// 128,000 on.
+pub fn probe_budget(chunks: usize, candidates: usize) -> usize {
+    let affordable =
+        chunks as f64 * PROBE_COST_SHARE / (PROBE_PAIR_COST * candidates.max(1) as f64);
+    (affordable.floor() as usize).clamp(PROBE_QUERIES_MIN, PROBE_QUERIES_MAX)
+}
+
 /// `[rerank]`: the CrossEncoder stage.
 #[derive(Clone, Debug, Serialize)]
 pub struct RerankingConfig {
@@ -496,8 +518,9 @@ pub struct RerankingConfig {
     pub batch_tokens: usize,
     /// Cap on (query, passage) pair length; `None` = the model's max positions.
     pub max_length: Option<usize>,
-    /// Probe queries sampled when there is no query file (0 turns the probe off).
-    pub probe_queries: usize,
+    /// Probe queries sampled when there is no query file (0 turns the probe off); `None`:
+    /// sized to the collection ([`probe_budget`]).
+    pub probe_queries: Option<usize>,
     /// The packed CPU encoder's products; `None`: as `gpu.precision`.
     pub precision: Option<CpuPrecision>,
 }
@@ -1057,8 +1080,8 @@ pub fn resolve_layers(
     };
     let probe_queries = layers.pick(
         "rerank.probe_queries",
-        32,
-        file.rerank.probe_queries,
+        None,
+        file.rerank.probe_queries.map(Some),
         None,
         None,
     )?;

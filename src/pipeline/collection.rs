@@ -236,7 +236,14 @@ impl Job<'_> {
         // window (or afresh).
         let checkpoint = checkpoint.filter(|c| c.phase != Phase::Done);
 
-        let scan = match self.scan(config.rerank.probe_queries) {
+        // The probe's size needs the chunk count, so the scan keeps the most it may need
+        // (a bottom-k sample by hash: its first n are the bottom-n sample) and cuts after.
+        let scan = match self.scan(
+            config
+                .rerank
+                .probe_queries
+                .unwrap_or(crate::config::PROBE_QUERIES_MAX),
+        ) {
             Ok(scan) => scan,
             Err(err) => {
                 report.failure = Some(FailureClass::Input);
@@ -245,6 +252,16 @@ impl Job<'_> {
             }
         };
         report.chunks = scan.chunks;
+        let mut scan = scan;
+        if config.rerank.probe_queries.is_none() {
+            if let Some(probe) = scan.probe.as_mut() {
+                let budget = crate::config::probe_budget(scan.chunks, config.rerank.candidates);
+                probe.queries.truncate(budget);
+                if let Some(targets) = probe.targets.as_mut() {
+                    targets.truncate(budget);
+                }
+            }
+        }
         report.skipped = SkippedSummary::from(&scan.skipped);
         if scan.skipped.total() > 0 {
             warn!(
