@@ -141,7 +141,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("rerank.probe_queries", "sized to the collection", None,
         "probe queries when there is no query file (`0`: no probe). Unset: enough that the probe's pairs cost ≈ 5 % of the dense stage (a pair ≈ 2 chunk embeddings), 4 to 32 (with 100 candidates: 4 below 20,000 chunks, 32 from 128,000)", "0"),
     setting("rerank.precision", "as `gpu.precision`", None,
-        "the CrossEncoder's CPU products: `f32`, `bf16` (AVX512-BF16 CPUs) or `int8` (any CPU; AVX512-VNNI kernels where present; ≈ 2× faster than f32, quality effect in BENCHMARKS.md); a GPU runs `gpu.precision`", r#""int8""#),
+        "the CrossEncoder's CPU products: `f32`, `bf16` (AVX512-BF16 CPUs) or `int8` (≈ 2× faster than f32 on AVX512-VNNI CPUs; elsewhere a portable kernel with the same results runs, several times slower than f32, and a warning says so; quality effect in BENCHMARKS.md); a GPU runs `gpu.precision`", r#""int8""#),
     path("eval.qrels", "the collection's own `qrels/test.tsv`", Some("--qrels"),
         "BEIR qrels TSV (header row and CRLF accepted)", r#""/data/qrels.tsv""#),
     setting("gpu.devices", "`auto`", Some("--device"),

@@ -455,8 +455,15 @@ impl BertEncoder {
             CpuPrecision::Bf16 => bert.use_bf16(),
             CpuPrecision::Int8 => {
                 let grid = bert.use_int8();
+                let kernel = super::packed::int8::Int8Kernel::detect();
+                if kernel == super::packed::int8::Int8Kernel::Portable {
+                    // Measured: the portable kernel makes the CrossEncoder ≈ 8× slower than f32.
+                    tracing::warn!(
+                        "int8 products on this CPU run the portable kernel (no AVX512-VNNI): correct, but several times slower than f32; precision \"f32\" is faster here"
+                    );
+                }
                 tracing::info!(
-                    kernel = super::packed::int8::Int8Kernel::detect().name(),
+                    kernel = kernel.name(),
                     source_grid_blocks = grid.source_blocks,
                     per_column_blocks = grid.per_column_blocks,
                     "int8 products: weight blocks found on their source INT8 grid are kept exactly, the others quantised per column"
