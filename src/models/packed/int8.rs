@@ -46,16 +46,19 @@ pub enum Int8Kernel {
 
 impl Int8Kernel {
     /// The fastest kernel this CPU runs; `EMBED_COLLECTIONS_INT8_KERNEL=portable` forces the
-    /// fallback (to compare, or to test the dispatch on a CPU that has VNNI).
+    /// fallback (to compare, or to test the dispatch on a CPU that has VNNI). Decided once per
+    /// process: every product asks.
     pub fn detect() -> Self {
-        if std::env::var("EMBED_COLLECTIONS_INT8_KERNEL").is_ok_and(|v| v == "portable") {
-            return Int8Kernel::Portable;
-        }
-        if vnni512_supported() {
-            Int8Kernel::Vnni512
-        } else {
-            Int8Kernel::Portable
-        }
+        static KERNEL: std::sync::OnceLock<Int8Kernel> = std::sync::OnceLock::new();
+        *KERNEL.get_or_init(|| {
+            if std::env::var("EMBED_COLLECTIONS_INT8_KERNEL").is_ok_and(|v| v == "portable") {
+                Int8Kernel::Portable
+            } else if vnni512_supported() {
+                Int8Kernel::Vnni512
+            } else {
+                Int8Kernel::Portable
+            }
+        })
     }
 
     pub fn name(self) -> &'static str {

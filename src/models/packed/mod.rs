@@ -418,8 +418,8 @@ impl PackedBert {
         let len = qkv.len() / (3 * h);
         let scale = 1.0 / (d as f32).sqrt();
         ATTENTION_SCRATCH.with_borrow_mut(|(scores, sums)| {
-            // Every product below overwrites what it reads; a fresh zeroed [len, len] buffer
-            // per sequence and layer cost ≈ 5 % of a CrossEncoder run in memset.
+            // Every product below overwrites what it reads, so the buffers are reused instead
+            // of allocating and zeroing [len, len] per sequence and layer.
             let scores = sized(scores, len * len);
             let sums = sized(sums, len);
             self.heads_attention(qkv, out, len, scale, scores, sums);
