@@ -769,11 +769,12 @@ fn the_kaggle_config_passes_check_on_the_cpu() {
     assert!(text.contains("cuda:0"), "{text}");
 }
 
-/// A whole run with XLM-RoBERTa models in every role (the tiny checkpoints of
-/// `tests/architectures.rs`, given as local paths): `check` passes, the run ends `ok`, the
-/// manifest names each model's architecture and the vectors have the models' shapes.
+/// A whole run with XLM-RoBERTa models in every role and a Qwen3 decoder as a second dense
+/// model (the tiny checkpoints of `tests/architectures.rs` and `tests/decoders.rs`, given as
+/// local paths): `check` passes, the run ends `ok`, the manifest names each model's
+/// architecture and the vectors have the models' shapes.
 #[test]
-fn a_run_with_xlm_roberta_models_in_every_role() {
+fn a_run_with_xlm_roberta_models_in_every_role_and_a_decoder() {
     let root = repo_root();
     let tmp = tempfile::tempdir().unwrap();
     let models = root.join("tests/models");
@@ -789,6 +790,9 @@ collections = ["scifact-mini"]
 [[dense.models]]
 name = "xlmr"
 model = "{models}/tiny-xlm-roberta-dense"
+[[dense.models]]
+name = "qwen3"
+model = "{models}/tiny-qwen3-dense"
 [sparse]
 model = "{models}/tiny-xlm-roberta-splade"
 [rerank]
@@ -836,6 +840,7 @@ devices = "cpu"
         architectures,
         [
             ("dense", "xlm-roberta", 32),
+            ("dense", "qwen3", 32),
             ("sparse", "xlm-roberta_mlm", 32),
             ("rerank", "xlm-roberta_sequence_classification", 32)
         ]
@@ -844,6 +849,7 @@ devices = "cpu"
     assert_eq!(points.len(), 300);
     for point in &points {
         assert_eq!(point["vector"]["xlmr"].as_array().unwrap().len(), 32);
+        assert_eq!(point["vector"]["qwen3"].as_array().unwrap().len(), 64);
         let indices: Vec<u32> =
             serde_json::from_value(point["vector"]["splade"]["indices"].clone()).unwrap();
         assert!(!indices.is_empty() && indices.iter().all(|&i| i < 134));

@@ -219,7 +219,7 @@ enabled = true
     }
 
     /// An alias resolves to its hub id and model-card settings; the config's own settings win;
-    /// an alias in the wrong role, or of an architecture not implemented, names the key.
+    /// an alias in the wrong role names the key.
     #[test]
     fn model_aliases_resolve_with_their_settings() {
         let text = format!(
@@ -263,9 +263,9 @@ enabled = true
                 "is a sparse model",
             ),
             (
-                "[[dense.models]]\nmodel = \"qwen3-embedding-0.6b\"\n",
-                "dense.models",
-                "not implement",
+                "[rerank]\nmodel = \"qwen3-embedding-0.6b\"\n",
+                "rerank.model",
+                "is a dense model",
             ),
         ] {
             let text = format!("{BASE}\n{extra}");

@@ -3,9 +3,6 @@
 //! A config names an alias where it would name a model (`model = "bge-small-en"`); any setting
 //! the config also gives wins over the alias's. The dimension is a check: a checkpoint behind
 //! an alias that embeds to another width is refused at load, not exported.
-//!
-//! An alias of an architecture this build does not implement is kept (so the name is known and
-//! the error says what it is) and refused when the config is read.
 
 use super::Pooling;
 
@@ -41,8 +38,6 @@ pub struct ModelAlias {
     pub pooling: Option<Pooling>,
     pub normalize: Option<bool>,
     pub query_prompt: Option<&'static str>,
-    /// Whether this build runs the architecture; `false`: the alias is refused, naming why.
-    pub implemented: bool,
     /// How this build's support of the model was checked (for the README's table).
     pub verified: &'static str,
 }
@@ -58,7 +53,6 @@ pub const ALIASES: &[ModelAlias] = &[
         pooling: Some(Pooling::Mean),
         normalize: Some(true),
         query_prompt: None,
-        implemented: true,
         verified: "real weights vs a float64 numpy reference; SciFact",
     },
     ModelAlias {
@@ -71,7 +65,6 @@ pub const ALIASES: &[ModelAlias] = &[
         pooling: Some(Pooling::Cls),
         normalize: Some(true),
         query_prompt: Some("Represent this sentence for searching relevant passages: "),
-        implemented: true,
         verified: "real weights (INT8-derived) in a two-model run; SciFact",
     },
     ModelAlias {
@@ -84,7 +77,6 @@ pub const ALIASES: &[ModelAlias] = &[
         pooling: Some(Pooling::Cls),
         normalize: Some(true),
         query_prompt: None,
-        implemented: true,
         verified: "architecture on tiny transformers checkpoints; real weights not run",
     },
     ModelAlias {
@@ -100,8 +92,8 @@ pub const ALIASES: &[ModelAlias] = &[
             "Instruct: Given a web search query, retrieve relevant passages that answer the \
              query\nQuery:",
         ),
-        implemented: false,
-        verified: "not implemented (decoder)",
+        verified:
+            "architecture (Qwen3, and Qwen2) on tiny transformers checkpoints; real weights not run",
     },
     ModelAlias {
         alias: "splade-v3",
@@ -113,7 +105,6 @@ pub const ALIASES: &[ModelAlias] = &[
         pooling: None,
         normalize: None,
         query_prompt: None,
-        implemented: true,
         verified: "architecture as SPLADE-tiny (real weights vs numpy); splade-v3 weights not run",
     },
     ModelAlias {
@@ -126,7 +117,6 @@ pub const ALIASES: &[ModelAlias] = &[
         pooling: None,
         normalize: None,
         query_prompt: None,
-        implemented: true,
         verified: "real weights vs a float64 numpy reference; SciFact",
     },
     ModelAlias {
@@ -139,7 +129,6 @@ pub const ALIASES: &[ModelAlias] = &[
         pooling: None,
         normalize: None,
         query_prompt: None,
-        implemented: true,
         verified: "architecture on tiny transformers checkpoints; real weights not run",
     },
 ];
@@ -153,15 +142,6 @@ pub enum AliasError {
         hub_id: &'static str,
         role: &'static str,
         wanted: &'static str,
-    },
-    #[error(
-        "model alias {alias} ({hub_id}) is a {model_type} model, an architecture this build does \
-         not implement"
-    )]
-    NotImplemented {
-        alias: &'static str,
-        hub_id: &'static str,
-        model_type: &'static str,
     },
 }
 
@@ -191,13 +171,6 @@ pub fn for_role(
             hub_id: alias.hub_id,
             role: alias.role.as_str(),
             wanted: role.as_str(),
-        });
-    }
-    if !alias.implemented {
-        return Err(AliasError::NotImplemented {
-            alias: alias.alias,
-            hub_id: alias.hub_id,
-            model_type: alias.model_type,
         });
     }
     Ok(Some(alias))
@@ -255,22 +228,23 @@ mod tests {
             "model alias bge-reranker-v2-m3 is a rerank model (BAAI/bge-reranker-v2-m3); it \
              cannot be the dense model"
         );
-        let err = for_role("qwen3-embedding-0.6b", AliasRole::Dense).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("qwen3 model, an architecture this build does not implement"),
-            "{err}"
+        let qwen = for_role("qwen3-embedding-0.6b", AliasRole::Dense)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (qwen.model_type, qwen.pooling),
+            ("qwen3", Some(Pooling::LastToken))
         );
     }
 
-    /// Every implemented alias names an architecture the loader accepts.
+    /// Every alias names an architecture the loader accepts.
     #[test]
-    fn implemented_aliases_have_supported_architectures() {
+    fn aliases_have_supported_architectures() {
         for alias in ALIASES {
             let supported = crate::models::bert::SUPPORTED_ARCHITECTURES
                 .iter()
                 .any(|(name, _)| *name == alias.model_type);
-            assert_eq!(supported, alias.implemented, "{}", alias.alias);
+            assert!(supported, "{}: {}", alias.alias, alias.model_type);
         }
     }
 }

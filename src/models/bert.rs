@@ -22,6 +22,7 @@
 //! −10 000 (BERT's original value): finite in every dtype, and exp(−10 000) is 0 in all of them.
 
 use super::checkpoint::Checkpoint;
+use super::decoder::DecoderConfig;
 use super::packed::PackedBert;
 use super::tokenize::Encoded;
 use super::ModelError;
@@ -72,7 +73,9 @@ impl PaddedBatch {
 }
 
 /// The architectures this build implements, by `config.json`'s `model_type`, with the
-/// `architectures` entries (heads) seen in the checkpoints it was verified on.
+/// `architectures` entries (heads) seen in the checkpoints it was verified on. The decoders
+/// ([`super::decoder`]) embed only (dense); an embedding model is stored as the bare model
+/// or as the causal LM it was trained from (the LM head is not read).
 pub const SUPPORTED_ARCHITECTURES: &[(&str, &[&str])] = &[
     (
         "bert",
@@ -98,6 +101,8 @@ pub const SUPPORTED_ARCHITECTURES: &[(&str, &[&str])] = &[
             "XLMRobertaForSequenceClassification",
         ],
     ),
+    ("qwen3", &["Qwen3Model", "Qwen3ForCausalLM"]),
+    ("qwen2", &["Qwen2Model", "Qwen2ForCausalLM"]),
 ];
 
 /// The two encoder layouts: where the task models keep the encoder and their heads.
@@ -191,14 +196,50 @@ impl EncoderConfig {
     }
 }
 
-/// Reads an encoder `config.json`, after checking that it describes an architecture we
+/// What a model's `config.json` describes, once its architecture is known to be implemented.
+#[derive(Clone, Debug)]
+pub enum Architecture {
+    Encoder(EncoderConfig),
+    Decoder(DecoderConfig),
+}
+
+impl Architecture {
+    pub fn model_type(&self) -> &'static str {
+        match self {
+            Architecture::Encoder(config) => config.model_type,
+            Architecture::Decoder(config) => config.model_type,
+        }
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Architecture::Encoder(config) => config.hidden_size,
+            Architecture::Decoder(config) => config.hidden_size,
+        }
+    }
+
+    /// The longest sequence the model reads.
+    pub fn usable_positions(&self) -> usize {
+        match self {
+            Architecture::Encoder(config) => config.usable_positions(),
+            Architecture::Decoder(config) => config.max_positions,
+        }
+    }
+}
+
+/// Reads a model's `config.json`, after checking that it describes an architecture we
 /// implement: an XLM-RoBERTa checkpoint read as BERT would load and give wrong vectors (other
 /// position ids); a decoder's (Qwen) would fail on a field it does not share, with an error
 /// that says nothing of the architecture.
-pub fn read_config(dir: &Path) -> Result<EncoderConfig, ModelError> {
+pub fn read_architecture(dir: &Path) -> Result<Architecture, ModelError> {
     let path = dir.join("config.json");
     let value: serde_json::Value = super::read_json(&path)?;
     let model_type = check_architecture(&path, &value)?;
+    if super::decoder::is_decoder(model_type) {
+        return Ok(Architecture::Decoder(DecoderConfig::from_json(
+            &path, model_type, value,
+        )?));
+    }
     let layers: BertConfig = serde_json::from_value(value).map_err(|source| ModelError::Json {
         path: path.clone(),
         source,
@@ -221,12 +262,28 @@ pub fn read_config(dir: &Path) -> Result<EncoderConfig, ModelError> {
             ),
         });
     }
-    Ok(EncoderConfig {
+    Ok(Architecture::Encoder(EncoderConfig {
         layers,
         model_type,
         family,
         position_offset,
-    })
+    }))
+}
+
+/// Reads the `config.json` of a BERT-family encoder (what the sparse and rerank stages run);
+/// a decoder is refused by name: it embeds, but has no masked-LM or classification head here.
+pub fn read_config(dir: &Path) -> Result<EncoderConfig, ModelError> {
+    match read_architecture(dir)? {
+        Architecture::Encoder(config) => Ok(config),
+        Architecture::Decoder(config) => Err(ModelError::Unsupported {
+            path: dir.join("config.json"),
+            message: format!(
+                "{} is a decoder: it runs as a dense embedding model only; SPLADE and \
+                 CrossEncoder models must be BERT-family encoders (bert, roberta, xlm-roberta)",
+                config.model_type
+            ),
+        }),
+    }
 }
 
 /// The checkpoint's `model_type` when we implement it (from `architectures` when it has none).
@@ -634,16 +691,27 @@ mod tests {
         assert!(err.contains("pad_token_id 31 leaves no position"), "{err}");
     }
 
-    /// A decoder's config used to fail as "invalid JSON" on `hidden_act: silu`.
+    /// A decoder's config used to fail as "invalid JSON" on `hidden_act: silu`; now it reads
+    /// as a decoder, and the stages that need an encoder refuse it by name.
     #[test]
-    fn a_decoder_is_refused_as_an_architecture_not_as_bad_json() {
+    fn a_decoder_reads_as_a_decoder_and_encoder_stages_refuse_it() {
         let qwen = serde_json::json!({
             "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_act": "silu",
-            "hidden_size": 1024, "num_key_value_heads": 8, "rope_theta": 1000000
+            "vocab_size": 100, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 24, "max_position_embeddings": 64, "rope_theta": 1000000
         });
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), qwen.to_string()).unwrap();
+        match read_architecture(dir.path()).unwrap() {
+            Architecture::Decoder(config) => {
+                assert_eq!((config.model_type, config.head_dim), ("qwen3", 24))
+            }
+            other => panic!("read as {other:?}"),
+        }
         let message = config_error(qwen).unwrap();
         assert!(
-            message.contains(r#"model_type "qwen3" (Qwen3ForCausalLM)"#),
+            message.contains("qwen3 is a decoder: it runs as a dense embedding model only"),
             "{message}"
         );
         assert!(!message.contains("invalid JSON"), "{message}");

@@ -7,6 +7,7 @@
 //! Tied weights (an MLM decoder that reuses the word embeddings) are a property of the head, and
 //! the head asks [`Checkpoint::has`] before choosing which tensor to load.
 
+use super::bert::Architecture;
 use super::ModelError;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -63,10 +64,7 @@ impl Checkpoint {
 /// and every tensor lies inside the file (a truncated download fails here, not at the first
 /// batch), and the embedding tables have the shapes `config.json` promises. Returns the
 /// file's size, what one copy of the weights costs. A `.bin` (pickle) file is only sized.
-pub fn inspect_weights(
-    path: &Path,
-    config: &candle_transformers::models::bert::Config,
-) -> Result<u64, ModelError> {
+pub fn inspect_weights(path: &Path, architecture: &Architecture) -> Result<u64, ModelError> {
     let bytes = std::fs::metadata(path)
         .map_err(|source| ModelError::Io {
             path: path.to_path_buf(),
@@ -92,23 +90,26 @@ pub fn inspect_weights(
         .into_iter()
         .map(|(name, view)| (name, view.shape().to_vec()))
         .collect();
-    let expected = [
-        ("embeddings.word_embeddings.weight", config.vocab_size),
-        (
-            "embeddings.position_embeddings.weight",
-            config.max_position_embeddings,
-        ),
-    ];
+    let hidden = architecture.hidden_size();
+    let expected = match architecture {
+        Architecture::Encoder(config) => vec![
+            ("embeddings.word_embeddings.weight", config.vocab_size),
+            (
+                "embeddings.position_embeddings.weight",
+                config.max_position_embeddings,
+            ),
+        ],
+        Architecture::Decoder(config) => vec![("embed_tokens.weight", config.vocab_size)],
+    };
     for (suffix, rows) in expected {
         let found = shapes
             .iter()
             .find(|(name, _)| name == suffix || name.ends_with(&format!(".{suffix}")));
         match found {
             None => return Err(unsupported(format!("no tensor `{suffix}`"))),
-            Some((name, shape)) if shape[..] != [rows, config.hidden_size] => {
+            Some((name, shape)) if shape[..] != [rows, hidden] => {
                 return Err(unsupported(format!(
-                    "tensor `{name}` has shape {shape:?}, config.json says [{rows}, {}]",
-                    config.hidden_size
+                    "tensor `{name}` has shape {shape:?}, config.json says [{rows}, {hidden}]"
                 )))
             }
             Some(_) => {}

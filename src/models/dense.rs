@@ -1,8 +1,9 @@
 //! The dense bi-encoder: tokenizer + BERT-family encoder + pooling (+ normalisation), configured from
 //! the model's sentence-transformers files with per-run overrides from the config.
 
-use super::bert::{checked_max_length, read_config, BertEncoder, PaddedBatch};
+use super::bert::{checked_max_length, read_architecture, Architecture, BertEncoder, PaddedBatch};
 use super::checkpoint::Checkpoint;
+use super::decoder::Decoder;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
 use super::packed::{PackedBatch, Threads};
@@ -11,7 +12,7 @@ use super::sentence_transformers::SentenceTransformerInfo;
 use super::tokenize::{Encoded, TextTokenizer};
 use super::{ModelError, Replicas, SelectedDevice};
 use crate::batching::{BatchBudget, BatchStats};
-use crate::config::DenseModelConfig;
+use crate::config::{CpuPrecision, DenseModelConfig};
 use crate::dispatch::{DispatchStats, FaultInjector};
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use crate::models::run_encoded;
@@ -44,9 +45,41 @@ pub struct DenseItems {
     pub dispatch: DispatchStats,
 }
 
+/// The network under the pooling.
+enum Backbone {
+    /// BERT, RoBERTa, XLM-RoBERTa (packed on the CPU, candle elsewhere).
+    Encoder(BertEncoder),
+    /// Qwen3, Qwen2 (candle on every device).
+    Decoder(Decoder),
+}
+
+impl Backbone {
+    fn hidden_size(&self) -> usize {
+        match self {
+            Backbone::Encoder(encoder) => encoder.hidden_size(),
+            Backbone::Decoder(decoder) => decoder.config().hidden_size,
+        }
+    }
+
+    fn usable_positions(&self) -> usize {
+        match self {
+            Backbone::Encoder(encoder) => encoder.usable_positions(),
+            Backbone::Decoder(decoder) => decoder.config().max_positions,
+        }
+    }
+
+    /// Hidden states [batch, seq, hidden] of a padded batch (not the packed encoder).
+    fn forward(&self, batch: &PaddedBatch) -> Result<candle_core::Tensor, ModelError> {
+        match self {
+            Backbone::Encoder(encoder) => encoder.forward(batch),
+            Backbone::Decoder(decoder) => decoder.forward(&batch.input_ids),
+        }
+    }
+}
+
 /// A loaded sentence-embedding model.
 pub struct DenseEmbedder {
-    encoder: BertEncoder,
+    encoder: Backbone,
     tokenizer: TextTokenizer,
     pooling: Pooling,
     normalize: bool,
@@ -68,20 +101,51 @@ impl DenseEmbedder {
         let st = SentenceTransformerInfo::read(&resolved.dir)?;
         let weights = resolved.weights_file()?;
         let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
-        let encoder_config = read_config(&resolved.dir)?;
+        let architecture = read_architecture(&resolved.dir)?;
         if let Some(expected) = config.expected_dim {
-            if encoder_config.hidden_size != expected {
+            if architecture.hidden_size() != expected {
                 return Err(ModelError::Unsupported {
                     path: resolved.dir.join("config.json"),
                     message: format!(
                         "{} embeds to {} dimensions where its alias says {expected}",
-                        config.model, encoder_config.hidden_size
+                        config.model,
+                        architecture.hidden_size()
                     ),
                 });
             }
         }
-        let mut encoder = BertEncoder::load(&checkpoint, &encoder_config, device.backend)?;
-        let products = encoder.use_products(device.packed_products(config.precision)?);
+        let model_type = architecture.model_type();
+        let stage_products = device.packed_products(config.precision)?;
+        let (encoder, products) = match architecture {
+            Architecture::Encoder(encoder_config) => {
+                let mut encoder = BertEncoder::load(&checkpoint, &encoder_config, device.backend)?;
+                let products = encoder.use_products(stage_products);
+                (Backbone::Encoder(encoder), products)
+            }
+            Architecture::Decoder(decoder_config) => {
+                // The bf16 and int8 products are the packed BERT encoder's; on the CPU a
+                // decoder runs candle in f32 (the checkpoint was opened in f32 for it).
+                let products = match (config.precision, stage_products) {
+                    (Some(asked), _) if asked != CpuPrecision::F32 && stage_products.is_some() => {
+                        return Err(ModelError::Unsupported {
+                            path: resolved.dir.join("config.json"),
+                            message: format!(
+                                "precision \"{}\" is implemented for BERT-family encoders; \
+                                 a {model_type} model runs in f32 on the CPU (set precision \
+                                 = \"f32\" or leave it unset)",
+                                asked.as_str()
+                            ),
+                        });
+                    }
+                    (_, Some(_)) => Some(CpuPrecision::F32.as_str()),
+                    (_, None) => None,
+                };
+                (
+                    Backbone::Decoder(Decoder::load(&checkpoint, &decoder_config)?),
+                    products,
+                )
+            }
+        };
         // Sentence-transformers' default for a plain transformers checkpoint is mean pooling.
         let pooling = config.pooling.or(st.pooling).unwrap_or(Pooling::Mean);
         let normalize = config.normalize.unwrap_or(st.normalize);
@@ -98,7 +162,7 @@ impl DenseEmbedder {
             &config.model,
             resolved,
             &weights,
-            encoder_config.model_type,
+            model_type,
             encoder.hidden_size(),
             max_length,
             device,
@@ -144,10 +208,16 @@ impl DenseEmbedder {
     /// Activation-memory model and weight bytes, for planning batches under a device budget.
     pub fn memory_profile(&self) -> (EncoderMemoryModel, u64) {
         let bytes = self.device.dtype.size_in_bytes();
-        (
-            self.encoder.memory_model(HeadMemory::Pooling, bytes),
-            self.encoder.weight_bytes(bytes),
-        )
+        match &self.encoder {
+            Backbone::Encoder(encoder) => (
+                encoder.memory_model(HeadMemory::Pooling, bytes),
+                encoder.weight_bytes(bytes),
+            ),
+            Backbone::Decoder(decoder) => (
+                decoder.config().memory_model(bytes),
+                decoder.config().weight_bytes(bytes),
+            ),
+        }
     }
 
     /// Runs batches on `workers` concurrent workers sharing this model, each pass on `threads`.
@@ -254,7 +324,7 @@ impl DenseEmbedder {
 
     /// One forward pass over already tokenised items.
     fn embed_encoded(&self, items: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
-        if let BertEncoder::Packed(bert) = &self.encoder {
+        if let Backbone::Encoder(BertEncoder::Packed(bert)) = &self.encoder {
             let batch = PackedBatch::new(items);
             let width = bert.shape().hidden;
             let mut pooled = bert.forward_with(&batch, self.threads, |hidden| {

@@ -6,6 +6,7 @@ pub mod aliases;
 pub mod bert;
 pub mod checkpoint;
 pub mod cross_encoder;
+pub mod decoder;
 pub mod dense;
 pub mod device;
 pub mod encoder;

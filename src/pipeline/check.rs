@@ -9,7 +9,7 @@ use crate::eval;
 use crate::gpu::LeaseOptions;
 use crate::input::Collection;
 use crate::input::{self, InvalidInputPolicy};
-use crate::models::bert::{checked_max_length, read_config};
+use crate::models::bert::{checked_max_length, read_architecture, read_config, Architecture};
 use crate::models::checkpoint::inspect_weights;
 use crate::models::sentence_transformers::SentenceTransformerInfo;
 use crate::models::tokenize::TextTokenizer;
@@ -204,7 +204,13 @@ pub fn model_problems(config: &RunConfig, manager: &ModelManager) -> ModelProble
                 }
             };
         let mut problems = Vec::new();
-        let bert = read_config(&resolved.dir).map_err(|err| problems.push(err.to_string()));
+        // Dense models may be decoders; the sparse and rerank heads need an encoder.
+        let architecture = if wanted.sentence_transformer {
+            read_architecture(&resolved.dir)
+        } else {
+            read_config(&resolved.dir).map(Architecture::Encoder)
+        }
+        .map_err(|err| problems.push(err.to_string()));
         let st = if wanted.sentence_transformer {
             SentenceTransformerInfo::read(&resolved.dir)
                 .map_err(|err| problems.push(err.to_string()))
@@ -213,25 +219,28 @@ pub fn model_problems(config: &RunConfig, manager: &ModelManager) -> ModelProble
             None
         };
         let mut max_length = None;
-        if let Ok(bert) = &bert {
-            if let Some(expected) = wanted.expected_dim.filter(|d| *d != bert.hidden_size) {
+        if let Ok(architecture) = &architecture {
+            if let Some(expected) = wanted
+                .expected_dim
+                .filter(|d| *d != architecture.hidden_size())
+            {
                 problems.push(format!(
                     "{}: embeds to {} dimensions where its alias says {expected}",
                     resolved.dir.join("config.json").display(),
-                    bert.hidden_size
+                    architecture.hidden_size()
                 ));
             }
             match checked_max_length(
                 &resolved.dir,
                 wanted.max_length,
                 st.as_ref().and_then(|st| st.max_seq_length),
-                bert.usable_positions(),
+                architecture.usable_positions(),
             ) {
                 Ok(length) => max_length = Some(length),
                 Err(err) => problems.push(err.to_string()),
             }
             match resolved.weights_file() {
-                Ok(weights) => match inspect_weights(&weights, bert) {
+                Ok(weights) => match inspect_weights(&weights, architecture) {
                     Ok(bytes) => {
                         if let Some(problem) = ceiling_problem(config, bytes) {
                             problems.push(problem);
