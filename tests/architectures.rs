@@ -7,15 +7,12 @@
 mod util;
 
 use embed_collections::batching::BatchBudget;
-use embed_collections::config::{DenseModelConfig, DeviceSpec, Precision};
+use embed_collections::config::DenseModelConfig;
 use embed_collections::models::bert::EncoderBackend;
-use embed_collections::models::{
-    select_device, CrossEncoder, DenseEmbedder, ModelManager, ResolvedModel, SelectedDevice,
-    SpladeEncoder,
-};
+use embed_collections::models::{CrossEncoder, DenseEmbedder, SpladeEncoder};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use util::cosine;
+use util::{cosine, cpu_device, tiny_model};
 
 #[derive(Deserialize)]
 struct Golden {
@@ -53,22 +50,6 @@ fn golden() -> Golden {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-fn resolved(name: &str) -> ResolvedModel {
-    let dir = util::repo_root().join("tests/models").join(name);
-    let manager = ModelManager::new(
-        std::env::temp_dir().join("no-models-dir"),
-        std::env::temp_dir().join("no-hf-cache"),
-        true,
-    );
-    manager.resolve(dir.to_str().unwrap(), None, None).unwrap()
-}
-
-fn cpu(backend: EncoderBackend) -> SelectedDevice {
-    let mut device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
-    device.backend = backend;
-    device
-}
-
 const BACKENDS: [EncoderBackend; 2] = [EncoderBackend::Packed, EncoderBackend::Candle];
 
 const ONE_AT_A_TIME: BatchBudget = BatchBudget {
@@ -97,10 +78,10 @@ fn xlm_roberta_dense_matches_sentence_transformers() {
     let golden = golden();
     assert_reaches_the_last_position(golden.dense.iter().map(|i| i.input_ids.len()), &golden);
     let texts: Vec<&str> = golden.dense.iter().map(|i| i.text.as_str()).collect();
-    let model = resolved("tiny-xlm-roberta-dense");
+    let model = tiny_model("tiny-xlm-roberta-dense");
     for backend in BACKENDS {
         let config = DenseModelConfig::for_model("xlmr", "tiny-xlm-roberta-dense");
-        let embedder = DenseEmbedder::load(&config, &model, &cpu(backend)).unwrap();
+        let embedder = DenseEmbedder::load(&config, &model, &cpu_device(backend)).unwrap();
         let identity = embedder.identity();
         assert_eq!(identity.max_length, golden.max_length, "{backend:?}");
         assert_eq!(identity.architecture, "xlm-roberta");
@@ -128,14 +109,14 @@ fn xlm_roberta_dense_matches_sentence_transformers() {
 fn xlm_roberta_cross_encoder_matches_transformers_logits() {
     let golden = golden();
     assert_reaches_the_last_position(golden.rerank.iter().map(|i| i.input_ids.len()), &golden);
-    let model = resolved("tiny-xlm-roberta-rerank");
+    let model = tiny_model("tiny-xlm-roberta-rerank");
     let pairs: Vec<(&str, &str)> = golden
         .rerank
         .iter()
         .map(|i| (i.query.as_str(), i.passage.as_str()))
         .collect();
     for backend in BACKENDS {
-        let encoder = CrossEncoder::load("tiny", &model, &cpu(backend), None, None).unwrap();
+        let encoder = CrossEncoder::load("tiny", &model, &cpu_device(backend), None, None).unwrap();
         assert_eq!(
             encoder.identity().architecture,
             "xlm-roberta_sequence_classification"
@@ -165,12 +146,19 @@ fn xlm_roberta_cross_encoder_matches_transformers_logits() {
 fn xlm_roberta_splade_matches_transformers_mlm_logits() {
     let golden = golden();
     assert_reaches_the_last_position(golden.splade.iter().map(|i| i.input_ids.len()), &golden);
-    let model = resolved("tiny-xlm-roberta-splade");
+    let model = tiny_model("tiny-xlm-roberta-splade");
     let texts: Vec<&str> = golden.splade.iter().map(|i| i.text.as_str()).collect();
     for backend in BACKENDS {
-        let encoder =
-            SpladeEncoder::load("sparse", "tiny", &model, &cpu(backend), None, 1 << 20, None)
-                .unwrap();
+        let encoder = SpladeEncoder::load(
+            "sparse",
+            "tiny",
+            &model,
+            &cpu_device(backend),
+            None,
+            1 << 20,
+            None,
+        )
+        .unwrap();
         assert_eq!(encoder.identity().architecture, "xlm-roberta_mlm");
         let encodings = encoder.tokenizer().encode_batch(&texts).unwrap();
         let batched = encoder
@@ -214,11 +202,11 @@ fn xlm_roberta_splade_matches_transformers_mlm_logits() {
 #[test]
 fn xlm_roberta_refuses_a_max_length_past_its_positions() {
     let golden = golden();
-    let model = resolved("tiny-xlm-roberta-rerank");
+    let model = tiny_model("tiny-xlm-roberta-rerank");
     let err = CrossEncoder::load(
         "tiny",
         &model,
-        &cpu(EncoderBackend::Packed),
+        &cpu_device(EncoderBackend::Packed),
         Some(golden.max_length + 1),
         None,
     )

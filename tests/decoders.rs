@@ -8,14 +8,12 @@
 mod util;
 
 use embed_collections::batching::BatchBudget;
-use embed_collections::config::{CpuPrecision, DenseModelConfig, DeviceSpec, Precision};
+use embed_collections::config::{CpuPrecision, DenseModelConfig};
 use embed_collections::models::bert::EncoderBackend;
 use embed_collections::models::tokenize::TextTokenizer;
-use embed_collections::models::{
-    select_device, DenseEmbedder, ModelManager, Pooling, ResolvedModel, SelectedDevice,
-};
+use embed_collections::models::{DenseEmbedder, Pooling};
 use serde::Deserialize;
-use util::cosine;
+use util::{cosine, cpu_device, tiny_model};
 
 #[derive(Deserialize)]
 struct Golden {
@@ -54,22 +52,6 @@ fn golden() -> Golden {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-fn resolved(name: &str) -> ResolvedModel {
-    let dir = util::repo_root().join("tests/models").join(name);
-    let manager = ModelManager::new(
-        std::env::temp_dir().join("no-models-dir"),
-        std::env::temp_dir().join("no-hf-cache"),
-        true,
-    );
-    manager.resolve(dir.to_str().unwrap(), None, None).unwrap()
-}
-
-fn cpu(backend: EncoderBackend) -> SelectedDevice {
-    let mut device = select_device(&DeviceSpec::Cpu, Precision::F32).unwrap();
-    device.backend = backend;
-    device
-}
-
 const ONE_AT_A_TIME: BatchBudget = BatchBudget {
     max_tokens: 1,
     max_items: 1,
@@ -93,9 +75,11 @@ fn models(golden: &Golden) -> [(&'static str, &'static str, &ModelGolden); 2] {
 fn decoder_token_ids_carry_the_prompt_and_the_eos_the_tokenizer_adds() {
     let golden = golden();
     for (architecture, dir, model) in models(&golden) {
-        let tokenizer =
-            TextTokenizer::load(&resolved(dir).dir.join("tokenizer.json"), golden.max_length)
-                .unwrap();
+        let tokenizer = TextTokenizer::load(
+            &tiny_model(dir).dir.join("tokenizer.json"),
+            golden.max_length,
+        )
+        .unwrap();
         let document_prompt = model.prompts.get("document").cloned().unwrap_or_default();
         let query_prompt = &model.prompts["query"];
         let texts: Vec<String> = (model
@@ -146,7 +130,8 @@ fn decoder_embeddings_match_sentence_transformers_alone_and_padded() {
         );
         for backend in [EncoderBackend::Packed, EncoderBackend::Candle] {
             let config = DenseModelConfig::for_model(architecture, dir);
-            let embedder = DenseEmbedder::load(&config, &resolved(dir), &cpu(backend)).unwrap();
+            let embedder =
+                DenseEmbedder::load(&config, &tiny_model(dir), &cpu_device(backend)).unwrap();
             let identity = embedder.identity();
             assert_eq!(identity.architecture, architecture);
             assert_eq!(identity.max_length, golden.max_length);
@@ -189,8 +174,8 @@ fn decoder_embeddings_match_sentence_transformers_alone_and_padded() {
 fn the_query_prompt_and_last_token_pooling_change_the_vectors() {
     let golden = golden();
     let model = &golden.qwen3;
-    let resolved = resolved("tiny-qwen3-dense");
-    let device = cpu(EncoderBackend::Packed);
+    let resolved = tiny_model("tiny-qwen3-dense");
+    let device = cpu_device(EncoderBackend::Packed);
     let query = model.queries[0].text.as_str();
     let mut config = DenseModelConfig::for_model("qwen3", "tiny-qwen3-dense");
     config.query_prompt = Some(String::new());
@@ -217,8 +202,8 @@ fn a_decoder_refuses_cpu_products_it_does_not_have() {
     config.precision = Some(CpuPrecision::Int8);
     let err = DenseEmbedder::load(
         &config,
-        &resolved("tiny-qwen2-dense"),
-        &cpu(EncoderBackend::Packed),
+        &tiny_model("tiny-qwen2-dense"),
+        &cpu_device(EncoderBackend::Packed),
     )
     .err()
     .unwrap()

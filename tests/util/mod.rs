@@ -117,3 +117,25 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn norm(a: &[f32]) -> f64 {
     a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
 }
+
+/// A committed tiny checkpoint (`tests/models/NAME`), resolved as a local path (never the Hub).
+pub fn tiny_model(name: &str) -> embed_collections::models::ResolvedModel {
+    let dir = repo_root().join("tests/models").join(name);
+    let manager = embed_collections::models::ModelManager::new(
+        std::env::temp_dir().join("no-models-dir"),
+        std::env::temp_dir().join("no-hf-cache"),
+        true,
+    );
+    manager.resolve(dir.to_str().unwrap(), None, None).unwrap()
+}
+
+/// The CPU in f32 with the given encoder backend.
+pub fn cpu_device(
+    backend: embed_collections::models::bert::EncoderBackend,
+) -> embed_collections::models::SelectedDevice {
+    use embed_collections::config::{DeviceSpec, Precision};
+    let mut device = embed_collections::models::select_device(&DeviceSpec::Cpu, Precision::F32)
+        .expect("the CPU is always available");
+    device.backend = backend;
+    device
+}
