@@ -54,20 +54,6 @@ enum Backbone {
 }
 
 impl Backbone {
-    fn hidden_size(&self) -> usize {
-        match self {
-            Backbone::Encoder(encoder) => encoder.hidden_size(),
-            Backbone::Decoder(decoder) => decoder.config().hidden_size,
-        }
-    }
-
-    fn usable_positions(&self) -> usize {
-        match self {
-            Backbone::Encoder(encoder) => encoder.usable_positions(),
-            Backbone::Decoder(decoder) => decoder.config().max_positions,
-        }
-    }
-
     /// Hidden states [batch, seq, hidden] of a padded batch (not the packed encoder).
     fn forward(&self, batch: &PaddedBatch) -> Result<candle_core::Tensor, ModelError> {
         match self {
@@ -102,19 +88,22 @@ impl DenseEmbedder {
         let weights = resolved.weights_file()?;
         let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
         let architecture = read_architecture(&resolved.dir)?;
+        let (model_type, dim, positions) = (
+            architecture.model_type(),
+            architecture.hidden_size(),
+            architecture.usable_positions(),
+        );
         if let Some(expected) = config.expected_dim {
-            if architecture.hidden_size() != expected {
+            if dim != expected {
                 return Err(ModelError::Unsupported {
                     path: resolved.dir.join("config.json"),
                     message: format!(
-                        "{} embeds to {} dimensions where its alias says {expected}",
-                        config.model,
-                        architecture.hidden_size()
+                        "{} embeds to {dim} dimensions where its alias says {expected}",
+                        config.model
                     ),
                 });
             }
         }
-        let model_type = architecture.model_type();
         let stage_products = device.packed_products(config.precision)?;
         let (encoder, products) = match architecture {
             Architecture::Encoder(encoder_config) => {
@@ -125,21 +114,19 @@ impl DenseEmbedder {
             Architecture::Decoder(decoder_config) => {
                 // The bf16 and int8 products are the packed BERT encoder's; on the CPU a
                 // decoder runs candle in f32 (the checkpoint was opened in f32 for it).
-                let products = match (config.precision, stage_products) {
-                    (Some(asked), _) if asked != CpuPrecision::F32 && stage_products.is_some() => {
-                        return Err(ModelError::Unsupported {
-                            path: resolved.dir.join("config.json"),
-                            message: format!(
-                                "precision \"{}\" is implemented for BERT-family encoders; \
-                                 a {model_type} model runs in f32 on the CPU (set precision \
-                                 = \"f32\" or leave it unset)",
-                                asked.as_str()
-                            ),
-                        });
-                    }
-                    (_, Some(_)) => Some(CpuPrecision::F32.as_str()),
-                    (_, None) => None,
-                };
+                let asked = config.precision.filter(|p| *p != CpuPrecision::F32);
+                if let (Some(asked), Some(_)) = (asked, stage_products) {
+                    return Err(ModelError::Unsupported {
+                        path: resolved.dir.join("config.json"),
+                        message: format!(
+                            "precision \"{}\" is implemented for BERT-family encoders; \
+                             a {model_type} model runs in f32 on the CPU (set precision \
+                             = \"f32\" or leave it unset)",
+                            asked.as_str()
+                        ),
+                    });
+                }
+                let products = stage_products.map(|_| CpuPrecision::F32.as_str());
                 (
                     Backbone::Decoder(Decoder::load(&checkpoint, &decoder_config)?),
                     products,
@@ -153,7 +140,7 @@ impl DenseEmbedder {
             &resolved.dir,
             config.max_length,
             st.max_seq_length,
-            encoder.usable_positions(),
+            positions,
         )?;
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
         let mut identity = ModelIdentity::new(
@@ -163,7 +150,7 @@ impl DenseEmbedder {
             resolved,
             &weights,
             model_type,
-            encoder.hidden_size(),
+            dim,
             max_length,
             device,
         )?;
