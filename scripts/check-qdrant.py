@@ -74,20 +74,60 @@ def check_fusion(client, out, name, manifest, vectors, sparse_vectors):
             limit=len(ours),
             with_payload=True,
         ).points
-        theirs = [(h.payload["chunk_id"], h.score) for h in hits]
-        if len(theirs) != len(ours):
-            fail(f"{name}: query {ranked['query_id']}: Qdrant returned {len(theirs)} of {len(ours)}")
-        for (a, sa), (b, sb) in zip(ours, theirs):
-            if abs(sa - sb) > 1e-6:
-                fail(f"{name}: query {ranked['query_id']}: fused score {sa} ({a}) vs Qdrant {sb} ({b})")
-        last = ours[-1][1]
-        for score in {s for _, s in ours if s > last + 1e-9}:
-            mine = {c for c, s in ours if abs(s - score) <= 1e-9}
-            qdrant = {c for c, s in theirs if abs(s - score) <= 1e-6}
-            if mine != qdrant:
-                fail(f"{name}: query {ranked['query_id']}: at fused score {score} ours {sorted(mine)} vs Qdrant {sorted(qdrant)}")
+        compare_fused(f"{name}: query {ranked['query_id']}", ours, hits)
         compared += 1
     return compared
+
+
+def compare_fused(label, ours, hits):
+    """`hits` (Qdrant's points) must be `ours` ((chunk_id, fused_score) in the run's fused
+    order) with the same scores; chunks tied on score may come in either order."""
+    theirs = [(h.payload["chunk_id"], h.score) for h in hits]
+    if len(theirs) != len(ours):
+        fail(f"{label}: Qdrant returned {len(theirs)} of {len(ours)}")
+    for (a, sa), (b, sb) in zip(ours, theirs):
+        if abs(sa - sb) > 1e-6:
+            fail(f"{label}: fused score {sa} ({a}) vs Qdrant {sb} ({b})")
+    last = ours[-1][1]
+    for score in {s for _, s in ours if s > last + 1e-9}:
+        mine = {c for c, s in ours if abs(s - score) <= 1e-9}
+        qdrant = {c for c, s in theirs if abs(s - score) <= 1e-6}
+        if mine != qdrant:
+            fail(f"{label}: at fused score {score} ours {sorted(mine)} vs Qdrant {sorted(qdrant)}")
+
+
+def load_collection(client, out, manifest, name):
+    """Validates `name`'s points, creates its Qdrant collection from the manifest and upserts
+    them; returns (points, dense vector params by name, sparse vector params by name)."""
+    dense = [m for m in manifest["models"] if m["role"] == "dense"]
+    sparse = [m for m in manifest["models"] if m["role"] == "sparse"]
+    lines = (out / name / "points.jsonl").read_text().splitlines()
+    points = []
+    for number, line in enumerate(lines, 1):
+        point = json.loads(line)
+        try:
+            points.append(models.PointStruct(**point))
+        except Exception as err:  # pydantic's ValidationError, named in the message
+            fail(f"{name}/points.jsonl:{number}: not a valid Qdrant point: {err}")
+        chunk_id = point["payload"]["chunk_id"]
+        expected = str(uuid.uuid5(POINT_ID_NAMESPACE, f"{name}/{chunk_id}"))
+        if point["id"] != expected:
+            fail(f"{name}/points.jsonl:{number}: id {point['id']} != uuid5 {expected}")
+    vectors = {
+        m["name"]: models.VectorParams(
+            size=m["dim"],
+            distance=models.Distance.COSINE if m.get("normalize") else models.Distance.DOT,
+        )
+        for m in dense
+    }
+    sparse_vectors = {m["name"]: models.SparseVectorParams() for m in sparse}
+    client.create_collection(
+        collection_name=name,
+        vectors_config=vectors,
+        sparse_vectors_config=sparse_vectors or None,
+    )
+    client.upsert(collection_name=name, points=points, wait=True)
+    return points, vectors, sparse_vectors
 
 
 def main():
@@ -95,37 +135,10 @@ def main():
         fail("usage: check-qdrant.py OUTPUT_DIR")
     out = Path(sys.argv[1])
     manifest = json.loads((out / "manifest.json").read_text())
-    dense = [m for m in manifest["models"] if m["role"] == "dense"]
-    sparse = [m for m in manifest["models"] if m["role"] == "sparse"]
     client = QdrantClient(":memory:")
     for collection in manifest["collections"]:
         name = collection["name"]
-        lines = (out / name / "points.jsonl").read_text().splitlines()
-        points = []
-        for number, line in enumerate(lines, 1):
-            point = json.loads(line)
-            try:
-                points.append(models.PointStruct(**point))
-            except Exception as err:  # pydantic's ValidationError, named in the message
-                fail(f"{name}/points.jsonl:{number}: not a valid Qdrant point: {err}")
-            chunk_id = point["payload"]["chunk_id"]
-            expected = str(uuid.uuid5(POINT_ID_NAMESPACE, f"{name}/{chunk_id}"))
-            if point["id"] != expected:
-                fail(f"{name}/points.jsonl:{number}: id {point['id']} != uuid5 {expected}")
-        vectors = {
-            m["name"]: models.VectorParams(
-                size=m["dim"],
-                distance=models.Distance.COSINE if m.get("normalize") else models.Distance.DOT,
-            )
-            for m in dense
-        }
-        sparse_vectors = {m["name"]: models.SparseVectorParams() for m in sparse}
-        client.create_collection(
-            collection_name=name,
-            vectors_config=vectors,
-            sparse_vectors_config=sparse_vectors or None,
-        )
-        client.upsert(collection_name=name, points=points, wait=True)
+        points, vectors, sparse_vectors = load_collection(client, out, manifest, name)
         count = client.count(collection_name=name, exact=True).count
         if count != len(points):
             fail(f"{name}: {count} points in Qdrant, {len(points)} in the file")

@@ -162,6 +162,11 @@ pub enum Command {
     /// Print the effective settings as TOML, each value with its origin (default, file, env,
     /// flag), and run nothing; saved as a file, it reproduces the run (takes a run's flags)
     Config(RunArgs),
+    /// Serve the run's models over HTTP: TEI-compatible (/embed, /embed_sparse, /rerank,
+    /// /tokenize, /info, /health, /metrics), OpenAI-compatible (/v1/embeddings, /v1/models),
+    /// Cohere/Jina rerank (/v1/rerank) and /v1/query (a query's named vectors and the Qdrant
+    /// request that reproduces the run's fusion); until SIGTERM or SIGINT
+    Serve(ServeArgs),
     /// Embed a query file with the run's models (every dense model with its query prompt, and
     /// SPLADE) into JSONL lines like query_vectors.jsonl: id, the text's sha256, named vectors
     EmbedQueries(EmbedQueriesArgs),
@@ -195,6 +200,50 @@ pub struct FetchModelsArgs {
     /// ~/.cache/embed-collections/models)
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Run configuration: the one the points were made with (models, prompts, truncation,
+    /// fusion) plus its [serve] section
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address and port to listen on [serve.listen] (default 127.0.0.1:8080)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+
+    /// File holding the API key the inference routes require [serve.api_key_file]
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// No SPLADE model [sparse.enabled = false]
+    #[arg(long)]
+    pub no_sparse: bool,
+
+    /// No CrossEncoder [rerank.enabled = false]
+    #[arg(long)]
+    pub no_rerank: bool,
+
+    /// Devices: auto, cpu, cuda or cuda:0,1 [gpu.devices]
+    #[arg(long, value_name = "DEVICES")]
+    pub device: Option<DeviceSpec>,
+
+    /// Directory of fetched models [models.dir]
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+
+    /// Any setting by its key, as for a run
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Only warnings and errors
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// More log detail (-v debug, -vv trace); never request text at any level
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, clap::Args)]
@@ -330,6 +379,8 @@ impl RunArgs {
             candidates: self.candidates,
             queries: self.queries.clone(),
             qrels: self.qrels.clone(),
+            listen: None,
+            api_key_file: None,
             set: self.set.clone(),
         }
     }

@@ -4,13 +4,15 @@
 //! [`config`] (what to do) → [`input`] (chunks, queries) → [`models`] (encoders) →
 //! [`batching`] (token-budget plans) → [`pipeline`] (stages per collection, using
 //! [`retrieval`], [`fusion`] and [`eval`]) → [`export`] (points, ranked lists, manifest).
-//! [`telemetry`] sets up logging.
+//! [`telemetry`] sets up logging. [`engine`] holds every model of a run for a long-lived
+//! process, and [`serve`] answers HTTP requests with it.
 
 pub mod batching;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
+pub mod engine;
 pub mod eval;
 pub mod exit;
 pub mod export;
@@ -22,6 +24,7 @@ pub mod models;
 pub mod pipeline;
 pub mod ranking;
 pub mod retrieval;
+pub mod serve;
 pub mod shard;
 pub mod stage;
 pub mod telemetry;

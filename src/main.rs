@@ -4,7 +4,7 @@
 use clap::Parser;
 use embed_collections::cli::{
     BenchArgs, Cli, Command, DevicesArgs, EmbedQueriesArgs, EvalArgs, FetchModelsArgs, MergeArgs,
-    RunArgs,
+    RunArgs, ServeArgs,
 };
 use embed_collections::config::{self, Environment};
 use embed_collections::exit;
@@ -28,6 +28,7 @@ fn run(cli: &Cli) -> i32 {
         Some(Command::Check(args)) => check_run(args),
         Some(Command::Config(args)) => show_config(args),
         Some(Command::EmbedQueries(args)) => embed_queries(args),
+        Some(Command::Serve(args)) => serve(args),
         Some(Command::Bench(args)) => bench(args),
         Some(Command::Merge(args)) => merge(args),
         Some(Command::Devices(args)) => devices(args),
@@ -420,16 +421,7 @@ fn fetch_models(args: &FetchModelsArgs) -> i32 {
 
 /// `embed-collections embed-queries`: a query file's vectors, as a run makes them.
 fn embed_queries(args: &EmbedQueriesArgs) -> i32 {
-    let output_dir = args
-        .output
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
     let overrides = config::Overrides {
-        // No collection is read and no output directory is written: these only satisfy the
-        // resolver.
-        input: Some(".".into()),
-        output: Some(output_dir.to_path_buf()),
         no_sparse: args.no_sparse,
         no_rerank: true,
         device: args.device.clone(),
@@ -438,7 +430,7 @@ fn embed_queries(args: &EmbedQueriesArgs) -> i32 {
         set: args.set.clone(),
         ..config::Overrides::default()
     };
-    let config = match config::resolve(
+    let config = match config::resolve_for_models(
         args.config.as_deref(),
         &Environment::from_process(),
         &overrides,
@@ -462,6 +454,64 @@ fn embed_queries(args: &EmbedQueriesArgs) -> i32 {
         }
         Err(err) => {
             let (code, hint) = run_error_exit(&err);
+            report(&anyhow::Error::new(err), hint);
+            code
+        }
+    }
+}
+
+/// `embed-collections serve`: the run's models over HTTP until SIGTERM or SIGINT.
+fn serve(args: &ServeArgs) -> i32 {
+    use embed_collections::serve::ServeError;
+    let overrides = config::Overrides {
+        no_sparse: args.no_sparse,
+        no_rerank: args.no_rerank,
+        device: args.device.clone(),
+        models_dir: args.models_dir.clone(),
+        quiet: args.quiet,
+        listen: args.listen.clone(),
+        api_key_file: args.api_key_file.clone(),
+        set: args.set.clone(),
+        ..config::Overrides::default()
+    };
+    let config = match config::resolve_for_models(
+        args.config.as_deref(),
+        &Environment::from_process(),
+        &overrides,
+    ) {
+        Ok(config) => config,
+        Err(err) => {
+            report(
+                &anyhow::Error::new(err).context("invalid configuration"),
+                Some("see the README's \"Serving queries\" and `embed-collections serve --help`"),
+            );
+            return exit::CONFIG_ERROR;
+        }
+    };
+    let verbosity = if args.quiet {
+        -1
+    } else {
+        args.verbose.min(2) as i8
+    };
+    init_logging(config.telemetry.log_format, verbosity);
+    let manager = ModelManager::from_env(config.models.dir.clone());
+    match embed_collections::serve::serve(config, manager) {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            let (code, hint) = match &err {
+                ServeError::ApiKeyFile { .. } | ServeError::EmptyApiKey { .. } => {
+                    (exit::CONFIG_ERROR, Some("check serve.api_key_file / --api-key-file"))
+                }
+                ServeError::Bind { .. } => (
+                    exit::CONFIG_ERROR,
+                    Some("is another process listening there? choose another --listen address"),
+                ),
+                ServeError::Engine(_) => (
+                    exit::FAILURE,
+                    Some("run scripts/fetch-models.sh, or point models.dir / --models-dir at the fetched models"),
+                ),
+                ServeError::Runtime(_) | ServeError::WarmUp(_) => (exit::FAILURE, None),
+            };
             report(&anyhow::Error::new(err), hint);
             code
         }

@@ -4,8 +4,8 @@
 //! [`super::resolve`], which also records where each effective value came from.
 
 use super::values::{
-    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    SparseFallback,
+    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, Secret,
+    SparseFallback, Timeout,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::Pooling;
@@ -38,6 +38,33 @@ pub struct FileConfig {
     pub telemetry: FileTelemetry,
     #[serde(default)]
     pub shard: FileShard,
+    #[serde(default)]
+    pub serve: FileServe,
+}
+
+/// `[serve]`: `embed-collections serve` (the other commands ignore it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServe {
+    /// Address to listen on; default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Bearer token the inference routes require.
+    pub api_key: Option<Secret>,
+    /// A file holding that token (a Kubernetes Secret mounted as a file). Relative to the
+    /// config file.
+    pub api_key_file: Option<PathBuf>,
+    /// Tokens one batch of concurrent requests' inputs may hold.
+    pub max_batch_tokens: Option<usize>,
+    /// Inputs one request may carry.
+    pub max_client_batch_size: Option<usize>,
+    /// Inputs accepted at once across requests; beyond, 429.
+    pub max_concurrent_inputs: Option<usize>,
+    /// Largest request body.
+    pub payload_limit: Option<ByteSize>,
+    /// Longest a request may take, queue included.
+    pub request_timeout: Option<Timeout>,
+    /// Origins allowed by CORS; none (the default) sends no CORS headers.
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// `[shard]` (which shard a process is comes from `--shard` or the environment, never the

@@ -21,6 +21,8 @@ pub struct Setting {
     pub example: &'static str,
     /// A path: relative to the config file in the file, to the working directory elsewhere.
     pub path: bool,
+    /// A secret: `embed-collections config` says whether it is set, never its value.
+    pub secret: bool,
 }
 
 impl Setting {
@@ -63,6 +65,7 @@ const fn setting(
         meaning,
         example,
         path: false,
+        secret: false,
     }
 }
 
@@ -75,6 +78,19 @@ const fn path(
 ) -> Setting {
     Setting {
         path: true,
+        ..setting(key, default, flag, meaning, example)
+    }
+}
+
+const fn secret(
+    key: &'static str,
+    default: &'static str,
+    flag: Option<&'static str>,
+    meaning: &'static str,
+    example: &'static str,
+) -> Setting {
+    Setting {
+        secret: true,
         ..setting(key, default, flag, meaning, example)
     }
 }
@@ -162,6 +178,27 @@ pub const SETTINGS: &[Setting] = &[
     setting("shard.split_bytes", "`64MiB`", Some("--shard-split-bytes"),
         "in a sharded run, collections with more bytes of chunk files than this are split among the shards by chunk id; smaller ones go whole to one shard",
         r#""1GiB""#),
+    setting("serve.listen", "`127.0.0.1:8080`", Some("--listen"),
+        "`serve`: the address and port to listen on (`0.0.0.0:8080` to accept other hosts)",
+        r#""0.0.0.0:9000""#),
+    secret("serve.api_key", "none", None,
+        "`serve`: the bearer token the inference routes require (`Authorization: Bearer …`); `/health` and `/metrics` stay open. Never printed",
+        r#""change-me""#),
+    path("serve.api_key_file", "none", Some("--api-key-file"),
+        "`serve`: a file holding the API key (a mounted Kubernetes Secret); one of this and `serve.api_key`",
+        r#""/run/secrets/api-key""#),
+    setting("serve.max_batch_tokens", "`16384`", None,
+        "`serve`: tokens of concurrent requests' inputs run as one batch", "8192"),
+    setting("serve.max_client_batch_size", "`32`", None,
+        "`serve`: inputs one request may carry (more: 422)", "64"),
+    setting("serve.max_concurrent_inputs", "`512`", None,
+        "`serve`: inputs accepted at once across requests (more: 429 at once)", "1024"),
+    setting("serve.payload_limit", "`2MiB`", None,
+        "`serve`: largest request body (more: 413)", r#""4MiB""#),
+    setting("serve.request_timeout", "`60s`", None,
+        "`serve`: longest a request may take, queue included (more: 504)", r#""10s""#),
+    setting("serve.cors_origins", "none (no CORS headers)", None,
+        "`serve`: origins a browser may call from", r#"["https://search.example.com"]"#),
 ];
 
 /// The setting named `key`.

@@ -9,17 +9,18 @@ pub mod show;
 pub mod values;
 
 pub use resolve::{
-    env_vars, load_file, parse_file, resolve, resolve_layers, ConfigError, DenseConfig,
-    DenseModelConfig, Environment, EvalConfig, FusionConfig, GpuConfig, InputConfig, ModelsConfig,
-    OutputConfig, Overrides, Provenance, RerankingConfig, RunConfig, ShardConfig, Source,
-    SparseConfig, TelemetryConfig, DEFAULT_DENSE_MODEL, DEFAULT_RERANK_MODEL, DEFAULT_SPARSE_MODEL,
+    env_vars, load_file, parse_file, resolve, resolve_for_models, resolve_layers, ConfigError,
+    DenseConfig, DenseModelConfig, Environment, EvalConfig, FusionConfig, GpuConfig, InputConfig,
+    ModelsConfig, OutputConfig, Overrides, Provenance, RerankingConfig, RunConfig, ServeConfig,
+    ShardConfig, Source, SparseConfig, TelemetryConfig, DEFAULT_DENSE_MODEL, DEFAULT_RERANK_MODEL,
+    DEFAULT_SPARSE_MODEL,
 };
 pub use resolve::{
     probe_budget, PROBE_COST_SHARE, PROBE_PAIR_COST, PROBE_QUERIES_MAX, PROBE_QUERIES_MIN,
 };
 pub use values::{
-    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    SparseFallback,
+    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, Secret,
+    SparseFallback, Timeout,
 };
 
 #[cfg(test)]
@@ -300,6 +301,52 @@ enabled = true
     }
 
     #[test]
+    fn the_api_key_is_never_printed_and_serve_settings_are_checked() {
+        let config = resolve_text(BASE, &env(&[]), &set(&["serve.api_key=\"hunter2\""])).unwrap();
+        let printed = show::effective_toml(&config).unwrap();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("# api_key: set, never printed  # flag:--set"),
+            "{printed}"
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+        for (assignment, key) in [
+            ("serve.listen=\"localhost\"", "serve.listen"),
+            (
+                "serve.max_concurrent_inputs=0",
+                "serve.max_concurrent_inputs",
+            ),
+            (
+                "serve.cors_origins=[\"https://a.example/\"]",
+                "serve.cors_origins",
+            ),
+            ("serve.request_timeout=\"0s\"", "serve.request_timeout"),
+        ] {
+            let err = resolve_text(BASE, &env(&[]), &set(&[assignment])).unwrap_err();
+            assert!(err.to_string().contains(key), "{assignment}: {err}");
+        }
+        let both = resolve_text(
+            BASE,
+            &env(&[]),
+            &set(&["serve.api_key=\"k\"", "serve.api_key_file=\"/k\""]),
+        )
+        .unwrap_err();
+        assert!(both.to_string().contains("not both"), "{both}");
+        let more_than_accepted = resolve_text(
+            BASE,
+            &env(&[]),
+            &set(&[
+                "serve.max_client_batch_size=100",
+                "serve.max_concurrent_inputs=50",
+            ]),
+        )
+        .unwrap_err();
+        assert!(more_than_accepted
+            .to_string()
+            .contains("can never be accepted"));
+    }
+
+    #[test]
     fn missing_input_root_says_how_to_set_it() {
         let err =
             resolve_layers(None, Default::default(), &env(&[]), &Overrides::default()).unwrap_err();
@@ -316,6 +363,10 @@ enabled = true
 
     /// The effective value of `key` as JSON, nulls inside tables left out (as in the file).
     fn effective(config: &RunConfig, key: &str) -> serde_json::Value {
+        // A secret serialises redacted; its value is what counts here.
+        if key == "serve.api_key" {
+            return serde_json::json!(config.serve.api_key.as_ref().map(|k| k.0.clone()));
+        }
         let (section, field) = key.split_once('.').unwrap();
         let mut value = serde_json::to_value(config).unwrap()[section][field].clone();
         if let serde_json::Value::Array(items) = &mut value {
@@ -522,7 +573,13 @@ enabled = true
         // Every key away from its default, from every kind of layer.
         let assignments: Vec<String> = keys::SETTINGS
             .iter()
-            .filter(|s| s.key != "rerank.candidates" && s.key != "sparse.enabled")
+            // serve.api_key is never printed (so it cannot round-trip), and it excludes
+            // serve.api_key_file.
+            .filter(|s| {
+                s.key != "rerank.candidates"
+                    && s.key != "sparse.enabled"
+                    && s.key != "serve.api_key"
+            })
             .map(|s| format!("{}={}", s.key, s.example))
             .collect();
         let assignments: Vec<&str> = assignments.iter().map(String::as_str).collect();

@@ -6,8 +6,8 @@
 
 use super::file::{FileConfig, FileDenseModel};
 use super::values::{
-    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    SparseFallback, ValueError,
+    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, Secret,
+    SparseFallback, Timeout, ValueError,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::aliases::{self, AliasRole};
@@ -202,6 +202,11 @@ impl Environment {
         Self { vars }
     }
 
+    /// The raw value of a variable, if set.
+    pub fn raw_value(&self, var: &str) -> Option<&str> {
+        self.vars.get(var).map(String::as_str)
+    }
+
     fn raw(&self, var: &'static str) -> Option<&str> {
         self.vars
             .get(var)
@@ -359,6 +364,10 @@ pub struct Overrides {
     pub queries: Option<PathBuf>,
     /// `--qrels`.
     pub qrels: Option<PathBuf>,
+    /// `--listen` (`serve`).
+    pub listen: Option<String>,
+    /// `--api-key-file` (`serve`).
+    pub api_key_file: Option<PathBuf>,
     /// `--set section.key=value`, in command-line order (a later one for the same key wins).
     pub set: Vec<String>,
 }
@@ -379,6 +388,7 @@ pub struct RunConfig {
     pub gpu: GpuConfig,
     pub telemetry: TelemetryConfig,
     pub shard: ShardConfig,
+    pub serve: ServeConfig,
     /// Where each setting above came from.
     pub provenance: Provenance,
 }
@@ -403,6 +413,25 @@ pub struct ShardConfig {
     /// chunk id; smaller ones go whole to one shard.
     pub split_bytes: ByteSize,
 }
+
+/// `embed-collections serve` (see [`crate::serve`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct ServeConfig {
+    pub listen: String,
+    /// The bearer token, from `serve.api_key` or read from `serve.api_key_file` (serialised
+    /// redacted).
+    pub api_key: Option<Secret>,
+    pub api_key_file: Option<PathBuf>,
+    pub max_batch_tokens: usize,
+    pub max_client_batch_size: usize,
+    pub max_concurrent_inputs: usize,
+    pub payload_limit: ByteSize,
+    pub request_timeout: Timeout,
+    pub cors_origins: Vec<String>,
+}
+
+/// `serve`'s defaults (README: "Serving queries").
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct OutputConfig {
@@ -633,6 +662,36 @@ impl Layers {
             message: message.into(),
         }
     }
+}
+
+/// The settings of the commands that load models but read no collection and write no output
+/// directory (`serve`, `embed-queries`): `input.root` and `output.dir` may be absent (they
+/// are set to `.` when they are, and nothing reads them).
+pub fn resolve_for_models(
+    config_file: Option<&Path>,
+    env: &Environment,
+    flags: &Overrides,
+) -> Result<RunConfig, ConfigError> {
+    let mut flags = flags.clone();
+    let file = config_file.map(load_file).transpose()?;
+    let has = |from_file: bool, var: &str| from_file || env.raw_value(var).is_some();
+    if flags.input.is_none()
+        && !has(
+            file.as_ref().is_some_and(|f| f.input.root.is_some()),
+            env_vars::INPUT,
+        )
+    {
+        flags.input = Some(PathBuf::from("."));
+    }
+    if flags.output.is_none()
+        && !has(
+            file.as_ref().is_some_and(|f| f.output.dir.is_some()),
+            env_vars::OUTPUT,
+        )
+    {
+        flags.output = Some(PathBuf::from("."));
+    }
+    resolve_layers(config_file, file.unwrap_or_default(), env, &flags)
 }
 
 /// Parses a config file's text; errors carry the file, line, column and key.
@@ -1150,6 +1209,114 @@ pub fn resolve_layers(
         flags.quiet.then_some(("--quiet", ProgressMode::Never)),
     )?;
 
+    // [serve]
+    let listen = layers.pick(
+        "serve.listen",
+        DEFAULT_LISTEN.to_string(),
+        file.serve.listen,
+        None,
+        flags.listen.clone().map(|l| ("--listen", l)),
+    )?;
+    let api_key = layers.pick(
+        "serve.api_key",
+        None,
+        file.serve.api_key.map(Some),
+        None,
+        None,
+    )?;
+    let file_key_path = layers.file_path(file.serve.api_key_file);
+    let api_key_file = layers.pick(
+        "serve.api_key_file",
+        None,
+        file_key_path.map(Some),
+        None,
+        flags
+            .api_key_file
+            .clone()
+            .map(|p| ("--api-key-file", Some(p))),
+    )?;
+    let serve_batch_tokens = layers.pick(
+        "serve.max_batch_tokens",
+        16384,
+        file.serve.max_batch_tokens,
+        None,
+        None,
+    )?;
+    let max_client_batch_size = layers.pick(
+        "serve.max_client_batch_size",
+        32,
+        file.serve.max_client_batch_size,
+        None,
+        None,
+    )?;
+    let max_concurrent_inputs = layers.pick(
+        "serve.max_concurrent_inputs",
+        512,
+        file.serve.max_concurrent_inputs,
+        None,
+        None,
+    )?;
+    let payload_limit = layers.pick(
+        "serve.payload_limit",
+        ByteSize(2 << 20),
+        file.serve.payload_limit,
+        None,
+        None,
+    )?;
+    let request_timeout = layers.pick(
+        "serve.request_timeout",
+        Timeout(std::time::Duration::from_secs(60)),
+        file.serve.request_timeout,
+        None,
+        None,
+    )?;
+    let cors_origins = layers.pick(
+        "serve.cors_origins",
+        Vec::new(),
+        file.serve.cors_origins,
+        None,
+        None,
+    )?;
+    if api_key.is_some() && api_key_file.is_some() {
+        return Err(layers.invalid(
+            "serve.api_key_file",
+            "set either serve.api_key or serve.api_key_file, not both",
+        ));
+    }
+    if listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(layers.invalid(
+            "serve.listen",
+            format!("{listen:?} is not an address and port such as 127.0.0.1:8080"),
+        ));
+    }
+    for (key, value) in [
+        ("serve.max_batch_tokens", serve_batch_tokens),
+        ("serve.max_client_batch_size", max_client_batch_size),
+        ("serve.max_concurrent_inputs", max_concurrent_inputs),
+    ] {
+        if value == 0 {
+            return Err(layers.invalid(key, "must be greater than 0"));
+        }
+    }
+    if max_client_batch_size > max_concurrent_inputs {
+        return Err(layers.invalid(
+            "serve.max_client_batch_size",
+            format!(
+                "{max_client_batch_size} inputs per request can never be accepted with \
+                 serve.max_concurrent_inputs = {max_concurrent_inputs}"
+            ),
+        ));
+    }
+    if let Some(origin) = cors_origins
+        .iter()
+        .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
+    {
+        return Err(layers.invalid(
+            "serve.cors_origins",
+            format!("{origin:?} is not an origin such as https://search.example.com"),
+        ));
+    }
+
     // Values each layer can parse but that make no sense together or at all.
     if formats.is_empty() {
         return Err(layers.invalid("input.formats", "at least one format is needed"));
@@ -1309,6 +1476,17 @@ pub fn resolve_layers(
         shard: ShardConfig {
             spec: shard_spec,
             split_bytes,
+        },
+        serve: ServeConfig {
+            listen,
+            api_key,
+            api_key_file,
+            max_batch_tokens: serve_batch_tokens,
+            max_client_batch_size,
+            max_concurrent_inputs,
+            payload_limit,
+            request_timeout,
+            cors_origins,
         },
         provenance: Provenance(layers.provenance),
     })

@@ -35,6 +35,10 @@ pub fn effective_toml(config: &RunConfig) -> Result<String, serde_json::Error> {
             }
         }
         let origin = origin(config, setting.key);
+        if setting.secret && !json[section][field].is_null() {
+            let _ = writeln!(out, "# {field}: set, never printed  # {origin}");
+            continue;
+        }
         match to_toml(&json[section][field]) {
             None => {
                 let default = setting.default.replace('`', "");

@@ -305,7 +305,61 @@ macro_rules! serde_via_str {
     )*};
 }
 
-serde_via_str!(DeviceSpec, ByteSize);
+/// A duration written like `30s`, `2m` or `1500ms` (humantime), e.g. `serve.request_timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout(pub std::time::Duration);
+
+impl FromStr for Timeout {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let duration = humantime::parse_duration(s.trim()).map_err(|err| {
+            ValueError(format!(
+                "invalid duration {s:?}: {err} (write it like \"30s\", \"2m\" or \"1500ms\")"
+            ))
+        })?;
+        if duration.is_zero() {
+            return Err(ValueError(format!(
+                "invalid duration {s:?}: must be longer than zero"
+            )));
+        }
+        Ok(Timeout(duration))
+    }
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A secret (the server's API key): compared and used, never printed. It serialises as
+/// `"<redacted>"`, so `embed-collections config` and logs never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.trim().is_empty() {
+            return Err(serde::de::Error::custom("an API key cannot be empty"));
+        }
+        Ok(Secret(text))
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
+}
+
+serde_via_str!(DeviceSpec, ByteSize, Timeout);
 
 #[cfg(test)]
 mod tests {

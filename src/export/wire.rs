@@ -91,7 +91,7 @@ pub struct PointLine<'a> {
 }
 
 /// One named vector: dense values, or a sparse `{"indices": [...], "values": [...]}`.
-#[derive(Serialize)]
+#[derive(Clone, Copy, Debug, Serialize)]
 #[serde(untagged)]
 pub enum VectorRef<'a> {
     Dense(&'a [f32]),

@@ -63,6 +63,15 @@ impl Backbone {
     }
 }
 
+/// Which of a model's prompts a text gets: the query prompt for search queries, the document
+/// prompt for the chunks the points are made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextRole {
+    Query,
+    Document,
+}
+
 /// A loaded sentence-embedding model.
 pub struct DenseEmbedder {
     encoder: Backbone,
@@ -245,6 +254,36 @@ impl DenseEmbedder {
         )
     }
 
+    /// The prompt this model puts before texts of `role` (`None`: no prompt configured).
+    pub fn prompt(&self, role: TextRole) -> Option<&str> {
+        match role {
+            TextRole::Query => self.query_prompt.as_deref(),
+            TextRole::Document => self.document_prompt.as_deref(),
+        }
+    }
+
+    /// Token ids of `texts` with `prompt` before each, truncated at the model's max length:
+    /// the one tokenisation every caller (the batch stages, `embed-queries`, `serve`) uses.
+    pub fn tokenize(
+        &self,
+        texts: &[&str],
+        prompt: Option<&str>,
+    ) -> Result<Vec<Encoded>, ModelError> {
+        match prompt {
+            Some(prompt) => {
+                let prompted: Vec<String> = texts.iter().map(|t| format!("{prompt}{t}")).collect();
+                let refs: Vec<&str> = prompted.iter().map(String::as_str).collect();
+                self.tokenizer.encode_batch(&refs)
+            }
+            None => self.tokenizer.encode_batch(texts),
+        }
+    }
+
+    /// The model's tokenizer (already set to truncate at its max length).
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
     /// Tokenises once, then runs the batches on `workers` (copies of this model).
     fn embed_with_prompt(
         &self,
@@ -280,14 +319,7 @@ impl DenseEmbedder {
         fault_offset: usize,
     ) -> Result<DenseItems, ModelError> {
         let started = Instant::now();
-        let encodings = match prompt {
-            Some(prompt) => {
-                let prompted: Vec<String> = texts.iter().map(|t| format!("{prompt}{t}")).collect();
-                let refs: Vec<&str> = prompted.iter().map(String::as_str).collect();
-                self.tokenizer.encode_batch(&refs)?
-            }
-            None => self.tokenizer.encode_batch(texts)?,
-        };
+        let encodings = self.tokenize(texts, prompt)?;
         let outcome = run_encoded(
             workers,
             &encodings,

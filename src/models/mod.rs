@@ -23,14 +23,14 @@ pub mod tokenize;
 use std::path::PathBuf;
 
 pub use cross_encoder::{CrossEncoder, PairScore, ScoreActivation};
-pub use dense::{DenseEmbedder, DenseItems, DenseOutput};
+pub use dense::{DenseEmbedder, DenseItems, DenseOutput, TextRole};
 pub use device::{select_device, select_devices, SelectedDevice};
 pub use encoder::{run_encoded, Encoder};
 pub use identity::{ModelIdentity, ModelRole};
 pub use manager::{ModelManager, ModelSource, ResolvedModel};
 pub use pooling::Pooling;
 pub use replicas::Replicas;
-pub use resident::{LoadError, ResidentModels};
+pub use resident::{LoadError, LoadedModels, ResidentModels};
 pub use splade::SpladeEncoder;
 
 /// Why a model could not be found, loaded or run.

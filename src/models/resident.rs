@@ -76,6 +76,13 @@ impl StageNeeds {
     }
 }
 
+/// Every stage's models, owned by their holder ([`ResidentModels::into_models`]).
+pub struct LoadedModels {
+    pub dense: Vec<Replicas<DenseEmbedder>>,
+    pub sparse: Option<Replicas<SpladeEncoder>>,
+    pub cross_encoder: Option<Replicas<CrossEncoder>>,
+}
+
 /// The models resident now (all of them on the CPU; the current stage's in exclusive mode).
 pub struct ResidentModels<'a> {
     config: &'a RunConfig,
@@ -99,11 +106,41 @@ impl<'a> ResidentModels<'a> {
         devices: &'a [SelectedDevice],
         exclusive_cpu: bool,
     ) -> Result<(Self, Vec<ModelIdentity>), LoadError> {
+        let exclusive = exclusive_cpu || devices.iter().any(|d| !d.device.is_cpu());
+        Self::load_with(config, manager, devices, exclusive)
+    }
+
+    /// Loads every configured model once and keeps all of them resident on every device,
+    /// GPUs included: a long-lived process (`serve`) answers any route at any time, so no
+    /// stage may unload another's models.
+    pub fn load_every_stage(
+        config: &'a RunConfig,
+        manager: &'a ModelManager,
+        devices: &'a [SelectedDevice],
+    ) -> Result<(Self, Vec<ModelIdentity>), LoadError> {
+        Self::load_with(config, manager, devices, false)
+    }
+
+    /// The loaded models, owned: (dense models in config order, SPLADE, CrossEncoder).
+    pub fn into_models(self) -> LoadedModels {
+        LoadedModels {
+            dense: self.dense,
+            sparse: self.sparse,
+            cross_encoder: self.cross_encoder,
+        }
+    }
+
+    fn load_with(
+        config: &'a RunConfig,
+        manager: &'a ModelManager,
+        devices: &'a [SelectedDevice],
+        exclusive: bool,
+    ) -> Result<(Self, Vec<ModelIdentity>), LoadError> {
         let mut models = Self {
             config,
             manager,
             devices,
-            exclusive: exclusive_cpu || devices.iter().any(|d| !d.device.is_cpu()),
+            exclusive,
             dense: Vec::new(),
             sparse: None,
             cross_encoder: None,

@@ -36,6 +36,17 @@ impl Encoded {
     }
 }
 
+/// One token of [`TextTokenizer::tokens`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub id: u32,
+    /// The vocabulary's string for it (`##ing`, `[CLS]`).
+    pub text: String,
+    pub special: bool,
+    /// Byte range in the input text; `None` for special tokens.
+    pub offsets: Option<(usize, usize)>,
+}
+
 /// A tokenizer truncating at the model's max length, never padding.
 pub struct TextTokenizer {
     inner: Tokenizer,
@@ -123,6 +134,35 @@ impl TextTokenizer {
             budget = budget.saturating_mul(4);
         }
         Ok(text)
+    }
+
+    /// The tokens of one text as the model sees them (after truncation), with their byte
+    /// offsets into `text` (`None` for special tokens); for `serve`'s `/tokenize`.
+    pub fn tokens(&self, text: &str, add_special_tokens: bool) -> Result<Vec<Token>, ModelError> {
+        let bounded = self.bounded(text)?;
+        let encoding = self
+            .inner
+            .encode(bounded, add_special_tokens)
+            .map_err(|err| ModelError::Tokenize {
+                message: err.to_string(),
+            })?;
+        let special = encoding.get_special_tokens_mask();
+        Ok(encoding
+            .get_ids()
+            .iter()
+            .zip(encoding.get_tokens())
+            .zip(encoding.get_offsets())
+            .enumerate()
+            .map(|(i, ((&id, token), &(start, stop)))| {
+                let is_special = special.get(i).is_some_and(|&m| m == 1);
+                Token {
+                    id,
+                    text: token.clone(),
+                    special: is_special,
+                    offsets: (!is_special).then_some((start, stop)),
+                }
+            })
+            .collect())
     }
 
     /// Vocabulary ids of a term, without special tokens (for metadata term weights).

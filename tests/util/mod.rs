@@ -139,3 +139,39 @@ pub fn cpu_device(
     device.backend = backend;
     device
 }
+
+/// A copy of model `reference` under `models`, with the word-embedding row of `word` set to
+/// NaN (the weights file rewritten with candle): a valid file whose forward pass is NaN for
+/// exactly the texts holding that word.
+pub fn poisoned_copy(reference: &str, models: &Path, word: &str) {
+    let source = models_dir().join(reference);
+    let target = models.join(reference);
+    copy_dir(&source, &target);
+    let tokenizer = tokenizers::Tokenizer::from_file(source.join("tokenizer.json")).unwrap();
+    let row = tokenizer.token_to_id(word).expect("the word is one token") as usize;
+    let weights = target.join("model.safetensors");
+    let device = candle_core::Device::Cpu;
+    let mut tensors = candle_core::safetensors::load(&weights, &device).unwrap();
+    let name = tensors
+        .keys()
+        .find(|name| name.ends_with("embeddings.word_embeddings.weight"))
+        .cloned()
+        .unwrap();
+    let table = &tensors[&name];
+    let (rows, width) = table.dims2().unwrap();
+    let mut values = table
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    values[row * width..(row + 1) * width].fill(f32::NAN);
+    let poisoned = candle_core::Tensor::from_vec(values, (rows, width), &device)
+        .unwrap()
+        .to_dtype(table.dtype())
+        .unwrap();
+    tensors.insert(name, poisoned);
+    std::fs::remove_file(&weights).unwrap();
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+}
