@@ -25,7 +25,7 @@ if (($# > 0)); then
     scripts=()
 else
     shopt -s nullglob globstar
-    manifests=(deploy/kubernetes/**/*.yaml deploy/kubernetes/**/*.yml)
+    manifests=(deploy/kubernetes/**/*.yaml deploy/kubernetes/**/*.yml deploy/serve/**/*.yaml)
     scripts=(deploy/**/*.sh deploy/**/*.sbatch)
     shopt -u nullglob globstar
     if ((${#manifests[@]} == 0)); then

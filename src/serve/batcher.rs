@@ -172,6 +172,7 @@ fn run_queue<M: Encoder>(
             encodings.append(&mut job.encodings);
         }
         let tokens: usize = encodings.iter().map(Encoded::len).sum();
+        let budget = spread(budget, encodings.len(), models.workers().len());
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             crate::engine::run(models, &encodings, budget)
         }));
@@ -196,6 +197,19 @@ fn run_queue<M: Encoder>(
                 .map_err(BatchError::Model);
             let _ = job.reply.send(reply);
         }
+    }
+}
+
+/// `budget` with at most as many items per batch as spread `inputs` over every worker: a lone
+/// small request (8 texts, one batch under the budget) would otherwise run on one worker
+/// while the others idle, at twice the latency on two cores. Large batches are unaffected.
+fn spread(budget: BatchBudget, inputs: usize, workers: usize) -> BatchBudget {
+    BatchBudget {
+        max_items: budget
+            .max_items
+            .min(inputs.div_ceil(workers.max(1)))
+            .max(1),
+        ..budget
     }
 }
 
@@ -268,6 +282,20 @@ mod tests {
         big.push_back(job_big);
         assert_eq!(take_jobs(&mut big, 1000, &metrics).len(), 1);
         assert_eq!(waiting.len(), 2);
+    }
+
+    #[test]
+    fn a_small_batch_is_spread_over_every_worker_and_a_large_one_keeps_its_budget() {
+        let budget = BatchBudget {
+            max_tokens: 16384,
+            max_items: 32,
+        };
+        assert_eq!(spread(budget, 8, 2).max_items, 4);
+        assert_eq!(spread(budget, 7, 2).max_items, 4);
+        assert_eq!(spread(budget, 1, 4).max_items, 1);
+        assert_eq!(spread(budget, 500, 2).max_items, 32);
+        assert_eq!(spread(budget, 8, 1).max_items, 8);
+        assert_eq!(spread(budget, 8, 2).max_tokens, 16384);
     }
 
     #[test]
