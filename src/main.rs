@@ -430,19 +430,8 @@ fn embed_queries(args: &EmbedQueriesArgs) -> i32 {
         set: args.set.clone(),
         ..config::Overrides::default()
     };
-    let config = match config::resolve_for_models(
-        args.config.as_deref(),
-        &Environment::from_process(),
-        &overrides,
-    ) {
-        Ok(config) => config,
-        Err(err) => {
-            report(
-                &anyhow::Error::new(err).context("invalid configuration"),
-                None,
-            );
-            return exit::CONFIG_ERROR;
-        }
+    let Some(config) = models_config(args.config.as_deref(), &overrides, None) else {
+        return exit::CONFIG_ERROR;
     };
     init_logging(config.telemetry.log_format, if args.quiet { -1 } else { 0 });
     let manager = ModelManager::from_env(config.models.dir.clone());
@@ -456,6 +445,25 @@ fn embed_queries(args: &EmbedQueriesArgs) -> i32 {
             let (code, hint) = run_error_exit(&err);
             report(&anyhow::Error::new(err), hint);
             code
+        }
+    }
+}
+
+/// The settings of a command that loads models but reads no input and writes no output
+/// directory; `None` after reporting why they are invalid.
+fn models_config(
+    file: Option<&std::path::Path>,
+    overrides: &config::Overrides,
+    hint: Option<&str>,
+) -> Option<config::RunConfig> {
+    match config::resolve_for_models(file, &Environment::from_process(), overrides) {
+        Ok(config) => Some(config),
+        Err(err) => {
+            report(
+                &anyhow::Error::new(err).context("invalid configuration"),
+                hint,
+            );
+            None
         }
     }
 }
@@ -474,19 +482,9 @@ fn serve(args: &ServeArgs) -> i32 {
         set: args.set.clone(),
         ..config::Overrides::default()
     };
-    let config = match config::resolve_for_models(
-        args.config.as_deref(),
-        &Environment::from_process(),
-        &overrides,
-    ) {
-        Ok(config) => config,
-        Err(err) => {
-            report(
-                &anyhow::Error::new(err).context("invalid configuration"),
-                Some("see the README's \"Serving queries\" and `embed-collections serve --help`"),
-            );
-            return exit::CONFIG_ERROR;
-        }
+    let hint = "see the README's \"Serving queries\" and `embed-collections serve --help`";
+    let Some(config) = models_config(args.config.as_deref(), &overrides, Some(hint)) else {
+        return exit::CONFIG_ERROR;
     };
     let verbosity = if args.quiet {
         -1

@@ -205,10 +205,7 @@ fn run_queue<M: Encoder>(
 /// while the others idle, at twice the latency on two cores. Large batches are unaffected.
 fn spread(budget: BatchBudget, inputs: usize, workers: usize) -> BatchBudget {
     BatchBudget {
-        max_items: budget
-            .max_items
-            .min(inputs.div_ceil(workers.max(1)))
-            .max(1),
+        max_items: budget.max_items.min(inputs.div_ceil(workers.max(1))).max(1),
         ..budget
     }
 }

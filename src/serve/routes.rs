@@ -153,6 +153,14 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|err| ApiError::validation(format!("invalid request body: {err}")))
 }
 
+/// A query text, checked: not empty.
+fn checked_query(query: &str) -> Result<(), ApiError> {
+    if query.is_empty() {
+        return Err(ApiError::new(Kind::Empty, "`query` is an empty string").at("query"));
+    }
+    Ok(())
+}
+
 /// The texts of a request, checked: at least one, none empty, at most the client batch size.
 fn checked_texts(
     app: &App,
@@ -399,13 +407,15 @@ async fn sparse_vectors(
     Ok((batcher.submit(encodings).await.map_err(backend)?, tokens))
 }
 
-/// CrossEncoder scores of (query, text) for each text, in order, and the tokens they took.
-async fn pair_scores(
+/// CrossEncoder scores of (query, text) for each text with the text's position, best first
+/// (ties by position: the activations are monotonic, so logits and scores give one order), and
+/// the tokens they took.
+async fn ranked_pairs(
     request: &Request,
     query: String,
     texts: Vec<String>,
     truncate: bool,
-) -> Result<(Vec<crate::models::PairScore>, usize), ApiError> {
+) -> Result<(Vec<(usize, crate::models::PairScore)>, usize), ApiError> {
     let (Some(model), Some(batcher)) =
         (request.ready.engine.cross_encoder(), &request.ready.rerank)
     else {
@@ -427,7 +437,11 @@ async fn pair_scores(
     })
     .await?;
     let tokens = token_count(&encodings);
-    Ok((batcher.submit(encodings).await.map_err(backend)?, tokens))
+    let scores = batcher.submit(encodings).await.map_err(backend)?;
+    let mut ranked: Vec<(usize, crate::models::PairScore)> =
+        scores.into_iter().enumerate().collect();
+    ranked.sort_by(|(ia, a), (ib, b)| b.logit.total_cmp(&a.logit).then(ia.cmp(ib)));
+    Ok((ranked, tokens))
 }
 
 async fn rerank(State(app): AppState, headers: HeaderMap, body: Body) -> Response {
@@ -440,24 +454,20 @@ async fn rerank(State(app): AppState, headers: HeaderMap, body: Body) -> Respons
         |request| async move {
             let req: RerankRequest = parse(&request.body)?;
             check_direction(req.truncation_direction.as_deref())?;
-            if req.query.is_empty() {
-                return Err(ApiError::new(Kind::Empty, "`query` is an empty string").at("query"));
-            }
+            checked_query(&req.query)?;
             let texts = checked_texts(&request.app, req.texts, "texts")?;
             let _permit = request.app.admit(texts.len())?;
             let kept = req.return_text.then(|| texts.clone());
-            let (scores, _) =
-                pair_scores(&request, req.query, texts, req.truncate.unwrap_or(true)).await?;
-            let mut ranks: Vec<Rank> = scores
-                .iter()
-                .enumerate()
+            let (ranked, _) =
+                ranked_pairs(&request, req.query, texts, req.truncate.unwrap_or(true)).await?;
+            let ranks: Vec<Rank> = ranked
+                .into_iter()
                 .map(|(index, s)| Rank {
                     index,
                     text: kept.as_ref().map(|t| t[index].clone()),
                     score: if req.raw_scores { s.logit } else { s.score },
                 })
                 .collect();
-            ranks.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
             Ok(Json(ranks).into_response())
         },
     )
@@ -625,18 +635,15 @@ async fn cohere_rerank(State(app): AppState, headers: HeaderMap, body: Body) -> 
         body,
         |request| async move {
             let req: CohereRerankRequest = parse(&request.body)?;
-            if req.query.is_empty() {
-                return Err(ApiError::new(Kind::Empty, "`query` is an empty string").at("query"));
-            }
+            checked_query(&req.query)?;
             let texts: Vec<String> = req.documents.into_iter().map(Document::into_text).collect();
             let texts = checked_texts(&request.app, texts, "documents")?;
             let _permit = request.app.admit(texts.len())?;
             let kept = req.return_documents.then(|| texts.clone());
-            let (scores, tokens) =
-                pair_scores(&request, req.query, texts, req.truncate.unwrap_or(true)).await?;
-            let mut results: Vec<CohereResult> = scores
-                .iter()
-                .enumerate()
+            let (ranked, tokens) =
+                ranked_pairs(&request, req.query, texts, req.truncate.unwrap_or(true)).await?;
+            let mut results: Vec<CohereResult> = ranked
+                .into_iter()
                 .map(|(index, s)| CohereResult {
                     index,
                     relevance_score: s.score,
@@ -645,11 +652,6 @@ async fn cohere_rerank(State(app): AppState, headers: HeaderMap, body: Body) -> 
                     }),
                 })
                 .collect();
-            results.sort_by(|a, b| {
-                b.relevance_score
-                    .total_cmp(&a.relevance_score)
-                    .then(a.index.cmp(&b.index))
-            });
             results.truncate(req.top_n.unwrap_or(usize::MAX));
             let model = request
                 .ready
@@ -679,9 +681,7 @@ async fn query(State(app): AppState, headers: HeaderMap, body: Body) -> Response
         body,
         |request| async move {
             let req: QueryRequest = parse(&request.body)?;
-            if req.query.is_empty() {
-                return Err(ApiError::new(Kind::Empty, "`query` is an empty string").at("query"));
-            }
+            checked_query(&req.query)?;
             let _permit = request.app.admit(1)?;
             let truncate = req.truncate.unwrap_or(true);
             let dense = (0..request.ready.engine.dense().len()).map(|position| {
