@@ -9,6 +9,7 @@
 #   PEERS_VENV=/path/to/venv scripts/bench-serve.sh   # and the peers, installed in that venv:
 #       python3 -m venv /tmp/peers && /tmp/peers/bin/pip install \
 #           "infinity-emb[server,optimum,torch]==0.0.78" sentence-transformers
+#   (PEER_MODELS=DIR keeps the peers' ONNX exports between runs)
 #
 # Prints one Markdown table row per (server, route, concurrency): inputs/s, tokens/s, p50 and
 # p99 latency, non-2xx answers. DURATION (default 20s) per cell; CONCURRENCY (default "1 8 64").
@@ -110,25 +111,45 @@ python3 -c "
 import json
 for t in json.load(open('$work/tei_embed.json'))['inputs']:
     print(json.dumps({'text': t}))" > "$work/texts.jsonl"
-"$bin" bench --model dense --texts "$work/texts.jsonl" --repeat 20 2>/dev/null \
-    | python3 -c '
+# One batch of 8 on one worker, and 2 batches of 4 on the two workers (what serve plans).
+for batch in 8 4; do
+    "$bin" bench --model dense --texts "$work/texts.jsonl" --repeat 20 --batch-size "$batch" 2>/dev/null \
+        | python3 -c '
 import json, sys, statistics
 rows = [json.loads(l) for l in sys.stdin if l.strip()]
-times = [r.get("seconds", r.get("elapsed_s", 0)) for r in rows[1:]] or [0]
-print(f"| embed-collections bench (no HTTP) | forward pass of the 8 texts | 1 | | | {statistics.median(times) * 1e3:.1f} | | |")'
+times = sorted(r["seconds"] for r in rows[1:])
+print(f"| embed-collections bench, no HTTP | forward pass, batches of {sys.argv[1]} | 1 | {8 / statistics.median(times):.0f} | | {statistics.median(times) * 1e3:.1f} | {times[-1] * 1e3:.1f} | |")' "$batch"
+done
 
 [[ -n "${PEERS_VENV:-}" ]] || exit 0
 export DO_NOT_TRACK=1 INFINITY_ANONYMOUS_USAGE_STATS=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-# --- Infinity, ONNX engine (its fastest on CPU), both models in one process.
-port=18301
-"$PEERS_VENV/bin/infinity_emb" v2 --model-id "$minilm" --served-model-name minilm --engine optimum \
-    --model-id "$reranker" --served-model-name rerank --engine optimum \
-    --device cpu --port "$port" > "$work/infinity.log" 2>&1 &
-pids+=($!)
-wait_ready "http://127.0.0.1:$port/health" || { tail -30 "$work/infinity.log" >&2; exit 1; }
-cell "infinity 0.0.78 (optimum)" "/embeddings" "http://127.0.0.1:$port/embeddings" "$work/ours_openai.json" 8 "$tokens"
-cell "infinity 0.0.78 (optimum)" "/rerank" "http://127.0.0.1:$port/rerank" "$work/ours_cohere.json" 8 "$rerank_tokens"
+# --- Infinity, ONNX engine (its fastest on CPU). Its optimum engine wants an ONNX file beside
+# the model: exported here with optimum-cli (transformers outputs, last_hidden_state / logits).
+# Infinity 0.0.78 with optimum 2.x finds the file only by a bare name, so each model runs from
+# its own directory as `--model-id .`, one process per model (the rows are per route anyway).
+peer_models="${PEER_MODELS:-$work/peer-models}"
+for pair in "minilm:$minilm:feature-extraction" "reranker:$reranker:text-classification"; do
+    IFS=: read -r short source task <<< "$pair"
+    if [[ ! -f "$peer_models/$short/model.onnx" ]]; then
+        mkdir -p "$peer_models"
+        cp -r "$source" "$peer_models/$short"
+        "$PEERS_VENV/bin/optimum-cli" export onnx --model "$peer_models/$short" --task "$task" \
+            --library-name transformers "$work/onnx-$short" > "$work/export-$short.log" 2>&1
+        mv "$work/onnx-$short/model.onnx" "$peer_models/$short/model.onnx"
+    fi
+done
+infinity() {  # SHORT NAME PORT
+    (cd "$peer_models/$1" && exec "$PEERS_VENV/bin/infinity_emb" v2 --model-id . --served-model-name "$2" \
+        --engine optimum --device cpu --port "$3") > "$work/infinity-$1.log" 2>&1 &
+    pids+=($!)
+    wait_ready "http://127.0.0.1:$3/health" || { tail -30 "$work/infinity-$1.log" >&2; exit 1; }
+}
+infinity minilm minilm 18301
+cell "infinity 0.0.78 (optimum)" "/embeddings" "http://127.0.0.1:18301/embeddings" "$work/ours_openai.json" 8 "$tokens"
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+infinity reranker rerank 18303
+cell "infinity 0.0.78 (optimum)" "/rerank" "http://127.0.0.1:18303/rerank" "$work/ours_cohere.json" 8 "$rerank_tokens"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
 # --- a plain sentence-transformers server (torch).
