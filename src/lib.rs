@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod eval;
 pub mod exit;
 pub mod export;
+pub mod files;
 pub mod fusion;
 pub mod gpu;
 pub mod input;

@@ -323,7 +323,13 @@ pub fn collection_output_problems(output_dir: &Path, collections: &[Collection])
                 continue;
             }
         };
-        match std::fs::metadata(&dir) {
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_symlink() => problems.push(format!(
+                "{}: collection {:?} writes its files here, but it is a symbolic link; the \
+                 tool never writes through a link (remove it)",
+                dir.display(),
+                collection.name
+            )),
             Ok(meta) if !meta.is_dir() => problems.push(format!(
                 "{}: collection {:?} writes its files here, but it is a file, not a directory",
                 dir.display(),

@@ -333,6 +333,17 @@ impl Job<'_> {
             Ok(()) => {}
             Err(stop) => return self.stopped(report, warnings, stop),
         }
+        if store.checkpoint().points == 0 && report.failed_chunks > 0 {
+            // Nothing was embedded: a model that fails every chunk (NaN everywhere, say) is a
+            // failed collection, not a partial one with 0 points. Its empty points file is
+            // not left looking like an output.
+            let _ = std::fs::remove_file(&points_path);
+            let message = format!(
+                "every chunk ({}) failed dense embedding even alone; no point was written",
+                report.failed_chunks
+            );
+            return self.stopped(report, warnings, Stop::Failed(FailureClass::Model, message));
+        }
         let sparse_status = if config.sparse.enabled {
             StageStatus::Ok
         } else {
