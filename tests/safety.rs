@@ -155,6 +155,20 @@ fn an_output_inside_an_input_collection_is_refused_before_any_work() {
         "{message}"
     );
     assert!(!out.exists(), "nothing created");
+    // `check` finds it too, without creating the output directory.
+    let output = run(
+        binary()
+            .arg("check")
+            .arg("--input")
+            .arg(&root)
+            .arg("--output")
+            .arg(&out)
+            .args(["--no-sparse", "--no-rerank", "--device", "cpu"]),
+        false,
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("is inside the input collection docs"), "{text}");
+    assert!(!out.exists(), "nothing created by check");
     // A metrics file that is the query file is refused the same way.
     let queries = tmp.path().join("q.jsonl");
     write(&queries, "{\"_id\": \"q1\", \"text\": \"bone health\"}\n");

@@ -65,7 +65,20 @@ pub fn check(config: &RunConfig, manager: &ModelManager) -> CheckReport {
     if let Err(err) = select_devices(&config.gpu.devices, config.gpu.precision) {
         report.error(ProblemClass::Model, err.to_string());
     }
-    check_output(&config.output.dir, &mut report);
+    // An output that is an input: before the writability probe, which writes in the output.
+    let metrics = config
+        .telemetry
+        .metrics_file
+        .clone()
+        .unwrap_or_else(|| config.output.dir.join(crate::export::METRICS_FILE));
+    let outputs = super::runner::run_outputs(&config.output.dir, metrics);
+    let overlaps = super::overlap::overlaps(&outputs, &super::runner::config_inputs(config, true));
+    if overlaps.is_empty() {
+        check_output(&config.output.dir, &mut report);
+    }
+    for overlap in overlaps {
+        report.error(ProblemClass::Output, overlap.to_string());
+    }
     report
 }
 

@@ -263,51 +263,17 @@ impl BatchRunner {
             .unwrap_or_else(|| self.config.output.dir.join(METRICS_FILE))
     }
 
-    /// Refuses `outputs` that would overwrite, or be written inside, one of the run's inputs:
-    /// the config file, the query and qrels files, the models directory and each collection
-    /// (its directory, or its file).
-    /// `extra` inputs are checked too; `collections: false` leaves out discovery (a command that
-    /// reads no collection).
+    /// Refuses `outputs` that would overwrite, or be written inside, one of the run's inputs
+    /// ([`config_inputs`], with `extra`); `collections: false` leaves out discovery (a
+    /// command that reads no collection).
     pub(super) fn refuse_overlaps(
         &self,
         outputs: &[OutputPath],
         extra: Vec<InputPath>,
         collections: bool,
     ) -> Result<(), RunError> {
-        let config = &self.config;
         let mut inputs = extra;
-        if let Some(path) = &config.config_file {
-            inputs.push(InputPath::file("config file", path));
-        }
-        if let Some(path) = &config.rerank.queries {
-            inputs.push(InputPath::file("query file (rerank.queries)", path));
-        }
-        if let Some(path) = &config.eval.qrels {
-            inputs.push(InputPath::file("qrels file (eval.qrels)", path));
-        }
-        inputs.push(InputPath::dir(
-            "models directory (models.dir)",
-            &config.models.dir,
-        ));
-        // What discovery finds now (it runs again, with its errors reported, after the lock);
-        // a run that discovers nothing here has no collection to protect.
-        let collections = if collections {
-            input::discover_collections(
-                &config.input.root,
-                config.input.collections.as_deref(),
-                &config.input.formats,
-            )
-            .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        for collection in &collections {
-            let role = format!("collection {}", collection.name);
-            match &collection.dir {
-                Some(dir) => inputs.push(InputPath::dir(role, dir)),
-                None => inputs.extend(collection.files.iter().map(|f| InputPath::file(&role, f))),
-            }
-        }
+        inputs.extend(config_inputs(&self.config, collections));
         let found = overlaps(outputs, &inputs);
         if found.is_empty() {
             Ok(())
@@ -327,18 +293,7 @@ impl BatchRunner {
         let output_dir = &self.config.output.dir;
         // Before the lock and the cleanup: both write in the output directory.
         self.refuse_overlaps(
-            &[
-                OutputPath {
-                    role: "directory (output.dir)".to_string(),
-                    path: output_dir.clone(),
-                    kind: OutputKind::Dir(state::run_writes),
-                },
-                OutputPath {
-                    role: "metrics file".to_string(),
-                    path: self.metrics_path(),
-                    kind: OutputKind::File,
-                },
-            ],
+            &run_outputs(output_dir, self.metrics_path()),
             Vec::new(),
             true,
         )?;
@@ -796,6 +751,58 @@ impl BatchRunner {
             Err(err) => warn!(path = %path.display(), "cannot write the metrics file: {err}"),
         }
     }
+}
+
+/// A run's outputs: its output directory (and what it writes there) and its metrics file.
+pub fn run_outputs(output_dir: &Path, metrics: PathBuf) -> Vec<OutputPath> {
+    vec![
+        OutputPath {
+            role: "directory (output.dir)".to_string(),
+            path: output_dir.to_path_buf(),
+            kind: OutputKind::Dir(state::run_writes),
+        },
+        OutputPath {
+            role: "metrics file".to_string(),
+            path: metrics,
+            kind: OutputKind::File,
+        },
+    ]
+}
+
+/// A run's inputs: the config file, the query and qrels files, the models directory and,
+/// with `collections`, each collection discovered now (its directory, or its file; discovery
+/// runs again, with its errors reported, after the lock).
+pub fn config_inputs(config: &RunConfig, collections: bool) -> Vec<InputPath> {
+    let mut inputs = Vec::new();
+    if let Some(path) = &config.config_file {
+        inputs.push(InputPath::file("config file", path));
+    }
+    if let Some(path) = &config.rerank.queries {
+        inputs.push(InputPath::file("query file (rerank.queries)", path));
+    }
+    if let Some(path) = &config.eval.qrels {
+        inputs.push(InputPath::file("qrels file (eval.qrels)", path));
+    }
+    inputs.push(InputPath::dir(
+        "models directory (models.dir)",
+        &config.models.dir,
+    ));
+    if collections {
+        let found = input::discover_collections(
+            &config.input.root,
+            config.input.collections.as_deref(),
+            &config.input.formats,
+        )
+        .unwrap_or_default();
+        for collection in &found {
+            let role = format!("collection {}", collection.name);
+            match &collection.dir {
+                Some(dir) => inputs.push(InputPath::dir(role, dir)),
+                None => inputs.extend(collection.files.iter().map(|f| InputPath::file(&role, f))),
+            }
+        }
+    }
+    inputs
 }
 
 /// What the collections loop produced.
