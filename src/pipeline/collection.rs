@@ -204,7 +204,14 @@ impl Job<'_> {
         // The collection's output and work directories, both checked to stay inside theirs.
         let (out_dir, store_dir) = match collection_dir(&config.output.dir, name)
             .and_then(|out| Ok((out, collection_dir(self.ctx.work_dir, name)?)))
-        {
+            .and_then(|(out, store)| {
+                // Checked again where each file is written; a link here (made after the run's
+                // preflight, or before a resume) fails the collection, never redirects it.
+                if crate::files::is_symlink(&out) {
+                    return Err(crate::files::UnsafePath::Symlink { path: out }.into());
+                }
+                Ok((out, store))
+            }) {
             Ok(dirs) => dirs,
             Err(err) => {
                 report.failure = Some(FailureClass::Output);

@@ -794,7 +794,15 @@ pub fn config_inputs(config: &RunConfig, collections: bool) -> Vec<InputPath> {
             &config.input.formats,
         )
         .unwrap_or_default();
-        for collection in &found {
+        // A collection inside the output directory is skipped by the run (an earlier run's
+        // outputs under the input root), so it is no input to protect either.
+        let output_dir = config.output.dir.canonicalize().ok();
+        let found = found.iter().filter(|collection| {
+            output_dir
+                .as_deref()
+                .is_none_or(|dir| !inside_output_dir(collection, dir))
+        });
+        for collection in found {
             let role = format!("collection {}", collection.name);
             match &collection.dir {
                 Some(dir) => inputs.push(InputPath::dir(role, dir)),
@@ -851,6 +859,16 @@ pub fn discover(config: &RunConfig) -> Result<Vec<Collection>, InputError> {
     Ok(without_output_dir(collections, &config.output.dir))
 }
 
+/// Whether every file of `collection` lies inside `output_dir` (canonical).
+fn inside_output_dir(collection: &Collection, output_dir: &Path) -> bool {
+    !collection.files.is_empty()
+        && collection.files.iter().all(|file| {
+            file.canonicalize()
+                .map(|file| file.starts_with(output_dir))
+                .unwrap_or(false)
+        })
+}
+
 fn without_output_dir(collections: Vec<Collection>, output_dir: &Path) -> Vec<Collection> {
     let Ok(output_dir) = output_dir.canonicalize() else {
         return collections; // not created yet, so nothing in it can have been discovered
@@ -858,12 +876,7 @@ fn without_output_dir(collections: Vec<Collection>, output_dir: &Path) -> Vec<Co
     collections
         .into_iter()
         .filter(|collection| {
-            let inside = !collection.files.is_empty()
-                && collection.files.iter().all(|file| {
-                    file.canonicalize()
-                        .map(|file| file.starts_with(&output_dir))
-                        .unwrap_or(false)
-                });
+            let inside = inside_output_dir(collection, &output_dir);
             if inside {
                 warn!(collection = %collection.name, "skipping a collection inside the output directory");
             }
