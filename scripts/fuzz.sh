@@ -61,6 +61,6 @@ while (($(date +%s) - start < seconds)); do
   fi
   echo "== round $rounds: exit $status, wall $(($(date +%s) - round_start))s" >>"$log"
 done
-summary="fuzz.sh: $rounds rounds, $cases cases per property each, wall $(($(date +%s) - start))s, cpu $((cpu_ticks / 6000)) min, $failures failed rounds"
+summary="fuzz.sh: $rounds rounds, $cases cases per property each, wall $(($(date +%s) - start))s, cpu $((cpu_ticks / 100)) s ($((cpu_ticks / 6000)) min), $failures failed rounds"
 echo "$summary" | tee -a "$log"
 ((failures == 0))
