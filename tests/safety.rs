@@ -167,7 +167,10 @@ fn an_output_inside_an_input_collection_is_refused_before_any_work() {
         false,
     );
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("is inside the input collection docs"), "{text}");
+    assert!(
+        text.contains("is inside the input collection docs"),
+        "{text}"
+    );
     assert!(!out.exists(), "nothing created by check");
     // A metrics file that is the query file is refused the same way.
     let queries = tmp.path().join("q.jsonl");
