@@ -212,6 +212,88 @@ pub fn parse_qrels(text: &str, path: &Path) -> Result<Qrels, EvalError> {
     Ok(qrels)
 }
 
+/// Which qrels queries an evaluation could judge: the qrels and the query set must be about
+/// the same queries. A qrels query that is not in the query set was never ranked; counting it
+/// as 0 would report a measurement that was not made (a wrong qrels file or split looks like a
+/// broken model), so it is left out of the averages and reported here instead.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Coverage {
+    /// Queries both in the qrels and in the query set: what the averages are over.
+    pub judged: usize,
+    /// Qrels queries not in the query set (not in the averages).
+    pub missing: usize,
+    /// The first few of them (ids, sorted).
+    pub missing_examples: Vec<String>,
+    /// Queries of the set that the qrels do not judge.
+    pub unjudged: usize,
+}
+
+/// How many missing query ids [`Coverage`] names.
+pub const MISSING_EXAMPLES: usize = 5;
+
+impl Coverage {
+    /// The qrels measured against the ids of the query set.
+    pub fn of<'a>(qrels: &Qrels, query_ids: impl IntoIterator<Item = &'a str>) -> Self {
+        let set: HashSet<&str> = query_ids.into_iter().collect();
+        let judged = qrels.query_ids().filter(|q| set.contains(q)).count();
+        let missing: Vec<&str> = qrels.query_ids().filter(|q| !set.contains(q)).collect();
+        Self {
+            judged,
+            missing: missing.len(),
+            missing_examples: missing
+                .iter()
+                .take(MISSING_EXAMPLES)
+                .map(|q| q.to_string())
+                .collect(),
+            unjudged: set.len() - judged,
+        }
+    }
+
+    /// A line for the log and the table when something was not judged, else `None`.
+    pub fn describe(&self) -> Option<String> {
+        let examples = || {
+            let more = if self.missing > self.missing_examples.len() {
+                ", …"
+            } else {
+                ""
+            };
+            format!("{}{more}", self.missing_examples.join(", "))
+        };
+        if self.judged == 0 {
+            Some(format!(
+                "no query of the qrels is in the query set ({} qrels queries, e.g. {}); nothing                  was evaluated (a qrels file of another query set or split?)",
+                self.missing,
+                examples()
+            ))
+        } else if self.missing > 0 {
+            Some(format!(
+                "{} qrels queries are not in the query set and are left out of the averages                  (e.g. {}); {} judged",
+                self.missing,
+                examples(),
+                self.judged
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+impl Qrels {
+    /// The judgments of the queries in `query_ids` only.
+    pub fn restricted_to<'a>(&self, query_ids: impl IntoIterator<Item = &'a str>) -> Qrels {
+        let set: HashSet<&str> = query_ids.into_iter().collect();
+        Qrels {
+            queries: self
+                .queries
+                .iter()
+                .filter(|(q, _)| set.contains(q.as_str()))
+                .map(|(q, j)| (q.clone(), j.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// Mean metrics over the qrels queries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -614,5 +696,41 @@ dense+rerank   0.1235      1.0000  0.5000       20
         assert!((got.ndcg_at_10 - golden.expected.ndcg_at_10).abs() <= 1e-9);
         assert!((got.recall_at_100 - golden.expected.recall_at_100).abs() <= 1e-9);
         assert!((got.mrr_at_10 - golden.expected.mrr_at_10).abs() <= 1e-9);
+    }
+    /// Finding 5 of issue 29: qrels whose only judged query is not in the query set gave a
+    /// table of zeros. The coverage says what was judged; only judged queries are averaged.
+    #[test]
+    fn qrels_queries_outside_the_query_set_are_counted_not_averaged() {
+        let qrels = Qrels::from_triples([("q1", "a", 1), ("q2", "b", 1), ("q9", "c", 1)]);
+        let coverage = Coverage::of(&qrels, ["q1", "q2", "q3"]);
+        assert_eq!(
+            coverage,
+            Coverage {
+                judged: 2,
+                missing: 1,
+                missing_examples: vec!["q9".to_string()],
+                unjudged: 1,
+            }
+        );
+        let line = coverage.describe().unwrap();
+        assert!(
+            line.contains("1 qrels queries are not in the query set"),
+            "{line}"
+        );
+        assert!(line.contains("q9"), "{line}");
+        // q1 perfect, q2 missed: averaged over the two judged queries, not three.
+        let ranked = rankings(&[("q1", &["a"]), ("q2", &["x"]), ("q3", &["a"])]);
+        let judged = qrels.restricted_to(["q1", "q2", "q3"]);
+        let metrics = evaluate(&judged, &ranked);
+        assert_eq!(metrics.queries, 2);
+        assert_close(metrics.ndcg_at_10, 0.5);
+
+        let none = Coverage::of(&Qrels::from_triples([("q9", "c", 1)]), ["q1"]);
+        assert_eq!((none.judged, none.missing, none.unjudged), (0, 1, 1));
+        assert!(none
+            .describe()
+            .unwrap()
+            .starts_with("no query of the qrels"));
+        assert_eq!(Coverage::of(&qrels, ["q1", "q2", "q9"]).describe(), None);
     }
 }

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod eval;
 pub mod exit;
 pub mod export;
+pub mod files;
 pub mod fusion;
 pub mod gpu;
 pub mod input;

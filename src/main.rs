@@ -123,8 +123,13 @@ fn evaluate_output_dir(args: &EvalArgs) -> i32 {
                     "{} (lists cut at {} candidates; {} failed queries):",
                     evaluation.collection, evaluation.depth, evaluation.failed_queries
                 );
+                if let Some(line) = evaluation.coverage.describe() {
+                    println!("  {line}");
+                }
                 let rows: Vec<_> = evaluation.lists.into_iter().collect();
-                print!("{}", embed_collections::eval::format_table(&rows));
+                if !rows.is_empty() {
+                    print!("{}", embed_collections::eval::format_table(&rows));
+                }
             }
             exit::OK
         }
@@ -217,7 +222,23 @@ fn merge(args: &MergeArgs) -> i32 {
         );
         return exit::CONFIG_ERROR;
     }
-    let shards = match ShardSet::open(&args.shards) {
+    // The output directory is needed before the shards are opened (and locked): a merge into
+    // one of them is refused first.
+    let output_dir = match config::resolve(
+        run.config.as_deref(),
+        &Environment::from_process(),
+        &run.overrides(),
+    ) {
+        Ok(config) => config.output.dir,
+        Err(err) => {
+            report(
+                &anyhow::Error::new(err).context("invalid configuration"),
+                Some("see `embed-collections --help` and configs/quickstart.toml"),
+            );
+            return exit::CONFIG_ERROR;
+        }
+    };
+    let shards = match ShardSet::open(&args.shards, &output_dir) {
         Ok(shards) => shards,
         Err(err) => {
             report(
@@ -285,6 +306,8 @@ fn run_error_exit(err: &RunError) -> (i32, Option<&'static str>) {
             RunError::Resume(_) => (exit::CONFIG_ERROR, Some("run with the same configuration, models and input, or without --resume")),
             RunError::Merge(_) => (exit::CONFIG_ERROR, Some("merge the shards with the configuration, models and input they ran with (the same --config and flags)")),
             RunError::Read { .. } => (exit::INPUT_ERROR, Some("check that the input files are readable")),
+            RunError::Overlap(_) => (exit::CONFIG_ERROR, Some("an output must never be an input or inside one: choose another output path")),
+            RunError::Hash(_) => (exit::INPUT_ERROR, Some("check that the input files are readable")),
             RunError::Discover(_) => (exit::INPUT_ERROR, Some("check [input] root and collections")),
             RunError::Queries(_) => (exit::INPUT_ERROR, Some("check rerank.queries (JSONL lines with `_id` or `id`, and `text`)")),
             RunError::Qrels(_) => (exit::INPUT_ERROR, Some("check eval.qrels (BEIR TSV: query-id, corpus-id, score)")),
@@ -634,7 +657,12 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
                 "\n{} — evaluation against {}:",
                 report.name, evaluation.qrels
             );
-            print!("{}", embed_collections::eval::format_table(&rows));
+            if let Some(line) = evaluation.coverage.describe() {
+                println!("  {line}");
+            }
+            if !rows.is_empty() {
+                print!("{}", embed_collections::eval::format_table(&rows));
+            }
         }
     }
     println!("manifest: {}", outcome.manifest.display());

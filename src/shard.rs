@@ -14,7 +14,6 @@ use crate::input::Collection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::io::Read;
 use std::str::FromStr;
 
 /// Collections up to this many bytes of chunk files are assigned whole (by name).
@@ -279,11 +278,14 @@ pub fn input_bytes(collection: &Collection) -> std::io::Result<u64> {
 }
 
 /// sha256 over a collection's chunk files (each file's name within the collection, its length
-/// and its bytes, in order): what a merge compares to know the shards read the same input,
-/// wherever and whenever they ran.
-pub fn input_sha256(collection: &Collection) -> std::io::Result<String> {
+/// and its content's sha256, in order): what a merge compares to know the shards read the same
+/// input, wherever and whenever they ran. Each file's hash comes from `hashes` (the run's one
+/// pass over its input); a file not there is hashed now.
+pub fn input_sha256(
+    collection: &Collection,
+    hashes: &crate::pipeline::resume::InputHashes,
+) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
     for file in &collection.files {
         let name = match &collection.dir {
             Some(dir) => file.strip_prefix(dir).unwrap_or(file),
@@ -294,15 +296,12 @@ pub fn input_sha256(collection: &Collection) -> std::io::Result<String> {
         let name = name.to_string_lossy();
         hasher.update((name.len() as u64).to_le_bytes());
         hasher.update(name.as_bytes());
-        let mut reader = std::fs::File::open(file)?;
-        hasher.update(reader.metadata()?.len().to_le_bytes());
-        loop {
-            let n = reader.read(&mut buffer)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-        }
+        let digest = match hashes.get(file) {
+            Some(digest) => digest.clone(),
+            None => crate::files::digest_file(file)?,
+        };
+        hasher.update(digest.bytes.to_le_bytes());
+        hasher.update(digest.sha256.as_bytes());
     }
     Ok(hex::encode(hasher.finalize()))
 }

@@ -149,6 +149,51 @@ fn a_model_producing_nan_fails_the_items_it_touches_alone_and_never_writes_null(
     assert_ne!(self::manifest(&out)["status"], "ok");
 }
 
+/// Issue 29, finding 6: a collection in which every chunk failed (a model producing NaN
+/// everywhere) was reported `partial` with 0 points. It is `failed`, and a run whose only
+/// collection failed exits 1, as documented.
+#[test]
+fn a_collection_whose_every_chunk_failed_is_failed_not_partial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let poisoned = tmp.path().join("poisoned");
+    poisoned_copy(MINILM, &poisoned, POISONED_WORD);
+    let corpus = [
+        ("a", "The zebra has black and white stripes."),
+        ("b", "A zebra crossing helps pedestrians."),
+    ];
+    write(&tmp.path().join("in/docs.jsonl"), &chunks(&corpus));
+    let out = tmp.path().join("out");
+    let output = run(
+        dense_only(
+            binary()
+                .env("EMBED_COLLECTIONS_MODELS_DIR", &poisoned)
+                .arg("--input")
+                .arg(tmp.path().join("in"))
+                .arg("--output")
+                .arg(&out)
+                .arg("-q"),
+        ),
+        false,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let manifest = manifest(&out);
+    assert_eq!(manifest["status"], "failed", "{manifest}");
+    let collection = &manifest["collections"][0];
+    assert_eq!(collection["status"], "failed", "{collection}");
+    assert_eq!(collection["failure"], "model", "{collection}");
+    assert_eq!(collection["failed_chunks"], 2, "{collection}");
+    assert!(
+        collection["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("every chunk (2) failed")),
+        "{collection}"
+    );
+    assert!(
+        !out.join("docs/points.jsonl").exists(),
+        "no empty points file left looking like an output"
+    );
+}
+
 /// Finding 2: names that would leave the output directory or collide with the run's files are
 /// refused at discovery (exit 3, the file named), before any model loads.
 #[test]

@@ -321,3 +321,94 @@ fn the_window_size_does_not_change_the_outputs() {
     );
     assert_eq!(manifest(&out)["collections"][0]["windows"], 1);
 }
+
+/// Kills a run between windows and returns (tmp, root, out) for the resume that follows.
+fn killed_between_windows() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = input_root(tmp.path());
+    let out = tmp.path().join("out");
+    let (mut child, _) = run_until(command(&root, &out), &["window committed"], 2, |child| {
+        child.kill().unwrap()
+    });
+    assert!(!child.wait().unwrap().success());
+    (tmp, root, out)
+}
+
+/// Issue 29, finding 2: the fingerprint held each input file's size and mtime, so a chunk
+/// edited in place with the same length and its mtime restored (`cp -p`, `rsync -a`,
+/// `touch -r`) was resumed, keeping the stale vectors of the windows already done.
+#[test]
+fn resume_after_a_same_size_edit_with_the_mtime_restored_is_refused() {
+    let (_tmp, root, out) = killed_between_windows();
+    let file = root.join("docs/chunks.jsonl");
+    let before = std::fs::metadata(&file).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    // The first chunk's text changes, the length does not.
+    let at = text.find("\"text\": \"").unwrap() + 9;
+    let mut edited = text.clone().into_bytes();
+    edited[at] = if edited[at] == b'X' { b'Y' } else { b'X' };
+    assert_ne!(edited, text.as_bytes());
+    std::fs::write(&file, &edited).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    let after = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        (after.len(), after.modified().unwrap()),
+        (before.len(), before.modified().unwrap()),
+        "size and mtime as before the edit"
+    );
+    let output = run(command(&root, &out).arg("--resume"), false);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("cannot resume"), "{message}");
+    assert!(
+        message.contains(&format!("{}.sha256", file.display())),
+        "the changed file is named: {message}"
+    );
+}
+
+/// Issue 29, finding 2: identical content with new inodes and mtimes (a pod retried on a
+/// fresh volume, a restored copy) was refused; it resumes, byte-identical to an uninterrupted
+/// run.
+#[test]
+fn resume_after_identical_copies_with_new_inodes_and_mtimes_is_byte_identical() {
+    let (tmp, root, out) = killed_between_windows();
+    let file = root.join("docs/chunks.jsonl");
+    let before = std::fs::metadata(&file).unwrap();
+    let copy = tmp.path().join("copy.jsonl");
+    // Copied while the original still exists (so the inode cannot be reused), then moved
+    // over it.
+    std::fs::copy(&file, &copy).unwrap();
+    std::fs::rename(&copy, &file).unwrap();
+    let an_hour_later = before.modified().unwrap() + std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(an_hour_later)
+        .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let after = std::fs::metadata(&file).unwrap();
+        assert_ne!(after.ino(), before.ino(), "a new inode");
+        assert_ne!(after.modified().unwrap(), before.modified().unwrap());
+    }
+    let resumed = run(command(&root, &out).arg("--resume"), true);
+    let done = manifest(&out);
+    assert_eq!(done["status"], "ok", "{}", stderr(&resumed));
+    assert_eq!(done["resumed_from"].as_array().map(Vec::len), Some(1));
+    assert!(
+        done["collections"][0]["resumed_windows"].as_u64() > Some(0),
+        "the complete windows were kept: {}",
+        done["collections"][0]
+    );
+    let (points, ranked) = outputs(&out);
+    let (expected_points, expected_ranked) = reference();
+    assert!(points == *expected_points, "points.jsonl differs");
+    assert!(ranked == *expected_ranked, "rerank.jsonl differs");
+}

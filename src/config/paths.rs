@@ -1,5 +1,6 @@
-//! Paths as the manifest shows them: relative to the config file's directory where possible, so
-//! a manifest does not leak home directories and stays meaningful when a run directory moves.
+//! Paths as logs, tables and the manifest show them ([`shown_path`]): absolute when given
+//! absolute; relative to the working directory only when that is shorter and does not climb
+//! above it (never `../../../somewhere`, which says less than the absolute path).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -43,36 +44,27 @@ pub fn lexical(path: &Path) -> PathBuf {
     }
 }
 
-/// How the manifest shows `path`: an absolute path as it is (normalised); a relative one
-/// relative to the directory `base` (`path` unchanged when that is impossible).
-pub fn relative_path(path: &Path, base: &Path) -> PathBuf {
+/// How logs, tables and the manifest show `path`: see the module docs.
+pub fn shown_path(path: &Path) -> PathBuf {
+    match std::env::current_dir() {
+        Ok(cwd) => shown_from(path, &cwd),
+        Err(_) => normalised(path).unwrap_or_else(|| lexical(path)),
+    }
+}
+
+/// [`shown_path`] with `cwd` as the working directory.
+pub fn shown_from(path: &Path, cwd: &Path) -> PathBuf {
     if path.is_absolute() {
         return lexical(path);
     }
-    let (Some(path_abs), Some(base_abs)) = (normalised(path), normalised(base)) else {
-        return path.to_path_buf();
-    };
-    let path_parts: Vec<Component> = path_abs.components().collect();
-    let base_parts: Vec<Component> = base_abs.components().collect();
-    let common = path_parts
-        .iter()
-        .zip(&base_parts)
-        .take_while(|(a, b)| a == b)
-        .count();
-    if common == 0 {
-        return path.to_path_buf();
-    }
-    let mut relative = PathBuf::new();
-    for _ in common..base_parts.len() {
-        relative.push("..");
-    }
-    for part in &path_parts[common..] {
-        relative.push(part);
-    }
-    if relative.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        relative
+    let absolute = lexical(&cwd.join(path));
+    let cwd = lexical(cwd);
+    match absolute.strip_prefix(&cwd) {
+        Ok(relative) if relative.as_os_str().is_empty() => PathBuf::from("."),
+        Ok(relative) if relative.as_os_str().len() < absolute.as_os_str().len() => {
+            relative.to_path_buf()
+        }
+        _ => absolute,
     }
 }
 
@@ -80,27 +72,29 @@ pub fn relative_path(path: &Path, base: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// Finding 7 of issue 29: a qrels file outside the working directory was labelled
+    /// `file:../../../<somewhere>/qrels.tsv`.
     #[test]
-    fn relative_to_the_config_directory() {
-        let base = Path::new("configs");
-        assert_eq!(
-            relative_path(Path::new("configs/../out/q"), base),
-            PathBuf::from("../out/q")
-        );
-        assert_eq!(
-            relative_path(Path::new("configs/in"), base),
-            PathBuf::from("in")
-        );
-        assert_eq!(relative_path(base, base), PathBuf::from("."));
-        // Absolute paths stay absolute (no `../../..` climb to the home directory).
-        assert_eq!(
-            relative_path(Path::new("/home/user/.cache/m"), base),
-            PathBuf::from("/home/user/.cache/m")
-        );
-        assert_eq!(
-            relative_path(Path::new("/srv/runs/configs/../out/q"), base),
-            PathBuf::from("/srv/runs/out/q")
-        );
+    fn shown_paths_never_climb_above_the_working_directory() {
+        let cwd = Path::new("/home/user/runs/today");
+        for (path, want) in [
+            // Absolute as given absolute, even inside the working directory.
+            ("/home/user/runs/today/out", "/home/user/runs/today/out"),
+            ("/srv/data/../data/qrels.tsv", "/srv/data/qrels.tsv"),
+            // Relative below the working directory stays relative.
+            ("out/q", "out/q"),
+            ("configs/../out/q", "out/q"),
+            (".", "."),
+            // Relative above it is shown absolute, not as a climb.
+            ("../../../data/qrels.tsv", "/home/data/qrels.tsv"),
+            ("../sibling/q.jsonl", "/home/user/runs/sibling/q.jsonl"),
+        ] {
+            assert_eq!(
+                shown_from(Path::new(path), cwd),
+                PathBuf::from(want),
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -1493,21 +1493,15 @@ pub fn resolve_layers(
 }
 
 impl RunConfig {
-    /// The directory relative paths are shown against: the config file's, else the working one.
-    pub fn base_dir(&self) -> PathBuf {
-        self.config_file
-            .as_deref()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
-    }
-
-    /// A path as the manifest shows it: relative to [`Self::base_dir`] where possible.
+    /// A path as logs, tables and the manifest show it ([`super::paths::shown_path`]):
+    /// absolute when given absolute, else relative to the working directory unless that
+    /// climbs above it.
     pub fn display_path(&self, path: &Path) -> PathBuf {
-        super::paths::relative_path(path, &self.base_dir())
+        super::paths::shown_path(path)
     }
 
-    /// This configuration with every path shown relative to the config file (for the manifest).
+    /// This configuration with every path shown as [`Self::display_path`] shows it (for the
+    /// manifest).
     pub fn for_manifest(&self) -> RunConfig {
         let mut shown = self.clone();
         let show = |p: &Path| self.display_path(p);

@@ -194,26 +194,12 @@ pub struct FileRecord {
 impl FileRecord {
     /// Reads `file` once for its size, lines and sha256; shown as `shown`.
     pub fn of(file: &std::path::Path, shown: String, count_lines: bool) -> std::io::Result<Self> {
-        use sha2::{Digest, Sha256};
-        use std::io::Read;
-        let mut reader = std::fs::File::open(file)?;
-        let mut hasher = Sha256::new();
-        let (mut bytes, mut lines) = (0u64, 0u64);
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let read = reader.read(&mut buffer)?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-            bytes += read as u64;
-            lines += buffer[..read].iter().filter(|&&b| b == b'\n').count() as u64;
-        }
+        let digest = crate::files::digest_file(file)?;
         Ok(Self {
             path: shown,
-            bytes,
-            lines: count_lines.then_some(lines),
-            sha256: hex::encode(hasher.finalize()),
+            bytes: digest.bytes,
+            lines: count_lines.then_some(digest.lines),
+            sha256: digest.sha256,
         })
     }
 }
@@ -381,6 +367,10 @@ pub struct RankingReport {
 pub struct EvaluationReport {
     /// `file:<path>` of the qrels, or `probe` (the source chunk is the one relevant answer).
     pub qrels: String,
+    /// Judged, missing and unjudged queries: the averages are over the judged ones only, and
+    /// `lists` is empty when none was judged.
+    #[serde(flatten)]
+    pub coverage: crate::eval::Coverage,
     pub lists: BTreeMap<String, crate::eval::Metrics>,
 }
 

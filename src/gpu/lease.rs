@@ -471,13 +471,16 @@ pub(crate) enum Deadline {
 /// Opens (creating) and exclusively locks `path`, polling until `deadline`. The file is not
 /// truncated on open: a busy file's pid belongs to its holder.
 pub(crate) fn lock_device(path: &Path, deadline: Deadline) -> Result<File, LockFailure> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(LockFailure::Io)?;
+    // Never through a link: a linked lock file would get our pid written into its target.
+    let file = crate::files::open_no_follow(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+        path,
+    )
+    .map_err(LockFailure::Io)?;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(file),

@@ -16,8 +16,6 @@ use crate::config::{CpuPrecision, DenseModelConfig};
 use crate::dispatch::{DispatchStats, FaultInjector};
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use crate::models::run_encoded;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -412,23 +410,12 @@ impl Replicas<DenseEmbedder> {
     }
 }
 
-/// sha256 of a file, streamed.
+/// sha256 of a file, streamed ([`crate::files::sha256_file`], with the model error).
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    let io_err = |source| ModelError::Io {
+    crate::files::sha256_file(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io_err)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer).map_err(io_err)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    })
 }
 
 impl crate::models::Encoder for DenseEmbedder {

@@ -65,7 +65,20 @@ pub fn check(config: &RunConfig, manager: &ModelManager) -> CheckReport {
     if let Err(err) = select_devices(&config.gpu.devices, config.gpu.precision) {
         report.error(ProblemClass::Model, err.to_string());
     }
-    check_output(&config.output.dir, &mut report);
+    // An output that is an input: before the writability probe, which writes in the output.
+    let metrics = config
+        .telemetry
+        .metrics_file
+        .clone()
+        .unwrap_or_else(|| config.output.dir.join(crate::export::METRICS_FILE));
+    let outputs = super::runner::run_outputs(&config.output.dir, metrics);
+    let overlaps = super::overlap::overlaps(&outputs, &super::runner::config_inputs(config, true));
+    if overlaps.is_empty() {
+        check_output(&config.output.dir, &mut report);
+    }
+    for overlap in overlaps {
+        report.error(ProblemClass::Output, overlap.to_string());
+    }
     report
 }
 
@@ -323,7 +336,13 @@ pub fn collection_output_problems(output_dir: &Path, collections: &[Collection])
                 continue;
             }
         };
-        match std::fs::metadata(&dir) {
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_symlink() => problems.push(format!(
+                "{}: collection {:?} writes its files here, but it is a symbolic link; the \
+                 tool never writes through a link (remove it)",
+                dir.display(),
+                collection.name
+            )),
             Ok(meta) if !meta.is_dir() => problems.push(format!(
                 "{}: collection {:?} writes its files here, but it is a file, not a directory",
                 dir.display(),

@@ -204,7 +204,14 @@ impl Job<'_> {
         // The collection's output and work directories, both checked to stay inside theirs.
         let (out_dir, store_dir) = match collection_dir(&config.output.dir, name)
             .and_then(|out| Ok((out, collection_dir(self.ctx.work_dir, name)?)))
-        {
+            .and_then(|(out, store)| {
+                // Checked again where each file is written; a link here (made after the run's
+                // preflight, or before a resume) fails the collection, never redirects it.
+                if crate::files::is_symlink(&out) {
+                    return Err(crate::files::UnsafePath::Symlink { path: out }.into());
+                }
+                Ok((out, store))
+            }) {
             Ok(dirs) => dirs,
             Err(err) => {
                 report.failure = Some(FailureClass::Output);
@@ -332,6 +339,17 @@ impl Job<'_> {
         match embedded {
             Ok(()) => {}
             Err(stop) => return self.stopped(report, warnings, stop),
+        }
+        if store.checkpoint().points == 0 && report.failed_chunks > 0 {
+            // Nothing was embedded: a model that fails every chunk (NaN everywhere, say) is a
+            // failed collection, not a partial one with 0 points. Its empty points file is
+            // not left looking like an output.
+            let _ = std::fs::remove_file(&points_path);
+            let message = format!(
+                "every chunk ({}) failed dense embedding even alone; no point was written",
+                report.failed_chunks
+            );
+            return self.stopped(report, warnings, Stop::Failed(FailureClass::Model, message));
         }
         let sparse_status = if config.sparse.enabled {
             StageStatus::Ok

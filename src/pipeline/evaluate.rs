@@ -2,7 +2,7 @@
 //! `rerank.jsonl` of each collection is scored against qrels. Its lists hold the top
 //! `rerank.top_k` candidates only, so Recall@100 is a recall at that depth here.
 
-use crate::eval::{self, Metrics, Qrels};
+use crate::eval::{self, Coverage, Metrics, Qrels};
 use crate::export::ranked::read_ranked;
 use crate::export::RANKED_FILE;
 use std::collections::BTreeMap;
@@ -14,6 +14,8 @@ pub struct OutputEvaluation {
     pub collection: String,
     pub depth: usize,
     pub failed_queries: usize,
+    /// Which qrels queries the file's queries let it judge; `lists` is empty when none.
+    pub coverage: Coverage,
     pub lists: BTreeMap<String, Metrics>,
 }
 
@@ -42,20 +44,28 @@ pub fn evaluate_output(
         .into_iter()
         .map(|name| {
             let file = read_ranked(&output_dir.join(&name).join(RANKED_FILE))?;
-            let lists = BTreeMap::from([
-                (
-                    "final".to_string(),
-                    eval::evaluate(qrels, &file.final_order),
-                ),
-                (
-                    "fused".to_string(),
-                    eval::evaluate(qrels, &file.fused_order),
-                ),
-            ]);
+            let ids = || file.final_order.keys().map(String::as_str);
+            let coverage = Coverage::of(qrels, ids());
+            let judged = qrels.restricted_to(ids());
+            let lists = if coverage.judged == 0 {
+                BTreeMap::new()
+            } else {
+                BTreeMap::from([
+                    (
+                        "final".to_string(),
+                        eval::evaluate(&judged, &file.final_order),
+                    ),
+                    (
+                        "fused".to_string(),
+                        eval::evaluate(&judged, &file.fused_order),
+                    ),
+                ])
+            };
             Ok(OutputEvaluation {
                 collection: name,
                 depth: file.depth,
                 failed_queries: file.failed_queries,
+                coverage,
                 lists,
             })
         })

@@ -15,6 +15,7 @@
 //!    run's, and then runs the usual ranking (queries embedded once, retrieval, fusion,
 //!    rerank, evaluation) over it. No chunk is embedded again.
 
+use super::overlap::{overlaps, InputPath, OutputKind, OutputPath};
 use super::resume::{describe_differences, fingerprint_sha256};
 use super::state::{OutputLock, StateError};
 use super::store::{split_row, Checkpoint, CollectionStore, Phase, StoredPoint, StoredPoints};
@@ -30,6 +31,9 @@ use std::path::{Path, PathBuf};
 /// Why the shards cannot be merged. Every variant names the shard (index and directory).
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
+    /// The merge's output is, holds or lies inside one of its shards.
+    #[error(transparent)]
+    Overlap(super::overlap::Overlap),
     #[error("{dir} is not a shard: {reason}")]
     NotAShard { dir: PathBuf, reason: String },
     #[error("cannot read {path}: {message}")]
@@ -169,7 +173,10 @@ pub struct ShardSet {
 impl ShardSet {
     /// Finds and checks the shards in `paths` (each a shard directory, or a directory holding
     /// `shard-I-of-N` directories); see the module docs.
-    pub fn open(paths: &[PathBuf]) -> Result<Self, MergeError> {
+    ///
+    /// `output_dir` (the merge's) is checked against every shard directory first, before any
+    /// shard is read or locked: a merge into a shard would rewrite the shard's files.
+    pub fn open(paths: &[PathBuf], output_dir: &Path) -> Result<Self, MergeError> {
         let mut dirs = Vec::new();
         for path in paths {
             if path.join(MANIFEST_FILE).is_file() {
@@ -199,6 +206,21 @@ impl ShardSet {
             }
             found.sort();
             dirs.extend(found);
+        }
+        let shard_inputs: Vec<InputPath> = dirs
+            .iter()
+            .map(|dir| InputPath {
+                refuse_containing: true,
+                ..InputPath::dir("shard directory", dir)
+            })
+            .collect();
+        let output = OutputPath {
+            role: "directory (--output)".to_string(),
+            path: output_dir.to_path_buf(),
+            kind: OutputKind::Dir(super::state::run_writes),
+        };
+        if let Some(overlap) = overlaps(&[output], &shard_inputs).into_iter().next() {
+            return Err(MergeError::Overlap(overlap));
         }
         let mut shards: Vec<ShardOutput> = Vec::new();
         let mut seen: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();

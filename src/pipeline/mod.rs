@@ -9,6 +9,7 @@ pub mod dense;
 pub mod devices;
 pub mod evaluate;
 pub mod merge;
+pub mod overlap;
 pub mod queries;
 pub mod rank;
 pub mod resume;

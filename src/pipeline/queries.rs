@@ -3,6 +3,7 @@
 //! client can search the points with queries the run never saw.
 
 use super::collection::{Leasing, Stop};
+use super::overlap::{InputPath, OutputKind, OutputPath};
 use super::rank::{encode_dense_queries, encode_sparse_queries, query_budget};
 use super::runner::{BatchRunner, RunError};
 use crate::export::write_query_vectors;
@@ -30,6 +31,16 @@ impl BatchRunner {
         output: &Path,
     ) -> Result<EmbeddedQueries, RunError> {
         let config = &self.config;
+        // The query file, the config and the models are inputs; no collection is read.
+        self.refuse_overlaps(
+            &[OutputPath {
+                role: "file (--output)".to_string(),
+                path: output.to_path_buf(),
+                kind: OutputKind::File,
+            }],
+            vec![InputPath::file("query file (--queries)", queries)],
+            false,
+        )?;
         let set = QuerySet {
             queries: input::read_queries(queries).map_err(RunError::Queries)?,
             source: QuerySource::File(queries.to_path_buf()),

@@ -1,6 +1,11 @@
 //! What `--resume` checks before it continues a run: the run fingerprint (the effective
-//! configuration that shapes the outputs, the models' identities and the input files' sizes and
-//! modification times) and the attempts so far, in `<output>/.work/run.json`.
+//! configuration that shapes the outputs, the models' identities and each input file's size and
+//! content sha256) and the attempts so far, in `<output>/.work/run.json`.
+//!
+//! The input is identified by content, never by modification time: an edit that keeps the size
+//! and restores the mtime (`cp -p`, `rsync -a`, `touch -r`) is a change, and identical content
+//! with new inodes and mtimes (a pod retried on a fresh volume) is not. Each input file is
+//! hashed once per run ([`InputHashes`]); shards and `merge` use the same hashes.
 //!
 //! A resumed run must produce byte-identical outputs to an uninterrupted one, so any change to
 //! what the outputs depend on is refused, naming what changed. Settings that only change how a
@@ -9,13 +14,14 @@
 
 use crate::config::RunConfig;
 use crate::export::write_atomic;
+use crate::files::FileDigest;
 use crate::input::Collection;
 use crate::models::ModelIdentity;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::path::Path;
-use std::time::UNIX_EPOCH;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 pub const RUN_STATE_FILE: &str = "run.json";
 
@@ -44,11 +50,52 @@ pub enum ResumeError {
     Unreadable { path: String, message: String },
 }
 
+/// Each input file's size and content hash, read once per run.
+#[derive(Clone, Debug, Default)]
+pub struct InputHashes(BTreeMap<PathBuf, FileDigest>);
+
+/// An input file that could not be hashed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}", path.display())]
+pub struct HashError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl InputHashes {
+    /// Hashes every chunk file of `collections` (streamed, once each).
+    ///
+    /// # Errors
+    ///
+    /// The first file that cannot be read, by name.
+    pub fn of(collections: &[Collection]) -> Result<Self, HashError> {
+        let mut hashes = BTreeMap::new();
+        for file in collections.iter().flat_map(|c| &c.files) {
+            if hashes.contains_key(file) {
+                continue;
+            }
+            let digest = crate::files::digest_file(file).map_err(|source| HashError {
+                path: file.clone(),
+                source,
+            })?;
+            hashes.insert(file.clone(), digest);
+        }
+        Ok(Self(hashes))
+    }
+
+    /// The digest of `file`, if it was hashed.
+    pub fn get(&self, file: &Path) -> Option<&FileDigest> {
+        self.0.get(file)
+    }
+}
+
 /// The fingerprint of a run: what its outputs depend on (see the module docs).
 pub fn fingerprint(
     config: &RunConfig,
     models: &[ModelIdentity],
     collections: &[Collection],
+    hashes: &InputHashes,
 ) -> Value {
     let mut settings = serde_json::to_value(config).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut settings {
@@ -59,26 +106,7 @@ pub fn fingerprint(
             output.remove("dir");
         }
     }
-    let mut input = Map::new();
-    for collection in collections {
-        let mut files = Map::new();
-        for file in &collection.files {
-            let meta = std::fs::metadata(file).ok();
-            let modified_ns = meta
-                .as_ref()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos().to_string());
-            files.insert(
-                file.display().to_string(),
-                serde_json::json!({
-                    "bytes": meta.as_ref().map(|m| m.len()),
-                    "modified_ns": modified_ns,
-                }),
-            );
-        }
-        input.insert(collection.name.clone(), Value::Object(files));
-    }
+    let input = input_fingerprint(collections, hashes);
     let models: Vec<Value> = models
         .iter()
         .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
@@ -89,6 +117,26 @@ pub fn fingerprint(
         "models": models,
         "input": input,
     })
+}
+
+/// The input part of the fingerprint: per collection, each file's size and sha256.
+fn input_fingerprint(collections: &[Collection], hashes: &InputHashes) -> Value {
+    let mut input = Map::new();
+    for collection in collections {
+        let mut files = Map::new();
+        for file in &collection.files {
+            let digest = hashes.get(file);
+            files.insert(
+                file.display().to_string(),
+                serde_json::json!({
+                    "bytes": digest.map(|d| d.bytes),
+                    "sha256": digest.map(|d| d.sha256.as_str()),
+                }),
+            );
+        }
+        input.insert(collection.name.clone(), Value::Object(files));
+    }
+    Value::Object(input)
 }
 
 /// The part of a run fingerprint that must agree between the shards of a sharded run and
@@ -179,7 +227,7 @@ pub fn load(work_dir: &Path) -> Result<Option<RunState>, ResumeError> {
 }
 
 pub fn save(work_dir: &Path, state: &RunState) -> std::io::Result<()> {
-    std::fs::create_dir_all(work_dir)?;
+    crate::files::real_dir(work_dir)?;
     let mut bytes = serde_json::to_vec_pretty(state)?;
     bytes.push(b'\n');
     write_atomic(&work_dir.join(RUN_STATE_FILE), &bytes)
@@ -199,7 +247,7 @@ pub fn check(earlier: &RunState, current: &Value) -> Result<(), ResumeError> {
 }
 
 /// Describes each leaf that differs between `old` and `new` as `path: old → new` (values
-/// shortened; the fingerprint holds settings, model identities and file stamps, never text).
+/// shortened; the fingerprint holds settings, model identities and file hashes, never text).
 /// A value as JSON, cut to 60 characters.
 fn short(value: &Value) -> String {
     let text = value.to_string();
@@ -290,11 +338,11 @@ mod tests {
 
     #[test]
     fn the_portable_fingerprint_ignores_where_and_on_what_a_shard_ran() {
-        let at = |root: &str, device: &str, mtime: &str, spec: Value| {
+        let at = |root: &str, device: &str, sha: &str, spec: Value| {
             serde_json::json!({
                 "config": {"input": {"root": root, "window_chunks": 5}, "gpu": {"devices": device, "precision": "f32"}, "shard": {"spec": spec, "split_bytes": 10}},
                 "models": [{"name": "m", "device": device, "source": root, "weights_sha256": "ab"}],
-                "input": {"c": {format!("{root}/c/a.jsonl"): {"bytes": 10, "modified_ns": mtime}}},
+                "input": {"c": {format!("{root}/c/a.jsonl"): {"bytes": 10, "sha256": sha}}},
             })
         };
         let one = portable(&at(
@@ -328,5 +376,46 @@ mod tests {
                 .any(|c| c.starts_with("models[0].weights_sha256")),
             "{changes:?}"
         );
+    }
+    /// The input part of the fingerprint is content: a same-size edit with the mtime put back
+    /// changes it (naming the file), an identical copy with a new inode and mtime does not.
+    #[test]
+    fn the_input_is_identified_by_content_not_by_its_timestamps() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a.jsonl");
+        std::fs::write(&file, "{\"id\": \"1\", \"text\": \"cat\"}\n").unwrap();
+        let collections = [Collection {
+            name: "c".to_string(),
+            files: vec![file.clone()],
+            dir: None,
+        }];
+        let input = |collections: &[Collection]| {
+            let hashes = InputHashes::of(collections).unwrap();
+            serde_json::json!({"input": input_fingerprint(collections, &hashes)})
+        };
+        let before = input(&collections);
+        let state = RunState {
+            fingerprint_sha256: fingerprint_sha256(&before),
+            fingerprint: before,
+            attempts: Vec::new(),
+        };
+        let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+        // Same length, other content, the modification time restored.
+        std::fs::write(&file, "{\"id\": \"1\", \"text\": \"dog\"}\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let err = check(&state, &input(&collections)).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("input.c.{}.sha256", file.display())),
+            "{err}"
+        );
+        // Identical content in a new file (new inode, new mtime) resumes.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, "{\"id\": \"1\", \"text\": \"cat\"}\n").unwrap();
+        check(&state, &input(&collections)).unwrap();
     }
 }

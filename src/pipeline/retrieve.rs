@@ -10,6 +10,7 @@ use super::rank::{
 use super::store::CollectionStore;
 use crate::batching::BatchBudget;
 use crate::config::{FusionMethod, RunConfig};
+use crate::eval::Coverage;
 use crate::export::manifest::{EvaluationReport, RankingReport};
 use crate::export::{CollectionReport, FailureClass, StageReport, StageRun, StageStatus};
 use crate::input::ChunkStream;
@@ -18,8 +19,8 @@ use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
 use crate::stage::Stage;
 use crate::telemetry::memory;
 use crate::vectors::SparseVector;
-use std::collections::{HashMap, HashSet};
-use tracing::info;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tracing::{info, warn};
 
 impl Job<'_> {
     /// Queries, retrieval, fusion, rerank and evaluation over the complete windows.
@@ -159,19 +160,32 @@ impl Job<'_> {
             fusion,
         };
         let evaluation = qrels.map(|(label, qrels)| {
-            let lists = evaluate_lists(
-                &qrels,
-                &queries,
-                &state.ids,
-                &dense_list_names(config),
-                rerank_run.is_some(),
-            );
+            // Only what was ranked is judged: qrels queries outside the query set are counted
+            // and named, never averaged in as zeros.
+            let ids = || queries.iter().map(|q| q.id.as_str());
+            let coverage = Coverage::of(&qrels, ids());
+            if let Some(line) = coverage.describe() {
+                warn!(qrels = %label, judged = coverage.judged, missing = coverage.missing, "{line}");
+                warnings.push(format!("collection {name}: evaluation against {label}: {line}"));
+            }
+            let lists = if coverage.judged == 0 {
+                BTreeMap::new()
+            } else {
+                evaluate_lists(
+                    &qrels.restricted_to(ids()),
+                    &queries,
+                    &state.ids,
+                    &dense_list_names(config),
+                    rerank_run.is_some(),
+                )
+            };
             for (list, metrics) in &lists {
                 info!(list = %list, ndcg_at_10 = format!("{:.4}", metrics.ndcg_at_10), recall_at_100 = format!("{:.4}", metrics.recall_at_100),
                     mrr_at_10 = format!("{:.4}", metrics.mrr_at_10), queries = metrics.queries, qrels = %label, "evaluation");
             }
             EvaluationReport {
                 qrels: label,
+                coverage,
                 lists,
             }
         });

@@ -23,7 +23,8 @@ use super::collection::{
     error_chain, run_collection, CollectionOutcome, Faults, JobContext, Leasing, SharedInputs,
 };
 use super::merge::{self, MergeError, ShardSet};
-use super::resume::{self, Attempt, ResumeError, RunState};
+use super::overlap::{overlaps, InputPath, OutputKind, OutputPath, Overlap};
+use super::resume::{self, Attempt, HashError, InputHashes, ResumeError, RunState};
 use super::state::{self, OutputLock, StateError, WORK_DIR};
 use crate::config::RunConfig;
 use crate::dispatch::FaultInjector;
@@ -72,6 +73,11 @@ pub enum RunError {
     /// Problems found before any model was loaded (models, memory ceiling, output paths).
     #[error("cannot start the run:{}", .0.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
     Preflight(Vec<String>),
+    #[error(transparent)]
+    Hash(HashError),
+    /// An output would overwrite, or be written inside, an input.
+    #[error("an output would overwrite an input:{}", .0.iter().map(|o| format!("\n  - {o}")).collect::<String>())]
+    Overlap(Vec<Overlap>),
     #[error("cannot read {path}")]
     Read {
         path: PathBuf,
@@ -257,6 +263,25 @@ impl BatchRunner {
             .unwrap_or_else(|| self.config.output.dir.join(METRICS_FILE))
     }
 
+    /// Refuses `outputs` that would overwrite, or be written inside, one of the run's inputs
+    /// ([`config_inputs`], with `extra`); `collections: false` leaves out discovery (a
+    /// command that reads no collection).
+    pub(super) fn refuse_overlaps(
+        &self,
+        outputs: &[OutputPath],
+        extra: Vec<InputPath>,
+        collections: bool,
+    ) -> Result<(), RunError> {
+        let mut inputs = extra;
+        inputs.extend(config_inputs(&self.config, collections));
+        let found = overlaps(outputs, &inputs);
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(RunError::Overlap(found))
+        }
+    }
+
     fn work_dir(&self) -> PathBuf {
         self.config.output.dir.join(WORK_DIR)
     }
@@ -266,6 +291,12 @@ impl BatchRunner {
     /// earlier run's success; nothing is written when the output directory is another run's.
     pub fn run(&self) -> Result<RunOutcome, RunError> {
         let output_dir = &self.config.output.dir;
+        // Before the lock and the cleanup: both write in the output directory.
+        self.refuse_overlaps(
+            &run_outputs(output_dir, self.metrics_path()),
+            Vec::new(),
+            true,
+        )?;
         let _lock = OutputLock::acquire(output_dir).map_err(RunError::Output)?;
         let mut identity = RunIdentity {
             run_id: uuid::Uuid::new_v4().to_string(),
@@ -386,9 +417,11 @@ impl BatchRunner {
             ResidentModels::load_all(config, &self.manager, &devices, self.exclusive_models)
                 .map_err(RunError::Model)?;
 
+        // Each input file is hashed once: the fingerprint, the shards and the merge use it.
+        let hashes = InputHashes::of(&collections).map_err(RunError::Hash)?;
         let (fingerprint_hash, fingerprint) =
-            self.claim_run_state(identity, &identities, &collections)?;
-        let plan = self.plan_shards(&fingerprint, &collections)?;
+            self.claim_run_state(identity, &identities, &collections, &hashes)?;
+        let plan = self.plan_shards(&fingerprint, &collections, &hashes)?;
         self.write_manifest(
             identity,
             RunStatus::Running,
@@ -457,14 +490,14 @@ impl BatchRunner {
                 (Some(plan), _) if self.merge.is_some() => {
                     plan.input_sha256.get(&collection.name).cloned()
                 }
-                (_, Some(_)) => Some(crate::shard::input_sha256(collection).map_err(|source| {
-                    RunError::Read {
+                (_, Some(_)) => Some(crate::shard::input_sha256(collection, &hashes).map_err(
+                    |source| RunError::Read {
                         path: collection.dir.clone().unwrap_or_else(|| {
                             collection.files.first().cloned().unwrap_or_default()
                         }),
                         source,
-                    }
-                })?),
+                    },
+                )?),
                 _ => None,
             };
             if let (CollectionStatus::Failed, Some(message)) = (report.status, &report.error) {
@@ -500,6 +533,7 @@ impl BatchRunner {
         &self,
         fingerprint: &serde_json::Value,
         collections: &[Collection],
+        hashes: &InputHashes,
     ) -> Result<Option<ShardPlan>, RunError> {
         let count = match (self.shard, &self.merge) {
             (Some(shard), _) => shard.count,
@@ -528,7 +562,7 @@ impl BatchRunner {
         let mut input_sha256 = BTreeMap::new();
         if let Some(set) = &self.merge {
             for collection in collections {
-                let sha = crate::shard::input_sha256(collection)
+                let sha = crate::shard::input_sha256(collection, hashes)
                     .map_err(|err| read_error(&self.config.input.root, err))?;
                 input_sha256.insert(collection.name.clone(), sha);
             }
@@ -573,9 +607,10 @@ impl BatchRunner {
         identity: &mut RunIdentity,
         models: &[ModelIdentity],
         collections: &[Collection],
+        hashes: &InputHashes,
     ) -> Result<(String, serde_json::Value), RunError> {
         let work_dir = self.work_dir();
-        let fingerprint = resume::fingerprint(&self.config, models, collections);
+        let fingerprint = resume::fingerprint(&self.config, models, collections, hashes);
         let mut attempts = Vec::new();
         if self.resume {
             match resume::load(&work_dir).map_err(RunError::Resume)? {
@@ -718,6 +753,66 @@ impl BatchRunner {
     }
 }
 
+/// A run's outputs: its output directory (and what it writes there) and its metrics file.
+pub fn run_outputs(output_dir: &Path, metrics: PathBuf) -> Vec<OutputPath> {
+    vec![
+        OutputPath {
+            role: "directory (output.dir)".to_string(),
+            path: output_dir.to_path_buf(),
+            kind: OutputKind::Dir(state::run_writes),
+        },
+        OutputPath {
+            role: "metrics file".to_string(),
+            path: metrics,
+            kind: OutputKind::File,
+        },
+    ]
+}
+
+/// A run's inputs: the config file, the query and qrels files, the models directory and,
+/// with `collections`, each collection discovered now (its directory, or its file; discovery
+/// runs again, with its errors reported, after the lock).
+pub fn config_inputs(config: &RunConfig, collections: bool) -> Vec<InputPath> {
+    let mut inputs = Vec::new();
+    if let Some(path) = &config.config_file {
+        inputs.push(InputPath::file("config file", path));
+    }
+    if let Some(path) = &config.rerank.queries {
+        inputs.push(InputPath::file("query file (rerank.queries)", path));
+    }
+    if let Some(path) = &config.eval.qrels {
+        inputs.push(InputPath::file("qrels file (eval.qrels)", path));
+    }
+    inputs.push(InputPath::dir(
+        "models directory (models.dir)",
+        &config.models.dir,
+    ));
+    if collections {
+        let found = input::discover_collections(
+            &config.input.root,
+            config.input.collections.as_deref(),
+            &config.input.formats,
+        )
+        .unwrap_or_default();
+        // A collection inside the output directory is skipped by the run (an earlier run's
+        // outputs under the input root), so it is no input to protect either.
+        let output_dir = config.output.dir.canonicalize().ok();
+        let found = found.iter().filter(|collection| {
+            output_dir
+                .as_deref()
+                .is_none_or(|dir| !inside_output_dir(collection, dir))
+        });
+        for collection in found {
+            let role = format!("collection {}", collection.name);
+            match &collection.dir {
+                Some(dir) => inputs.push(InputPath::dir(role, dir)),
+                None => inputs.extend(collection.files.iter().map(|f| InputPath::file(&role, f))),
+            }
+        }
+    }
+    inputs
+}
+
 /// What the collections loop produced.
 struct Collections {
     status: RunStatus,
@@ -764,6 +859,16 @@ pub fn discover(config: &RunConfig) -> Result<Vec<Collection>, InputError> {
     Ok(without_output_dir(collections, &config.output.dir))
 }
 
+/// Whether every file of `collection` lies inside `output_dir` (canonical).
+fn inside_output_dir(collection: &Collection, output_dir: &Path) -> bool {
+    !collection.files.is_empty()
+        && collection.files.iter().all(|file| {
+            file.canonicalize()
+                .map(|file| file.starts_with(output_dir))
+                .unwrap_or(false)
+        })
+}
+
 fn without_output_dir(collections: Vec<Collection>, output_dir: &Path) -> Vec<Collection> {
     let Ok(output_dir) = output_dir.canonicalize() else {
         return collections; // not created yet, so nothing in it can have been discovered
@@ -771,12 +876,7 @@ fn without_output_dir(collections: Vec<Collection>, output_dir: &Path) -> Vec<Co
     collections
         .into_iter()
         .filter(|collection| {
-            let inside = !collection.files.is_empty()
-                && collection.files.iter().all(|file| {
-                    file.canonicalize()
-                        .map(|file| file.starts_with(&output_dir))
-                        .unwrap_or(false)
-                });
+            let inside = inside_output_dir(collection, &output_dir);
             if inside {
                 warn!(collection = %collection.name, "skipping a collection inside the output directory");
             }

@@ -109,6 +109,27 @@ impl OutputLock {
     }
 }
 
+/// Whether a run writes, replaces or removes `relative` (a path inside the output directory):
+/// the top-level files, the lock, anything under `.work/`, each collection directory's outputs
+/// and temp files. An input there would be destroyed ([`super::overlap`]).
+pub fn run_writes(relative: &Path) -> bool {
+    let parts: Vec<String> = relative
+        .components()
+        .map(|part| part.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let temp = |name: &str| name.starts_with(".tmp-") && name.ends_with(".partial");
+    match parts.as_slice() {
+        [first, ..] if first == WORK_DIR => true,
+        [name] => {
+            crate::export::TOP_LEVEL_FILES.contains(&name.as_str())
+                || name == LOCK_FILE
+                || temp(name)
+        }
+        [_, name] => COLLECTION_OUTPUTS.contains(&name.as_str()) || temp(name),
+        _ => false,
+    }
+}
+
 /// Whether process `pid` exists. On Linux, whether `/proc/<pid>` does; elsewhere there is no
 /// cheap portable check, so every pid counts as alive (callers then keep what they would
 /// otherwise discard).
@@ -521,5 +542,22 @@ mod tests {
             ]
         );
         assert_eq!(clean_temp_files(&dir.join("missing")).unwrap(), 0);
+    }
+    /// A lock file replaced by a link is refused, naming it; the linked file keeps its content
+    /// (it used to get our pid).
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_lock_file_is_refused_and_its_target_untouched() {
+        let temp = tempfile::tempdir().unwrap();
+        let precious = temp.path().join("precious.txt");
+        fs::write(&precious, "keep me\n").unwrap();
+        let dir = temp.path().join("out");
+        fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(&precious, dir.join(LOCK_FILE)).unwrap();
+        let err = OutputLock::acquire(&dir).unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(chain.contains(LOCK_FILE), "{chain}");
+        assert!(chain.contains("is a symbolic link"), "{chain}");
+        assert_eq!(fs::read_to_string(&precious).unwrap(), "keep me\n");
     }
 }

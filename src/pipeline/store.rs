@@ -136,14 +136,14 @@ impl Writers {
 /// Opens `dir/name` for appending after truncating it to `len` bytes (creating it if missing).
 fn open_at(dir: &Path, name: &str, len: u64) -> std::io::Result<BufWriter<File>> {
     let path = dir.join(name);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
+    // Never through a link: `set_len` would truncate whatever file a link points to.
+    let file = crate::files::open_no_follow(
+        OpenOptions::new().create(true).truncate(false).write(true),
+        &path,
+    )?;
     file.set_len(len)?;
     drop(file);
-    let file = OpenOptions::new().append(true).open(&path)?;
+    let file = crate::files::open_no_follow(OpenOptions::new().append(true), &path)?;
     Ok(BufWriter::with_capacity(1 << 20, file))
 }
 
@@ -167,16 +167,20 @@ impl CollectionStore {
         fingerprint: &str,
         checkpoint: Option<Checkpoint>,
     ) -> std::io::Result<Self> {
+        if let Some(parent) = dir.parent() {
+            crate::files::real_dir(parent)?;
+        }
         let checkpoint = match checkpoint {
             Some(checkpoint) => checkpoint,
             None => {
-                if dir.exists() {
+                if std::fs::symlink_metadata(dir).is_ok() {
+                    // Removes a link itself, never what it points to.
                     std::fs::remove_dir_all(dir)?;
                 }
                 Checkpoint::new(fingerprint)
             }
         };
-        std::fs::create_dir_all(dir)?;
+        crate::files::real_dir(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             checkpoint,
@@ -232,15 +236,15 @@ impl CollectionStore {
         self.writers = None;
         let partial = self.dir.join(POINTS_PARTIAL);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::files::real_dir(parent)?;
         }
         let expected = self.checkpoint.lengths.points;
-        let moved_already = !partial.exists()
-            && std::fs::metadata(target).is_ok_and(|m| m.is_file() && m.len() == expected);
+        let moved_already = std::fs::symlink_metadata(&partial).is_err()
+            && std::fs::symlink_metadata(target).is_ok_and(|m| m.is_file() && m.len() == expected);
         if moved_already {
             // A run killed between this rename and the checkpoint below: the file is in place.
         } else {
-            if !partial.exists() {
+            if std::fs::symlink_metadata(&partial).is_err() {
                 if expected > 0 {
                     return Err(std::io::Error::other(format!(
                         "{} is missing: the work directory was changed outside this run",
@@ -248,9 +252,10 @@ impl CollectionStore {
                     )));
                 }
                 // An empty collection wrote no window.
-                File::create(&partial)?;
+                crate::files::create_new_no_follow(&partial)?;
             }
-            File::open(&partial)?.sync_all()?;
+            // A link in its place would be renamed into the output as the points file.
+            crate::files::open_no_follow(OpenOptions::new().read(true), &partial)?.sync_all()?;
             std::fs::rename(&partial, target)?;
         }
         if let Some(parent) = target.parent() {
@@ -930,5 +935,68 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("the checkpoint records"), "{err}");
+    }
+    /// A work file replaced by a link (someone with write access to the output directory) is
+    /// refused by name on resume; the file it points to keeps its content (`set_len` would
+    /// have truncated it, the window appended to it).
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_work_file_is_refused_and_its_target_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let mut store = CollectionStore::open(&dir, "fp", None).unwrap();
+        append(&mut store, &[(b"a\n", vec![1.0, 0.0], None, "a")], 0);
+        let checkpoint = store.checkpoint().clone();
+        drop(store);
+        let precious = tmp.path().join("precious.txt");
+        std::fs::write(&precious, "keep me\n").unwrap();
+        std::fs::remove_file(dir.join(POINTS_PARTIAL)).unwrap();
+        std::os::unix::fs::symlink(&precious, dir.join(POINTS_PARTIAL)).unwrap();
+        let mut store = CollectionStore::open(&dir, "fp", Some(checkpoint)).unwrap();
+        let err = store.window().err().unwrap();
+        assert!(
+            err.to_string().contains(&format!(
+                "{}: is a symbolic link",
+                dir.join(POINTS_PARTIAL).display()
+            )),
+            "{err}"
+        );
+        // Nor is the link renamed into the output as the points file.
+        let target = tmp.path().join("out/c/points.jsonl");
+        assert!(store.finish_points(&target).is_err());
+        assert!(std::fs::symlink_metadata(&target).is_err());
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
+    }
+
+    /// The work directory and the collection's output directory must be real directories.
+    #[cfg(unix)]
+    #[test]
+    fn a_linked_work_or_output_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let work = tmp.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, work.join("c")).unwrap();
+        // Without a checkpoint the link is removed (never followed) and a real directory made.
+        let store = CollectionStore::open(&work.join("c"), "fp", None).unwrap();
+        assert!(!crate::files::is_symlink(&work.join("c")));
+        drop(store);
+        std::fs::remove_dir(work.join("c")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, work.join("c")).unwrap();
+        let checkpoint = Checkpoint::new("fp");
+        let err = CollectionStore::open(&work.join("c"), "fp", Some(checkpoint))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        let mut store = CollectionStore::open(&tmp.path().join("real"), "fp", None).unwrap();
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, out.join("c")).unwrap();
+        let err = store
+            .finish_points(&out.join("c/points.jsonl"))
+            .unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 }

@@ -526,6 +526,7 @@ mod tests {
             }),
             evaluation: Some(EvaluationReport {
                 qrels: QRELS.to_string(),
+                coverage: Default::default(),
                 lists,
             }),
             overhead: None,
