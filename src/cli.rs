@@ -101,6 +101,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub resume: bool,
 
+    /// Reuse the vectors of unchanged chunks from an earlier run's output (this output
+    /// directory itself, or another, read-only is fine) and write <collection>/changes.jsonl
+    /// [output.reuse]
+    #[arg(long, value_name = "DIR")]
+    pub reuse: Option<PathBuf>,
+
     /// Embed only shard I of N (0-based) into <output>/shard-I-of-N/; `auto` reads the index
     /// from JOB_COMPLETION_INDEX (Kubernetes; give the count: auto/N) or the Slurm array
     /// variables. `merge` then ranks the shards' vectors [shard.spec]
@@ -371,6 +377,7 @@ impl RunArgs {
             models_dir: self.models_dir.clone(),
             log_format: self.log_format,
             window_chunks: self.window_chunks,
+            reuse: self.reuse.clone(),
             shard: self.shard,
             shard_split_bytes: self.shard_split_bytes,
             quiet: self.quiet,

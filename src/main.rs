@@ -308,6 +308,7 @@ fn run_error_exit(err: &RunError) -> (i32, Option<&'static str>) {
             RunError::Read { .. } => (exit::INPUT_ERROR, Some("check that the input files are readable")),
             RunError::Overlap(_) => (exit::CONFIG_ERROR, Some("an output must never be an input or inside one: choose another output path")),
             RunError::Hash(_) => (exit::INPUT_ERROR, Some("check that the input files are readable")),
+            RunError::Reuse(_) => (exit::CONFIG_ERROR, Some("--reuse takes an earlier run's output directory, unchanged since that run; run without --reuse to embed everything")),
             RunError::Discover(_) => (exit::INPUT_ERROR, Some("check [input] root and collections")),
             RunError::Queries(_) => (exit::INPUT_ERROR, Some("check rerank.queries (JSONL lines with `_id` or `id`, and `text`)")),
             RunError::Qrels(_) => (exit::INPUT_ERROR, Some("check eval.qrels (BEIR TSV: query-id, corpus-id, score)")),
@@ -571,6 +572,31 @@ fn print_overhead(overhead: &embed_collections::export::OverheadReport) {
 
 /// A per-collection table on stdout (the result the user asked for); the manifest has the
 /// full detail.
+/// The `--reuse` lines of a collection: what was reused, what was embedded and why, and the
+/// changes written to `changes.jsonl`.
+fn print_reuse(reuse: &embed_collections::export::manifest::ReuseReport) {
+    let because: Vec<String> = reuse
+        .embedded_because
+        .iter()
+        .map(|(why, n)| format!("{n} {}", why.replace('_', " ")))
+        .collect();
+    println!(
+        "  reuse: {} chunks reused, {} embedded{}",
+        reuse.reused,
+        reuse.embedded,
+        if because.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", because.join(", "))
+        }
+    );
+    let changes = &reuse.changes;
+    println!(
+        "  changes: {} added, {} updated, {} deleted, {} unchanged (changes.jsonl)",
+        changes.added, changes.updated, changes.deleted, changes.unchanged
+    );
+}
+
 fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
     let label = |value: serde_json::Result<serde_json::Value>| {
         value
@@ -631,6 +657,9 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
         }
         if let Some(overhead) = &report.overhead {
             print_overhead(overhead);
+        }
+        if let Some(reuse) = &report.reuse {
+            print_reuse(reuse);
         }
         if let Some(error) = &report.error {
             println!("  error: {error}");

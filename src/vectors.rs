@@ -33,7 +33,7 @@ impl SparseVector {
 }
 
 /// Where a point's sparse vector came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SparseSource {
     /// Live SPLADE inference.

@@ -7,11 +7,10 @@
 mod util;
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use util::{binary, repo_root, run, stderr};
+use util::{binary, repo_root, run, run_until, stderr};
 
 /// Chunks per window in these runs: the bundled 300 chunks make 6 windows.
 const WINDOW: &str = "50";
@@ -75,44 +74,6 @@ fn outputs(out: &Path) -> (Vec<u8>, Vec<u8>) {
 
 fn manifest(out: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
-}
-
-/// Spawns the run and reads its stderr until a line contains every one of `needles` (the
-/// `occurrence`-th such line), then calls `act` on the child. Returns the stderr seen.
-fn run_until(
-    mut command: Command,
-    needles: &[&str],
-    occurrence: usize,
-    act: impl FnOnce(&mut Child),
-) -> (Child, String) {
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut seen = String::new();
-    let mut matches = 0;
-    let mut act = Some(act);
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if needles.iter().all(|n| line.contains(n)) {
-            matches += 1;
-            if matches == occurrence {
-                if let Some(act) = act.take() {
-                    act(&mut child);
-                }
-                break;
-            }
-        }
-    }
-    assert!(
-        act.is_none(),
-        "the run ended before {needles:?} (#{occurrence}):\n{seen}"
-    );
-    (child, seen)
 }
 
 /// SIGKILL at the trigger line, then `--resume` until done; the outputs must equal the

@@ -101,6 +101,8 @@ pub struct FileOutput {
     pub dir: Option<PathBuf>,
     /// Copy chunk text (and title) into point payloads. Default false (privacy).
     pub include_text: Option<bool>,
+    /// An earlier run's output whose unchanged vectors are reused. Relative to the config file.
+    pub reuse: Option<PathBuf>,
 }
 
 /// `[models]`

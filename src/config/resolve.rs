@@ -348,6 +348,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--window-chunks`.
     pub window_chunks: Option<usize>,
+    /// `--reuse`.
+    pub reuse: Option<PathBuf>,
     /// `--shard`.
     pub shard: Option<ShardRequest>,
     /// `--shard-split-bytes`.
@@ -437,6 +439,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub struct OutputConfig {
     pub dir: PathBuf,
     pub include_text: bool,
+    /// `--reuse`: an earlier run's output (possibly this one's own directory).
+    pub reuse: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -924,6 +928,14 @@ pub fn resolve_layers(
         file.output.include_text,
         None,
         None,
+    )?;
+    let file_reuse = layers.file_path(file.output.reuse);
+    let reuse = layers.pick(
+        "output.reuse",
+        None,
+        file_reuse.map(Some),
+        None,
+        flags.reuse.clone().map(|p| ("--reuse", Some(p))),
     )?;
 
     // [models]
@@ -1429,6 +1441,7 @@ pub fn resolve_layers(
         output: OutputConfig {
             dir: out_dir,
             include_text,
+            reuse,
         },
         models: ModelsConfig { dir: models_dir },
         dense: DenseConfig {
@@ -1512,6 +1525,7 @@ impl RunConfig {
             .map(PathBuf::from);
         shown.input.root = show(&self.input.root);
         shown.output.dir = show(&self.output.dir);
+        shown.output.reuse = self.output.reuse.as_deref().map(show);
         shown.models.dir = show(&self.models.dir);
         shown.rerank.queries = self.rerank.queries.as_deref().map(show);
         shown.eval.qrels = self.eval.qrels.as_deref().map(show);

@@ -283,6 +283,70 @@ pub struct CollectionReport {
     /// stages are all in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overhead: Option<OverheadReport>,
+    /// A run with `--reuse`: what it took from the earlier output and what changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<ReuseReport>,
+}
+
+/// What a run with `--reuse` took from the earlier output, what it embedded and why, and the
+/// changes (`<collection>/changes.jsonl`) a vector store loaded from the earlier output must
+/// apply. Counts only.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReuseReport {
+    /// Chunks whose every vector came from the earlier output.
+    pub reused: usize,
+    /// Chunks that went through at least one model.
+    pub embedded: usize,
+    /// Why each embedded chunk was: `new` (not in the earlier output), `text_changed`,
+    /// `model_changed` (its text is unchanged but a model's vectors could not be reused).
+    pub embedded_because: BTreeMap<String, usize>,
+    /// Per vector name: how many vectors were reused and how many computed.
+    pub vectors: BTreeMap<String, VectorReuse>,
+    /// Point changes since the earlier output.
+    pub changes: ChangeCounts,
+    /// Whether the deletions (earlier points whose chunk is gone) are recorded yet.
+    #[serde(default, skip_serializing)]
+    pub deletions_recorded: bool,
+}
+
+/// One vector name's reuse.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VectorReuse {
+    pub reused: usize,
+    pub computed: usize,
+}
+
+/// The changes of `changes.jsonl`, counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeCounts {
+    /// Points whose chunk is new.
+    pub added: usize,
+    /// Points whose line changed (text, vectors or payload).
+    pub updated: usize,
+    /// Earlier points whose chunk is gone (or failed this time).
+    pub deleted: usize,
+    /// Points identical to the earlier output's (not in `changes.jsonl`).
+    pub unchanged: usize,
+}
+
+impl ReuseReport {
+    /// Adds a window's counts.
+    pub fn absorb(&mut self, other: &ReuseReport) {
+        self.reused += other.reused;
+        self.embedded += other.embedded;
+        for (why, n) in &other.embedded_because {
+            *self.embedded_because.entry(why.clone()).or_default() += n;
+        }
+        for (name, v) in &other.vectors {
+            let total = self.vectors.entry(name.clone()).or_default();
+            total.reused += v.reused;
+            total.computed += v.computed;
+        }
+        self.changes.added += other.changes.added;
+        self.changes.updated += other.changes.updated;
+        self.changes.deleted += other.changes.deleted;
+        self.changes.unchanged += other.changes.unchanged;
+    }
 }
 
 /// The requirement on a batch's latency: sparse + fusion + rerank add at most this fraction
@@ -473,6 +537,11 @@ pub struct StageRun {
 }
 
 impl StageRun {
+    /// A model's run over nothing (every vector of the window was reused).
+    pub fn idle(model: &str) -> Self {
+        Self::new(model, &BatchStats::default(), 0, Duration::ZERO)
+    }
+
     /// Adds another window's run of the same model: counts add up, extremes combine, rates are
     /// recomputed over the summed latency.
     pub fn absorb(&mut self, other: &StageRun) {

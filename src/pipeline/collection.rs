@@ -21,7 +21,8 @@
 use super::devices::lease_stage;
 use super::rank::{probe_qrels, ProbeSampler};
 use super::retrieve::insert_ranking_stages;
-use super::store::{Checkpoint, CollectionStore, Phase};
+use super::reuse::{PreviousCollection, ReuseSource};
+use super::store::{Checkpoint, CollectionStore, Phase, CHANGES_FILE, CHUNK_HASHES_FILE};
 use crate::batching::BatchBudget;
 use crate::config::RunConfig;
 use crate::dispatch::FaultInjector;
@@ -164,6 +165,8 @@ pub struct JobContext<'a> {
     pub resume: bool,
     /// A merge: each collection's store was assembled from the shards ([`super::merge`]).
     pub merging: bool,
+    /// `--reuse`: the earlier output whose unchanged vectors are taken ([`super::reuse`]).
+    pub reuse: Option<&'a ReuseSource>,
 }
 
 /// Runs one collection (see the module docs); `part`: a shard's part of it (the shard embeds
@@ -245,11 +248,31 @@ impl Job<'_> {
 
         // The probe's size needs the chunk count, so the scan keeps the most it may need
         // (a bottom-k sample by hash: its first n are the bottom-n sample) and cuts after.
+        // A run with --reuse: the earlier output's points of this collection (needed only
+        // while windows remain).
+        let mut previous = match self.ctx.reuse {
+            Some(source)
+                if checkpoint
+                    .as_ref()
+                    .is_none_or(|c| c.phase == Phase::Windows) =>
+            {
+                match source.collection(name) {
+                    Ok(previous) => previous,
+                    Err(err) => {
+                        report.failure = Some(FailureClass::Input);
+                        report.error = Some(error_chain(&err));
+                        return self.finish_failed(report, warnings, &store_dir);
+                    }
+                }
+            }
+            _ => None,
+        };
         let scan = match self.scan(
             config
                 .rerank
                 .probe_queries
                 .unwrap_or(crate::config::PROBE_QUERIES_MAX),
+            previous.as_mut(),
         ) {
             Ok(scan) => scan,
             Err(err) => {
@@ -327,7 +350,8 @@ impl Job<'_> {
         let points_path = out_dir.join(POINTS_FILE);
         let embedded = match store.checkpoint().phase {
             Phase::Windows => self
-                .embed_windows(models, &mut store, scan.chunks)
+                .embed_windows(models, &mut store, scan.chunks, previous.as_mut())
+                .and_then(|()| self.record_deletions(&mut store, previous.as_ref()))
                 .and_then(|()| {
                     store
                         .finish_points(&points_path)
@@ -362,6 +386,10 @@ impl Job<'_> {
             .or_insert_with(|| StageReport::with_status(sparse_status, None));
         report.points = store.checkpoint().points;
         report.outputs.push(format!("{name}/{POINTS_FILE}"));
+        report.outputs.push(format!("{name}/{CHUNK_HASHES_FILE}"));
+        if report.reuse.is_some() {
+            report.outputs.push(format!("{name}/{CHANGES_FILE}"));
+        }
         info!(points = report.points, path = %points_path.display(), "points written");
         warnings.extend(sparse_warning(&report, name));
         log_stage_totals(&report);
@@ -563,7 +591,11 @@ impl Job<'_> {
     }
 
     /// The validating pass (see the module docs).
-    fn scan(&self, probe_count: usize) -> Result<Scan, InputError> {
+    fn scan(
+        &self,
+        probe_count: usize,
+        mut previous: Option<&mut PreviousCollection>,
+    ) -> Result<Scan, InputError> {
         let needs_probe = self.ctx.shared.queries.is_none()
             && self.collection.own_file("queries.jsonl").is_none()
             && self.part.is_none();
@@ -576,6 +608,9 @@ impl Job<'_> {
             if self.owns(&chunk) {
                 sampler.offer(position, &chunk);
                 chunks += 1;
+                if let Some(previous) = previous.as_deref_mut() {
+                    previous.mark_seen(chunk.id.as_str());
+                }
             }
         }
         let probe = needs_probe.then(|| sampler.finish());
@@ -584,6 +619,34 @@ impl Job<'_> {
             skipped: stream.into_skipped(),
             probe: probe.filter(|set| !set.queries.is_empty()),
         })
+    }
+
+    /// A run with `--reuse`: once every window is in, the deletions of the earlier points
+    /// whose chunk is gone (recorded once, however often the run is resumed).
+    fn record_deletions(
+        &self,
+        store: &mut CollectionStore,
+        previous: Option<&PreviousCollection>,
+    ) -> Result<(), Stop> {
+        if self.ctx.reuse.is_none()
+            || store
+                .checkpoint()
+                .reuse
+                .as_ref()
+                .is_some_and(|r| r.deletions_recorded)
+        {
+            return Ok(());
+        }
+        let work = self.ctx.work_dir.join(&self.collection.name);
+        let (lines, deleted) = super::reuse::deletions(previous)
+            .map_err(|err| Stop::Failed(FailureClass::Output, err.to_string()))?;
+        store
+            .append_changes(&lines, |checkpoint| {
+                let reuse = checkpoint.reuse.get_or_insert_with(Default::default);
+                reuse.changes.deleted += deleted;
+                reuse.deletions_recorded = true;
+            })
+            .map_err(|err| Stop::output(&work, err))
     }
 
     /// Whether this run embeds `chunk` (a shard only its part).
@@ -656,6 +719,7 @@ fn absorb_checkpoint(report: &mut CollectionReport, checkpoint: &Checkpoint) {
     report.windows = checkpoint.windows;
     report.failed_chunks = checkpoint.failed_count;
     report.failed_chunk_ids = checkpoint.failed_chunks.clone();
+    report.reuse = checkpoint.reuse.clone();
     for (stage, stage_report) in &checkpoint.stages {
         report.stages.insert(*stage, stage_report.clone());
     }
@@ -750,6 +814,7 @@ fn empty_report(collection: &Collection) -> CollectionReport {
         ranking: None,
         evaluation: None,
         overhead: None,
+        reuse: None,
     }
 }
 

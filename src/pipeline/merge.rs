@@ -516,6 +516,7 @@ pub fn assemble(
                 point.sparse.as_ref().map(Option::as_ref),
                 point.position,
                 &point.id,
+                &point.text_sha256,
             )
             .map_err(io)?;
         source.advance().map_err(fail)?;

@@ -14,6 +14,7 @@ pub mod queries;
 pub mod rank;
 pub mod resume;
 mod retrieve;
+pub mod reuse;
 pub mod runner;
 pub mod sparse;
 pub mod state;

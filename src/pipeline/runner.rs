@@ -25,6 +25,7 @@ use super::collection::{
 use super::merge::{self, MergeError, ShardSet};
 use super::overlap::{overlaps, InputPath, OutputKind, OutputPath, Overlap};
 use super::resume::{self, Attempt, HashError, InputHashes, ResumeError, RunState};
+use super::reuse::{ReuseError, ReuseSource};
 use super::state::{self, OutputLock, StateError, WORK_DIR};
 use crate::config::RunConfig;
 use crate::dispatch::FaultInjector;
@@ -75,6 +76,8 @@ pub enum RunError {
     Preflight(Vec<String>),
     #[error(transparent)]
     Hash(HashError),
+    #[error(transparent)]
+    Reuse(ReuseError),
     /// An output would overwrite, or be written inside, an input.
     #[error("an output would overwrite an input:{}", .0.iter().map(|o| format!("\n  - {o}")).collect::<String>())]
     Overlap(Vec<Overlap>),
@@ -137,6 +140,15 @@ struct Sharding {
 struct ShardPlan {
     partition: Vec<SharedCollection>,
     input_sha256: BTreeMap<String, String>,
+}
+
+/// Where `--reuse` reads the earlier output.
+struct ReuseDir {
+    dir: PathBuf,
+    /// As configured, for messages and the manifest.
+    shown: String,
+    /// The output directory itself (read from its snapshot).
+    in_place: bool,
 }
 
 /// The run's identity, fixed at its start.
@@ -298,6 +310,9 @@ impl BatchRunner {
             true,
         )?;
         let _lock = OutputLock::acquire(output_dir).map_err(RunError::Output)?;
+        // Before the cleanup: a run reusing its own output moves that output aside first.
+        let reuse = self.prepare_reuse()?;
+        let in_place = reuse.as_ref().is_some_and(|r| r.in_place);
         let mut identity = RunIdentity {
             run_id: uuid::Uuid::new_v4().to_string(),
             started_at: SystemTime::now(),
@@ -310,7 +325,7 @@ impl BatchRunner {
                 Err(err) => warn!("cannot remove temp files: {err}"),
             }
         } else {
-            match state::clean_previous_outputs(output_dir) {
+            match state::clean_previous_outputs(output_dir, in_place) {
                 Ok(removed) if !removed.is_empty() => {
                     info!(files = removed.len(), dir = %output_dir.display(), "removed an earlier run's outputs")
                 }
@@ -334,7 +349,19 @@ impl BatchRunner {
         )?;
         self.write_metrics(&identity, RunStatus::Running, &[]);
 
-        let result = self.run_collections(&mut identity);
+        let result = self.run_collections(&mut identity, reuse.as_ref());
+        if in_place
+            && result
+                .as_ref()
+                .is_ok_and(|done| matches!(done.status, RunStatus::Ok | RunStatus::Partial))
+        {
+            // The earlier output is superseded; a failed or interrupted run keeps it for the
+            // next attempt.
+            let snapshot = output_dir.join(state::REUSE_SNAPSHOT_DIR);
+            if let Err(err) = std::fs::remove_dir_all(&snapshot) {
+                warn!("cannot remove {}: {err}", snapshot.display());
+            }
+        }
         let (status, collections, models, warnings, error) = match &result {
             Ok(done) => (
                 done.status,
@@ -377,7 +404,11 @@ impl BatchRunner {
         })
     }
 
-    fn run_collections(&self, identity: &mut RunIdentity) -> Result<Collections, RunError> {
+    fn run_collections(
+        &self,
+        identity: &mut RunIdentity,
+        reuse: Option<&ReuseDir>,
+    ) -> Result<Collections, RunError> {
         let config = &self.config;
         // A global query file or qrels file is read before any model loads: a bad one is a
         // configuration problem, and a run never starts half-configured.
@@ -417,10 +448,35 @@ impl BatchRunner {
             ResidentModels::load_all(config, &self.manager, &devices, self.exclusive_models)
                 .map_err(RunError::Model)?;
 
+        let mut warnings = Vec::new();
+        let reuse = match reuse {
+            Some(dir) => {
+                let source = ReuseSource::open(&dir.dir, &dir.shown, config, &identities)
+                    .map_err(RunError::Reuse)?;
+                for model in source.dense.iter().chain(&source.sparse) {
+                    match &model.previous {
+                        Ok(_) => {
+                            info!(vector = %model.name, from = %source.shown, "--reuse: unchanged vectors are reused")
+                        }
+                        Err(why) => {
+                            let warning = format!(
+                                "--reuse: every {} vector is recomputed: {why}",
+                                model.name
+                            );
+                            warn!("{warning}");
+                            warnings.push(warning);
+                        }
+                    }
+                }
+                Some(source)
+            }
+            None => None,
+        };
+
         // Each input file is hashed once: the fingerprint, the shards and the merge use it.
         let hashes = InputHashes::of(&collections).map_err(RunError::Hash)?;
         let (fingerprint_hash, fingerprint) =
-            self.claim_run_state(identity, &identities, &collections, &hashes)?;
+            self.claim_run_state(identity, &identities, &collections, &hashes, reuse.as_ref())?;
         let plan = self.plan_shards(&fingerprint, &collections, &hashes)?;
         self.write_manifest(
             identity,
@@ -450,9 +506,9 @@ impl BatchRunner {
             // A merge continues from the stores it assembles.
             resume: self.resume || self.merge.is_some(),
             merging: self.merge.is_some(),
+            reuse: reuse.as_ref(),
         };
         let mut reports = Vec::new();
-        let mut warnings = Vec::new();
         let mut interrupted = false;
         for (i, collection) in collections.iter().enumerate() {
             let share = plan.as_ref().map(|p| p.partition[i].share);
@@ -600,6 +656,71 @@ impl BatchRunner {
         }))
     }
 
+    /// Where `--reuse` reads from (see [`ReuseDir`]); `None` without it. A run reusing its own
+    /// output directory moves that output into [`state::REUSE_SNAPSHOT_DIR`] first (a resumed
+    /// one finds it there).
+    fn prepare_reuse(&self) -> Result<Option<ReuseDir>, RunError> {
+        let Some(given) = &self.config.output.reuse else {
+            return Ok(None);
+        };
+        let shown = self.config.display_path(given).display().to_string();
+        let refuse = |reason: &str| {
+            Err(RunError::Reuse(ReuseError::Unusable {
+                dir: shown.clone(),
+                reason: reason.to_string(),
+            }))
+        };
+        if self.shard.is_some() || self.merge.is_some() {
+            return refuse(
+                "sharded runs and merges do not reuse vectors yet; run the shards without --reuse",
+            );
+        }
+        let output_dir = &self.config.output.dir;
+        let in_place = match (
+            std::fs::canonicalize(given),
+            std::fs::canonicalize(output_dir),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if !in_place {
+            return Ok(Some(ReuseDir {
+                dir: given.clone(),
+                shown,
+                in_place,
+            }));
+        }
+        let snapshot = output_dir.join(state::REUSE_SNAPSHOT_DIR);
+        if self.resume {
+            if !snapshot.is_dir() {
+                return refuse(
+                    "--resume with --reuse of the output directory itself continues a run that                      started that way, and none did; run without --resume",
+                );
+            }
+        } else {
+            match state::snapshot_for_reuse(output_dir) {
+                Ok(true) => {
+                    info!(dir = %snapshot.display(), "--reuse: the earlier output moved aside until this run finishes")
+                }
+                Ok(false) => warn!(
+                    dir = %snapshot.display(),
+                    "--reuse: an earlier run reusing this directory did not finish; reusing the output it started from (its own partial work is discarded; --resume would have continued it)"
+                ),
+                Err(source) => {
+                    return Err(RunError::Write {
+                        path: snapshot,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(Some(ReuseDir {
+            dir: snapshot,
+            shown,
+            in_place,
+        }))
+    }
+
     /// Checks (`--resume`) or records the run fingerprint in `.work/run.json`; returns its hash
     /// and the fingerprint.
     fn claim_run_state(
@@ -608,9 +729,17 @@ impl BatchRunner {
         models: &[ModelIdentity],
         collections: &[Collection],
         hashes: &InputHashes,
+        reuse: Option<&ReuseSource>,
     ) -> Result<(String, serde_json::Value), RunError> {
         let work_dir = self.work_dir();
-        let fingerprint = resume::fingerprint(&self.config, models, collections, hashes);
+        let mut fingerprint = resume::fingerprint(&self.config, models, collections, hashes);
+        if let (Some(reuse), serde_json::Value::Object(map)) = (reuse, &mut fingerprint) {
+            // The changes depend on the earlier output: a resume continues against the same one.
+            map.insert(
+                "reuse_manifest_sha256".to_string(),
+                serde_json::Value::String(reuse.manifest_sha256.clone()),
+            );
+        }
         let mut attempts = Vec::new();
         if self.resume {
             match resume::load(&work_dir).map_err(RunError::Resume)? {

@@ -21,8 +21,18 @@ pub const LOCK_FILE: &str = ".embed-collections.lock";
 /// Scratch space of a run in progress (checkpoints for resuming), inside the output directory.
 pub const WORK_DIR: &str = ".work";
 
+/// Where a run with `--reuse` of its own output directory keeps the earlier output it reuses
+/// (moved there, not copied) until it has finished.
+pub const REUSE_SNAPSHOT_DIR: &str = ".reuse-previous";
+
 /// Files a run writes in each collection's subdirectory.
-const COLLECTION_OUTPUTS: [&str; 3] = ["points.jsonl", "rerank.jsonl", "query_vectors.jsonl"];
+const COLLECTION_OUTPUTS: [&str; 5] = [
+    "points.jsonl",
+    "rerank.jsonl",
+    "query_vectors.jsonl",
+    super::store::CHUNK_HASHES_FILE,
+    super::store::CHANGES_FILE,
+];
 
 /// Why the output directory could not be claimed.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +129,7 @@ pub fn run_writes(relative: &Path) -> bool {
         .collect();
     let temp = |name: &str| name.starts_with(".tmp-") && name.ends_with(".partial");
     match parts.as_slice() {
-        [first, ..] if first == WORK_DIR => true,
+        [first, ..] if first == WORK_DIR || first == REUSE_SNAPSHOT_DIR => true,
         [name] => {
             crate::export::TOP_LEVEL_FILES.contains(&name.as_str())
                 || name == LOCK_FILE
@@ -159,10 +169,24 @@ pub fn process_alive(pid: u32) -> bool {
 /// names are removed, so that costs nothing in a directory this tool never wrote.)
 ///
 /// Returns the removed paths, for the log. A missing `output_dir` has nothing to remove.
-pub fn clean_previous_outputs(output_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// `keep_snapshot`: a run reusing its own output keeps the [`REUSE_SNAPSHOT_DIR`] it reads.
+pub fn clean_previous_outputs(
+    output_dir: &Path,
+    keep_snapshot: bool,
+) -> std::io::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     if !has_previous_run(output_dir)? {
         return Ok(removed);
+    }
+    let snapshot = output_dir.join(REUSE_SNAPSHOT_DIR);
+    match symlink_metadata(&snapshot)? {
+        _ if keep_snapshot => {}
+        Some(meta) if meta.is_dir() => {
+            remove_ignoring_missing(std::fs::remove_dir_all(&snapshot))?;
+            removed.push(snapshot);
+        }
+        Some(_) => remove_file_entry(&snapshot, &mut removed)?,
+        None => {}
     }
     for name in crate::export::TOP_LEVEL_FILES {
         remove_file_entry(&output_dir.join(name), &mut removed)?;
@@ -198,6 +222,59 @@ pub fn clean_previous_outputs(output_dir: &Path) -> std::io::Result<Vec<PathBuf>
         }
     }
     Ok(removed)
+}
+
+/// Before a fresh run with `--reuse` of its own output directory: moves the earlier output it
+/// reuses (the manifest, the work directory of an interrupted run, and each collection's
+/// points and chunk hashes) into [`REUSE_SNAPSHOT_DIR`], where cleanup leaves it until the run
+/// has finished. Returns `false` when a snapshot is there already (an earlier run of this kind
+/// did not finish: that snapshot is still the last complete output, and is kept).
+pub fn snapshot_for_reuse(output_dir: &Path) -> std::io::Result<bool> {
+    let snapshot = output_dir.join(REUSE_SNAPSHOT_DIR);
+    match symlink_metadata(&snapshot)? {
+        Some(meta) if meta.is_dir() => return Ok(false),
+        Some(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} is not a directory",
+                snapshot.display()
+            )))
+        }
+        None => {}
+    }
+    // Built under a temporary name and renamed, so a half-made snapshot is never taken for one.
+    let building = output_dir.join(format!("{REUSE_SNAPSHOT_DIR}.building"));
+    if symlink_metadata(&building)?.is_some() {
+        std::fs::remove_dir_all(&building)?;
+    }
+    crate::files::real_dir(&building)?;
+    let move_file = |from: PathBuf, to: PathBuf| -> std::io::Result<()> {
+        match symlink_metadata(&from)? {
+            Some(meta) if meta.is_file() => std::fs::rename(&from, &to),
+            _ => Ok(()),
+        }
+    };
+    for entry in read_dir_sorted(output_dir)? {
+        let Some(name) = entry.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let Some(meta) = symlink_metadata(&entry)? else {
+            continue;
+        };
+        if name == crate::export::MANIFEST_FILE {
+            move_file(entry.clone(), building.join(&name))?;
+        } else if name == WORK_DIR && meta.is_dir() {
+            std::fs::rename(&entry, building.join(&name))?;
+        } else if meta.is_dir() && !name.starts_with('.') {
+            for file in [crate::export::POINTS_FILE, super::store::CHUNK_HASHES_FILE] {
+                if symlink_metadata(&entry.join(file))?.is_some_and(|m| m.is_file()) {
+                    crate::files::real_dir(&building.join(&name))?;
+                    move_file(entry.join(file), building.join(&name).join(file))?;
+                }
+            }
+        }
+    }
+    std::fs::rename(&building, &snapshot)?;
+    Ok(true)
 }
 
 /// Before a resumed run, removes only the temp files a killed run's atomic writes left
@@ -242,7 +319,7 @@ fn has_previous_run(output_dir: &Path) -> std::io::Result<bool> {
     if symlink_metadata(output_dir)?.is_none() {
         return Ok(false);
     }
-    for name in ["manifest.json", WORK_DIR, LOCK_FILE] {
+    for name in ["manifest.json", WORK_DIR, LOCK_FILE, REUSE_SNAPSHOT_DIR] {
         if symlink_metadata(&output_dir.join(name))?.is_some() {
             return Ok(true);
         }
@@ -418,7 +495,7 @@ mod tests {
         fs::create_dir(dir.join("empty")).unwrap();
         // A directory with one of our file names is not ours to remove.
         fs::create_dir_all(dir.join("w/points.jsonl")).unwrap();
-        let removed = clean_previous_outputs(dir).unwrap();
+        let removed = clean_previous_outputs(dir, false).unwrap();
         let mut removed: Vec<String> = removed
             .iter()
             .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
@@ -464,14 +541,14 @@ mod tests {
             touch(&dir.join(path));
         }
         let before = tree(dir);
-        assert!(clean_previous_outputs(dir).unwrap().is_empty());
+        assert!(clean_previous_outputs(dir, false).unwrap().is_empty());
         assert_eq!(tree(dir), before);
-        assert!(clean_previous_outputs(&dir.join("missing"))
+        assert!(clean_previous_outputs(&dir.join("missing"), false)
             .unwrap()
             .is_empty());
         // The lock file alone is evidence (a run that died before writing anything else).
         touch(&dir.join(LOCK_FILE));
-        assert_eq!(clean_previous_outputs(dir).unwrap().len(), 4);
+        assert_eq!(clean_previous_outputs(dir, false).unwrap().len(), 4);
         assert_eq!(tree(dir), [LOCK_FILE], "the lock file is kept");
     }
 
@@ -491,7 +568,7 @@ mod tests {
         symlink(outside.join("points.jsonl"), dir.join("x/points.jsonl")).unwrap();
         symlink(outside.join("precious"), dir.join(WORK_DIR)).unwrap();
         symlink(outside.join("sub"), dir.join("linked")).unwrap();
-        let removed = clean_previous_outputs(&dir).unwrap();
+        let removed = clean_previous_outputs(&dir, false).unwrap();
         assert!(removed.contains(&dir.join("x/points.jsonl")), "{removed:?}");
         assert!(removed.contains(&dir.join(WORK_DIR)), "{removed:?}");
         assert!(fs::symlink_metadata(dir.join(WORK_DIR)).is_err());

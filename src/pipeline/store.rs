@@ -12,10 +12,16 @@
 //!   built without a second copy in memory;
 //! - `docs.jsonl`: per point, `[stream position, chunk id]` (to fetch passages for rerank and
 //!   to name chunks in `rerank.jsonl` and the evaluation).
+//! - `hashes.partial`: per point, `{"chunk_id":…,"text_sha256":…}` (the sha256 of the text the
+//!   models embedded); moved to `<collection>/chunk_hashes.jsonl` beside the points, so a later
+//!   run can reuse the vectors of unchanged chunks (`--reuse`, [`super::reuse`]);
+//! - `changes.partial` (a run with `--reuse` only): the upserts and deletions a vector store
+//!   loaded from the reused output must apply; moved to `<collection>/changes.jsonl`.
 //! - `checkpoint.json`: written atomically after the data files are synced. On resume every
 //!   data file is truncated to the length the checkpoint records, so a window that was being
 //!   written when the process died is simply redone.
 
+use crate::export::manifest::ReuseReport;
 use crate::export::{write_atomic, CollectionReport, StageReport};
 use crate::stage::Stage;
 use crate::vectors::SparseVector;
@@ -26,12 +32,25 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
-const POINTS_PARTIAL: &str = "points.partial";
+pub(super) const POINTS_PARTIAL: &str = "points.partial";
 const DENSE_FILE: &str = "dense.f32";
 const SPARSE_NNZ: &str = "sparse.nnz";
 const SPARSE_INDICES: &str = "sparse.indices";
 const SPARSE_VALUES: &str = "sparse.values";
 const DOCS_FILE: &str = "docs.jsonl";
+pub(super) const HASHES_PARTIAL: &str = "hashes.partial";
+const CHANGES_PARTIAL: &str = "changes.partial";
+/// Each collection's chunk hashes, beside its points.
+pub const CHUNK_HASHES_FILE: &str = "chunk_hashes.jsonl";
+/// Each collection's changes since the reused output (a run with `--reuse`).
+pub const CHANGES_FILE: &str = "changes.jsonl";
+/// A line of `chunk_hashes.jsonl`.
+#[derive(Serialize)]
+struct HashRecord<'a> {
+    chunk_id: &'a str,
+    text_sha256: &'a str,
+}
+
 /// `sparse.nnz` entry of a point without a sparse vector.
 const NO_SPARSE: u32 = u32::MAX;
 
@@ -56,6 +75,10 @@ pub struct FileLengths {
     pub sparse_indices: u64,
     pub sparse_values: u64,
     pub docs: u64,
+    #[serde(default)]
+    pub hashes: u64,
+    #[serde(default)]
+    pub changes: u64,
 }
 
 /// The collection's progress, as last committed.
@@ -83,6 +106,9 @@ pub struct Checkpoint {
     pub failed_count: usize,
     /// The final report, once the phase is `Done`.
     pub report: Option<CollectionReport>,
+    /// A run with `--reuse`: its counts over the complete windows.
+    #[serde(default)]
+    pub reuse: Option<ReuseReport>,
 }
 
 impl Checkpoint {
@@ -100,6 +126,7 @@ impl Checkpoint {
             failed_chunks: Vec::new(),
             failed_count: 0,
             report: None,
+            reuse: None,
         }
     }
 }
@@ -118,10 +145,12 @@ struct Writers {
     sparse_indices: BufWriter<File>,
     sparse_values: BufWriter<File>,
     docs: BufWriter<File>,
+    hashes: BufWriter<File>,
+    changes: BufWriter<File>,
 }
 
 impl Writers {
-    fn all(&mut self) -> [&mut BufWriter<File>; 6] {
+    fn all(&mut self) -> [&mut BufWriter<File>; 8] {
         [
             &mut self.points,
             &mut self.dense,
@@ -129,6 +158,8 @@ impl Writers {
             &mut self.sparse_indices,
             &mut self.sparse_values,
             &mut self.docs,
+            &mut self.hashes,
+            &mut self.changes,
         ]
     }
 }
@@ -145,6 +176,29 @@ fn open_at(dir: &Path, name: &str, len: u64) -> std::io::Result<BufWriter<File>>
     drop(file);
     let file = crate::files::open_no_follow(OpenOptions::new().append(true), &path)?;
     Ok(BufWriter::with_capacity(1 << 20, file))
+}
+
+/// Renames a finished work file (`expected` bytes) to `target`; a run killed between an earlier
+/// rename and its checkpoint finds it moved already.
+fn move_into_place(partial: &Path, target: &Path, expected: u64) -> std::io::Result<()> {
+    let moved_already = std::fs::symlink_metadata(partial).is_err()
+        && std::fs::symlink_metadata(target).is_ok_and(|m| m.is_file() && m.len() == expected);
+    if moved_already {
+        return Ok(());
+    }
+    if std::fs::symlink_metadata(partial).is_err() {
+        if expected > 0 {
+            return Err(std::io::Error::other(format!(
+                "{} is missing: the work directory was changed outside this run",
+                partial.display()
+            )));
+        }
+        // An empty collection wrote no window.
+        crate::files::create_new_no_follow(partial)?;
+    }
+    // A link in its place would be renamed into the output.
+    crate::files::open_no_follow(OpenOptions::new().read(true), partial)?.sync_all()?;
+    std::fs::rename(partial, target)
 }
 
 impl CollectionStore {
@@ -205,6 +259,8 @@ impl CollectionStore {
                 sparse_indices: open_at(dir, SPARSE_INDICES, lengths.sparse_indices)?,
                 sparse_values: open_at(dir, SPARSE_VALUES, lengths.sparse_values)?,
                 docs: open_at(dir, DOCS_FILE, lengths.docs)?,
+                hashes: open_at(dir, HASHES_PARTIAL, lengths.hashes)?,
+                changes: open_at(dir, CHANGES_PARTIAL, lengths.changes)?,
             });
         }
         self.writers
@@ -223,6 +279,22 @@ impl CollectionStore {
         })
     }
 
+    /// Appends `lines` to the changes file and records them (`update` adjusts the checkpoint),
+    /// durably: data synced, then the checkpoint replaced.
+    pub fn append_changes(
+        &mut self,
+        lines: &[u8],
+        update: impl FnOnce(&mut Checkpoint),
+    ) -> std::io::Result<()> {
+        let writers = self.writers()?;
+        writers.changes.write_all(lines)?;
+        writers.changes.flush()?;
+        writers.changes.get_ref().sync_data()?;
+        self.checkpoint.lengths.changes += lines.len() as u64;
+        update(&mut self.checkpoint);
+        self.save()
+    }
+
     /// Writes the checkpoint atomically.
     pub fn save(&self) -> std::io::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(&self.checkpoint)?;
@@ -231,38 +303,31 @@ impl CollectionStore {
     }
 
     /// Moves the finished points into place (`target`, atomically: a rename within the output
-    /// directory) and records the `Embedded` phase.
+    /// directory), their chunk hashes beside them (and the changes, in a run with `--reuse`),
+    /// and records the `Embedded` phase.
     pub fn finish_points(&mut self, target: &Path) -> std::io::Result<()> {
         self.writers = None;
-        let partial = self.dir.join(POINTS_PARTIAL);
-        if let Some(parent) = target.parent() {
-            crate::files::real_dir(parent)?;
+        let parent = target
+            .parent()
+            .ok_or_else(|| std::io::Error::other("the points file has no directory"))?;
+        crate::files::real_dir(parent)?;
+        let lengths = self.checkpoint.lengths;
+        move_into_place(&self.dir.join(POINTS_PARTIAL), target, lengths.points)?;
+        move_into_place(
+            &self.dir.join(HASHES_PARTIAL),
+            &parent.join(CHUNK_HASHES_FILE),
+            lengths.hashes,
+        )?;
+        if self.checkpoint.reuse.is_some() {
+            move_into_place(
+                &self.dir.join(CHANGES_PARTIAL),
+                &parent.join(CHANGES_FILE),
+                lengths.changes,
+            )?;
         }
-        let expected = self.checkpoint.lengths.points;
-        let moved_already = std::fs::symlink_metadata(&partial).is_err()
-            && std::fs::symlink_metadata(target).is_ok_and(|m| m.is_file() && m.len() == expected);
-        if moved_already {
-            // A run killed between this rename and the checkpoint below: the file is in place.
-        } else {
-            if std::fs::symlink_metadata(&partial).is_err() {
-                if expected > 0 {
-                    return Err(std::io::Error::other(format!(
-                        "{} is missing: the work directory was changed outside this run",
-                        partial.display()
-                    )));
-                }
-                // An empty collection wrote no window.
-                crate::files::create_new_no_follow(&partial)?;
-            }
-            // A link in its place would be renamed into the output as the points file.
-            crate::files::open_no_follow(OpenOptions::new().read(true), &partial)?.sync_all()?;
-            std::fs::rename(&partial, target)?;
-        }
-        if let Some(parent) = target.parent() {
-            // The rename is durable once the directory entry is.
-            if let Ok(dir) = File::open(parent) {
-                let _ = dir.sync_all();
-            }
+        // The renames are durable once the directory entries are.
+        if let Ok(dir) = File::open(parent) {
+            let _ = dir.sync_all();
         }
         self.checkpoint.phase = Phase::Embedded;
         self.save()
@@ -287,6 +352,8 @@ impl CollectionStore {
             SPARSE_VALUES,
             DOCS_FILE,
             POINTS_PARTIAL,
+            HASHES_PARTIAL,
+            CHANGES_PARTIAL,
         ] {
             match std::fs::remove_file(self.dir.join(name)) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
@@ -338,6 +405,7 @@ impl WindowWriter<'_> {
         sparse: Option<Option<&SparseVector>>,
         position: usize,
         id: &str,
+        text_sha256: &str,
     ) -> std::io::Result<()> {
         let writers = self.store.writers()?;
         writers.points.write_all(line)?;
@@ -377,7 +445,22 @@ impl WindowWriter<'_> {
         doc.push(b'\n');
         writers.docs.write_all(&doc)?;
         self.added.docs += doc.len() as u64;
+        let mut hash = serde_json::to_vec(&HashRecord {
+            chunk_id: id,
+            text_sha256,
+        })?;
+        hash.push(b'\n');
+        writers.hashes.write_all(&hash)?;
+        self.added.hashes += hash.len() as u64;
         self.points += 1;
+        Ok(())
+    }
+
+    /// Appends lines (each ending in a newline) to the changes file.
+    pub fn changes(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        let writers = self.store.writers()?;
+        writers.changes.write_all(lines)?;
+        self.added.changes += lines.len() as u64;
         Ok(())
     }
 
@@ -402,6 +485,8 @@ impl WindowWriter<'_> {
         lengths.sparse_indices += self.added.sparse_indices;
         lengths.sparse_values += self.added.sparse_values;
         lengths.docs += self.added.docs;
+        lengths.hashes += self.added.hashes;
+        lengths.changes += self.added.changes;
         if self.points > 0 {
             checkpoint.dense_dim = self.dims.iter().sum();
             checkpoint.dense_dims = self.dims;
@@ -440,6 +525,8 @@ pub struct StoredPoint {
     pub sparse: Option<Option<SparseVector>>,
     pub position: usize,
     pub id: String,
+    /// The sha256 (hex) of the text its models embedded.
+    pub text_sha256: String,
 }
 
 /// Reads back, in order, the points of a store whose windows are complete (`checkpoint`),
@@ -455,6 +542,7 @@ pub struct StoredPoints {
     indices: Option<BufReader<File>>,
     values: Option<BufReader<File>>,
     docs: BufReader<File>,
+    hashes: BufReader<File>,
 }
 
 impl StoredPoints {
@@ -464,6 +552,7 @@ impl StoredPoints {
         points: &Path,
         sparse: bool,
     ) -> std::io::Result<Self> {
+        let hashes = points.with_file_name(CHUNK_HASHES_FILE);
         let open = |path: &Path| File::open(path).map(|f| BufReader::with_capacity(1 << 20, f));
         let optional = |name: &str| -> std::io::Result<Option<BufReader<File>>> {
             if sparse {
@@ -495,6 +584,7 @@ impl StoredPoints {
             indices: optional(SPARSE_INDICES)?,
             values: optional(SPARSE_VALUES)?,
             docs: open(&dir.join(DOCS_FILE))?,
+            hashes: open(&hashes)?,
         })
     }
 
@@ -549,12 +639,27 @@ impl StoredPoints {
         let mut doc = String::new();
         self.docs.read_line(&mut doc)?;
         let (position, id): (usize, String) = serde_json::from_str(doc.trim_end())?;
+        let mut hash = String::new();
+        self.hashes.read_line(&mut hash)?;
+        #[derive(Deserialize)]
+        struct Hash {
+            chunk_id: String,
+            text_sha256: String,
+        }
+        let hash: Hash = serde_json::from_str(hash.trim_end())?;
+        if hash.chunk_id != id {
+            return Err(std::io::Error::other(format!(
+                "{CHUNK_HASHES_FILE} names chunk {:?} where the points have {id:?}",
+                hash.chunk_id
+            )));
+        }
         Ok(StoredPoint {
             line,
             dense,
             sparse,
             position,
             id,
+            text_sha256: hash.text_sha256,
         })
     }
 }
@@ -750,6 +855,7 @@ mod tests {
                     Some(sparse.as_ref()),
                     first + i,
                     id,
+                    "0",
                 )
                 .unwrap();
         }
@@ -769,7 +875,9 @@ mod tests {
             (&[0.5, 0.5], &[0.0, 1.0, 0.0]),
         ];
         for (i, (a, b)) in rows.iter().enumerate() {
-            writer.point(b"p\n", &[a, b], None, i, "id").unwrap();
+            writer
+                .point(b"p\n", &[a, b], None, i, &format!("id{i}"), "0")
+                .unwrap();
         }
         writer.commit(3, |_| {}).unwrap();
         assert_eq!(store.checkpoint().dense_dims, [2, 3]);
@@ -889,10 +997,10 @@ mod tests {
         // Positions 0, 4 and 7 of the input: a shard's points carry their global positions.
         let mut writer = store.window().unwrap();
         writer
-            .point(b"a\n", &[&[1.0, -2.0]], Some(Some(&vector)), 0, "a")
+            .point(b"a\n", &[&[1.0, -2.0]], Some(Some(&vector)), 0, "a", "0")
             .unwrap();
         writer
-            .point(b"b\n", &[&[0.25, 3.0]], Some(None), 4, "b")
+            .point(b"b\n", &[&[0.25, 3.0]], Some(None), 4, "b", "0")
             .unwrap();
         writer.commit(5, |_| {}).unwrap();
         let mut writer = store.window().unwrap();
@@ -903,6 +1011,7 @@ mod tests {
                 Some(Some(&vector)),
                 7,
                 "c",
+                "0",
             )
             .unwrap();
         writer.commit(8, |_| {}).unwrap();
@@ -919,6 +1028,7 @@ mod tests {
             sparse: Some(sparse),
             position,
             id: id.to_string(),
+            text_sha256: "0".to_string(),
         };
         assert_eq!(
             read,

@@ -4,14 +4,16 @@
 
 use super::collection::{check_interrupt, error_chain, Job, Stop, FAILED_IDS_SHOWN};
 use super::dense::run_dense;
-use super::sparse::run_sparse;
+use super::reuse::{self, PreviousCollection, WindowPlan};
+use super::sparse::{run_sparse, SparseStageOutput};
 use super::store::{Checkpoint, CollectionStore};
 use crate::batching::BatchBudget;
 use crate::export::{render_point, FailureClass, PointVectors, StageReport, StageRun, StageStatus};
 use crate::input::{Chunk, ChunkStream};
-use crate::models::ResidentModels;
+use crate::models::{ModelError, ResidentModels};
 use crate::stage::Stage;
 use crate::telemetry::{memory, progress::SharedProgress};
+use std::borrow::Cow;
 use tracing::{info, warn};
 
 impl Job<'_> {
@@ -21,6 +23,7 @@ impl Job<'_> {
         models: &mut ResidentModels<'_>,
         store: &mut CollectionStore,
         total_chunks: usize,
+        mut previous: Option<&mut PreviousCollection>,
     ) -> Result<(), Stop> {
         let config = self.config;
         let name = &self.collection.name;
@@ -85,10 +88,34 @@ impl Job<'_> {
             let _entered = span.enter();
             tracing::debug!(first_chunk = offset, "window started");
 
-            // Dense: every model over the window.
+            // A run with --reuse: the earlier output's vectors for the chunks whose text and
+            // model are unchanged.
+            let texts: Vec<[u8; 32]> = window
+                .iter()
+                .map(|c| reuse::text_sha256(&c.embedding_text()))
+                .collect();
+            let mut plan = match self.ctx.reuse {
+                Some(source) => Some(
+                    WindowPlan::new(source, previous.as_deref_mut(), &window, &texts)
+                        .map_err(|err| Stop::Failed(FailureClass::Input, error_chain(&err)))?,
+                ),
+                None => None,
+            };
+
+            // Dense: every model over the window (the chunks it has no reused vector for).
             let mut dense_runs = Vec::new();
             let mut dense_vectors = Vec::new();
             for index in 0..config.dense.models.len() {
+                let todo = match &plan {
+                    Some(plan) => plan.dense_todo(index),
+                    None => (0..window.len()).collect(),
+                };
+                if todo.is_empty() {
+                    dense_runs.push(StageRun::idle(&config.dense.models[index].name));
+                    dense_vectors.push(scatter(Vec::new(), &todo, window.len(), reused_later));
+                    continue;
+                }
+                let subset = subset(&window, &todo);
                 let (result, peak) = memory::measure(|| {
                     let (_lease, budget, plan) =
                         self.ctx
@@ -100,7 +127,7 @@ impl Job<'_> {
                     let output = run_dense(
                         name,
                         embedder,
-                        &window,
+                        &subset,
                         offset,
                         budget,
                         &|n| dense_progress.inc(n),
@@ -118,48 +145,69 @@ impl Job<'_> {
                 output.run.peak_rss_bytes = peak;
                 output.run.memory = Some(plan);
                 dense_runs.push(output.run);
-                dense_vectors.push(output.vectors);
+                dense_vectors.push(scatter(output.vectors, &todo, window.len(), reused_later));
             }
-            // Vector names now: in exclusive mode the dense models are unloaded for SPLADE.
-            let names: Vec<String> = models
+            let names: Vec<&str> = config
                 .dense
+                .models
                 .iter()
-                .map(|m| m.primary().identity().name.clone())
+                .map(|m| m.name.as_str())
                 .collect();
             check_interrupt()?;
 
             // Sparse: SPLADE over the window (failures fall back per chunk, never fail it).
-            let sparse = match &sparse_progress {
+            let mut sparse = match &sparse_progress {
                 Some(progress) => {
-                    let (result, peak) = memory::measure(|| {
-                        let (_lease, budget, plan) = self.ctx.leasing.lease_and_activate(
-                            models,
-                            Stage::Sparse,
-                            0,
-                            budget,
-                        )?;
-                        let encoder = models.sparse.as_ref().ok_or_else(|| {
-                            Stop::Failed(FailureClass::Model, "sparse model not loaded".to_string())
-                        })?;
-                        let mut output = run_sparse(
-                            name,
-                            encoder,
-                            &window,
-                            offset,
-                            budget,
-                            &config.sparse,
-                            self.ctx.faults.sparse.as_deref(),
-                            &|n| progress.inc(n),
-                        );
-                        output.run.memory = Some(plan);
-                        Ok::<_, Stop>(output)
-                    });
-                    let mut output = result?;
-                    output.run.peak_rss_bytes = peak;
-                    Some(output)
+                    let todo = match &plan {
+                        Some(plan) => plan.sparse_todo(),
+                        None => (0..window.len()).collect(),
+                    };
+                    if todo.is_empty() {
+                        Some(SparseStageOutput {
+                            points: vec![None; window.len()],
+                            run: StageRun::idle(&config.sparse.name),
+                        })
+                    } else {
+                        let subset = subset(&window, &todo);
+                        let (result, peak) = memory::measure(|| {
+                            let (_lease, budget, plan) = self.ctx.leasing.lease_and_activate(
+                                models,
+                                Stage::Sparse,
+                                0,
+                                budget,
+                            )?;
+                            let encoder = models.sparse.as_ref().ok_or_else(|| {
+                                Stop::Failed(
+                                    FailureClass::Model,
+                                    "sparse model not loaded".to_string(),
+                                )
+                            })?;
+                            let mut output = run_sparse(
+                                name,
+                                encoder,
+                                &subset,
+                                offset,
+                                budget,
+                                &config.sparse,
+                                self.ctx.faults.sparse.as_deref(),
+                                &|n| progress.inc(n),
+                            );
+                            output.run.memory = Some(plan);
+                            Ok::<_, Stop>(output)
+                        });
+                        let mut output = result?;
+                        output.run.peak_rss_bytes = peak;
+                        output.points = scatter(output.points, &todo, window.len(), || None);
+                        Some(output)
+                    }
                 }
                 None => None,
             };
+            // Reused vectors into their places (counted first).
+            let mut tally = plan.as_ref().map(WindowPlan::tally);
+            if let Some(plan) = plan.as_mut() {
+                plan.fill(&mut dense_vectors, sparse.as_mut().map(|s| &mut s.points));
+            }
             check_interrupt()?;
 
             // The window's points, in input order, straight to the work files.
@@ -174,18 +222,28 @@ impl Job<'_> {
             let mut writer = store.window().map_err(io_stop)?;
             let mut line = Vec::new();
             let mut failed_ids = Vec::new();
+            let mut changes = Vec::new();
             for (i, chunk) in window.iter().enumerate() {
                 let dense: Option<Vec<(&str, &[f32])>> = names
                     .iter()
                     .zip(&dense_vectors)
-                    .map(|(name, set)| set[i].as_ref().ok().map(|v| (name.as_str(), v.as_slice())))
+                    .map(|(name, set)| match set.get(i) {
+                        Some(Ok(v)) => Some((*name, v.as_slice())),
+                        _ => None,
+                    })
                     .collect();
                 // A chunk is a point when every dense model embedded it.
                 let Some(dense) = dense.filter(|d| !d.is_empty()) else {
                     failed_ids.push(chunk.id.as_str().to_string());
+                    if let (Some(plan), Some(tally)) = (&plan, tally.as_mut()) {
+                        plan.record_failed(i, chunk, &mut changes, &mut tally.changes)
+                            .map_err(|err| Stop::Failed(FailureClass::Output, err.to_string()))?;
+                    }
                     continue;
                 };
-                let sparse_point = sparse.as_ref().and_then(|s| s.points[i].as_ref());
+                let sparse_point = sparse
+                    .as_ref()
+                    .and_then(|s| s.points.get(i).and_then(Option::as_ref));
                 let vectors = PointVectors {
                     dense,
                     sparse: sparse_point.map(|p| (config.sparse.name.as_str(), p)),
@@ -193,6 +251,10 @@ impl Job<'_> {
                 line.clear();
                 render_point(&mut line, name, chunk, &vectors, config.output.include_text)
                     .map_err(|err| Stop::Failed(FailureClass::Output, err.to_string()))?;
+                if let (Some(plan), Some(tally)) = (&plan, tally.as_mut()) {
+                    plan.record_point(i, chunk, &line, &mut changes, &mut tally.changes)
+                        .map_err(|err| Stop::Failed(FailureClass::Output, err.to_string()))?;
+                }
                 let dense_rows: Vec<&[f32]> = vectors.dense.iter().map(|(_, v)| *v).collect();
                 writer
                     .point(
@@ -201,8 +263,12 @@ impl Job<'_> {
                         sparse.as_ref().map(|_| sparse_point.map(|p| &p.vector)),
                         positions[i],
                         chunk.id.as_str(),
+                        &reuse::hex(&texts[i]),
                     )
                     .map_err(io_stop)?;
+            }
+            if !changes.is_empty() {
+                writer.changes(&changes).map_err(io_stop)?;
             }
             if !failed_ids.is_empty() {
                 warn!(
@@ -226,6 +292,12 @@ impl Job<'_> {
                         absorb_runs(&mut stage.runs, vec![run]);
                     }
                     checkpoint.failed_count += failed_ids.len();
+                    if let Some(tally) = tally {
+                        checkpoint
+                            .reuse
+                            .get_or_insert_with(Default::default)
+                            .absorb(&tally);
+                    }
                     let room = FAILED_IDS_SHOWN.saturating_sub(checkpoint.failed_chunks.len());
                     checkpoint
                         .failed_chunks
@@ -245,6 +317,36 @@ impl Job<'_> {
         }
         Ok(())
     }
+}
+
+/// The chunks at `todo` (all of them without a copy).
+fn subset<'w>(window: &'w [Chunk], todo: &[usize]) -> Cow<'w, [Chunk]> {
+    if todo.len() == window.len() {
+        Cow::Borrowed(window)
+    } else {
+        Cow::Owned(todo.iter().map(|&i| window[i].clone()).collect())
+    }
+}
+
+/// A subset's results (`todo[k]`'s result at `k`) spread over the whole window: `len` slots,
+/// the others `empty()` (filled from the earlier output by [`WindowPlan::fill`]).
+fn scatter<T>(results: Vec<T>, todo: &[usize], len: usize, empty: impl Fn() -> T) -> Vec<T> {
+    if todo.len() == len {
+        return results;
+    }
+    let mut all: Vec<T> = (0..len).map(|_| empty()).collect();
+    for (result, &i) in results.into_iter().zip(todo) {
+        all[i] = result;
+    }
+    all
+}
+
+/// The place of a dense vector the earlier output gives (never left so: a chunk either has a
+/// reused vector or is embedded).
+fn reused_later() -> Result<Vec<f32>, ModelError> {
+    Err(ModelError::Item {
+        message: "no vector: neither reused nor embedded".to_string(),
+    })
 }
 
 /// Adds a window's runs (one per model, in model order) to the accumulated ones.

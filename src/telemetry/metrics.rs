@@ -530,6 +530,7 @@ mod tests {
                 lists,
             }),
             overhead: None,
+            reuse: None,
         }
     }
 
@@ -562,6 +563,7 @@ mod tests {
             ranking: None,
             evaluation: None,
             overhead: None,
+            reuse: None,
         }
     }
 

@@ -1,8 +1,9 @@
 //! Shared test harness: where the fetched models are, the built binary, numeric helpers.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The models fetched by `scripts/fetch-models.sh` (same default as the binary). Tests that need
 /// real models fail with a hint rather than skip: a skipped parity test proves nothing.
@@ -174,4 +175,42 @@ pub fn poisoned_copy(reference: &str, models: &Path, word: &str) {
     tensors.insert(name, poisoned);
     std::fs::remove_file(&weights).unwrap();
     candle_core::safetensors::save(&tensors, &weights).unwrap();
+}
+
+/// Spawns the run and reads its stderr until a line contains every one of `needles` (the
+/// `occurrence`-th such line), then calls `act` on the child. Returns the stderr seen.
+pub fn run_until(
+    mut command: Command,
+    needles: &[&str],
+    occurrence: usize,
+    act: impl FnOnce(&mut Child),
+) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut matches = 0;
+    let mut act = Some(act);
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if needles.iter().all(|n| line.contains(n)) {
+            matches += 1;
+            if matches == occurrence {
+                if let Some(act) = act.take() {
+                    act(&mut child);
+                }
+                break;
+            }
+        }
+    }
+    assert!(
+        act.is_none(),
+        "the run ended before {needles:?} (#{occurrence}):\n{seen}"
+    );
+    (child, seen)
 }
