@@ -13,13 +13,17 @@ use util::{binary, repo_root, run, stderr};
 #[test]
 fn every_point_loads_into_the_real_qdrant_client() {
     let out = tempfile::tempdir().unwrap();
+    // The quickstart's models and fusion over the 300-abstract slice with its own 50 queries
+    // (the 2,000-abstract collection is the cli test's; this one needs every query, not size).
     run(
         binary()
             .arg("--config")
             .arg(repo_root().join("configs/quickstart.toml"))
             .arg("--output")
             .arg(out.path())
-            .args(["--no-rerank", "-q"]),
+            .args(["--no-rerank", "-q", "--collections", "scifact-mini"])
+            .arg("--queries")
+            .arg(repo_root().join("examples/collections/scifact-mini/queries.jsonl")),
         true,
     );
     let python = Command::new(repo_root().join("scripts/python-env.sh"))
@@ -35,7 +39,7 @@ fn every_point_loads_into_the_real_qdrant_client() {
     );
     let summary: serde_json::Value =
         serde_json::from_slice(&check.stdout).expect("one JSON summary line");
-    assert_eq!(summary["collection"], "scifact-2k");
+    assert_eq!(summary["collection"], "scifact-mini");
     for key in [
         "points",
         "valid_points",
@@ -43,7 +47,7 @@ fn every_point_loads_into_the_real_qdrant_client() {
         "in_qdrant",
         "points_with_sparse",
     ] {
-        assert_eq!(summary[key], 2000, "{key}: {summary}");
+        assert_eq!(summary[key], 300, "{key}: {summary}");
     }
     assert_eq!(summary["dense_vectors"], serde_json::json!(["minilm"]));
     assert_eq!(summary["sparse_vectors"], serde_json::json!(["splade"]));

@@ -79,7 +79,29 @@ pub fn check(config: &RunConfig, manager: &ModelManager) -> CheckReport {
     for overlap in overlaps {
         report.error(ProblemClass::Output, overlap.to_string());
     }
+    check_reuse(config, &mut report);
     report
+}
+
+/// `--reuse`: the earlier output has a manifest (its files' hashes are checked by the run, which
+/// reads them anyway). The output directory itself may have none yet (a first run).
+fn check_reuse(config: &RunConfig, report: &mut CheckReport) {
+    let Some(dir) = &config.output.reuse else {
+        return;
+    };
+    let manifest = dir.join(crate::export::MANIFEST_FILE);
+    // In place, a first run has nothing to reuse yet, and that is fine.
+    let in_place = super::runner::same_dir(dir, &config.output.dir);
+    if !manifest.is_file() && !in_place {
+        report.error(
+            ProblemClass::Input,
+            format!(
+                "output.reuse: {} has no {}; --reuse takes an earlier run's output directory",
+                config.display_path(dir).display(),
+                crate::export::MANIFEST_FILE
+            ),
+        );
+    }
 }
 
 fn check_inputs(config: &RunConfig, report: &mut CheckReport) {

@@ -676,13 +676,7 @@ impl BatchRunner {
             );
         }
         let output_dir = &self.config.output.dir;
-        let in_place = match (
-            std::fs::canonicalize(given),
-            std::fs::canonicalize(output_dir),
-        ) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
+        let in_place = same_dir(given, output_dir);
         if !in_place {
             return Ok(Some(ReuseDir {
                 dir: given.clone(),
@@ -691,6 +685,13 @@ impl BatchRunner {
             }));
         }
         let snapshot = output_dir.join(state::REUSE_SNAPSHOT_DIR);
+        if !snapshot.is_dir() && !output_dir.join(MANIFEST_FILE).is_file() {
+            // The first of a series of in-place runs (a cron job's first night).
+            info!(
+                "--reuse: no earlier output in the output directory yet; every chunk is embedded"
+            );
+            return Ok(None);
+        }
         if self.resume {
             if !snapshot.is_dir() {
                 return refuse(
@@ -968,6 +969,15 @@ fn run_status(reports: &[CollectionReport]) -> RunStatus {
 }
 
 /// `path` made absolute against the working directory (as given when that fails).
+/// Whether two paths name the same directory (resolved when both exist, else compared as
+/// absolute paths).
+pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => absolute(a) == absolute(b),
+    }
+}
+
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
