@@ -70,7 +70,7 @@ embed-collections check --config "$config" --device cpu --input examples/collect
 echo "== 5. the Kaggle notebook on CPU"
 EC_WHEEL="$wheel" EC_INPUT="$repo/examples/collections" EC_OUTPUT="$work/notebook-out" \
   EC_MODELS="$models" EC_DEVICE=cpu EC_SIMULATE_CUT=1 \
-  EC_EXTRA='--set input.collections=["scifact-2k"] --set gpu.precision=auto --set rerank.candidates=4 --set rerank.max_length=256 --window-chunks 500' \
+  EC_EXTRA='--set input.collections=["scifact-2k"] --set gpu.precision=auto --set rerank.candidates=10 --set rerank.max_length=256 --window-chunks 500' \
   jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1800 \
     --output-dir "$repo/target/check-wheel" --output executed.ipynb examples/kaggle/embed-collections.ipynb
 "$work/venv/bin/python" - "$repo/target/check-wheel/executed.ipynb" <<'PY'
