@@ -484,15 +484,6 @@ impl PreviousCollection {
         })
     }
 
-    /// Earlier points.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The earlier point of `chunk_id`, if any.
     pub fn find(&self, chunk_id: &str) -> Option<usize> {
         self.index.get(chunk_id).map(|&i| i as usize)
@@ -519,15 +510,6 @@ impl PreviousCollection {
             .and_then(|_| self.points.read_exact(&mut line))
             .map_err(read_error(&self.points_path))?;
         Ok(line)
-    }
-
-    /// The earlier point's vectors, by vector name.
-    pub fn vectors(&mut self, entry: usize) -> Result<PreviousVectors, ReuseError> {
-        let line = self.line(entry)?;
-        parse_point(&line).map_err(|reason| ReuseError::Malformed {
-            path: self.points_shown.clone(),
-            reason: format!("point {}: {reason}", entry + 1),
-        })
     }
 
     /// The earlier points whose chunk was never marked seen, in their order: `(chunk id, point
