@@ -70,7 +70,7 @@ embed-collections check --config "$config" --device cpu --input examples/collect
 echo "== 5. the Kaggle notebook on CPU"
 EC_WHEEL="$wheel" EC_INPUT="$repo/examples/collections" EC_OUTPUT="$work/notebook-out" \
   EC_MODELS="$models" EC_DEVICE=cpu EC_SIMULATE_CUT=1 \
-  EC_EXTRA='--set input.collections=["scifact-2k"] --set gpu.precision=auto --set rerank.candidates=10 --set rerank.max_length=256 --window-chunks 500' \
+  EC_EXTRA='--set input.collections=["scifact-mini"] --set gpu.precision=auto --set rerank.candidates=10 --set rerank.max_length=256 --window-chunks 100' \
   jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1800 \
     --output-dir "$repo/target/check-wheel" --output executed.ipynb examples/kaggle/embed-collections.ipynb
 "$work/venv/bin/python" - "$repo/target/check-wheel/executed.ipynb" <<'PY'
@@ -79,7 +79,7 @@ cells = json.load(open(sys.argv[1]))["cells"]
 text = "".join(
     "".join(out.get("text", "")) for cell in cells if cell["cell_type"] == "code" for out in cell["outputs"]
 )
-for needed in ["cut: exit -9", "status: ok", "resumed from 1 earlier start", "ndcg_at_10", "  scifact-2k/points.jsonl"]:
+for needed in ["cut: exit -9", "status: ok", "resumed from 1 earlier start", "ndcg_at_10", "  scifact-mini/points.jsonl"]:
     if needed not in text:
         sys.exit(f"the executed notebook does not show {needed!r}:\n{text[-3000:]}")
 print("notebook: executed; shows the cut, the resume and the evaluation")

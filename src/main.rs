@@ -570,8 +570,6 @@ fn print_overhead(overhead: &embed_collections::export::OverheadReport) {
     );
 }
 
-/// A per-collection table on stdout (the result the user asked for); the manifest has the
-/// full detail.
 /// The `--reuse` lines of a collection: what was reused, what was embedded and why, and the
 /// changes written to `changes.jsonl`.
 fn print_reuse(reuse: &embed_collections::export::manifest::ReuseReport) {
@@ -595,8 +593,16 @@ fn print_reuse(reuse: &embed_collections::export::manifest::ReuseReport) {
         "  changes: {} added, {} updated, {} deleted, {} unchanged (changes.jsonl)",
         changes.added, changes.updated, changes.deleted, changes.unchanged
     );
+    if let Some(pairs) = &reuse.rerank_pairs {
+        println!(
+            "  rerank: {} pair scores reused, {} computed",
+            pairs.reused, pairs.computed
+        );
+    }
 }
 
+/// A per-collection table on stdout (the result the user asked for); the manifest has the
+/// full detail.
 fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
     let label = |value: serde_json::Result<serde_json::Value>| {
         value

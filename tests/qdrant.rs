@@ -8,29 +8,30 @@
 mod util;
 
 use std::process::Command;
-use util::{binary, repo_root, run, stderr};
+use util::{binary, repo_root, run};
 
 #[test]
 fn every_point_loads_into_the_real_qdrant_client() {
     let out = tempfile::tempdir().unwrap();
-    // The quickstart's models and fusion over the 300-abstract slice with its own 50 queries
-    // (the 2,000-abstract collection is the cli test's; this one needs every query, not size).
+    let input = tempfile::tempdir().unwrap();
+    // The quickstart's models and fusion over the 300-abstract slice (cut short) with its own
+    // 50 queries (the 2,000-abstract collection is the cli test's; this one needs every query,
+    // not size).
+    let collection = util::short_scifact(input.path(), "scifact-mini");
     run(
         binary()
             .arg("--config")
             .arg(repo_root().join("configs/quickstart.toml"))
+            .arg("--input")
+            .arg(input.path())
             .arg("--output")
             .arg(out.path())
             .args(["--no-rerank", "-q", "--collections", "scifact-mini"])
             .arg("--queries")
-            .arg(repo_root().join("examples/collections/scifact-mini/queries.jsonl")),
+            .arg(collection.join("queries.jsonl")),
         true,
     );
-    let python = Command::new(repo_root().join("scripts/python-env.sh"))
-        .output()
-        .expect("scripts/python-env.sh runs");
-    assert!(python.status.success(), "{}", stderr(&python));
-    let python = String::from_utf8(python.stdout).unwrap().trim().to_string();
+    let python = util::python();
     let check = run(
         Command::new(python)
             .arg(repo_root().join("scripts/check-qdrant.py"))

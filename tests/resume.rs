@@ -10,21 +10,20 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use util::{binary, repo_root, run, run_until, stderr};
+use util::{binary, run, run_until, stderr};
 
 /// Chunks per window in these runs: the fixture's 150 chunks make 6 windows.
 const WINDOW: &str = "25";
-/// The fixture: the first chunks of the bundled collection (fewer than all 300: every test
-/// here runs it at least twice).
+/// The fixture: the first chunks of the bundled collection cut short (fewer than all 300: every
+/// test here runs it at least twice).
 const CHUNKS: usize = 150;
 
 /// A collection without a query file (so the ranking uses the probe) in its own input root.
 fn input_root(dir: &Path) -> PathBuf {
     let root = dir.join("in");
+    let short = util::short_scifact(dir, "short");
     std::fs::create_dir_all(root.join("docs")).unwrap();
-    let corpus =
-        std::fs::read_to_string(repo_root().join("examples/collections/scifact-mini/corpus.jsonl"))
-            .unwrap();
+    let corpus = std::fs::read_to_string(short.join("corpus.jsonl")).unwrap();
     let first: String = corpus
         .lines()
         .take(CHUNKS)
@@ -309,7 +308,7 @@ fn resume_after_a_same_size_edit_with_the_mtime_restored_is_refused() {
     let before = std::fs::metadata(&file).unwrap();
     let text = std::fs::read_to_string(&file).unwrap();
     // The first chunk's text changes, the length does not.
-    let at = text.find("\"text\": \"").unwrap() + 9;
+    let at = text.find("\"text\":\"").unwrap() + 8;
     let mut edited = text.clone().into_bytes();
     edited[at] = if edited[at] == b'X' { b'Y' } else { b'X' };
     assert_ne!(edited, text.as_bytes());

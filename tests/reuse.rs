@@ -1,5 +1,7 @@
 //! `--reuse` on the real binary and models: a run over an edited corpus that reuses an earlier
-//! output equals a fresh run byte for byte, embeds only the changed and new chunks (counted),
+//! output equals a fresh run byte for byte (points, ranked lists, query vectors, evaluation),
+//! embeds only the changed and new chunks and scores only the new (query, passage) pairs
+//! (counted),
 //! and writes the changes a vector store must apply (checked with the real Qdrant client); a
 //! changed model setting recomputes that model's vectors only; a corrupted earlier output is
 //! refused by name; an interrupted, read-only earlier output counts for its complete windows.
@@ -21,7 +23,7 @@ const COMPARED: [&str; 4] = [
     "chunk_hashes.jsonl",
 ];
 
-/// Version 1 of the corpus (the bundled 300 SciFact abstracts) and version 2: edited texts, an
+/// Version 1 of the corpus (the bundled 300 SciFact abstracts, cut short) and version 2: edited texts, an
 /// edited title, a metadata-only edit, two deletions, two additions and a moved chunk. The
 /// chunk ids of each kind of change, as this test made them.
 struct Corpora {
@@ -51,8 +53,8 @@ fn corpora() -> &'static Corpora {
     static CORPORA: OnceLock<Corpora> = OnceLock::new();
     CORPORA.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let v1_records =
-            read_jsonl(&repo_root().join("examples/collections/scifact-mini/corpus.jsonl"));
+        let short = util::short_scifact(dir.path(), "short");
+        let v1_records = read_jsonl(&short.join("corpus.jsonl"));
         let mut v2 = v1_records.clone();
         let mut text_edited = Vec::new();
         for (i, edit) in [(5, "text"), (50, "text"), (100, "title")] {
@@ -85,7 +87,8 @@ fn corpora() -> &'static Corpora {
     })
 }
 
-/// A dense+sparse run (fusion over probe queries, no rerank) of `root` into `out`.
+/// A full run (dense, SPLADE, fusion over 16 probe queries, rerank of their top 5) of `root`
+/// into `out`.
 fn command(root: &Path, out: &Path, window: &str) -> Command {
     let mut command = binary();
     command
@@ -93,7 +96,14 @@ fn command(root: &Path, out: &Path, window: &str) -> Command {
         .arg(root)
         .arg("--output")
         .arg(out)
-        .args(["--no-rerank", "--device", "cpu", "--window-chunks", window])
+        .args(["--device", "cpu", "--window-chunks", window])
+        .args([
+            "--set",
+            "rerank.probe_queries=16",
+            "--set",
+            "rerank.candidates=5",
+        ])
+        .args(["--set", "rerank.top_k=5", "--set", "rerank.max_length=128"])
         .env("EMBED_COLLECTIONS_LOG_FORMAT", "text");
     command
 }
@@ -182,6 +192,47 @@ fn a_reusing_run_equals_a_fresh_one_and_embeds_only_what_changed() {
         assert_eq!(items, changed as u64, "{stage}");
     }
 
+    // Rerank: a pair's earlier score is reused when the query and the passage are unchanged,
+    // computed here from the two runs' lists (each holds every scored candidate: top_k =
+    // candidates).
+    let scored = |out: &Path| -> Vec<(String, String)> {
+        read_jsonl(&out.join("docs/rerank.jsonl"))
+            .iter()
+            .filter(|line| line["status"] == "ok")
+            .flat_map(|line| {
+                line["candidates"].as_array().unwrap().iter().map(|c| {
+                    (
+                        line["query_sha256"].as_str().unwrap().to_string(),
+                        c["chunk_id"].as_str().unwrap().to_string(),
+                    )
+                })
+            })
+            .collect()
+    };
+    let earlier: BTreeSet<(String, String)> = scored(&runs.a).into_iter().collect();
+    let now = scored(&runs.b);
+    let changed_text: BTreeSet<&String> =
+        corpora.text_edited.iter().chain(&corpora.added).collect();
+    let reusable = now
+        .iter()
+        .filter(|pair| earlier.contains(*pair) && !changed_text.contains(&pair.1))
+        .count();
+    assert!(
+        reusable > 0 && reusable < now.len(),
+        "{reusable} of {}",
+        now.len()
+    );
+    assert_eq!(
+        reuse["rerank_pairs"],
+        serde_json::json!({"reused": reusable, "computed": now.len() - reusable}),
+        "{reuse}"
+    );
+    assert_eq!(
+        collection["stages"]["rerank"]["runs"][0]["items"],
+        now.len() - reusable,
+        "only the new pairs went through the CrossEncoder"
+    );
+
     // The changes, exactly: the edited texts and the metadata edit updated, the additions
     // added, the deletions deleted; the moved chunk and every other one unchanged.
     let changes = read_jsonl(&runs.b.join("docs/changes.jsonl"));
@@ -228,11 +279,7 @@ fn a_reusing_run_equals_a_fresh_one_and_embeds_only_what_changed() {
 #[test]
 fn the_changes_patch_a_qdrant_collection_into_the_new_runs() {
     let runs = runs();
-    let python = Command::new(repo_root().join("scripts/python-env.sh"))
-        .output()
-        .expect("scripts/python-env.sh runs");
-    assert!(python.status.success(), "{}", stdout_and_stderr(&python));
-    let python = String::from_utf8(python.stdout).unwrap().trim().to_string();
+    let python = util::python();
     let check = run(
         Command::new(python)
             .arg(repo_root().join("scripts/check-changes.py"))

@@ -151,18 +151,10 @@ fn request(address: &str, method: &str, path: &str, body: &str) -> Option<(u16, 
     Some((status, body))
 }
 
-fn python() -> String {
-    let output = Command::new(repo_root().join("scripts/python-env.sh"))
-        .output()
-        .expect("scripts/python-env.sh runs");
-    assert!(output.status.success(), "{}", stderr(&output));
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
-
 /// `scripts/check-serve.py MODE ARGS…`: its one JSON summary line.
 fn check_serve(args: &[&str]) -> serde_json::Value {
     let output = run(
-        Command::new(python())
+        Command::new(util::python())
             .arg(repo_root().join("scripts/check-serve.py"))
             .args(args),
         true,
@@ -186,7 +178,8 @@ fn models_with_poisoned_minilm(dir: &Path) -> PathBuf {
 #[test]
 fn the_server_answers_as_the_run_did_to_the_real_clients_and_every_error_has_its_status() {
     let tmp = tempfile::tempdir().unwrap();
-    let collection = repo_root().join("examples/collections/scifact-mini");
+    let input = tmp.path().join("in");
+    let collection = util::short_scifact(&input, "scifact-mini");
     for file in ["corpus.jsonl", "queries.jsonl"] {
         let text = std::fs::read_to_string(collection.join(file)).unwrap();
         assert!(
@@ -194,12 +187,14 @@ fn the_server_answers_as_the_run_did_to_the_real_clients_and_every_error_has_its
             "{file} holds {POISONED_WORD}"
         );
     }
-    // The run the server must agree with: scifact-mini, its 50 queries, rerank of 10.
+    // The run the server must agree with: scifact-mini (cut short), its 50 queries, rerank of 10.
     let out = tmp.path().join("run");
     run(
         binary()
             .arg("--config")
             .arg(repo_root().join("configs/quickstart.toml"))
+            .arg("--input")
+            .arg(&input)
             .args(["--collections", "scifact-mini", "-q", "--output"])
             .arg(&out)
             .arg("--queries")

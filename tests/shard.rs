@@ -19,22 +19,13 @@ const COLLECTIONS: [&str; 3] = ["notes-a", "notes-b", "scifact"];
 /// What each collection's outputs are compared on.
 const OUTPUT_FILES: [&str; 3] = ["points.jsonl", "rerank.jsonl", "query_vectors.jsonl"];
 
-/// Three collections: `scifact` (the bundled 300 chunks with their queries and qrels, 480 KB)
-/// is above `shard.split_bytes` and split by chunk id; `notes-a` and `notes-b` (40 chunks each,
-/// ranked with probe queries) go whole to one shard each.
+/// Three collections: `scifact` (the bundled 300 chunks, cut short, with their queries and
+/// qrels, about 120 KB) is above `shard.split_bytes` and split by chunk id; `notes-a` and
+/// `notes-b` (40 chunks each, ranked with probe queries) go whole to one shard each.
 fn input_root(dir: &Path) -> PathBuf {
-    let bundled = repo_root().join("examples/collections/scifact-mini");
     let root = dir.join("in");
-    std::fs::create_dir_all(root.join("scifact/qrels")).unwrap();
-    for file in ["corpus.jsonl", "queries.jsonl"] {
-        std::fs::copy(bundled.join(file), root.join("scifact").join(file)).unwrap();
-    }
-    std::fs::copy(
-        bundled.join("qrels/test.tsv"),
-        root.join("scifact/qrels/test.tsv"),
-    )
-    .unwrap();
-    let corpus = std::fs::read_to_string(bundled.join("corpus.jsonl")).unwrap();
+    let scifact = util::short_scifact(&root, "scifact");
+    let corpus = std::fs::read_to_string(scifact.join("corpus.jsonl")).unwrap();
     let lines: Vec<&str> = corpus.lines().collect();
     for (name, range) in [("notes-a", 0..40), ("notes-b", 40..80)] {
         std::fs::create_dir_all(root.join(name)).unwrap();
@@ -50,7 +41,7 @@ fn write_config(dir: &Path, root: &Path) -> PathBuf {
     let path = dir.join("run.toml");
     let text = format!(
         "[input]\nroot = {root:?}\n\n[rerank]\ncandidates = 5\ntop_k = 5\nmax_length = 128\n\
-         probe_queries = 8\n\n[shard]\nsplit_bytes = \"100000\"\n\n[gpu]\ndevices = \"cpu\"\n\n\
+         probe_queries = 8\n\n[shard]\nsplit_bytes = \"40000\"\n\n[gpu]\ndevices = \"cpu\"\n\n\
          [telemetry]\nlog_format = \"text\"\nprogress = \"never\"\n",
         root = root.display().to_string()
     );

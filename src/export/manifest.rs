@@ -304,6 +304,10 @@ pub struct ReuseReport {
     pub vectors: BTreeMap<String, VectorReuse>,
     /// Point changes since the earlier output.
     pub changes: ChangeCounts,
+    /// CrossEncoder scores of (query, passage) pairs: taken from the earlier output's
+    /// `rerank.jsonl` where both texts and the model are unchanged, else computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank_pairs: Option<VectorReuse>,
     /// Whether the deletions (earlier points whose chunk is gone) are recorded yet.
     #[serde(default, skip_serializing)]
     pub deletions_recorded: bool,

@@ -414,6 +414,9 @@ impl Job<'_> {
             }
         }
         if let Some(ranked) = ranked {
+            if let (Some(reuse), Some(pairs)) = (report.reuse.as_mut(), &ranked.rerank_reuse) {
+                reuse.rerank_pairs = Some(pairs.clone());
+            }
             warnings.extend(ranked.warnings.iter().cloned());
             report.ranking = Some(ranked.report.clone());
             report.evaluation = ranked.evaluation.clone();

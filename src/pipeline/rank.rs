@@ -13,6 +13,7 @@
 //! the top `rerank.candidates` fused candidates. A query whose pairs cannot all be scored is
 //! marked failed with the reason and keeps only its fused list: no invented scores.
 
+use super::reuse::{text_sha256, PairScores};
 use crate::batching::{BatchBudget, BatchStats};
 use crate::config::{FusionMethod, RunConfig};
 use crate::dispatch::FaultInjector;
@@ -329,7 +330,10 @@ pub fn encode_sparse_queries(
 type CandidateScore = (usize, Result<PairScore, String>);
 
 /// Scores each query's top `rerank.candidates` fused candidates and reorders them by logit.
-/// `passages` holds the embedding text of every point [`rerank_candidates`] named.
+/// `passages` holds the embedding text of every point [`rerank_candidates`] named. A pair
+/// `earlier` holds (a run with `--reuse`) takes that score instead of going through the
+/// model. Returns the stage's run (the pairs scored) and the number of scores reused.
+#[allow(clippy::too_many_arguments)]
 pub fn rerank(
     ce: &Replicas<CrossEncoder>,
     set: &QuerySet,
@@ -338,7 +342,8 @@ pub fn rerank(
     config: &RunConfig,
     budget: BatchBudget,
     fault: Option<&FaultInjector>,
-) -> StageRun {
+    earlier: Option<&PairScores>,
+) -> (StageRun, usize) {
     let started = Instant::now();
     let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
     let candidates = config.rerank.candidates;
@@ -356,7 +361,19 @@ pub fn rerank(
             (texts[qi], passage.map_or("", String::as_str))
         })
         .collect();
-    let mut scores: Vec<Result<PairScore, String>> = Vec::with_capacity(pairs.len());
+    // Scores the earlier run made for the same texts; the rest go through the model.
+    let mut known: Vec<Option<PairScore>> = vec![None; pairs.len()];
+    if let Some(earlier) = earlier.filter(|e| !e.is_empty()) {
+        let query_hashes: Vec<[u8; 32]> = texts.iter().map(|t| text_sha256(t)).collect();
+        for (slot, (&(qi, _), &(_, passage))) in known.iter_mut().zip(pairs.iter().zip(&text_pairs))
+        {
+            *slot = earlier.get(&query_hashes[qi], &text_sha256(passage));
+        }
+    }
+    let todo: Vec<usize> = (0..pairs.len()).filter(|&i| known[i].is_none()).collect();
+    let reused = pairs.len() - todo.len();
+    let text_pairs: Vec<(&str, &str)> = todo.iter().map(|&i| text_pairs[i]).collect();
+    let mut computed: Vec<Result<PairScore, String>> = Vec::with_capacity(todo.len());
     let mut stats = BatchStats::default();
     let mut dispatch = None;
     let mut truncated = 0;
@@ -367,14 +384,14 @@ pub fn rerank(
                 config.telemetry.progress,
                 "rerank",
                 "pairs",
-                pairs.len() as u64,
+                todo.len() as u64,
             );
             let outcome = run_encoded(
                 &ce.workers(),
                 &encodings,
                 budget,
                 fault,
-                &|i| pairs[i].0,
+                &|i| pairs[todo[i]].0,
                 &|n| shown.inc(n),
             );
             shown.finish();
@@ -382,21 +399,30 @@ pub fn rerank(
                 Ok(outcome) => {
                     stats = outcome.stats;
                     dispatch = Some(outcome.dispatch);
-                    scores = outcome
+                    computed = outcome
                         .results
                         .into_iter()
                         .map(|result| result.map_err(|err| err.to_string()))
                         .collect();
                 }
-                Err(err) => scores.extend(pairs.iter().map(|_| Err(err.to_string()))),
+                Err(err) => computed.extend(todo.iter().map(|_| Err(err.to_string()))),
             }
         }
-        Err(err) => scores.extend(
-            pairs
-                .iter()
+        Err(err) => computed.extend(
+            todo.iter()
                 .map(|_| Err(format!("pair tokenization failed: {err}"))),
         ),
     }
+    let mut computed = computed.into_iter();
+    let scores: Vec<Result<PairScore, String>> = known
+        .into_iter()
+        .map(|known| match known {
+            Some(score) => Ok(score),
+            None => computed
+                .next()
+                .unwrap_or_else(|| Err("no score was computed".to_string())),
+        })
+        .collect();
 
     // Gather per query; any failed pair fails the query (partial scores would mislead).
     let mut per_query: BTreeMap<usize, Vec<CandidateScore>> = BTreeMap::new();
@@ -437,7 +463,8 @@ pub fn rerank(
         truncated,
         started.elapsed(),
     );
-    run.items = pairs.len();
+    // The work done: reused scores went through no model.
+    run.items = todo.len();
     if let Some(dispatch) = dispatch {
         run.record_dispatch(dispatch);
     }
@@ -448,11 +475,12 @@ pub fn rerank(
     }
     info!(
         pairs = run.items,
+        reused,
         failed_queries,
         latency_s = format!("{:.2}", run.latency_s),
         "rerank done"
     );
-    run
+    (run, reused)
 }
 
 /// The evaluation name of each dense model's list: `dense` with one model, `dense:<vector

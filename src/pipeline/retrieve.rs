@@ -2,7 +2,7 @@
 //! models, dense and sparse retrieval, fusion, CrossEncoder rerank of the candidates (their
 //! passages read again from the input), evaluation.
 
-use super::collection::{check_interrupt, Job, RankingInputs, Stop};
+use super::collection::{check_interrupt, error_chain, Job, RankingInputs, Stop};
 use super::rank::{
     dense_list_names, encode_dense_queries, encode_sparse_queries, evaluate_lists, fuse_queries,
     query_budget, rerank, rerank_candidates, QueryVectors,
@@ -11,7 +11,7 @@ use super::store::CollectionStore;
 use crate::batching::BatchBudget;
 use crate::config::{FusionMethod, RunConfig};
 use crate::eval::Coverage;
-use crate::export::manifest::{EvaluationReport, RankingReport};
+use crate::export::manifest::{EvaluationReport, RankingReport, VectorReuse};
 use crate::export::{CollectionReport, FailureClass, StageReport, StageRun, StageStatus};
 use crate::input::ChunkStream;
 use crate::models::ResidentModels;
@@ -40,6 +40,7 @@ impl Job<'_> {
         })?;
         let RankingInputs { set, qrels } = inputs;
         let mut warnings = Vec::new();
+        let mut rerank_reuse = None;
         let (result, peak) = memory::measure(|| {
             // Query vectors: the primary dense model with its query prompt, and SPLADE.
             let leasing = &self.ctx.leasing;
@@ -102,7 +103,16 @@ impl Job<'_> {
                         Some(ce) => {
                             let needed = rerank_candidates(&queries, config.rerank.candidates);
                             let passages = self.passages(&needed, &state.positions)?;
-                            let mut run = rerank(
+                            // --reuse: the earlier run's scores of unchanged pairs.
+                            let earlier = match self.ctx.reuse {
+                                Some(source) => Some(
+                                    source
+                                        .pair_scores(name)
+                                        .map_err(|err| Stop::input(error_chain(&err)))?,
+                                ),
+                                None => None,
+                            };
+                            let (mut run, reused) = rerank(
                                 ce,
                                 &set,
                                 &mut queries,
@@ -110,7 +120,14 @@ impl Job<'_> {
                                 config,
                                 budget,
                                 self.ctx.faults.rerank.as_deref(),
+                                earlier.as_ref(),
                             );
+                            if earlier.is_some() {
+                                rerank_reuse = Some(VectorReuse {
+                                    reused,
+                                    computed: run.items,
+                                });
+                            }
                             run.memory = Some(plan);
                             Some(run)
                         }
@@ -199,6 +216,7 @@ impl Job<'_> {
             evaluation,
             warnings,
             query_vectors,
+            rerank_reuse,
         })
     }
 
@@ -253,6 +271,8 @@ pub(super) struct Ranked {
     pub(super) evaluation: Option<EvaluationReport>,
     pub(super) warnings: Vec<String>,
     pub(super) query_vectors: ExportedQueryVectors,
+    /// A run with `--reuse`: the rerank scores taken from the earlier output and computed.
+    pub(super) rerank_reuse: Option<VectorReuse>,
 }
 
 /// Whether a run fuses lists (and writes `rerank.jsonl`): with sparse, with rerank, or with

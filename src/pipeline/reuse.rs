@@ -19,13 +19,17 @@
 //!   checkpoint, so the windows it completed count. Nothing is written there: a read-only
 //!   directory (a Kaggle input) is fine.
 //!
+//! - Per collection, its `rerank.jsonl` (checked likewise): the CrossEncoder scores of the
+//!   pairs it ranked, keyed by the query's and the passage's text hashes, reused when this
+//!   run's CrossEncoder has the same identity ([`ReuseSource::pair_scores`]).
+//!
 //! The previous points are indexed by chunk id (their line offsets, not their vectors); a
 //! point's vectors are read back, by offset, only when its chunk's text is unchanged. Floats
 //! are parsed from their shortest round-trip text and checked to render back to the same text.
 
 use crate::export::manifest::{ChangeCounts, ReuseReport, VectorReuse};
-use crate::export::{MANIFEST_FILE, POINTS_FILE};
-use crate::models::ModelIdentity;
+use crate::export::{MANIFEST_FILE, POINTS_FILE, RANKED_FILE};
+use crate::models::{ModelIdentity, PairScore};
 use crate::vectors::{SparsePoint, SparseSource, SparseVector};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -117,6 +121,9 @@ pub fn vector_identity(model: &Value, config: &Value, dense_index: Option<usize>
                 .unwrap_or(Value::Null);
             identity.insert("precision".to_string(), model_config);
         }
+        None if model.get("role").and_then(Value::as_str) == Some("rerank") => {
+            identity.insert("precision".to_string(), at(&["rerank", "precision"]));
+        }
         None => {
             identity.insert("precision".to_string(), at(&["sparse", "precision"]));
             identity.insert("max_terms".to_string(), at(&["sparse", "max_terms"]));
@@ -148,6 +155,9 @@ pub struct ReuseSource {
     pub dense: Vec<ModelMatch>,
     /// This run's sparse model, matched (absent when the sparse stage is off).
     pub sparse: Option<ModelMatch>,
+    /// This run's CrossEncoder, matched (absent when rerank is off): its scores of unchanged
+    /// (query, passage) pairs are reused.
+    pub rerank: Option<ModelMatch>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +225,7 @@ impl ReuseSource {
         };
         let previous_dense = by_role(&previous_models, "dense");
         let previous_sparse = by_role(&previous_models, "sparse");
+        let previous_rerank = by_role(&previous_models, "rerank");
         let name_of = |m: &Value| {
             m.get("name")
                 .and_then(Value::as_str)
@@ -260,6 +271,9 @@ impl ReuseSource {
         let sparse = by_role(&current, "sparse")
             .first()
             .map(|m| match_model(m, None, &previous_sparse));
+        let rerank = by_role(&current, "rerank")
+            .first()
+            .map(|m| match_model(m, None, &previous_rerank));
         Ok(Self {
             shown: shown.to_string(),
             dir: dir.to_path_buf(),
@@ -267,6 +281,7 @@ impl ReuseSource {
             files: files.into_iter().map(|f| (f.path, f.sha256)).collect(),
             dense,
             sparse,
+            rerank,
         })
     }
 
@@ -357,6 +372,184 @@ impl ReuseSource {
             partial(&hashes_shown, checkpoint.lengths.hashes),
         )
         .map(Some)
+    }
+}
+
+impl ReuseSource {
+    /// The CrossEncoder scores of `collection`'s earlier `rerank.jsonl`, by (query text,
+    /// passage text): empty when the earlier run reranked nothing of it (not finished, rerank
+    /// off) or with another CrossEncoder or other rerank settings ([`Self::rerank`] says why).
+    /// Both files are checked against the sha256 the earlier manifest records.
+    ///
+    /// # Errors
+    ///
+    /// A hash mismatch, a malformed line, or a read failure, naming the file.
+    pub fn pair_scores(&self, collection: &str) -> Result<PairScores, ReuseError> {
+        let mut scores = PairScores::default();
+        if !matches!(self.rerank.as_ref().map(|m| &m.previous), Some(Ok(_))) {
+            return Ok(scores);
+        }
+        let ranked_key = format!("{collection}/{RANKED_FILE}");
+        let hashes_key = format!("{collection}/{CHUNK_HASHES_FILE}");
+        let (Some(ranked_sha), Some(hashes_sha)) =
+            (self.files.get(&ranked_key), self.files.get(&hashes_key))
+        else {
+            return Ok(scores);
+        };
+        let shown = |relative: &str| format!("{}/{relative}", self.shown.trim_end_matches('/'));
+        let expected = |key: &str, sha: &str| Expected {
+            shown: shown(key),
+            manifest: shown(MANIFEST_FILE),
+            sha256: Some(sha.to_string()),
+            length: None,
+        };
+
+        // The scored pairs, by chunk id (the passage's text hash is in chunk_hashes.jsonl).
+        let ranked_expected = expected(&ranked_key, ranked_sha);
+        let path = self.dir.join(&ranked_key);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            // Scores are only an optimisation: without the file every pair is scored.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(scores),
+            Err(err) => return Err(read_error(&path)(err)),
+        };
+        let mut by_chunk: HashMap<String, Vec<([u8; 32], PairScore)>> = HashMap::new();
+        let mut bad = None;
+        let mut line_number = 0;
+        let digest = scan_lines(&file, None, |_, line| {
+            line_number += 1;
+            if bad.is_none() {
+                if let Err(reason) = scored_pairs(line, &mut by_chunk) {
+                    bad = Some(format!("line {line_number}: {reason}"));
+                }
+            }
+        })
+        .map_err(read_error(&path))?;
+        check(&ranked_expected, &digest)?;
+        if let Some(reason) = bad {
+            return Err(ReuseError::Malformed {
+                path: ranked_expected.shown,
+                reason,
+            });
+        }
+        if by_chunk.is_empty() {
+            return Ok(scores);
+        }
+
+        let hashes_expected = expected(&hashes_key, hashes_sha);
+        let path = self.dir.join(&hashes_key);
+        let file = File::open(&path).map_err(read_error(&path))?;
+        let mut line_number = 0;
+        let digest = scan_lines(&file, None, |_, line| {
+            line_number += 1;
+            if bad.is_some() {
+                return;
+            }
+            match serde_json::from_slice::<HashLine>(line) {
+                Ok(parsed) => {
+                    let Some(pairs) = by_chunk.get(&parsed.chunk_id) else {
+                        return;
+                    };
+                    match unhex(&parsed.text_sha256) {
+                        Some(passage) => {
+                            for (query, score) in pairs {
+                                scores.scores.insert((*query, passage), *score);
+                            }
+                        }
+                        None => {
+                            bad = Some(format!("line {line_number}: text_sha256 is not a sha256"))
+                        }
+                    }
+                }
+                Err(err) => bad = Some(format!("line {line_number}: {err}")),
+            }
+        })
+        .map_err(read_error(&path))?;
+        check(&hashes_expected, &digest)?;
+        if let Some(reason) = bad {
+            return Err(ReuseError::Malformed {
+                path: hashes_expected.shown,
+                reason,
+            });
+        }
+        Ok(scores)
+    }
+}
+
+/// An earlier run's CrossEncoder scores, by (sha256 of the query text, sha256 of the passage
+/// text): a pair's score depends on nothing else once the model and its settings match.
+#[derive(Debug, Default)]
+pub struct PairScores {
+    scores: HashMap<([u8; 32], [u8; 32]), PairScore>,
+}
+
+impl PairScores {
+    /// The earlier score of this pair, if it was scored.
+    pub fn get(&self, query_sha256: &[u8; 32], passage_sha256: &[u8; 32]) -> Option<PairScore> {
+        self.scores.get(&(*query_sha256, *passage_sha256)).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
+}
+
+#[derive(Deserialize)]
+struct RankedLineIn<'a> {
+    query_sha256: &'a str,
+    status: &'a str,
+    #[serde(borrow)]
+    candidates: Vec<RankedCandidateIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RankedCandidateIn<'a> {
+    chunk_id: String,
+    #[serde(borrow)]
+    rerank_logit: Option<&'a RawValue>,
+    #[serde(borrow)]
+    rerank_score: Option<&'a RawValue>,
+}
+
+/// The reranked pairs of one `rerank.jsonl` line into `by_chunk`; a query that was not
+/// reranked (`fused`, `failed`) has none.
+fn scored_pairs(
+    line: &[u8],
+    by_chunk: &mut HashMap<String, Vec<([u8; 32], PairScore)>>,
+) -> Result<(), String> {
+    let parsed: RankedLineIn = serde_json::from_slice(line).map_err(|err| err.to_string())?;
+    if parsed.status != "ok" {
+        return Ok(());
+    }
+    let query = unhex(parsed.query_sha256).ok_or("query_sha256 is not a sha256")?;
+    for candidate in parsed.candidates {
+        let (Some(logit), Some(score)) = (candidate.rerank_logit, candidate.rerank_score) else {
+            return Err(format!(
+                "candidate {} of a reranked query has no rerank_logit or rerank_score",
+                candidate.chunk_id
+            ));
+        };
+        let score = PairScore {
+            logit: exact_f32(logit.get())?,
+            score: exact_f32(score.get())?,
+        };
+        by_chunk
+            .entry(candidate.chunk_id)
+            .or_default()
+            .push((query, score));
+    }
+    Ok(())
+}
+
+/// One float written by this tool (shortest round-trip text) back to the same f32 bits.
+fn exact_f32(raw: &str) -> Result<f32, String> {
+    match exact_f32s(&format!("[{}]", raw.trim()))?.as_slice() {
+        [value] => Ok(*value),
+        _ => Err("a score is not one number".to_string()),
     }
 }
 
@@ -999,6 +1192,40 @@ mod tests {
         assert!(exact_f32s("{\"a\":1}").is_err());
         assert!(exact_f32s("[1,nope]").is_err());
         assert_eq!(exact_f32s("[]").unwrap(), Vec::<f32>::new());
+    }
+
+    #[test]
+    fn a_reranked_line_gives_its_pair_scores_and_a_fused_one_none() {
+        let query = "ab".repeat(32);
+        let line = format!(
+            r#"{{"query_id":"q1","query_sha256":"{query}","source":"file","status":"ok","candidates":[{{"chunk_id":"a","rank":1,"rerank_logit":2.5,"rerank_score":0.75,"fused_rank":2,"fused_score":0.03}},{{"chunk_id":"b","rank":2,"rerank_logit":-1.0,"rerank_score":0.25,"fused_rank":1,"fused_score":0.04}}]}}"#
+        );
+        let mut by_chunk = HashMap::new();
+        scored_pairs(line.as_bytes(), &mut by_chunk).unwrap();
+        let query = unhex(&query).unwrap();
+        assert_eq!(
+            by_chunk["a"],
+            vec![(
+                query,
+                PairScore {
+                    logit: 2.5,
+                    score: 0.75
+                }
+            )]
+        );
+        assert_eq!(by_chunk["b"][0].1.logit, -1.0);
+
+        let mut none = HashMap::new();
+        let fused = line.replace(r#""status":"ok""#, r#""status":"fused""#);
+        scored_pairs(fused.as_bytes(), &mut none).unwrap();
+        assert!(
+            none.is_empty(),
+            "a query that was not reranked has no scores"
+        );
+        let unscored = line.replace(r#""rerank_logit":2.5,"#, "");
+        assert!(scored_pairs(unscored.as_bytes(), &mut none).is_err());
+        let long = line.replace("2.5,", "2.50,");
+        assert!(scored_pairs(long.as_bytes(), &mut none).is_err());
     }
 
     #[test]

@@ -226,7 +226,7 @@ pub fn clean_previous_outputs(
 
 /// Before a fresh run with `--reuse` of its own output directory: moves the earlier output it
 /// reuses (the manifest, the work directory of an interrupted run, and each collection's
-/// points and chunk hashes) into [`REUSE_SNAPSHOT_DIR`], where cleanup leaves it until the run
+/// points, chunk hashes and ranked lists) into [`REUSE_SNAPSHOT_DIR`], where cleanup leaves it until the run
 /// has finished. Returns `false` when a snapshot is there already (an earlier run of this kind
 /// did not finish: that snapshot is still the last complete output, and is kept).
 pub fn snapshot_for_reuse(output_dir: &Path) -> std::io::Result<bool> {
@@ -265,7 +265,11 @@ pub fn snapshot_for_reuse(output_dir: &Path) -> std::io::Result<bool> {
         } else if name == WORK_DIR && meta.is_dir() {
             std::fs::rename(&entry, building.join(&name))?;
         } else if meta.is_dir() && !name.starts_with('.') {
-            for file in [crate::export::POINTS_FILE, super::store::CHUNK_HASHES_FILE] {
+            for file in [
+                crate::export::POINTS_FILE,
+                super::store::CHUNK_HASHES_FILE,
+                crate::export::RANKED_FILE,
+            ] {
                 if symlink_metadata(&entry.join(file))?.is_some_and(|m| m.is_file()) {
                     crate::files::real_dir(&building.join(&name))?;
                     move_file(entry.join(file), building.join(&name).join(file))?;

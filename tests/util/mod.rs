@@ -87,6 +87,16 @@ pub fn stdout_and_stderr(output: &Output) -> String {
     )
 }
 
+/// The project's Python (with the real consumers: qdrant-client, the OpenAI SDK…), made ready by
+/// `scripts/python-env.sh`.
+pub fn python() -> String {
+    let output = Command::new(repo_root().join("scripts/python-env.sh"))
+        .output()
+        .expect("scripts/python-env.sh runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -213,4 +223,39 @@ pub fn run_until(
         "the run ended before {needles:?} (#{occurrence}):\n{seen}"
     );
     (child, seen)
+}
+
+/// Words kept of each abstract in [`short_scifact`].
+const SHORT_WORDS: usize = 40;
+
+/// The bundled collection (`scifact-mini`: its 300 abstracts, 50 queries and qrels) with each
+/// abstract cut to its first 40 words, written as a BEIR directory `dir/NAME`. The fixture of the
+/// tests that run the binary many times: the models and every code path are the same, the model
+/// work is about a third (on two CPU cores that is most of the test suite's time). Returns the
+/// collection directory.
+pub fn short_scifact(dir: &Path, name: &str) -> PathBuf {
+    let bundled = repo_root().join("examples/collections/scifact-mini");
+    let collection = dir.join(name);
+    std::fs::create_dir_all(collection.join("qrels")).unwrap();
+    let corpus: String = read_jsonl(&bundled.join("corpus.jsonl"))
+        .into_iter()
+        .map(|mut record| {
+            let text = record["text"].as_str().unwrap_or_default();
+            let short: Vec<&str> = text.split_whitespace().take(SHORT_WORDS).collect();
+            record["text"] = serde_json::Value::String(short.join(" "));
+            format!("{record}\n")
+        })
+        .collect();
+    std::fs::write(collection.join("corpus.jsonl"), corpus).unwrap();
+    std::fs::copy(
+        bundled.join("queries.jsonl"),
+        collection.join("queries.jsonl"),
+    )
+    .unwrap();
+    std::fs::copy(
+        bundled.join("qrels/test.tsv"),
+        collection.join("qrels/test.tsv"),
+    )
+    .unwrap();
+    collection
 }
