@@ -3,6 +3,7 @@
 #
 #   scripts/bench-reuse.sh [COLLECTION] [FRACTIONS...] [-- RUN FLAGS...]
 #   scripts/bench-reuse.sh scifact-2k 0.01 0.10 -- --no-rerank
+#   scripts/bench-reuse.sh scifact-mini 0.10   # a quicker check (300 abstracts)
 #
 # Builds version 1 of the collection (examples/collections/COLLECTION, default scifact-2k) and,
 # per fraction, a version 2 in which that fraction of the chunks has an edited text; runs the
@@ -67,7 +68,9 @@ counts() { # output
 import json, sys
 collection = json.load(open(sys.argv[1]))["collections"][0]
 reuse = collection.get("reuse") or {}
-print(f"{reuse.get('reused', '-')} reused, {reuse.get('embedded', collection['chunks'])} embedded")
+pairs = reuse.get("rerank_pairs")
+scores = f", {pairs['reused']} rerank scores reused, {pairs['computed']} computed" if pairs else ""
+print(f"{reuse.get('reused', '-')} reused, {reuse.get('embedded', collection['chunks'])} embedded{scores}")
 PY
 }
 
