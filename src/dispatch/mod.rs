@@ -897,13 +897,14 @@ mod tests {
                     }
                     // The others wait (up to 5 s) for worker 1 to crash, so the crash surely
                     // happens while batches remain, however the threads are scheduled; then
-                    // they are slow (the 148 left would take 1.5 s), leaving the panic hook
-                    // (which may print a backtrace before unwinding starts) time to finish.
+                    // they are slow (the 148 left would take 7.4 s on the two of them),
+                    // leaving the panic hook (which may print a backtrace before unwinding
+                    // starts: over a second on two loaded cores, seen in CI) time to finish.
                     let start = std::time::Instant::now();
                     while !crashed.load(Ordering::SeqCst) && start.elapsed().as_secs() < 5 {
                         std::thread::sleep(std::time::Duration::from_millis(1));
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    std::thread::sleep(std::time::Duration::from_millis(100));
                     Ok(items.to_vec())
                 },
             )
