@@ -90,7 +90,11 @@ fn corpora() -> &'static Corpora {
 /// A full run (dense, SPLADE, fusion over 16 probe queries, rerank of their top 5) of `root`
 /// into `out`.
 fn command(root: &Path, out: &Path, window: &str) -> Command {
-    let mut command = binary();
+    with_run_flags(binary(), root, out, window)
+}
+
+/// [`command`]'s flags on `command` (a run, or a `merge` with its shard directories).
+fn with_run_flags(mut command: Command, root: &Path, out: &Path, window: &str) -> Command {
     command
         .arg("--input")
         .arg(root)
@@ -496,4 +500,72 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files.extend(seen.into_iter().rev());
     files
+}
+
+#[test]
+fn shards_reusing_an_earlier_output_merge_to_the_unsharded_reusing_runs_bytes() {
+    let corpora = corpora();
+    let runs = runs();
+    // Three shards of the edited corpus, the collection split by chunk id, each reusing A.
+    let shards = runs.dir.path().join("sharded");
+    for index in 0..3 {
+        run(
+            command(&corpora.v2, &shards, "100")
+                .arg("-q")
+                .args(["--set", "shard.split_bytes=\"10000\"", "--shard"])
+                .arg(format!("{index}/3"))
+                .arg("--reuse")
+                .arg(&runs.a),
+            true,
+        );
+    }
+    let shard_reuse: Vec<Value> = (0..3)
+        .map(|i| {
+            manifest(&shards.join(format!("shard-{i}-of-3")))["collections"][0]["reuse"].clone()
+        })
+        .collect();
+    let deleted: u64 = shard_reuse
+        .iter()
+        .map(|r| r["changes"]["deleted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        deleted, 2,
+        "each deletion recorded by one shard: {shard_reuse:?}"
+    );
+
+    // A merge without the shards' --reuse is refused: it would not know the changes.
+    let merged = runs.dir.path().join("merged");
+    let mut merge = binary();
+    merge.arg("merge").arg(&shards);
+    let refused = run(
+        with_run_flags(merge, &corpora.v2, &merged, "100").args([
+            "--set",
+            "shard.split_bytes=\"10000\"",
+            "-q",
+        ]),
+        false,
+    );
+    let message = stdout_and_stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{message}");
+    assert!(message.contains("reuse_manifest_sha256"), "{message}");
+
+    let mut merge = binary();
+    merge.arg("merge").arg(&shards);
+    run(
+        with_run_flags(merge, &corpora.v2, &merged, "100")
+            .args(["--set", "shard.split_bytes=\"10000\"", "-q", "--reuse"])
+            .arg(&runs.a),
+        true,
+    );
+    assert_same_outputs(&merged, &runs.fresh);
+    assert_eq!(
+        std::fs::read(merged.join("docs/changes.jsonl")).unwrap(),
+        std::fs::read(runs.b.join("docs/changes.jsonl")).unwrap(),
+        "the merged changes are the unsharded reusing run's"
+    );
+    // The same counts, the rerank scores reused included (ranking runs in the merge).
+    assert_eq!(
+        manifest(&merged)["collections"][0]["reuse"],
+        manifest(&runs.b)["collections"][0]["reuse"]
+    );
 }

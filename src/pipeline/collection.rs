@@ -641,7 +641,14 @@ impl Job<'_> {
             return Ok(());
         }
         let work = self.ctx.work_dir.join(&self.collection.name);
-        let (lines, deleted) = super::reuse::deletions(previous)
+        // A shard records the deletions of the earlier points it owns, so that the merge has
+        // each exactly once.
+        let owned = |chunk_id: &str| {
+            self.part
+                .as_ref()
+                .is_none_or(|part| part.owns_chunk(chunk_id))
+        };
+        let (lines, deleted) = super::reuse::deletions(previous, &owned)
             .map_err(|err| Stop::Failed(FailureClass::Output, err.to_string()))?;
         store
             .append_changes(&lines, |checkpoint| {

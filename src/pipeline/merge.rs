@@ -17,8 +17,11 @@
 
 use super::overlap::{overlaps, InputPath, OutputKind, OutputPath};
 use super::resume::{describe_differences, fingerprint_sha256};
+use super::reuse::ReuseSource;
 use super::state::{OutputLock, StateError};
-use super::store::{split_row, Checkpoint, CollectionStore, Phase, StoredPoint, StoredPoints};
+use super::store::{
+    split_row, Checkpoint, CollectionStore, Phase, StoredPoint, StoredPoints, CHANGES_FILE,
+};
 use super::windows::absorb_runs;
 use crate::export::manifest::{MergedShard, ShardRecord, SharedCollection};
 use crate::export::{CollectionReport, CollectionStatus, RunStatus, MANIFEST_FILE, POINTS_FILE};
@@ -439,11 +442,13 @@ impl Source<'_> {
 /// work directory `store_dir` (fingerprint `fingerprint`), moves `points.jsonl` to
 /// `points_target` and leaves the store `Embedded`, ready for ranking. Returns the number of
 /// chunks the shards embedded (to be checked against the input).
+#[allow(clippy::too_many_arguments)]
 pub fn assemble(
     set: &ShardSet,
     collection: &str,
     share: Share,
     sparse: bool,
+    reuse: Option<&ReuseSource>,
     store_dir: &Path,
     fingerprint: &str,
     points_target: &Path,
@@ -487,6 +492,11 @@ pub fn assemble(
         )));
     }
 
+    let mut changes = match reuse {
+        Some(source) => Some(ShardChanges::read(source, collection, &sources)?),
+        None => None,
+    };
+
     let io = |err: std::io::Error| fail(format!("cannot write {}: {err}", store_dir.display()));
     let mut store = CollectionStore::open(store_dir, fingerprint, None).map_err(io)?;
     let mut writer = store.window().map_err(io)?;
@@ -519,7 +529,16 @@ pub fn assemble(
                 &point.text_sha256,
             )
             .map_err(io)?;
+        // An upsert goes beside its point, so the changes come in input order.
+        if let Some(line) = changes.as_mut().and_then(|c| c.upserts.remove(&point.id)) {
+            writer.changes(&line).map_err(io)?;
+        }
         source.advance().map_err(fail)?;
+    }
+    if let Some(changes) = &changes {
+        for (_, line) in &changes.deletions {
+            writer.changes(line).map_err(io)?;
+        }
     }
     let chunks: usize = sources
         .iter()
@@ -529,6 +548,7 @@ pub fn assemble(
     writer
         .commit(chunks, |checkpoint| {
             checkpoint.windows = windows;
+            checkpoint.reuse = changes.take().map(|c| c.report);
             for source in &sources {
                 for (stage, report) in &source.checkpoint.stages {
                     let entry = checkpoint.stages.entry(*stage).or_insert_with(|| {
@@ -550,4 +570,73 @@ pub fn assemble(
         .map_err(io)?;
     store.finish_points(points_target).map_err(io)?;
     Ok(chunks)
+}
+
+/// The shards' `changes.jsonl` of one collection, for the merged one: the upserts by chunk id
+/// (each written beside its point) and the deletions in the earlier output's order, as an
+/// unsharded run writes them; and the shards' reuse reports summed.
+struct ShardChanges {
+    upserts: std::collections::HashMap<String, Vec<u8>>,
+    deletions: Vec<(usize, Vec<u8>)>,
+    report: crate::export::manifest::ReuseReport,
+}
+
+#[derive(Deserialize)]
+struct ChangeKey {
+    change: String,
+    chunk_id: String,
+}
+
+impl ShardChanges {
+    fn read(
+        source: &ReuseSource,
+        collection: &str,
+        sources: &[Source<'_>],
+    ) -> Result<Self, MergeError> {
+        let previous = source
+            .collection(collection)
+            .map_err(|err| MergeError::Assemble {
+                collection: collection.to_string(),
+                message: err.to_string(),
+            })?;
+        let mut changes = Self {
+            upserts: std::collections::HashMap::new(),
+            deletions: Vec::new(),
+            report: Default::default(),
+        };
+        // Every shard reused the same output (their fingerprints and the merge's agree on
+        // `reuse_manifest_sha256`); one that embedded nothing of this collection has no
+        // report and no changes file.
+        for s in sources {
+            let Some(report) = &s.checkpoint.reuse else {
+                continue;
+            };
+            changes.report.absorb(report);
+            let path = s.shard.dir.join(collection).join(CHANGES_FILE);
+            let text = std::fs::read(&path).map_err(|err| {
+                s.shard
+                    .problem(collection, format!("cannot read {}: {err}", path.display()))
+            })?;
+            for (number, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+                let key: ChangeKey = serde_json::from_slice(line).map_err(|err| {
+                    s.shard.problem(
+                        collection,
+                        format!("{} line {}: {err}", path.display(), number + 1),
+                    )
+                })?;
+                if key.change == "deleted" {
+                    let order = previous
+                        .as_ref()
+                        .and_then(|p| p.find(&key.chunk_id))
+                        .unwrap_or(usize::MAX);
+                    changes.deletions.push((order, line.to_vec()));
+                } else {
+                    changes.upserts.insert(key.chunk_id, line.to_vec());
+                }
+            }
+        }
+        changes.deletions.sort_by_key(|(order, _)| *order);
+        changes.report.deletions_recorded = true;
+        Ok(changes)
+    }
 }

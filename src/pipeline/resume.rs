@@ -166,6 +166,9 @@ pub fn portable(fingerprint: &Value) -> Value {
         &["config", "input", "root"],
         &["config", "input", "window_chunks"],
         &["config", "gpu", "devices"],
+        // The reused output may be mounted elsewhere on each machine; its manifest's sha256
+        // (`reuse_manifest_sha256`) is what must agree.
+        &["config", "output", "reuse"],
     ] {
         remove(&mut portable, path);
     }

@@ -23,6 +23,10 @@
 //!   pairs it ranked, keyed by the query's and the passage's text hashes, reused when this
 //!   run's CrossEncoder has the same identity ([`ReuseSource::pair_scores`]).
 //!
+//! Sharded runs: each shard reuses the vectors of its own chunks and records the deletions of
+//! the earlier points it owns; `merge` (with the same `--reuse`) puts the shards' changes in
+//! the order an unsharded run writes them ([`super::merge`]).
+//!
 //! The previous points are indexed by chunk id (their line offsets, not their vectors); a
 //! point's vectors are read back, by offset, only when its chunk's text is unchanged. Floats
 //! are parsed from their shortest round-trip text and checked to render back to the same text.
@@ -1130,10 +1134,18 @@ impl WindowPlan {
 }
 
 /// The deletions of the earlier points whose chunk is gone, rendered; their count.
-pub fn deletions(previous: Option<&PreviousCollection>) -> serde_json::Result<(Vec<u8>, usize)> {
+pub fn deletions(
+    previous: Option<&PreviousCollection>,
+    owned: &dyn Fn(&str) -> bool,
+) -> serde_json::Result<(Vec<u8>, usize)> {
     let mut out = Vec::new();
     let mut counts = ChangeCounts::default();
-    for (chunk_id, point_id) in previous.map(PreviousCollection::unseen).unwrap_or_default() {
+    for (chunk_id, point_id) in previous
+        .map(PreviousCollection::unseen)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(chunk_id, _)| owned(chunk_id))
+    {
         change_line(
             &mut out,
             &mut counts,

@@ -526,6 +526,7 @@ impl BatchRunner {
                     name,
                     share,
                     config.sparse.enabled,
+                    reuse.as_ref(),
                     &work_dir.join(name),
                     &fingerprint_hash,
                     &config
@@ -670,13 +671,16 @@ impl BatchRunner {
                 reason: reason.to_string(),
             }))
         };
-        if self.shard.is_some() || self.merge.is_some() {
-            return refuse(
-                "sharded runs and merges do not reuse vectors yet; run the shards without --reuse",
-            );
-        }
         let output_dir = &self.config.output.dir;
         let in_place = same_dir(given, output_dir);
+        if in_place && (self.shard.is_some() || self.merge.is_some()) {
+            // Shards and merges reuse the earlier merged output, kept where it is until the
+            // new merge has finished.
+            return refuse(
+                "a shard or a merge reuses an earlier merged output in another directory, not \
+                 its own output directory",
+            );
+        }
         if !in_place {
             return Ok(Some(ReuseDir {
                 dir: given.clone(),
