@@ -43,6 +43,28 @@ pub fn plan_batches(lengths: &[usize], budget: BatchBudget) -> Vec<Vec<usize>> {
     batches
 }
 
+/// Splits the largest batches of `plan` in two until there are at least `workers` batches (or
+/// every batch holds one item), so that a small input (a few changed chunks of a `--reuse` run,
+/// a short last window) keeps every worker busy instead of one running a single batch while the
+/// others wait. A split batch still fits its budget (fewer items, no longer item); the longest
+/// items still run first.
+pub fn spread_over(mut plan: Vec<Vec<usize>>, workers: usize) -> Vec<Vec<usize>> {
+    while plan.len() < workers {
+        let Some((largest, _)) = plan
+            .iter()
+            .enumerate()
+            .filter(|(_, batch)| batch.len() > 1)
+            .max_by_key(|(position, batch)| (batch.len(), std::cmp::Reverse(*position)))
+        else {
+            break;
+        };
+        let half = plan[largest].len().div_ceil(2);
+        let tail = plan[largest].split_off(half);
+        plan.insert(largest + 1, tail);
+    }
+    plan
+}
+
 /// Counters of what a stage's batches did, for logs and the manifest.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct BatchStats {
@@ -117,6 +139,25 @@ mod tests {
         let plan = plan_batches(&lengths, BUDGET);
         assert_eq!(plan[0], vec![1]);
         assert_eq!(plan[1], vec![2, 0]);
+    }
+
+    #[test]
+    fn a_plan_smaller_than_the_workers_is_spread_over_them() {
+        let lengths = [10, 9, 8, 7, 6];
+        let plan = plan_batches(&lengths, BUDGET);
+        assert_eq!(plan, vec![vec![0, 1, 2, 3], vec![4]]);
+        // Four workers: the four-item batch is halved, then the first half again.
+        assert_eq!(
+            spread_over(plan.clone(), 4),
+            vec![vec![0], vec![1], vec![2, 3], vec![4]]
+        );
+        // Enough batches already, or nothing left to split: the plan is unchanged.
+        assert_eq!(spread_over(plan.clone(), 2), plan);
+        assert_eq!(
+            spread_over(vec![vec![0], vec![1]], 8),
+            vec![vec![0], vec![1]]
+        );
+        assert_eq!(spread_over(Vec::new(), 2), Vec::<Vec<usize>>::new());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! (counted, the collection partial), sparse falls back per chunk, rerank fails the query.
 
 use super::{run_batches, AdaptivePolicy, DispatchError, DispatchStats};
-use crate::batching::{plan_batches, BatchBudget, BatchStats};
+use crate::batching::{plan_batches, spread_over, BatchBudget, BatchStats};
 use crate::models::ModelError;
 use std::sync::Mutex;
 
@@ -48,7 +48,7 @@ where
     T: Send,
     F: Fn(&M, &[usize]) -> Result<Vec<T>, ModelError> + Sync,
 {
-    let plan = plan_batches(lengths, budget);
+    let plan = spread_over(plan_batches(lengths, budget), workers.len());
     let stats = Mutex::new(BatchStats::default());
     let outcome = run_batches(
         workers,

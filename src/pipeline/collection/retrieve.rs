@@ -1,0 +1,358 @@
+//! Ranking a collection over its retrieval state: queries encoded by the dense and SPLADE
+//! models, dense and sparse retrieval, fusion, CrossEncoder rerank of the candidates (their
+//! passages read again from the input), evaluation.
+
+use super::{check_interrupt, error_chain, Job, RankingInputs, Stop};
+use crate::batching::BatchBudget;
+use crate::config::{FusionMethod, RunConfig};
+use crate::eval::Coverage;
+use crate::export::manifest::{EvaluationReport, RankingReport, VectorReuse};
+use crate::export::{CollectionReport, FailureClass, StageReport, StageRun, StageStatus};
+use crate::input::ChunkStream;
+use crate::models::ResidentModels;
+use crate::pipeline::rank::{
+    dense_list_names, encode_dense_queries, encode_sparse_queries, evaluate_lists, fuse_queries,
+    query_budget, rerank, rerank_candidates, QueryVectors,
+};
+use crate::pipeline::store::CollectionStore;
+use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
+use crate::stage::Stage;
+use crate::telemetry::memory;
+use crate::vectors::SparseVector;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tracing::{info, warn};
+
+impl Job<'_> {
+    /// Queries, retrieval, fusion, rerank and evaluation over the complete windows.
+    pub(super) fn rank(
+        &self,
+        models: &mut ResidentModels<'_>,
+        store: &CollectionStore,
+        inputs: RankingInputs,
+    ) -> Result<Ranked, Stop> {
+        let config = self.config;
+        let name = &self.collection.name;
+        let state = store.retrieval().map_err(|err| {
+            Stop::Failed(
+                FailureClass::Output,
+                format!("cannot read the retrieval state: {err}"),
+            )
+        })?;
+        let RankingInputs { set, qrels } = inputs;
+        let mut warnings = Vec::new();
+        let mut rerank_reuse = None;
+        let (result, peak) = memory::measure(|| {
+            // Query vectors: the primary dense model with its query prompt, and SPLADE.
+            let leasing = &self.ctx.leasing;
+            // Every dense model encodes the queries (they are exported for searching the
+            // points too) and retrieves from its own column block.
+            let mut dense_all = Vec::new();
+            for index in 0..config.dense.models.len() {
+                let _lease = leasing.lease_and_activate(
+                    models,
+                    Stage::Dense,
+                    index,
+                    query_budget(config),
+                )?;
+                let encoded = match models.dense.get(index) {
+                    Some(embedder) => (
+                        embedder.primary().identity().name.clone(),
+                        encode_dense_queries(embedder, &set, query_budget(config)),
+                    ),
+                    None => (String::new(), Err("dense model not loaded".to_string())),
+                };
+                dense_all.push(encoded);
+            }
+            let dense: Vec<DenseQueryVectors> = dense_all
+                .iter()
+                .map(|(_, vectors)| vectors.clone())
+                .collect();
+            let sparse = if config.sparse.enabled {
+                let _lease =
+                    leasing.lease_and_activate(models, Stage::Sparse, 0, query_budget(config))?;
+                models
+                    .sparse
+                    .as_ref()
+                    .map(|encoder| encode_sparse_queries(encoder, &set, query_budget(config)))
+            } else {
+                None
+            };
+            check_interrupt()?;
+            let query_vectors = QueryVectors { dense, sparse };
+            let sparse_index = query_vectors
+                .sparse
+                .as_ref()
+                .and_then(|_| state.sparse_index());
+            let (mut queries, fusion_run) = fuse_queries(
+                name,
+                &set,
+                &state.dense_indexes(),
+                sparse_index.as_ref(),
+                &query_vectors,
+                config,
+            );
+            drop(sparse_index);
+
+            let rerank_run = if config.rerank.enabled {
+                let configured = BatchBudget {
+                    max_tokens: config.rerank.batch_tokens,
+                    max_items: config.dense.max_batch_size,
+                };
+                match leasing.lease_and_activate(models, Stage::Rerank, 0, configured) {
+                    Ok((_lease, budget, plan)) => match models.cross_encoder.as_ref() {
+                        Some(ce) => {
+                            let needed = rerank_candidates(&queries, config.rerank.candidates);
+                            let passages = self.passages(&needed, &state.positions)?;
+                            // --reuse: the earlier run's scores of unchanged pairs.
+                            let earlier = match self.ctx.reuse {
+                                Some(source) => Some(
+                                    source
+                                        .pair_scores(name)
+                                        .map_err(|err| Stop::input(error_chain(&err)))?,
+                                ),
+                                None => None,
+                            };
+                            let (mut run, reused) = rerank(
+                                ce,
+                                &set,
+                                &mut queries,
+                                &passages,
+                                config,
+                                budget,
+                                self.ctx.faults.rerank.as_deref(),
+                                earlier.as_ref(),
+                            );
+                            if earlier.is_some() {
+                                rerank_reuse = Some(VectorReuse {
+                                    reused,
+                                    computed: run.items,
+                                });
+                            }
+                            run.memory = Some(plan);
+                            Some(run)
+                        }
+                        None => None,
+                    },
+                    // A rerank that cannot get its device is reported; the fused lists stand.
+                    Err(Stop::Failed(_, message)) => {
+                        warnings.push(format!("collection {name}: rerank not run: {message}"));
+                        None
+                    }
+                    Err(stop) => return Err(stop),
+                }
+            } else {
+                None
+            };
+            check_interrupt()?;
+            let exported = ExportedQueryVectors {
+                dense: dense_all,
+                sparse: query_vectors.sparse,
+            };
+            Ok((queries, fusion_run, rerank_run, exported))
+        });
+        let (queries, mut fusion_run, mut rerank_run, query_vectors) = result?;
+        // Ranking is one measurement: the CrossEncoder dominates it when it runs.
+        match rerank_run.as_mut() {
+            Some(run) => run.peak_rss_bytes = peak,
+            None => fusion_run.peak_rss_bytes = peak,
+        }
+        let failed = queries
+            .iter()
+            .filter(|q| q.status == QueryStatus::Failed)
+            .count();
+        if failed > 0 {
+            warnings.push(format!(
+                "collection {name}: {failed} of {} queries failed (see rerank.jsonl for the reasons)",
+                queries.len()
+            ));
+        }
+        let fusion = fusion_description(config);
+        let report = RankingReport {
+            queries_source: match &set.source {
+                QuerySource::File(path) => format!("file:{}", config.display_path(path).display()),
+                QuerySource::Probe => "probe".to_string(),
+            },
+            queries: queries.len(),
+            failed_queries: failed,
+            fusion,
+        };
+        let evaluation = qrels.map(|(label, qrels)| {
+            // Only what was ranked is judged: qrels queries outside the query set are counted
+            // and named, never averaged in as zeros.
+            let ids = || queries.iter().map(|q| q.id.as_str());
+            let coverage = Coverage::of(&qrels, ids());
+            if let Some(line) = coverage.describe() {
+                warn!(qrels = %label, judged = coverage.judged, missing = coverage.missing, "{line}");
+                warnings.push(format!("collection {name}: evaluation against {label}: {line}"));
+            }
+            let lists = if coverage.judged == 0 {
+                BTreeMap::new()
+            } else {
+                evaluate_lists(
+                    &qrels.restricted_to(ids()),
+                    &queries,
+                    &state.ids,
+                    &dense_list_names(config),
+                    rerank_run.is_some(),
+                )
+            };
+            for (list, metrics) in &lists {
+                info!(list = %list, ndcg_at_10 = format!("{:.4}", metrics.ndcg_at_10), recall_at_100 = format!("{:.4}", metrics.recall_at_100),
+                    mrr_at_10 = format!("{:.4}", metrics.mrr_at_10), queries = metrics.queries, qrels = %label, "evaluation");
+            }
+            EvaluationReport {
+                qrels: label,
+                coverage,
+                lists,
+            }
+        });
+        Ok(Ranked {
+            set,
+            queries,
+            ids: state.ids,
+            fusion_run,
+            rerank_run,
+            report,
+            evaluation,
+            warnings,
+            query_vectors,
+            rerank_reuse,
+        })
+    }
+
+    /// The embedding texts of the points `needed` (point indices), from a second pass over the
+    /// input; `positions[point]` is its position in the input stream.
+    fn passages(
+        &self,
+        needed: &[usize],
+        positions: &[usize],
+    ) -> Result<HashMap<usize, String>, Stop> {
+        let mut wanted: HashMap<usize, usize> = HashMap::new();
+        for &point in needed {
+            if let Some(&position) = positions.get(point) {
+                wanted.insert(position, point);
+            }
+        }
+        let mut passages = HashMap::with_capacity(wanted.len());
+        let last = wanted.keys().copied().max();
+        let stream = ChunkStream::open(self.collection, self.config.input.on_invalid);
+        for (position, chunk) in stream.enumerate() {
+            let chunk = chunk.map_err(Stop::input)?;
+            if let Some(&point) = wanted.get(&position) {
+                passages.insert(point, chunk.embedding_text().into_owned());
+            }
+            if Some(position) >= last {
+                break;
+            }
+        }
+        let missing: HashSet<&usize> = needed
+            .iter()
+            .filter(|p| !passages.contains_key(p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Stop::input(format!(
+                "{} rerank candidates are no longer in the input (was it changed during the run?)",
+                missing.len()
+            )));
+        }
+        Ok(passages)
+    }
+}
+
+/// What ranking produced for a collection.
+pub(super) struct Ranked {
+    pub(super) set: QuerySet,
+    pub(super) queries: Vec<RankedQuery>,
+    /// Chunk id of each point.
+    pub(super) ids: Vec<String>,
+    pub(super) fusion_run: StageRun,
+    pub(super) rerank_run: Option<StageRun>,
+    pub(super) report: RankingReport,
+    pub(super) evaluation: Option<EvaluationReport>,
+    pub(super) warnings: Vec<String>,
+    pub(super) query_vectors: ExportedQueryVectors,
+    /// A run with `--reuse`: the rerank scores taken from the earlier output and computed.
+    pub(super) rerank_reuse: Option<VectorReuse>,
+}
+
+/// Whether a run fuses lists (and writes `rerank.jsonl`): with sparse, with rerank, or with
+/// several dense models.
+pub(super) fn fusion_runs(config: &RunConfig) -> bool {
+    config.sparse.enabled || config.rerank.enabled || config.dense.models.len() > 1
+}
+
+/// What the fusion was, for the manifest and summary: the method and each list's weight.
+fn fusion_description(config: &RunConfig) -> String {
+    let dense: Vec<String> = if config.dense.models.len() == 1 {
+        vec![format!("dense={}", config.fusion.dense_weight)]
+    } else {
+        config
+            .dense
+            .models
+            .iter()
+            .map(|m| format!("dense:{}={}", m.name, m.weight(&config.fusion)))
+            .collect()
+    };
+    let weights = |sparse: bool| {
+        let mut all = dense.clone();
+        if sparse {
+            all.push(format!("sparse={}", config.fusion.sparse_weight));
+        }
+        all.join(" ")
+    };
+    match (config.fusion.method, config.sparse.enabled) {
+        (_, false) if config.dense.models.len() == 1 => "dense only (sparse disabled)".to_string(),
+        (FusionMethod::Rrf, sparse) => {
+            format!("rrf k={} weights {}", config.fusion.rrf_k, weights(sparse))
+        }
+        (FusionMethod::Convex, sparse) => format!("convex weights {}", weights(sparse)),
+    }
+}
+
+/// One dense model's query vectors, or why there are none.
+pub(super) type DenseQueryVectors = Result<Vec<Vec<f32>>, String>;
+
+/// The queries' vectors as `query_vectors.jsonl` exports them: per dense model (vector name,
+/// one vector per query or why there are none), and SPLADE's per query.
+pub(super) struct ExportedQueryVectors {
+    pub(super) dense: Vec<(String, DenseQueryVectors)>,
+    pub(super) sparse: Option<Vec<Option<SparseVector>>>,
+}
+
+/// Fusion and rerank stage reports: `ok` with their runs when they ran, else `skipped` (asked
+/// for, nothing to rank) or `disabled`.
+pub(super) fn insert_ranking_stages(
+    report: &mut CollectionReport,
+    ranked: Option<&Ranked>,
+    config: &RunConfig,
+) {
+    let fusion_on = fusion_runs(config);
+    let not_run = |enabled: bool| {
+        StageReport::with_status(
+            if enabled {
+                StageStatus::Skipped
+            } else {
+                StageStatus::Disabled
+            },
+            None,
+        )
+    };
+    let fusion = match ranked {
+        Some(ranked) if fusion_on => StageReport {
+            status: StageStatus::Ok,
+            detail: None,
+            runs: vec![ranked.fusion_run.clone()],
+        },
+        _ => not_run(fusion_on),
+    };
+    let rerank = match ranked.and_then(|r| r.rerank_run.as_ref()) {
+        Some(run) => StageReport {
+            status: StageStatus::Ok,
+            detail: None,
+            runs: vec![run.clone()],
+        },
+        None => not_run(config.rerank.enabled),
+    };
+    report.stages.insert(Stage::Fusion, fusion);
+    report.stages.insert(Stage::Rerank, rerank);
+}
