@@ -161,6 +161,20 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     digest_file(path).map(|digest| digest.sha256)
 }
 
+/// Whether two paths name the same directory (resolved when both exist, else compared as
+/// absolute paths).
+pub fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => absolute(a) == absolute(b),
+    }
+}
+
+/// `path` made absolute against the working directory (as given when that fails).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

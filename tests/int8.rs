@@ -12,7 +12,7 @@ use embed_collections::config::{
     CpuPrecision, DenseModelConfig, DeviceSpec, Precision, DEFAULT_DENSE_MODEL,
     DEFAULT_RERANK_MODEL,
 };
-use embed_collections::models::bert::read_config;
+use embed_collections::models::architecture::read_config;
 use embed_collections::models::checkpoint::Checkpoint;
 use embed_collections::models::packed::PackedBert;
 use embed_collections::models::{

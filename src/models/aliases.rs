@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn aliases_have_supported_architectures() {
         for alias in ALIASES {
-            let supported = crate::models::bert::SUPPORTED_ARCHITECTURES
+            let supported = crate::models::architecture::SUPPORTED_ARCHITECTURES
                 .iter()
                 .any(|(name, _)| *name == alias.model_type);
             assert!(supported, "{}: {}", alias.alias, alias.model_type);

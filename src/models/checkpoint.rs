@@ -7,7 +7,7 @@
 //! Tied weights (an MLM decoder that reuses the word embeddings) are a property of the head, and
 //! the head asks [`Checkpoint::has`] before choosing which tensor to load.
 
-use super::bert::Architecture;
+use super::architecture::Architecture;
 use super::ModelError;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;

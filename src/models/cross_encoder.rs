@@ -3,7 +3,8 @@
 //! RoBERTa's `classifier.dense`) and the output layer — giving one logit per pair. The score is the logit through the model's activation, read from its config
 //! (sentence-transformers `activation_fn`; default sigmoid for one label); both are exported.
 
-use super::bert::{checked_max_length, read_config, BertEncoder, PaddedBatch};
+use super::architecture::{checked_max_length, read_config};
+use super::bert::{BertEncoder, PaddedBatch};
 use super::checkpoint::Checkpoint;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;

@@ -18,186 +18,11 @@
 //! real tokens are shifted right, and rotary attention depends only on the distance between
 //! positions. The tests compare both against the reference library.
 
+use super::architecture::DecoderConfig;
 use super::checkpoint::Checkpoint;
 use super::ModelError;
-use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
-use serde::Deserialize;
-use std::path::Path;
-
-/// Whether `model_type` is one of the decoders this module implements (listed with the
-/// encoders in [`super::bert::SUPPORTED_ARCHITECTURES`]).
-pub fn is_decoder(model_type: &str) -> bool {
-    matches!(model_type, "qwen3" | "qwen2")
-}
-
-fn default_rope_theta() -> f64 {
-    10_000.0
-}
-
-fn default_rms_norm_eps() -> f64 {
-    1e-6
-}
-
-/// `config.json` as Qwen2 and Qwen3 write it (the fields this module reads).
-#[derive(Deserialize)]
-struct RawDecoderConfig {
-    vocab_size: usize,
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    num_key_value_heads: Option<usize>,
-    head_dim: Option<usize>,
-    max_position_embeddings: usize,
-    #[serde(default = "default_rope_theta")]
-    rope_theta: f64,
-    #[serde(default = "default_rms_norm_eps")]
-    rms_norm_eps: f64,
-    #[serde(default)]
-    hidden_act: Option<String>,
-    #[serde(default)]
-    attention_bias: Option<bool>,
-    #[serde(default)]
-    rope_scaling: Option<serde_json::Value>,
-    #[serde(default)]
-    use_sliding_window: Option<bool>,
-}
-
-/// A checked decoder `config.json`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DecoderConfig {
-    /// "qwen3" or "qwen2" (recorded as the model's architecture).
-    pub model_type: &'static str,
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    pub max_positions: usize,
-    pub rope_theta: f64,
-    pub eps: f64,
-    /// Biases on the q, k, v projections (Qwen2 always; Qwen3 with `attention_bias`).
-    pub qkv_bias: bool,
-    /// A bias on the output projection (Qwen3 with `attention_bias`).
-    pub output_bias: bool,
-    /// Per-head RMSNorm of queries and keys before the rotation (Qwen3).
-    pub qk_norm: bool,
-}
-
-impl DecoderConfig {
-    /// Reads `value` (the parsed `config.json` at `path`) as `model_type`, refusing what this
-    /// module does not implement rather than computing something else: an activation other
-    /// than SiLU, rotary scaling, sliding-window attention, head counts that do not divide.
-    pub fn from_json(
-        path: &Path,
-        model_type: &'static str,
-        value: serde_json::Value,
-    ) -> Result<Self, ModelError> {
-        let raw: RawDecoderConfig =
-            serde_json::from_value(value).map_err(|source| ModelError::Json {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        let unsupported = |message: String| ModelError::Unsupported {
-            path: path.to_path_buf(),
-            message: format!("{model_type}: {message}"),
-        };
-        if let Some(act) = raw.hidden_act.as_deref().filter(|act| *act != "silu") {
-            return Err(unsupported(format!(
-                "hidden_act {act:?} is not implemented (only \"silu\")"
-            )));
-        }
-        if let Some(scaling) = raw.rope_scaling.as_ref().filter(|s| !s.is_null()) {
-            let kind = scaling
-                .get("rope_type")
-                .or_else(|| scaling.get("type"))
-                .and_then(|v| v.as_str())
-                .unwrap_or("unknown");
-            if kind != "default" {
-                return Err(unsupported(format!(
-                    "rope_scaling {kind:?} is not implemented (only unscaled rotary embeddings)"
-                )));
-            }
-        }
-        if raw.use_sliding_window == Some(true) {
-            return Err(unsupported(
-                "sliding-window attention (use_sliding_window) is not implemented".to_string(),
-            ));
-        }
-        let kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if raw.num_attention_heads == 0
-            || kv_heads == 0
-            || !raw.num_attention_heads.is_multiple_of(kv_heads)
-        {
-            return Err(unsupported(format!(
-                "{} attention heads cannot share {kv_heads} key/value heads",
-                raw.num_attention_heads
-            )));
-        }
-        let head_dim = match raw.head_dim {
-            Some(d) => d,
-            None if raw.hidden_size.is_multiple_of(raw.num_attention_heads) => {
-                raw.hidden_size / raw.num_attention_heads
-            }
-            None => {
-                return Err(unsupported(format!(
-                    "hidden size {} is not a multiple of the {} attention heads",
-                    raw.hidden_size, raw.num_attention_heads
-                )))
-            }
-        };
-        if head_dim == 0 || !head_dim.is_multiple_of(2) {
-            return Err(unsupported(format!(
-                "head_dim {head_dim} is not even (rotary embeddings rotate pairs)"
-            )));
-        }
-        let qwen3 = model_type == "qwen3";
-        let attention_bias = raw.attention_bias.unwrap_or(false);
-        Ok(Self {
-            model_type,
-            vocab_size: raw.vocab_size,
-            hidden_size: raw.hidden_size,
-            intermediate_size: raw.intermediate_size,
-            layers: raw.num_hidden_layers,
-            heads: raw.num_attention_heads,
-            kv_heads,
-            head_dim,
-            max_positions: raw.max_position_embeddings,
-            rope_theta: raw.rope_theta,
-            eps: raw.rms_norm_eps,
-            qkv_bias: !qwen3 || attention_bias,
-            output_bias: qwen3 && attention_bias,
-            qk_norm: qwen3,
-        })
-    }
-
-    /// The activation-memory model (the gated MLP holds two intermediate activations, so it
-    /// counts twice; the attention width is the query heads').
-    pub fn memory_model(&self, bytes_per_value: usize) -> EncoderMemoryModel {
-        EncoderMemoryModel {
-            hidden: self.hidden_size.max(self.heads * self.head_dim),
-            intermediate: 2 * self.intermediate_size,
-            heads: self.heads,
-            layers: self.layers,
-            bytes_per_value,
-            head: HeadMemory::Pooling,
-        }
-    }
-
-    /// Bytes of the parameters at `bytes_per_value` (embeddings, layers, norms; no LM head).
-    pub fn weight_bytes(&self, bytes_per_value: usize) -> u64 {
-        let (h, i, d) = (self.hidden_size, self.intermediate_size, self.head_dim);
-        let q = self.heads * d;
-        let kv = self.kv_heads * d;
-        let attention = h * q + 2 * h * kv + q * h + q + 2 * kv + h;
-        let per_layer = attention + 3 * h * i + 2 * h + 2 * d;
-        ((self.vocab_size * h + h + self.layers * per_layer) * bytes_per_value) as u64
-    }
-}
 
 /// Additive score of a key a query may not see (finite: the scores are f32 when it is added).
 const CAUSAL_MASKED: f32 = -1e9;
@@ -430,7 +255,7 @@ mod tests {
         for (key, v) in extra.as_object().unwrap() {
             value[key] = v.clone();
         }
-        DecoderConfig::from_json(Path::new("config.json"), model_type, value)
+        DecoderConfig::from_json(std::path::Path::new("config.json"), model_type, value)
             .map_err(|err| err.to_string())
     }
 

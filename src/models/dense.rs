@@ -1,7 +1,8 @@
 //! The dense bi-encoder: tokenizer + BERT-family encoder + pooling (+ normalisation), configured from
 //! the model's sentence-transformers files with per-run overrides from the config.
 
-use super::bert::{checked_max_length, read_architecture, Architecture, BertEncoder, PaddedBatch};
+use super::architecture::{checked_max_length, read_architecture, Architecture};
+use super::bert::{BertEncoder, PaddedBatch};
 use super::checkpoint::Checkpoint;
 use super::decoder::Decoder;
 use super::identity::{ModelIdentity, ModelRole};
@@ -16,7 +17,6 @@ use crate::config::{CpuPrecision, DenseModelConfig};
 use crate::dispatch::{DispatchStats, FaultInjector};
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
 use crate::models::run_encoded;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Vectors in input order plus what it took to make them.
@@ -408,14 +408,6 @@ impl Replicas<DenseEmbedder> {
             None,
         )
     }
-}
-
-/// sha256 of a file, streamed ([`crate::files::sha256_file`], with the model error).
-pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    crate::files::sha256_file(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 impl crate::models::Encoder for DenseEmbedder {

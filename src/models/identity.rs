@@ -1,6 +1,5 @@
 //! What a loaded model is, as recorded in the manifest: enough to reproduce or audit a run.
 
-use super::dense::sha256_file;
 use super::manager::{ModelSource, ResolvedModel};
 use super::{ModelError, Pooling, SelectedDevice};
 use serde::Serialize;
@@ -110,4 +109,12 @@ fn read_origin(dir: &Path) -> Option<serde_json::Value> {
             None
         }
     }
+}
+
+/// sha256 of a file, streamed ([`crate::files::sha256_file`], with the model error).
+fn sha256_file(path: &Path) -> Result<String, ModelError> {
+    crate::files::sha256_file(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

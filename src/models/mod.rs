@@ -3,6 +3,7 @@
 //! ([`pooling`]). [`dense`] puts them together into the bi-encoder the dense stage uses.
 
 pub mod aliases;
+pub mod architecture;
 pub mod bert;
 pub mod checkpoint;
 pub mod cross_encoder;

@@ -9,7 +9,8 @@
 //! - The [batch, seq, vocab] logits are never materialised whole: the sequence is cut into
 //!   slices sized so that one slice's logits fit the memory budget, with a running max.
 
-use super::bert::{read_config, BertEncoder, EncoderConfig, PaddedBatch};
+use super::architecture::{read_config, EncoderConfig};
+use super::bert::{BertEncoder, PaddedBatch};
 use super::checkpoint::Checkpoint;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;

@@ -3,13 +3,15 @@
 //! files, model availability and loadability of their side files, the device, and whether the
 //! output directory is writable.
 
-use super::runner::discover;
+use super::inputs::{config_inputs, discover, run_outputs};
 use crate::config::RunConfig;
 use crate::eval;
 use crate::gpu::LeaseOptions;
 use crate::input::Collection;
 use crate::input::{self, InvalidInputPolicy};
-use crate::models::bert::{checked_max_length, read_architecture, read_config, Architecture};
+use crate::models::architecture::{
+    checked_max_length, read_architecture, read_config, Architecture,
+};
 use crate::models::checkpoint::inspect_weights;
 use crate::models::sentence_transformers::SentenceTransformerInfo;
 use crate::models::tokenize::TextTokenizer;
@@ -71,8 +73,8 @@ pub fn check(config: &RunConfig, manager: &ModelManager) -> CheckReport {
         .metrics_file
         .clone()
         .unwrap_or_else(|| config.output.dir.join(crate::export::METRICS_FILE));
-    let outputs = super::runner::run_outputs(&config.output.dir, metrics);
-    let overlaps = super::overlap::overlaps(&outputs, &super::runner::config_inputs(config, true));
+    let outputs = run_outputs(&config.output.dir, metrics);
+    let overlaps = super::overlap::overlaps(&outputs, &config_inputs(config, true));
     if overlaps.is_empty() {
         check_output(&config.output.dir, &mut report);
     }
@@ -91,7 +93,7 @@ fn check_reuse(config: &RunConfig, report: &mut CheckReport) {
     };
     let manifest = dir.join(crate::export::MANIFEST_FILE);
     // In place, a first run has nothing to reuse yet, and that is fine.
-    let in_place = super::runner::same_dir(dir, &config.output.dir);
+    let in_place = crate::files::same_dir(dir, &config.output.dir);
     if !manifest.is_file() && !in_place {
         report.error(
             ProblemClass::Input,

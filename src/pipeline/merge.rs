@@ -15,6 +15,7 @@
 //!    run's, and then runs the usual ranking (queries embedded once, retrieval, fusion,
 //!    rerank, evaluation) over it. No chunk is embedded again.
 
+use super::collection::absorb_runs;
 use super::overlap::{overlaps, InputPath, OutputKind, OutputPath};
 use super::resume::{describe_differences, fingerprint_sha256};
 use super::reuse::ReuseSource;
@@ -22,7 +23,6 @@ use super::state::{OutputLock, StateError};
 use super::store::{
     split_row, Checkpoint, CollectionStore, Phase, StoredPoint, StoredPoints, CHANGES_FILE,
 };
-use super::windows::absorb_runs;
 use crate::export::manifest::{MergedShard, ShardRecord, SharedCollection};
 use crate::export::{CollectionReport, CollectionStatus, RunStatus, MANIFEST_FILE, POINTS_FILE};
 use crate::shard::{Shard, Share};

@@ -1,5 +1,5 @@
 //! The run: [`runner`] sequences it, [`collection`] takes one collection through its streaming
-//! windows (`windows.rs`) and ranking (`retrieve.rs`), [`dense`], [`sparse`] and [`rank`] are the stages, [`store`] and
+//! windows (`collection/windows.rs`) and ranking (`collection/retrieve.rs`), [`dense`], [`sparse`] and [`rank`] are the stages, [`store`] and
 //! [`resume`] the crash-safe run state, [`state`] the output directory's lock and cleanup, [`merge`] the merge of a sharded run's
 //! shards.
 
@@ -8,17 +8,16 @@ pub mod collection;
 pub mod dense;
 pub mod devices;
 pub mod evaluate;
+pub mod inputs;
 pub mod merge;
 pub mod overlap;
 pub mod queries;
 pub mod rank;
 pub mod resume;
-mod retrieve;
 pub mod reuse;
 pub mod runner;
 pub mod sparse;
 pub mod state;
 pub mod store;
-mod windows;
 
 pub use runner::{BatchRunner, RunError, RunOutcome};

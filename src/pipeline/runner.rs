@@ -22,8 +22,9 @@
 use super::collection::{
     error_chain, run_collection, CollectionOutcome, Faults, JobContext, Leasing, SharedInputs,
 };
+use super::inputs::{config_inputs, discover, run_outputs};
 use super::merge::{self, MergeError, ShardSet};
-use super::overlap::{overlaps, InputPath, OutputKind, OutputPath, Overlap};
+use super::overlap::{overlaps, InputPath, OutputPath, Overlap};
 use super::resume::{self, Attempt, HashError, InputHashes, ResumeError, RunState};
 use super::reuse::{ReuseError, ReuseSource};
 use super::state::{self, OutputLock, StateError, WORK_DIR};
@@ -672,7 +673,7 @@ impl BatchRunner {
             }))
         };
         let output_dir = &self.config.output.dir;
-        let in_place = same_dir(given, output_dir);
+        let in_place = crate::files::same_dir(given, output_dir);
         if in_place && (self.shard.is_some() || self.merge.is_some()) {
             // Shards and merges reuse the earlier merged output, kept where it is until the
             // new merge has finished.
@@ -791,7 +792,7 @@ impl BatchRunner {
         let metrics = self.metrics_path();
         let shown = match metrics.strip_prefix(output_dir) {
             Ok(relative) => relative.display().to_string(),
-            Err(_) => absolute(&metrics).display().to_string(),
+            Err(_) => crate::files::absolute(&metrics).display().to_string(),
         };
         files.push((metrics, shown));
         files
@@ -834,7 +835,12 @@ impl BatchRunner {
             models: models.to_vec(),
             vectors: VectorSchema::from_models(models),
             config_file: config.config_file.as_deref().and_then(|path| {
-                FileRecord::of(path, absolute(path).display().to_string(), false).ok()
+                FileRecord::of(
+                    path,
+                    crate::files::absolute(path).display().to_string(),
+                    false,
+                )
+                .ok()
             }),
             files: files.unwrap_or_default(),
             wall_seconds: finished.then(|| {
@@ -887,66 +893,6 @@ impl BatchRunner {
     }
 }
 
-/// A run's outputs: its output directory (and what it writes there) and its metrics file.
-pub fn run_outputs(output_dir: &Path, metrics: PathBuf) -> Vec<OutputPath> {
-    vec![
-        OutputPath {
-            role: "directory (output.dir)".to_string(),
-            path: output_dir.to_path_buf(),
-            kind: OutputKind::Dir(state::run_writes),
-        },
-        OutputPath {
-            role: "metrics file".to_string(),
-            path: metrics,
-            kind: OutputKind::File,
-        },
-    ]
-}
-
-/// A run's inputs: the config file, the query and qrels files, the models directory and,
-/// with `collections`, each collection discovered now (its directory, or its file; discovery
-/// runs again, with its errors reported, after the lock).
-pub fn config_inputs(config: &RunConfig, collections: bool) -> Vec<InputPath> {
-    let mut inputs = Vec::new();
-    if let Some(path) = &config.config_file {
-        inputs.push(InputPath::file("config file", path));
-    }
-    if let Some(path) = &config.rerank.queries {
-        inputs.push(InputPath::file("query file (rerank.queries)", path));
-    }
-    if let Some(path) = &config.eval.qrels {
-        inputs.push(InputPath::file("qrels file (eval.qrels)", path));
-    }
-    inputs.push(InputPath::dir(
-        "models directory (models.dir)",
-        &config.models.dir,
-    ));
-    if collections {
-        let found = input::discover_collections(
-            &config.input.root,
-            config.input.collections.as_deref(),
-            &config.input.formats,
-        )
-        .unwrap_or_default();
-        // A collection inside the output directory is skipped by the run (an earlier run's
-        // outputs under the input root), so it is no input to protect either.
-        let output_dir = config.output.dir.canonicalize().ok();
-        let found = found.iter().filter(|collection| {
-            output_dir
-                .as_deref()
-                .is_none_or(|dir| !inside_output_dir(collection, dir))
-        });
-        for collection in found {
-            let role = format!("collection {}", collection.name);
-            match &collection.dir {
-                Some(dir) => inputs.push(InputPath::dir(role, dir)),
-                None => inputs.extend(collection.files.iter().map(|f| InputPath::file(&role, f))),
-            }
-        }
-    }
-    inputs
-}
-
 /// What the collections loop produced.
 struct Collections {
     status: RunStatus,
@@ -972,58 +918,6 @@ fn run_status(reports: &[CollectionReport]) -> RunStatus {
     }
 }
 
-/// `path` made absolute against the working directory (as given when that fails).
-/// Whether two paths name the same directory (resolved when both exist, else compared as
-/// absolute paths).
-pub(super) fn same_dir(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => absolute(a) == absolute(b),
-    }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
-}
-
-/// The collections a run (or `check`) works on: those discovered under `input.root`, minus any
-/// inside the output directory — with the output under the input root, a second run would
-/// otherwise read the first run's points and manifest as chunks.
-pub fn discover(config: &RunConfig) -> Result<Vec<Collection>, InputError> {
-    let collections = input::discover_collections(
-        &config.input.root,
-        config.input.collections.as_deref(),
-        &config.input.formats,
-    )?;
-    Ok(without_output_dir(collections, &config.output.dir))
-}
-
-/// Whether every file of `collection` lies inside `output_dir` (canonical).
-fn inside_output_dir(collection: &Collection, output_dir: &Path) -> bool {
-    !collection.files.is_empty()
-        && collection.files.iter().all(|file| {
-            file.canonicalize()
-                .map(|file| file.starts_with(output_dir))
-                .unwrap_or(false)
-        })
-}
-
-fn without_output_dir(collections: Vec<Collection>, output_dir: &Path) -> Vec<Collection> {
-    let Ok(output_dir) = output_dir.canonicalize() else {
-        return collections; // not created yet, so nothing in it can have been discovered
-    };
-    collections
-        .into_iter()
-        .filter(|collection| {
-            let inside = inside_output_dir(collection, &output_dir);
-            if inside {
-                warn!(collection = %collection.name, "skipping a collection inside the output directory");
-            }
-            !inside
-        })
-        .collect()
 }

@@ -23,7 +23,7 @@ pub mod int8;
 pub mod kernels;
 mod weights;
 
-use super::bert::EncoderConfig;
+use super::architecture::EncoderConfig;
 use super::checkpoint::Checkpoint;
 use super::tokenize::Encoded;
 use super::ModelError;

@@ -5,7 +5,7 @@ use super::bf16::Bf16Matrix;
 use super::int8::{GridReport, Int8Matrix};
 use super::kernels::{self, MatRef, Rhs};
 use super::Shape;
-use crate::models::bert::Family;
+use crate::models::architecture::Family;
 use crate::models::checkpoint::Checkpoint;
 use crate::models::ModelError;
 use candle_core::DType;
