@@ -22,6 +22,7 @@ pub mod gpu;
 pub mod input;
 pub mod interrupt;
 pub mod models;
+pub mod pid_lock;
 pub mod pipeline;
 pub mod ranking;
 pub mod retrieval;

@@ -2,21 +2,18 @@
 //! embed-collections jobs on one machine never share a GPU (their models and batches would not
 //! both fit), and every stage knows how many bytes it may use on each device.
 //!
-//! The lock is an OS advisory file lock (`flock` on Unix, `LockFileEx` on Windows) on
+//! The lock is a pid-file lock ([`crate::pid_lock`]: an OS advisory lock) on
 //! `<lock_dir>/<device>.lock`. The OS drops it when the process dies, even on `kill -9`, so a
 //! crashed job never leaves a device locked; the file itself stays (deleting lock files races
 //! with other jobs opening them) and holds the last holder's pid, for people only.
 
 use super::memory::{DeviceId, MemoryProbe, MemoryReading, ProbeError};
+use crate::pid_lock::{lock_file, read_holder_pid, write_holder_pid, Deadline, LockFailure};
 use serde::Serialize;
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-/// How often a waiting lease retries a busy lock.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Default per-device ceiling: 12 GiB, below a T4's 16 GiB.
 pub const DEFAULT_CEILING_BYTES: u64 = 12 << 30;
@@ -375,7 +372,7 @@ pub fn lease_gpus<'probe>(
         let locked = if device == DeviceId::Cpu && !options.lock_cpu {
             Ok(None)
         } else {
-            lock_device(&lock_path, deadline).map(Some)
+            lock_file(&lock_path, deadline).map(Some)
         };
         let file = match locked {
             Ok(file) => file,
@@ -454,70 +451,11 @@ pub fn lease_gpus<'probe>(
     Ok(lease)
 }
 
-/// Why [`lock_device`] returned without the lock.
-pub(crate) enum LockFailure {
-    Busy,
-    Io(std::io::Error),
-}
-
-/// When a busy lock stops being retried.
-#[derive(Clone, Copy)]
-pub(crate) enum Deadline {
-    Now,
-    At(Instant),
-    Never,
-}
-
-/// Opens (creating) and exclusively locks `path`, polling until `deadline`. The file is not
-/// truncated on open: a busy file's pid belongs to its holder.
-pub(crate) fn lock_device(path: &Path, deadline: Deadline) -> Result<File, LockFailure> {
-    // Never through a link: a linked lock file would get our pid written into its target.
-    let file = crate::files::open_no_follow(
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false),
-        path,
-    )
-    .map_err(LockFailure::Io)?;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(TryLockError::Error(err)) => return Err(LockFailure::Io(err)),
-            Err(TryLockError::WouldBlock) => {
-                let now = Instant::now();
-                match deadline {
-                    Deadline::At(deadline) if now < deadline => {
-                        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
-                    }
-                    Deadline::Never => std::thread::sleep(POLL_INTERVAL),
-                    Deadline::Now | Deadline::At(_) => return Err(LockFailure::Busy),
-                }
-            }
-        }
-    }
-}
-
-/// Replaces the lock file's content with our pid, so a busy error can name the holder.
-pub(crate) fn write_holder_pid(file: &mut File) -> std::io::Result<()> {
-    file.set_len(0)?;
-    file.seek(SeekFrom::Start(0))?;
-    writeln!(file, "{}", std::process::id())?;
-    file.flush()
-}
-
-/// The pid a lock's holder wrote, if the file holds one.
-pub(crate) fn read_holder_pid(path: &Path) -> Option<u32> {
-    let mut text = String::new();
-    File::open(path).ok()?.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::gpu::memory::ScriptedProbe;
+    use std::path::Path;
 
     const GIB: u64 = 1 << 30;
 

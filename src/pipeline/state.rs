@@ -10,7 +10,7 @@
 //! Cleanup removes only names this tool writes, and never follows a symlink: an output
 //! directory may sit next to (or contain links to) data the user cares about.
 
-use crate::gpu::lease::{lock_device, read_holder_pid, write_holder_pid, Deadline, LockFailure};
+use crate::pid_lock::{lock_file, read_holder_pid, write_holder_pid, Deadline, LockFailure};
 use std::fs::File;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -82,7 +82,7 @@ impl OutputLock {
             source,
         })?;
         let path = output_dir.join(LOCK_FILE);
-        let mut file = match lock_device(&path, Deadline::Now) {
+        let mut file = match lock_file(&path, Deadline::Now) {
             Ok(file) => file,
             Err(LockFailure::Busy) => {
                 // A holder that just took the lock may not have written its pid yet, leaving
