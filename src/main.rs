@@ -81,7 +81,7 @@ fn bench(args: &BenchArgs) -> i32 {
     let models_dir = args
         .models_dir
         .clone()
-        .or_else(|| std::env::var_os(config::env_vars::MODELS_DIR).map(Into::into))
+        .or_else(|| env.raw_value(config::env_vars::MODELS_DIR).map(Into::into))
         .unwrap_or_else(|| env.default_models_dir());
     let manager = ModelManager::from_env(models_dir);
     match run_bench(&spec, &manager) {
@@ -210,7 +210,10 @@ fn merge(args: &MergeArgs) -> i32 {
         Some("--resume")
     } else if run.shard.is_some() {
         Some("--shard")
-    } else if std::env::var_os(config::env_vars::SHARD).is_some_and(|v| !v.is_empty()) {
+    } else if Environment::from_process()
+        .raw_value(config::env_vars::SHARD)
+        .is_some_and(|v| !v.is_empty())
+    {
         Some(config::env_vars::SHARD)
     } else {
         None

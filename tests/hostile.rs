@@ -1,7 +1,8 @@
 //! Hostile but fair input through the real binary and the real models: a model that produces
 //! NaN, names that would leave the output directory, a huge chunk, output and model problems
 //! found before any model runs, and the weak spots (exit code of a partial run, discovery of
-//! selected collections past broken entries, tokenizer logging at trace level).
+//! selected collections past broken entries, tokenizer logging at trace level, environment
+//! variables that are not UTF-8).
 
 mod util;
 
@@ -569,4 +570,40 @@ fn trace_logging_never_shows_chunk_text() {
             assert!(!logs.contains(leak), "{filter}: {leak:?} in the logs");
         }
     }
+}
+
+#[test]
+fn non_utf8_environment_variables_never_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let not_utf8 = OsStr::from_bytes(b"caf\xe9");
+    // Someone else's variable: none of our business, so the command runs.
+    let output = run(
+        binary()
+            .current_dir(tmp.path())
+            .args(["config", "--input", ".", "--output", "out"])
+            .env("SOMEONE_ELSES_VARIABLE", not_utf8),
+        true,
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("[output]"),
+        "{}",
+        stdout_and_stderr(&output)
+    );
+    // One of ours: refused by name as a configuration error, not read as something else.
+    let output = run(
+        binary()
+            .current_dir(tmp.path())
+            .args(["config", "--input", "."])
+            .env("EMBED_COLLECTIONS_OUTPUT", not_utf8),
+        false,
+    );
+    let message = stdout_and_stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("environment variable EMBED_COLLECTIONS_OUTPUT is not valid UTF-8"),
+        "{message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
 }

@@ -146,6 +146,8 @@ pub enum ConfigError {
     },
     #[error("unknown environment variable {var} (known: {known}; and for any setting EMBED_COLLECTIONS__SECTION__KEY)")]
     UnknownEnv { var: String, known: String },
+    #[error("environment variable {var} is not valid UTF-8; set it to UTF-8 text or unset it")]
+    EnvNotUnicode { var: String },
     #[error("{key} (from {origin}): {message}")]
     Invalid {
         key: String,
@@ -175,12 +177,43 @@ pub enum ConfigError {
 #[derive(Clone, Debug, Default)]
 pub struct Environment {
     vars: BTreeMap<String, String>,
+    /// Variables the resolver reads whose value is not UTF-8: refused by name when resolving
+    /// (no setting can be taken from them, and dropping them silently would run with another).
+    not_unicode: Vec<String>,
 }
 
 impl Environment {
-    /// The tool's own variables plus the ones that locate the user cache.
+    /// The tool's own variables plus the ones that locate the user cache. Any other variable
+    /// may hold any bytes (`std::env::vars` would panic on a non-UTF-8 one anywhere in the
+    /// environment); a variable with a non-UTF-8 name cannot be one of ours.
     pub fn from_process() -> Self {
-        Self::from_pairs(std::env::vars())
+        let mut not_unicode = Vec::new();
+        let pairs: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(key, value)| {
+                let key = key.into_string().ok()?;
+                match value.into_string() {
+                    Ok(value) => Some((key, value)),
+                    Err(_) => {
+                        if Self::reads(&key) {
+                            not_unicode.push(key);
+                        }
+                        None
+                    }
+                }
+            })
+            .collect();
+        Self {
+            not_unicode,
+            ..Self::from_pairs(pairs)
+        }
+    }
+
+    /// Whether the resolver reads variable `key`.
+    fn reads(key: &str) -> bool {
+        key.starts_with(env_vars::PREFIX)
+            || key == "HOME"
+            || key == "XDG_CACHE_HOME"
+            || crate::shard::scheduler_vars::ALL.contains(&key)
     }
 
     pub fn from_pairs<I, K, V>(pairs: I) -> Self
@@ -192,14 +225,12 @@ impl Environment {
         let vars = pairs
             .into_iter()
             .map(|(key, value)| (key.into(), value.into()))
-            .filter(|(key, _)| {
-                key.starts_with(env_vars::PREFIX)
-                    || key == "HOME"
-                    || key == "XDG_CACHE_HOME"
-                    || crate::shard::scheduler_vars::ALL.contains(&key.as_str())
-            })
+            .filter(|(key, _)| Self::reads(key))
             .collect();
-        Self { vars }
+        Self {
+            vars,
+            not_unicode: Vec::new(),
+        }
     }
 
     /// The raw value of a variable, if set.
@@ -810,6 +841,9 @@ pub fn resolve_layers(
     env: &Environment,
     flags: &Overrides,
 ) -> Result<RunConfig, ConfigError> {
+    if let Some(var) = env.not_unicode.first() {
+        return Err(ConfigError::EnvNotUnicode { var: var.clone() });
+    }
     if let Some(var) = env.unknown_vars() {
         let known: Vec<&str> = env_vars::ALL.iter().map(|(var, _)| *var).collect();
         return Err(ConfigError::UnknownEnv {
