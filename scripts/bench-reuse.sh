@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wall time of a run over an edited corpus with and without --reuse (README "Nightly runs").
+# Wall time of a run over an edited corpus with and without --reuse (docs/nightly.md).
 #
 #   scripts/bench-reuse.sh [COLLECTION] [FRACTIONS...] [-- RUN FLAGS...]
 #   scripts/bench-reuse.sh scifact-2k 0.01 0.10 -- --no-rerank

@@ -8,7 +8,7 @@ of a collection loaded from the new output.
 For every collection of NEW_OUTPUT/manifest.json:
 - the earlier output's points are loaded into one client and the new output's into another
   (scripts/check-qdrant.py's load_collection: the collection is created from the manifest);
-- the changes are applied to the first as the README's "Nightly runs" recipe does: upsert the
+- the changes are applied to the first as docs/nightly.md's recipe does: upsert the
   new output's points that changes.jsonl lists as added or updated, delete those it lists as
   deleted;
 - both collections are scrolled whole (vectors and payloads): they must be equal, point by point

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from qdrant_client import QdrantClient, models
 
-# The UUIDv5 namespace of point ids (src/input/ids.rs, README "Outputs").
+# The UUIDv5 namespace of point ids (src/input/ids.rs, docs/outputs.md).
 POINT_ID_NAMESPACE = uuid.UUID("03832116-a7ce-42f0-8170-58863da6b133")
 
 

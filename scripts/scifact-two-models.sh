@@ -4,7 +4,7 @@
 # queries.jsonl, qrels/test.tsv); only the queries judged in qrels/test.tsv are run.
 #
 #   scripts/scifact-two-models.sh DATA_DIR [COLLECTION] [OUTPUT_DIR]
-#   scripts/scifact-two-models.sh examples/collections scifact-mini    # the README's table
+#   scripts/scifact-two-models.sh examples/collections scifact-mini    # the table in docs/ranking.md
 set -euo pipefail
 data="$(cd "${1:?usage: $0 DATA_DIR [COLLECTION] [OUTPUT_DIR]}" && pwd)"
 collection="${2:-scifact}"

@@ -1,4 +1,4 @@
-//! Process exit codes, one per class of outcome. Documented in the README; scripts and cron
+//! Process exit codes, one per class of outcome. Documented in docs/operations.md; scripts and cron
 //! wrappers rely on them, so they never change meaning.
 
 /// Everything requested was done.

@@ -509,7 +509,7 @@ fn serve(args: &ServeArgs) -> i32 {
         set: args.set.clone(),
         ..config::Overrides::default()
     };
-    let hint = "see the README's \"Serving queries\" and `embed-collections serve --help`";
+    let hint = "see docs/serving.md and `embed-collections serve --help`";
     let Some(config) = models_config(args.config.as_deref(), &overrides, Some(hint)) else {
         return exit::CONFIG_ERROR;
     };

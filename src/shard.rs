@@ -1,7 +1,7 @@
 //! Sharded runs: which part of the input shard `I` of `N` embeds (the partition rule), and how
 //! a shard is named on the command line, in the environment and on disk.
 //!
-//! The rule (documented in the README, "Sharded runs"), a pure function of the input and of
+//! The rule (documented in docs/sharding.md), a pure function of the input and of
 //! `N`, never of which machine runs which index or when:
 //! - a collection whose chunk files hold at most `shard.split_bytes` bytes in all goes *whole*
 //!   to shard `h(name) mod N`;

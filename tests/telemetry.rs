@@ -275,17 +275,18 @@ fn help_documents_every_flag_variable_and_exit_code() {
     for generic in ["--set", "EMBED_COLLECTIONS__SECTION__KEY", "config"] {
         assert!(help.contains(generic), "--help does not mention {generic}");
     }
-    let readme = std::fs::read_to_string(util::repo_root().join("README.md")).unwrap();
+    let reference =
+        std::fs::read_to_string(util::repo_root().join("docs/configuration.md")).unwrap();
     // The settings table is rendered from the one place the keys are declared.
     let table = embed_collections::config::keys::markdown_table();
     assert!(
-        readme.contains(&table),
-        "README's settings table differs from src/config/keys.rs; the table should read:\n{table}"
+        reference.contains(&table),
+        "docs/configuration.md's settings table differs from src/config/keys.rs; the table should read:\n{table}"
     );
     for (var, setting) in embed_collections::config::env_vars::ALL {
         assert!(
-            readme.contains(&format!("| `{var}` | `{setting}`")),
-            "README table lacks {var}"
+            reference.contains(&format!("| `{var}` | `{setting}`")),
+            "docs/configuration.md's variables table lacks {var}"
         );
     }
 }

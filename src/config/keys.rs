@@ -1,5 +1,5 @@
 //! Every setting, declared once: its key, default, dedicated flag, meaning and an example
-//! value. The README's settings table is rendered from here ([`markdown_table`]; a test keeps
+//! value. The settings table of docs/configuration.md is rendered from here ([`markdown_table`]; a test keeps
 //! the two in step), the generic overrides (`--set section.key=value`,
 //! `EMBED_COLLECTIONS__SECTION__KEY=value`) accept exactly these keys, and
 //! `embed-collections config` prints them in this order.
@@ -11,7 +11,7 @@ use super::env_vars;
 pub struct Setting {
     /// `section.key`, as in the TOML file.
     pub key: &'static str,
-    /// The default, as the README shows it.
+    /// The default, as docs/configuration.md shows it.
     pub default: &'static str,
     /// The dedicated flag, if there is one (the generic `--set` always works).
     pub flag: Option<&'static str>,
@@ -228,7 +228,7 @@ pub fn nearest(key: &str) -> Vec<&'static str> {
     near
 }
 
-/// The README's settings table.
+/// The settings table of docs/configuration.md.
 pub fn markdown_table() -> String {
     let mut table =
         String::from("| key | default | flag | variable | meaning |\n|---|---|---|---|---|\n");

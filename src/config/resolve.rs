@@ -19,7 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// Every environment variable the tool reads. Declared once here; the README table lists them.
+/// Every environment variable the tool reads. Declared once here; docs/configuration.md lists them.
 pub mod env_vars {
     /// Prefix shared by all variables; an unknown variable with it is an error (typo guard).
     pub const PREFIX: &str = "EMBED_COLLECTIONS_";
@@ -463,7 +463,7 @@ pub struct ServeConfig {
     pub cors_origins: Vec<String>,
 }
 
-/// `serve`'s defaults (README: "Serving queries").
+/// `serve`'s defaults (docs/serving.md).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 #[derive(Clone, Debug, Serialize)]
@@ -753,7 +753,7 @@ pub fn keyed_value(key: &str, raw: &str) -> Result<toml::Value, String> {
     let Some(setting) = super::keys::find(key) else {
         let near = super::keys::nearest(key);
         return Err(if near.is_empty() {
-            format!("unknown setting `{key}` (the keys are listed in the README and by `embed-collections config`)")
+            format!("unknown setting `{key}` (the keys are listed in docs/configuration.md and by `embed-collections config`)")
         } else {
             let near: Vec<String> = near.iter().map(|k| format!("`{k}`")).collect();
             format!("unknown setting `{key}`; did you mean {}?", near.join(", "))

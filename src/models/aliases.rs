@@ -38,7 +38,7 @@ pub struct ModelAlias {
     pub pooling: Option<Pooling>,
     pub normalize: Option<bool>,
     pub query_prompt: Option<&'static str>,
-    /// How this build's support of the model was checked (for the README's table).
+    /// How this build's support of the model was checked (for the table in docs/models.md).
     pub verified: &'static str,
 }
 
@@ -176,7 +176,7 @@ pub fn for_role(
     Ok(Some(alias))
 }
 
-/// The README's table of aliases (a test keeps the README in step).
+/// The table of aliases in docs/models.md (a test keeps the page in step).
 pub fn markdown_table() -> String {
     let mut table = String::from(
         "| alias | model | role | type | dim | max length | pooling | query prompt | verified |\n\
@@ -250,16 +250,16 @@ mod tests {
 }
 
 #[cfg(test)]
-mod readme {
-    /// The README's alias table is this module's (rendered by [`super::markdown_table`]).
+mod docs {
+    /// The alias table of docs/models.md is this module's (rendered by [`super::markdown_table`]).
     #[test]
-    fn the_readme_lists_every_alias() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-        let readme = std::fs::read_to_string(path).unwrap();
+    fn the_models_page_lists_every_alias() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/models.md");
+        let page = std::fs::read_to_string(path).unwrap();
         let table = super::markdown_table();
         assert!(
-            readme.contains(&table),
-            "README's alias table differs from src/models/aliases.rs; it should read:\n{table}"
+            page.contains(&table),
+            "docs/models.md's alias table differs from src/models/aliases.rs; it should read:\n{table}"
         );
     }
 }

@@ -2,7 +2,7 @@
 //! manifest before any work, loads the models once, runs each collection
 //! ([`super::collection`]), and writes the final manifest and metrics.
 //!
-//! Run state (see the README's "Run state and resume"):
+//! Run state (see docs/runs.md):
 //! - the output directory is locked for the run ([`super::state::OutputLock`]); a second run
 //!   into it fails at once, naming the holder's pid;
 //! - a fresh run first removes what an earlier run left there (so nothing stale looks
