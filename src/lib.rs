@@ -7,6 +7,9 @@
 //! [`telemetry`] sets up logging. [`engine`] holds every model of a run for a long-lived
 //! process, and [`serve`] answers HTTP requests with it.
 
+// Input and the environment never panic the tool: no unwrap or expect outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod batching;
 pub mod bench;
 pub mod cli;

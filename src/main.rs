@@ -1,6 +1,9 @@
 //! The `embed-collections` binary: parse flags, resolve the configuration, run, map the outcome
 //! to an exit code. Everything else lives in the library.
 
+// Input and the environment never panic the tool: no unwrap or expect outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use clap::Parser;
 use embed_collections::cli::{
     BenchArgs, Cli, Command, DevicesArgs, EmbedQueriesArgs, EvalArgs, FetchModelsArgs, MergeArgs,
