@@ -223,3 +223,59 @@ pub struct FileTelemetry {
     /// `auto` (bars on a terminal, plain lines otherwise), `lines` or `never`.
     pub progress: Option<ProgressMode>,
 }
+
+/// Checks `raw` as the value of `key`, exactly as the file would take it: TOML syntax
+/// (`true`, `50`, `["a", "b"]`, `[{ model = "m" }]`), where a bare word that is no TOML value
+/// is a string (`cuda:0,1`, `12GiB`, `/data/in`).
+pub fn keyed_value(key: &str, raw: &str) -> Result<toml::Value, String> {
+    let Some(setting) = super::keys::find(key) else {
+        let near = super::keys::nearest(key);
+        return Err(if near.is_empty() {
+            format!("unknown setting `{key}` (the keys are listed in docs/configuration.md and by `embed-collections config`)")
+        } else {
+            let near: Vec<String> = near.iter().map(|k| format!("`{k}`")).collect();
+            format!("unknown setting `{key}`; did you mean {}?", near.join(", "))
+        });
+    };
+    let (section, field) = setting.split();
+    let check = |value: toml::Value| -> Result<toml::Value, String> {
+        let mut inner = toml::Table::new();
+        inner.insert(field.to_string(), value.clone());
+        let mut outer = toml::Table::new();
+        outer.insert(section.to_string(), toml::Value::Table(inner));
+        toml::Value::Table(outer)
+            .try_into::<FileConfig>()
+            .map(|_| value)
+            .map_err(|err| one_line(&err.to_string()))
+    };
+    let parsed = toml::from_str::<toml::Table>(&format!("value = {raw}"))
+        .ok()
+        .filter(|table| table.len() == 1)
+        .and_then(|mut table| table.remove("value"));
+    match parsed {
+        // A TOML value of the wrong type may still be a valid string (a vector name such as
+        // `2024-01-01`); if not, its own error says what was expected.
+        Some(value) => check(value.clone()).or_else(|err| match value {
+            toml::Value::String(_) => Err(err),
+            _ => check(toml::Value::String(raw.to_string())).map_err(|_| err),
+        }),
+        None => check(toml::Value::String(raw.to_string())),
+    }
+    .or_else(|err| {
+        // The environment's usual booleans (1/0, yes/no, on/off) for a boolean setting.
+        let word = match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "yes" | "on" => Some(true),
+            "0" | "no" | "off" => Some(false),
+            _ => None,
+        };
+        match word {
+            Some(b) => check(toml::Value::Boolean(b)).map_err(|_| err),
+            None => Err(err),
+        }
+    })
+}
+
+/// A (toml) error message on one line.
+pub(super) fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}

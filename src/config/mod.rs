@@ -1,22 +1,29 @@
-//! Run configuration: the TOML file ([`file`]), typed values ([`values`]) and the layered
-//! resolver ([`resolve`]) that produces the effective [`RunConfig`] with its [`Provenance`].
+//! Run configuration: the TOML file ([`file`]), the environment ([`environment`]), typed values
+//! ([`values`]) and the layered resolver ([`resolve`]) that produces the effective
+//! [`RunConfig`] ([`run_config`]) with its [`Provenance`] ([`provenance`]), or a
+//! [`ConfigError`] ([`error`]).
 
+pub mod env_vars;
+pub mod environment;
+pub mod error;
 pub mod file;
 pub mod keys;
 pub mod paths;
+pub mod provenance;
 pub mod resolve;
+pub mod run_config;
 pub mod show;
 pub mod values;
 
-pub use resolve::{
-    env_vars, load_file, parse_file, resolve, resolve_for_models, resolve_layers, ConfigError,
-    DenseConfig, DenseModelConfig, Environment, EvalConfig, FusionConfig, GpuConfig, InputConfig,
-    ModelsConfig, OutputConfig, Overrides, Provenance, RerankingConfig, RunConfig, ServeConfig,
-    ShardConfig, Source, SparseConfig, TelemetryConfig, DEFAULT_DENSE_MODEL, DEFAULT_RERANK_MODEL,
-    DEFAULT_SPARSE_MODEL,
-};
-pub use resolve::{
-    probe_budget, PROBE_COST_SHARE, PROBE_PAIR_COST, PROBE_QUERIES_MAX, PROBE_QUERIES_MIN,
+pub use environment::Environment;
+pub use error::ConfigError;
+pub use provenance::{Provenance, Source};
+pub use resolve::{load_file, parse_file, resolve, resolve_for_models, resolve_layers, Overrides};
+pub use run_config::{
+    probe_budget, DenseConfig, DenseModelConfig, EvalConfig, FusionConfig, GpuConfig, InputConfig,
+    ModelsConfig, OutputConfig, RerankingConfig, RunConfig, ServeConfig, ShardConfig, SparseConfig,
+    TelemetryConfig, DEFAULT_DENSE_MODEL, DEFAULT_RERANK_MODEL, DEFAULT_SPARSE_MODEL,
+    PROBE_COST_SHARE, PROBE_PAIR_COST, PROBE_QUERIES_MAX, PROBE_QUERIES_MIN,
 };
 pub use values::{
     ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, Secret,
@@ -93,7 +100,7 @@ enabled = true
         assert_eq!(config.rerank.top_k, 20);
         assert_eq!(config.fusion.rrf_k, 60.0);
         assert_eq!(config.gpu.memory_ceiling, ByteSize(12 << 30));
-        assert_eq!(config.dense.models[0].model, resolve::DEFAULT_DENSE_MODEL);
+        assert_eq!(config.dense.models[0].model, DEFAULT_DENSE_MODEL);
         assert_eq!(config.dense.models[0].name, "all-MiniLM-L6-v2");
         assert_eq!(
             config.models.dir,
@@ -383,7 +390,7 @@ enabled = true
     fn every_key_is_settable_by_set_and_by_the_environment() {
         for setting in keys::SETTINGS {
             let want = serde_json::to_value(
-                resolve::keyed_value(setting.key, setting.example)
+                file::keyed_value(setting.key, setting.example)
                     .unwrap_or_else(|err| panic!("{}: {err}", setting.key)),
             )
             .unwrap();
