@@ -24,6 +24,7 @@ pub mod fusion;
 pub mod gpu;
 pub mod input;
 pub mod interrupt;
+pub mod layout;
 pub mod models;
 pub mod pid_lock;
 pub mod pipeline;

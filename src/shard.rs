@@ -47,14 +47,13 @@ impl Shard {
 
     /// The shard's output directory under `output.dir`: `shard-I-of-N`.
     pub fn dir_name(&self) -> String {
-        format!("shard-{}-of-{}", self.index, self.count)
+        crate::layout::shard_dir_name(self.index, self.count)
     }
 
     /// Parses a [`Self::dir_name`].
     pub fn from_dir_name(name: &str) -> Option<Self> {
-        let rest = name.strip_prefix("shard-")?;
-        let (index, count) = rest.split_once("-of-")?;
-        Self::new(index.parse().ok()?, count.parse().ok()?).ok()
+        let (index, count) = crate::layout::parse_shard_dir_name(name)?;
+        Self::new(index, count).ok()
     }
 }
 
@@ -283,7 +282,7 @@ pub fn input_bytes(collection: &Collection) -> std::io::Result<u64> {
 /// pass over its input); a file not there is hashed now.
 pub fn input_sha256(
     collection: &Collection,
-    hashes: &crate::pipeline::resume::InputHashes,
+    hashes: &crate::input::InputHashes,
 ) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     for file in &collection.files {

@@ -29,7 +29,7 @@
 
 pub mod stage;
 
-pub use stage::{run_stage_batches, BatchResults, Fault, FaultInjector};
+pub use stage::{Fault, FaultInjector};
 
 use serde::{Deserialize, Serialize};
 use std::fmt::Display;

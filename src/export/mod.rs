@@ -22,14 +22,7 @@ pub use wire::SCHEMA_VERSION;
 pub const POINTS_FILE: &str = "points.jsonl";
 /// Name of each collection's ranked-list file.
 pub const RANKED_FILE: &str = "rerank.jsonl";
-/// Name of the run manifest in the output directory.
-pub const MANIFEST_FILE: &str = "manifest.json";
-/// Files a run writes directly in the output directory (the metrics file by default): a new
-/// run replaces them, and no collection may take their names.
-pub const TOP_LEVEL_FILES: [&str; 2] = [MANIFEST_FILE, METRICS_FILE];
-/// Default metrics file name in the output directory (node_exporter's textfile collector reads
-/// `*.prom`).
-pub const METRICS_FILE: &str = "metrics.prom";
+pub use crate::layout::{MANIFEST_FILE, METRICS_FILE, TOP_LEVEL_FILES};
 
 /// `<output_dir>/<collection>`, the one directory a collection's files go to. A name that is
 /// not one plain path component (`..`, `a/b`, an absolute path) is refused: discovery already

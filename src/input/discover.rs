@@ -74,9 +74,9 @@ pub fn validate_collection_name(name: &str, path: &Path) -> Result<(), InputErro
         Some("it holds a control character (a newline would split log lines)")
     } else if name.starts_with('.') {
         Some("names starting with '.' are the run's own (.work, the lock file)")
-    } else if crate::export::TOP_LEVEL_FILES.contains(&name) {
+    } else if crate::layout::TOP_LEVEL_FILES.contains(&name) {
         Some("the run writes a file of that name in the output directory")
-    } else if crate::shard::Shard::from_dir_name(name).is_some() {
+    } else if crate::layout::parse_shard_dir_name(name).is_some() {
         Some("sharded runs write their output to directories of that name")
     } else {
         None

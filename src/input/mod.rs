@@ -81,6 +81,7 @@
 //! log messages name ids and locations only, never chunk text.
 
 mod discover;
+mod hashes;
 mod ids;
 mod queries;
 mod read;
@@ -96,6 +97,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use discover::{discover_collections, validate_collection_name};
+pub use hashes::{HashError, InputHashes};
 pub use ids::{derive_chunk_id, point_id, POINT_ID_NAMESPACE};
 pub use queries::{read_queries, Query};
 pub use read::{read_collection, ChunkStream};

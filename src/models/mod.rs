@@ -26,7 +26,7 @@ use std::path::PathBuf;
 pub use cross_encoder::{CrossEncoder, PairScore, ScoreActivation};
 pub use dense::{DenseEmbedder, DenseItems, DenseOutput, TextRole};
 pub use device::{select_device, select_devices, SelectedDevice};
-pub use encoder::{run_encoded, Encoder};
+pub use encoder::{run_encoded, run_stage_batches, BatchResults, Encoder};
 pub use identity::{ModelIdentity, ModelRole};
 pub use manager::{ModelManager, ModelSource, ResolvedModel};
 pub use pooling::Pooling;

@@ -14,14 +14,12 @@
 
 use crate::config::RunConfig;
 use crate::export::write_atomic;
-use crate::files::FileDigest;
-use crate::input::Collection;
+use crate::input::{Collection, InputHashes};
 use crate::models::ModelIdentity;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const RUN_STATE_FILE: &str = "run.json";
 
@@ -48,46 +46,6 @@ pub enum ResumeError {
     Changed { changes: Vec<String> },
     #[error("cannot read the run state {path}: {message}")]
     Unreadable { path: String, message: String },
-}
-
-/// Each input file's size and content hash, read once per run.
-#[derive(Clone, Debug, Default)]
-pub struct InputHashes(BTreeMap<PathBuf, FileDigest>);
-
-/// An input file that could not be hashed.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read {}", path.display())]
-pub struct HashError {
-    pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
-}
-
-impl InputHashes {
-    /// Hashes every chunk file of `collections` (streamed, once each).
-    ///
-    /// # Errors
-    ///
-    /// The first file that cannot be read, by name.
-    pub fn of(collections: &[Collection]) -> Result<Self, HashError> {
-        let mut hashes = BTreeMap::new();
-        for file in collections.iter().flat_map(|c| &c.files) {
-            if hashes.contains_key(file) {
-                continue;
-            }
-            let digest = crate::files::digest_file(file).map_err(|source| HashError {
-                path: file.clone(),
-                source,
-            })?;
-            hashes.insert(file.clone(), digest);
-        }
-        Ok(Self(hashes))
-    }
-
-    /// The digest of `file`, if it was hashed.
-    pub fn get(&self, file: &Path) -> Option<&FileDigest> {
-        self.0.get(file)
-    }
 }
 
 /// The fingerprint of a run: what its outputs depend on (see the module docs).

@@ -25,7 +25,7 @@ use super::collection::{
 use super::inputs::{config_inputs, discover, run_outputs};
 use super::merge::{self, MergeError, ShardSet};
 use super::overlap::{overlaps, InputPath, OutputPath, Overlap};
-use super::resume::{self, Attempt, HashError, InputHashes, ResumeError, RunState};
+use super::resume::{self, Attempt, ResumeError, RunState};
 use super::reuse::{ReuseError, ReuseSource};
 use super::state::{self, OutputLock, StateError, WORK_DIR};
 use crate::config::RunConfig;
@@ -39,7 +39,7 @@ use crate::export::{
     MANIFEST_FILE, SCHEMA_VERSION,
 };
 use crate::gpu::{LeaseLog, LeaseOptions, LeaseWait, MemoryProbe};
-use crate::input::{self, Collection, InputError};
+use crate::input::{self, Collection, HashError, InputError, InputHashes};
 use crate::models::{
     select_devices, LoadError, ModelError, ModelIdentity, ModelManager, ResidentModels,
 };
