@@ -13,8 +13,8 @@ use embed_collections::config::{
     DEFAULT_RERANK_MODEL,
 };
 use embed_collections::models::architecture::read_config;
-use embed_collections::models::checkpoint::Checkpoint;
 use embed_collections::models::packed::PackedBert;
+use embed_collections::models::weights_file::WeightsFile;
 use embed_collections::models::{
     select_device, CrossEncoder, DenseEmbedder, ModelManager, ResolvedModel,
 };
@@ -30,7 +30,7 @@ fn grid_of(model: &str) -> embed_collections::models::packed::int8::GridReport {
     let resolved = resolved(model);
     let config = read_config(&resolved.dir).unwrap();
     let checkpoint =
-        Checkpoint::open(&resolved.weights_file().unwrap(), DType::F32, &Device::Cpu).unwrap();
+        WeightsFile::open(&resolved.weights_file().unwrap(), DType::F32, &Device::Cpu).unwrap();
     let mut encoder = PackedBert::load(&checkpoint, &config).unwrap();
     encoder.use_int8()
 }

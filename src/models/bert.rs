@@ -14,7 +14,7 @@
 //! - [`EncoderBackend::Candle`]: candle tensors — our embeddings and attention mask, then
 //!   candle-transformers' BERT layers — the path for CUDA and for f16, and the reference the
 //!   packed encoder is compared with in tests and benchmarks. Weights come through
-//!   [`Checkpoint`], which resolves legacy names.
+//!   [`WeightsFile`], which resolves legacy names.
 //!
 //! Why not candle-transformers' `BertModel` whole: its additive attention mask is
 //! `(1 − mask) × f32::MIN` cast to the run dtype; in f16 that constant is −inf, and 0 × −inf
@@ -22,9 +22,9 @@
 //! −10 000 (BERT's original value): finite in every dtype, and exp(−10 000) is 0 in all of them.
 
 use super::architecture::EncoderConfig;
-use super::checkpoint::Checkpoint;
 use super::packed::PackedBert;
 use super::tokenize::Encoded;
+use super::weights_file::WeightsFile;
 use super::ModelError;
 use crate::config::CpuPrecision;
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
@@ -125,7 +125,7 @@ pub struct CandleBert {
 }
 
 impl CandleBert {
-    fn load(checkpoint: &Checkpoint, config: &EncoderConfig) -> candle_core::Result<Self> {
+    fn load(checkpoint: &WeightsFile, config: &EncoderConfig) -> candle_core::Result<Self> {
         let prefix = super::packed::encoder_prefix(checkpoint, config.family);
         let vb = match prefix.strip_suffix('.') {
             Some(prefix) => checkpoint.vb.pp(prefix),
@@ -192,7 +192,7 @@ impl CandleBert {
 impl BertEncoder {
     /// Loads the encoder from a checkpoint (with or without the `bert.` / `roberta.` prefix).
     pub fn load(
-        checkpoint: &Checkpoint,
+        checkpoint: &WeightsFile,
         config: &EncoderConfig,
         backend: EncoderBackend,
     ) -> Result<Self, ModelError> {

@@ -5,11 +5,11 @@
 
 use super::architecture::{checked_max_length, read_config};
 use super::bert::{BertEncoder, PaddedBatch};
-use super::checkpoint::Checkpoint;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
 use super::packed::{DenseLayer, PackedBatch, Threads};
 use super::tokenize::{Encoded, TextTokenizer};
+use super::weights_file::WeightsFile;
 use super::{read_json, ModelError, SelectedDevice};
 use crate::config::CpuPrecision;
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
@@ -141,7 +141,7 @@ impl CrossEncoder {
             });
         }
         let weights = resolved.weights_file()?;
-        let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
+        let checkpoint = WeightsFile::open(&weights, device.weights_dtype(), &device.device)?;
         let mut encoder = BertEncoder::load(&checkpoint, &config, device.backend)?;
         let products = encoder.use_products(device.packed_products(precision)?);
         let hidden = config.hidden_size;

@@ -19,7 +19,7 @@
 //! positions. The tests compare both against the reference library.
 
 use super::architecture::DecoderConfig;
-use super::checkpoint::Checkpoint;
+use super::weights_file::WeightsFile;
 use super::ModelError;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
@@ -74,7 +74,7 @@ fn linear(
 
 impl Decoder {
     /// Loads the decoder from a checkpoint of the bare model or of its causal LM (`model.`).
-    pub fn load(checkpoint: &Checkpoint, config: &DecoderConfig) -> Result<Self, ModelError> {
+    pub fn load(checkpoint: &WeightsFile, config: &DecoderConfig) -> Result<Self, ModelError> {
         Self::load_layers(checkpoint, config).map_err(ModelError::candle(format!(
             "{}: weights do not match the {} model described by its config.json",
             checkpoint.path.display(),
@@ -82,7 +82,7 @@ impl Decoder {
         )))
     }
 
-    fn load_layers(checkpoint: &Checkpoint, config: &DecoderConfig) -> candle_core::Result<Self> {
+    fn load_layers(checkpoint: &WeightsFile, config: &DecoderConfig) -> candle_core::Result<Self> {
         let vb = if checkpoint.has("model.embed_tokens.weight") {
             checkpoint.vb.pp("model")
         } else {

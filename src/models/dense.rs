@@ -3,7 +3,6 @@
 
 use super::architecture::{checked_max_length, read_architecture, Architecture};
 use super::bert::{BertEncoder, PaddedBatch};
-use super::checkpoint::Checkpoint;
 use super::decoder::Decoder;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
@@ -11,6 +10,7 @@ use super::packed::{PackedBatch, Threads};
 use super::pooling::{l2_normalize, l2_normalize_in_place, Pooling};
 use super::sentence_transformers::SentenceTransformerInfo;
 use super::tokenize::{Encoded, TextTokenizer};
+use super::weights_file::WeightsFile;
 use super::{ModelError, Replicas, SelectedDevice};
 use crate::batching::{BatchBudget, BatchStats};
 use crate::config::{CpuPrecision, DenseModelConfig};
@@ -93,7 +93,7 @@ impl DenseEmbedder {
     ) -> Result<Self, ModelError> {
         let st = SentenceTransformerInfo::read(&resolved.dir)?;
         let weights = resolved.weights_file()?;
-        let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
+        let checkpoint = WeightsFile::open(&weights, device.weights_dtype(), &device.device)?;
         let architecture = read_architecture(&resolved.dir)?;
         let (model_type, dim, positions) = (
             architecture.model_type(),

@@ -5,7 +5,6 @@
 pub mod aliases;
 pub mod architecture;
 pub mod bert;
-pub mod checkpoint;
 pub mod cross_encoder;
 pub mod decoder;
 pub mod dense;
@@ -20,6 +19,7 @@ pub mod resident;
 pub mod sentence_transformers;
 pub mod splade;
 pub mod tokenize;
+pub mod weights_file;
 
 use std::path::PathBuf;
 

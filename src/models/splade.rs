@@ -11,12 +11,12 @@
 
 use super::architecture::{read_config, EncoderConfig};
 use super::bert::{BertEncoder, PaddedBatch};
-use super::checkpoint::Checkpoint;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
 use super::packed::kernels::{self, MatRef, Rhs};
 use super::packed::{activate, DenseLayer, PackedBatch, Threads};
 use super::tokenize::{Encoded, TextTokenizer};
+use super::weights_file::WeightsFile;
 use super::{ModelError, SelectedDevice};
 use crate::config::CpuPrecision;
 use crate::gpu::{EncoderMemoryModel, HeadMemory};
@@ -39,7 +39,7 @@ pub struct MlmHead {
 
 impl MlmHead {
     /// Loads the family's MLM head (decoder and bias as [`decoder_names`] finds them).
-    pub fn load(checkpoint: &Checkpoint, config: &EncoderConfig) -> Result<Self, ModelError> {
+    pub fn load(checkpoint: &WeightsFile, config: &EncoderConfig) -> Result<Self, ModelError> {
         let names = config.family.mlm_names();
         let hidden = config.hidden_size;
         let vocab = config.vocab_size;
@@ -136,7 +136,7 @@ impl MlmHead {
 /// embeddings it is tied to (as Hugging Face does with `tie_word_embeddings`); the bias is the
 /// decoder's or, as older checkpoints (and RoBERTa's `lm_head.bias`) store it, the head's.
 fn decoder_names(
-    checkpoint: &Checkpoint,
+    checkpoint: &WeightsFile,
     config: &EncoderConfig,
 ) -> Result<(String, &'static str), ModelError> {
     let names = config.family.mlm_names();
@@ -180,7 +180,7 @@ pub struct PackedMlmHead {
 const VOCAB_TILE: usize = 2048;
 
 impl PackedMlmHead {
-    pub fn load(checkpoint: &Checkpoint, config: &EncoderConfig) -> Result<Self, ModelError> {
+    pub fn load(checkpoint: &WeightsFile, config: &EncoderConfig) -> Result<Self, ModelError> {
         use super::packed::weights_tensor as tensor;
         let hidden = config.hidden_size;
         let vocab = config.vocab_size;
@@ -321,7 +321,7 @@ impl SpladeEncoder {
     ) -> Result<Self, ModelError> {
         let config = read_config(&resolved.dir)?;
         let weights = resolved.weights_file()?;
-        let checkpoint = Checkpoint::open(&weights, device.weights_dtype(), &device.device)?;
+        let checkpoint = WeightsFile::open(&weights, device.weights_dtype(), &device.device)?;
         let mut encoder = BertEncoder::load(&checkpoint, &config, device.backend)?;
         let products = encoder.use_products(device.packed_products(precision)?);
         let head = match encoder {

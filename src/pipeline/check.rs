@@ -12,9 +12,9 @@ use crate::input::{self, InvalidInputPolicy};
 use crate::models::architecture::{
     checked_max_length, read_architecture, read_config, Architecture,
 };
-use crate::models::checkpoint::inspect_weights;
 use crate::models::sentence_transformers::SentenceTransformerInfo;
 use crate::models::tokenize::TextTokenizer;
+use crate::models::weights_file::inspect_weights;
 use crate::models::{select_devices, ModelManager};
 use std::path::Path;
 

@@ -24,8 +24,8 @@ pub mod kernels;
 mod weights;
 
 use super::architecture::EncoderConfig;
-use super::checkpoint::Checkpoint;
 use super::tokenize::Encoded;
+use super::weights_file::WeightsFile;
 use super::ModelError;
 use candle_transformers::models::bert::HiddenAct;
 use gemm::Parallelism;
@@ -188,7 +188,7 @@ pub struct PackedBert {
 }
 
 impl PackedBert {
-    pub fn load(checkpoint: &Checkpoint, config: &EncoderConfig) -> Result<Self, ModelError> {
+    pub fn load(checkpoint: &WeightsFile, config: &EncoderConfig) -> Result<Self, ModelError> {
         if !config
             .hidden_size
             .is_multiple_of(config.num_attention_heads)

@@ -1,4 +1,4 @@
-//! Weights of the packed encoder, read once from a [`Checkpoint`] into f32 vectors in the layout
+//! Weights of the packed encoder, read once from a [`WeightsFile`] into f32 vectors in the layout
 //! the products read: linear weights transposed to [in, out]; Q, K and V fused side by side.
 
 use super::bf16::Bf16Matrix;
@@ -6,7 +6,7 @@ use super::int8::{GridReport, Int8Matrix};
 use super::kernels::{self, MatRef, Rhs};
 use super::Shape;
 use crate::models::architecture::Family;
-use crate::models::checkpoint::Checkpoint;
+use crate::models::weights_file::WeightsFile;
 use crate::models::ModelError;
 use candle_core::DType;
 use gemm::Parallelism;
@@ -35,7 +35,7 @@ enum Products {
 impl DenseLayer {
     /// Loads `<prefix>.weight` [out, in] and `<prefix>.bias` [out].
     pub fn load(
-        checkpoint: &Checkpoint,
+        checkpoint: &WeightsFile,
         prefix: &str,
         inputs: usize,
         outputs: usize,
@@ -176,7 +176,7 @@ impl EncoderWeights {
     }
 
     pub fn load(
-        checkpoint: &Checkpoint,
+        checkpoint: &WeightsFile,
         shape: &Shape,
         family: Family,
     ) -> Result<Self, ModelError> {
@@ -251,7 +251,7 @@ impl EncoderWeights {
 
 /// `""` for a bare encoder checkpoint (sentence-transformers), the family's `"bert."` or
 /// `"roberta."` for a task model.
-pub fn encoder_prefix(checkpoint: &Checkpoint, family: Family) -> &'static str {
+pub fn encoder_prefix(checkpoint: &WeightsFile, family: Family) -> &'static str {
     if checkpoint.has("embeddings.word_embeddings.weight") {
         ""
     } else {
@@ -261,7 +261,7 @@ pub fn encoder_prefix(checkpoint: &Checkpoint, family: Family) -> &'static str {
 
 /// A tensor as f32 values, checked against the expected shape.
 pub fn tensor(
-    checkpoint: &Checkpoint,
+    checkpoint: &WeightsFile,
     name: &str,
     shape: &[usize],
 ) -> Result<Vec<f32>, ModelError> {

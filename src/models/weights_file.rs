@@ -5,7 +5,7 @@
 //! - `model.safetensors` or `pytorch_model.bin`.
 //!
 //! Tied weights (an MLM decoder that reuses the word embeddings) are a property of the head, and
-//! the head asks [`Checkpoint::has`] before choosing which tensor to load.
+//! the head asks [`WeightsFile::has`] before choosing which tensor to load.
 
 use super::architecture::Architecture;
 use super::ModelError;
@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// An open checkpoint: its tensor names and a builder that resolves legacy names.
-pub struct Checkpoint {
+pub struct WeightsFile {
     pub path: PathBuf,
     names: Arc<HashSet<String>>,
     pub vb: VarBuilder<'static>,
 }
 
-impl Checkpoint {
+impl WeightsFile {
     pub fn open(path: &Path, dtype: DType, device: &Device) -> Result<Self, ModelError> {
         let read_err = ModelError::candle(format!("{}: cannot read weights", path.display()));
         let is_safetensors = path.extension().is_some_and(|ext| ext == "safetensors");
@@ -78,7 +78,7 @@ pub fn inspect_weights(path: &Path, architecture: &Architecture) -> Result<u64, 
         path: path.to_path_buf(),
         message,
     };
-    // SAFETY: as in `Checkpoint::open`; only the header is read.
+    // SAFETY: as in `WeightsFile::open`; only the header is read.
     let tensors =
         unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|err| {
             unsupported(format!(
