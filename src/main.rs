@@ -36,7 +36,10 @@ fn run(cli: &Cli) -> i32 {
         Some(Command::Merge(args)) => merge(args),
         Some(Command::Devices(args)) => devices(args),
         Some(Command::FetchModels(args)) => fetch_models(args),
-        None => run_pipeline(&cli.run, None),
+        None => match resolve_run(&cli.run, &Environment::from_process()) {
+            Ok(config) => run_pipeline(&cli.run, config, None),
+            Err(code) => code,
+        },
     }
 }
 
@@ -209,11 +212,13 @@ fn check_run(args: &RunArgs) -> i32 {
 /// `embed-collections merge`: check the shards, then rank over their merged vectors.
 fn merge(args: &MergeArgs) -> i32 {
     let run = &args.run;
+    // One snapshot of the environment for the checks and the configuration.
+    let env = Environment::from_process();
     let refused = if run.resume {
         Some("--resume")
     } else if run.shard.is_some() {
         Some("--shard")
-    } else if Environment::from_process()
+    } else if env
         .raw_value(config::env_vars::SHARD)
         .is_some_and(|v| !v.is_empty())
     {
@@ -230,21 +235,11 @@ fn merge(args: &MergeArgs) -> i32 {
     }
     // The output directory is needed before the shards are opened (and locked): a merge into
     // one of them is refused first.
-    let output_dir = match config::resolve(
-        run.config.as_deref(),
-        &Environment::from_process(),
-        &run.overrides(),
-    ) {
-        Ok(config) => config.output.dir,
-        Err(err) => {
-            report(
-                &anyhow::Error::new(err).context("invalid configuration"),
-                Some("see `embed-collections --help` and configs/quickstart.toml"),
-            );
-            return exit::CONFIG_ERROR;
-        }
+    let config = match resolve_run(run, &env) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
-    let shards = match ShardSet::open(&args.shards, &output_dir) {
+    let shards = match ShardSet::open(&args.shards, &config.output.dir) {
         Ok(shards) => shards,
         Err(err) => {
             report(
@@ -254,24 +249,22 @@ fn merge(args: &MergeArgs) -> i32 {
             return exit::CONFIG_ERROR;
         }
     };
-    run_pipeline(run, Some(shards))
+    run_pipeline(run, config, Some(shards))
 }
 
-fn run_pipeline(cli: &RunArgs, merge: Option<ShardSet>) -> i32 {
-    let config = match config::resolve(
-        cli.config.as_deref(),
-        &Environment::from_process(),
-        &cli.overrides(),
-    ) {
-        Ok(config) => config,
-        Err(err) => {
-            report(
-                &anyhow::Error::new(err).context("invalid configuration"),
-                Some("see `embed-collections --help` and configs/quickstart.toml"),
-            );
-            return exit::CONFIG_ERROR;
-        }
-    };
+/// The run's configuration from its flags, file and `env`; on an error, reported, the exit
+/// code.
+fn resolve_run(cli: &RunArgs, env: &Environment) -> Result<config::RunConfig, i32> {
+    config::resolve(cli.config.as_deref(), env, &cli.overrides()).map_err(|err| {
+        report(
+            &anyhow::Error::new(err).context("invalid configuration"),
+            Some("see `embed-collections --help` and configs/quickstart.toml"),
+        );
+        exit::CONFIG_ERROR
+    })
+}
+
+fn run_pipeline(cli: &RunArgs, config: config::RunConfig, merge: Option<ShardSet>) -> i32 {
     init_logging(config.telemetry.log_format, cli.verbosity());
     if let Err(err) = embed_collections::interrupt::install() {
         tracing::warn!("cannot install the SIGINT/SIGTERM handlers: {err}");

@@ -4,8 +4,8 @@
 //! [`super::resolve`], which also records where each effective value came from.
 
 use super::values::{
-    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, Secret,
-    SparseFallback, Timeout,
+    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
+    RetrievalMethod, Secret, SparseFallback, Timeout,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::Pooling;
@@ -173,6 +173,8 @@ pub struct FileFusion {
     pub depth: Option<usize>,
     pub dense_weight: Option<f64>,
     pub sparse_weight: Option<f64>,
+    pub retrieval: Option<RetrievalMethod>,
+    pub retrieval_memory: Option<ByteSize>,
 }
 
 /// `[rerank]`

@@ -26,8 +26,8 @@ pub use run_config::{
     PROBE_COST_SHARE, PROBE_PAIR_COST, PROBE_QUERIES_MAX, PROBE_QUERIES_MIN,
 };
 pub use values::{
-    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, Secret,
-    SparseFallback, Timeout,
+    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
+    RetrievalMethod, Secret, SparseFallback, Timeout,
 };
 
 #[cfg(test)]

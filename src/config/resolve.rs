@@ -12,8 +12,8 @@ use super::file::{FileConfig, FileDenseModel};
 use super::provenance::{Provenance, Source};
 use super::run_config::*;
 use super::values::{
-    ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, SparseFallback,
-    Timeout, ValueError,
+    ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, RetrievalMethod,
+    SparseFallback, Timeout, ValueError,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::aliases::{self, AliasRole};
@@ -525,6 +525,21 @@ pub fn resolve_layers(
         None,
     )?;
 
+    let retrieval = layers.pick(
+        "fusion.retrieval",
+        RetrievalMethod::Scan,
+        file.fusion.retrieval,
+        None,
+        None,
+    )?;
+    let retrieval_memory = layers.pick(
+        "fusion.retrieval_memory",
+        ByteSize(DEFAULT_RETRIEVAL_MEMORY),
+        file.fusion.retrieval_memory,
+        None,
+        None,
+    )?;
+
     // [rerank]
     let rerank_enabled = layers.pick(
         "rerank.enabled",
@@ -893,6 +908,8 @@ pub fn resolve_layers(
             depth,
             dense_weight,
             sparse_weight,
+            retrieval,
+            retrieval_memory,
         },
         rerank: RerankingConfig {
             enabled: rerank_enabled,

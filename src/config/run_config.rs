@@ -4,8 +4,8 @@
 
 use super::provenance::{Provenance, Source};
 use super::values::{
-    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, Secret,
-    SparseFallback, Timeout,
+    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
+    RetrievalMethod, Secret, SparseFallback, Timeout,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::Pooling;
@@ -165,7 +165,15 @@ pub struct FusionConfig {
     pub depth: usize,
     pub dense_weight: f64,
     pub sparse_weight: f64,
+    /// How the stored vectors are searched; the results do not depend on it.
+    pub retrieval: RetrievalMethod,
+    /// The most memory the in-memory index may hold; above it the scan is used.
+    pub retrieval_memory: ByteSize,
 }
+
+/// `fusion.retrieval_memory`'s default: the index is chosen only while it is small next to the
+/// models' own resident memory (a few hundred MB on the CPU).
+pub const DEFAULT_RETRIEVAL_MEMORY: u64 = 256 << 20;
 
 /// Probe queries at most, where `rerank.probe_queries` is not set.
 pub const PROBE_QUERIES_MAX: usize = 32;

@@ -17,6 +17,18 @@ pub enum FusionMethod {
     Convex,
 }
 
+/// How retrieval searches the stored vectors (the results are the same either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetrievalMethod {
+    /// One pass over the stored vectors in fixed-size blocks: memory independent of the
+    /// collection.
+    Scan,
+    /// Every stored vector mapped and an inverted index built over the sparse ones, while it
+    /// fits `fusion.retrieval_memory` (else the scan).
+    Index,
+}
+
 /// What the sparse stage does for chunks whose inference failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -142,6 +154,13 @@ impl FromStr for FusionMethod {
     type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         parse_keyword(s, &[("rrf", Self::Rrf), ("convex", Self::Convex)])
+    }
+}
+
+impl FromStr for RetrievalMethod {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_keyword(s, &[("scan", Self::Scan), ("index", Self::Index)])
     }
 }
 

@@ -428,6 +428,30 @@ pub struct RankingReport {
     pub failed_queries: usize,
     /// Fusion method and parameters as applied (`rrf k=60`, or dense alone when sparse is off).
     pub fusion: String,
+    /// How the stored vectors were searched (absent in manifests from before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalReport>,
+}
+
+/// How retrieval searched the stored vectors, and why (`fusion.retrieval`). The lists are the
+/// same either way; this says what it cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalReport {
+    /// `scan` (one pass over the stored vectors in blocks) or `index` (mapped, inverted).
+    pub method: String,
+    /// The rule that chose it.
+    pub reason: String,
+    pub queries: usize,
+    pub points: usize,
+    /// What the index holds resident, estimated from the stored vectors: all of them plus the
+    /// sparse postings.
+    pub index_bytes: u64,
+    /// What the scan holds: its blocks and the queries' best hits.
+    pub scan_bytes: u64,
+    /// `fusion.retrieval_memory`.
+    pub memory_budget_bytes: u64,
+    /// Wall time of the search (retrieval only: no query encoding, fusion or rerank).
+    pub seconds: f64,
 }
 
 /// Metrics per ranked list (`dense`, `sparse`, `fused`, `reranked`).

@@ -16,8 +16,10 @@ pub mod rank;
 pub mod resume;
 pub mod reuse;
 pub mod runner;
+pub mod search;
 pub mod sparse;
 pub mod state;
 pub mod store;
+pub mod stored_vectors;
 
 pub use runner::{BatchRunner, RunError, RunOutcome};

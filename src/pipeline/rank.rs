@@ -14,6 +14,7 @@
 //! marked failed with the reason and keeps only its fused list: no invented scores.
 
 use super::reuse::{text_sha256, PairScores};
+use super::search::Retrieved;
 use crate::batching::{BatchBudget, BatchStats};
 use crate::config::{FusionMethod, RunConfig};
 use crate::dispatch::FaultInjector;
@@ -23,12 +24,12 @@ use crate::fusion;
 use crate::input::{Chunk, Query};
 use crate::models::{run_encoded, CrossEncoder, DenseEmbedder, PairScore, Replicas, SpladeEncoder};
 pub use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedCandidate, RankedQuery};
-use crate::retrieval::{DenseIndex, Hit, SparseIndex};
+use crate::retrieval::Hit;
 use crate::telemetry::progress::SharedProgress;
 use crate::vectors::SparseVector;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// Seed of the probe sample: fixed, so probe queries are the same on every run.
@@ -175,30 +176,35 @@ pub fn encode_dense_queries(
         })
 }
 
-/// Retrieves and fuses every query of `set` against the collection's vectors: each dense
-/// model's index (config order, as `query_vectors.dense`) and, when the sparse stage ran, the
-/// sparse one. Rerank comes after, on the passages of the candidates ([`rerank_candidates`],
-/// [`rerank`]).
+/// Fuses every query of `set` from the lists retrieval found ([`super::search::search`]; the
+/// fusion stage's time includes the search's): each dense model's (config order, as
+/// `query_vectors.dense`) and, when the sparse stage ran, the sparse one. Rerank comes after,
+/// on the passages of the candidates ([`rerank_candidates`], [`rerank`]).
 pub fn fuse_queries(
     collection: &str,
     set: &QuerySet,
-    dense_indexes: &[DenseIndex<'_>],
-    sparse_index: Option<&SparseIndex>,
+    retrieved: Retrieved,
     query_vectors: &QueryVectors,
     config: &RunConfig,
 ) -> (Vec<RankedQuery>, StageRun) {
     let started = Instant::now();
+    let retrieval_time = Duration::from_secs_f64(retrieved.report.seconds);
+    let Retrieved {
+        dense: retrieved_dense,
+        sparse: retrieved_sparse,
+        ..
+    } = retrieved;
     let depth = config.fusion.depth;
     let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
     let mut reasons: Vec<Option<String>> = vec![None; texts.len()];
 
-    // Dense retrieval, per model with its query prompt: [model][query] → hits. A model whose
+    // Dense lists, per model with its query prompt: [model][query] → hits. A model whose
     // query encoding failed contributes empty lists and fails every query with its reason.
-    let dense_hits: Vec<Vec<Vec<Hit>>> = dense_indexes
-        .iter()
+    let dense_hits: Vec<Vec<Vec<Hit>>> = retrieved_dense
+        .into_iter()
         .zip(&query_vectors.dense)
-        .map(|(index, vectors)| match vectors {
-            Ok(vectors) => index.search_many(vectors, depth),
+        .map(|(hits, vectors)| match vectors {
+            Ok(_) => hits,
             Err(reason) => {
                 reasons.iter_mut().for_each(|r| *r = Some(reason.clone()));
                 vec![Vec::new(); texts.len()]
@@ -212,16 +218,8 @@ pub fn fuse_queries(
         .map(|model| model.weight(&config.fusion))
         .collect();
 
-    // Sparse retrieval; a query whose SPLADE encoding fails is ranked on dense alone.
-    let sparse_hits: Option<Vec<Option<Vec<Hit>>>> = match (&query_vectors.sparse, sparse_index) {
-        (Some(vectors), Some(index)) => Some(
-            vectors
-                .iter()
-                .map(|vector| vector.as_ref().map(|v| index.search(v, depth)))
-                .collect(),
-        ),
-        _ => None,
-    };
+    // Sparse lists; a query whose SPLADE encoding fails is ranked on dense alone.
+    let sparse_hits: Option<Vec<Option<Vec<Hit>>>> = retrieved_sparse;
 
     let method = match config.fusion.method {
         FusionMethod::Rrf => fusion::Method::Rrf,
@@ -279,7 +277,12 @@ pub fn fuse_queries(
         items: queries.len(),
         ..BatchStats::default()
     };
-    let fusion_run = StageRun::new(method.as_str(), &fusion_stats, 0, started.elapsed());
+    let fusion_run = StageRun::new(
+        method.as_str(),
+        &fusion_stats,
+        0,
+        retrieval_time + started.elapsed(),
+    );
 
     let failed = queries
         .iter()

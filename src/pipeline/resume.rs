@@ -9,7 +9,8 @@
 //!
 //! A resumed run must produce byte-identical outputs to an uninterrupted one, so any change to
 //! what the outputs depend on is refused, naming what changed. Settings that only change how a
-//! run reports (telemetry, log format, progress) or where things live (the output and models
+//! run reports (telemetry, log format, progress), how it searches (`fusion.retrieval`,
+//! `fusion.retrieval_memory`: the results are the same) or where things live (the output and models
 //! directories, the config file's path) are not part of it.
 
 use crate::config::RunConfig;
@@ -62,6 +63,11 @@ pub fn fingerprint(
         }
         if let Some(Value::Object(output)) = map.get_mut("output") {
             output.remove("dir");
+        }
+        // How the stored vectors are searched changes no output byte.
+        if let Some(Value::Object(fusion)) = map.get_mut("fusion") {
+            fusion.remove("retrieval");
+            fusion.remove("retrieval_memory");
         }
     }
     let input = input_fingerprint(collections, hashes);

@@ -6,10 +6,9 @@
 //!   window is done, so the final file is exactly the concatenation of the windows' lines;
 //! - `dense.f32`: the dense models' vectors, row-major little-endian f32, one row per point
 //!   holding each model's vector in config order (`dense_dims` gives their widths): the
-//!   retrieval matrix, memory-mapped for search, one column block per model;
+//!   retrieval matrix, one column block per model;
 //! - `sparse.nnz` (u32 per point; `u32::MAX`: no sparse vector), `sparse.indices` (u32),
-//!   `sparse.values` (f32): the sparse vectors in CSR form, from which the inverted index is
-//!   built without a second copy in memory;
+//!   `sparse.values` (f32): the sparse vectors in CSR form;
 //! - `docs.jsonl`: per point, `[stream position, chunk id]` (to fetch passages for rerank and
 //!   to name chunks in `rerank.jsonl` and the evaluation).
 //! - `hashes.partial`: per point, `{"chunk_id":…,"text_sha256":…}` (the sha256 of the text the
@@ -20,11 +19,19 @@
 //! - `checkpoint.json`: written atomically after the data files are synced. On resume every
 //!   data file is truncated to the length the checkpoint records, so a window that was being
 //!   written when the process died is simply redone.
+//!
+//! Ranking reads the vectors and `docs.jsonl` back through [`RetrievalState`]
+//! (`super::stored_vectors`): streamed in blocks, or mapped for the in-memory index.
 
 use crate::export::manifest::ReuseReport;
 use crate::export::{write_atomic, CollectionReport, StageReport};
 use crate::stage::Stage;
 use crate::vectors::SparseVector;
+
+pub use super::stored_vectors::RetrievalState;
+use super::stored_vectors::{
+    VectorLengths, DENSE_FILE, DOCS_FILE, NO_SPARSE, SPARSE_INDICES, SPARSE_NNZ, SPARSE_VALUES,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -33,11 +40,6 @@ use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 pub(super) const POINTS_PARTIAL: &str = "points.partial";
-const DENSE_FILE: &str = "dense.f32";
-const SPARSE_NNZ: &str = "sparse.nnz";
-const SPARSE_INDICES: &str = "sparse.indices";
-const SPARSE_VALUES: &str = "sparse.values";
-const DOCS_FILE: &str = "docs.jsonl";
 pub(super) const HASHES_PARTIAL: &str = "hashes.partial";
 const CHANGES_PARTIAL: &str = "changes.partial";
 /// Each collection's chunk hashes, beside its points.
@@ -50,9 +52,6 @@ struct HashRecord<'a> {
     chunk_id: &'a str,
     text_sha256: &'a str,
 }
-
-/// `sparse.nnz` entry of a point without a sparse vector.
-const NO_SPARSE: u32 = u32::MAX;
 
 /// How far a collection got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,21 +364,20 @@ impl CollectionStore {
 
     /// The retrieval state of the complete windows, for ranking.
     pub fn retrieval(&self) -> std::io::Result<RetrievalState> {
-        let lengths = self.checkpoint.lengths;
-        let docs = read_docs(&self.dir.join(DOCS_FILE), lengths.docs)?;
-        Ok(RetrievalState {
-            dense: MappedF32::open(&self.dir.join(DENSE_FILE), lengths.dense)?,
-            dense_dim: self.checkpoint.dense_dim,
-            dense_dims: self.checkpoint.dense_dims.clone(),
-            sparse_nnz: MappedU32::open(&self.dir.join(SPARSE_NNZ), lengths.sparse_nnz)?,
-            sparse_indices: MappedU32::open(
-                &self.dir.join(SPARSE_INDICES),
-                lengths.sparse_indices,
-            )?,
-            sparse_values: MappedF32::open(&self.dir.join(SPARSE_VALUES), lengths.sparse_values)?,
-            positions: docs.iter().map(|(p, _)| *p).collect(),
-            ids: docs.into_iter().map(|(_, id)| id).collect(),
-        })
+        let l = &self.checkpoint.lengths;
+        let lengths = VectorLengths {
+            dense: l.dense,
+            sparse_nnz: l.sparse_nnz,
+            sparse_indices: l.sparse_indices,
+            sparse_values: l.sparse_values,
+            docs: l.docs,
+        };
+        RetrievalState::open(
+            &self.dir,
+            lengths,
+            self.checkpoint.dense_dim,
+            self.checkpoint.dense_dims.clone(),
+        )
     }
 }
 
@@ -680,163 +678,6 @@ impl Iterator for StoredPoints {
     }
 }
 
-fn read_docs(path: &Path, len: u64) -> std::io::Result<Vec<(usize, String)>> {
-    let mut docs = Vec::new();
-    if len == 0 {
-        return Ok(docs);
-    }
-    let file = File::open(path)?;
-    let mut read = 0u64;
-    for line in BufReader::new(file).lines() {
-        let line = line?;
-        read += line.len() as u64 + 1;
-        if read > len {
-            break;
-        }
-        let doc: (usize, String) = serde_json::from_str(&line)?;
-        docs.push(doc);
-    }
-    Ok(docs)
-}
-
-/// A file of little-endian scalars, memory-mapped (so the retrieval matrix is paged in from the
-/// file instead of held on the heap), or read into memory where mapping is not possible.
-enum Mapped {
-    Map(memmap2::Mmap),
-    Heap(Vec<u8>),
-    Empty,
-}
-
-impl Mapped {
-    fn open(path: &Path, len: u64) -> std::io::Result<Self> {
-        if len == 0 {
-            return Ok(Mapped::Empty);
-        }
-        let file = File::open(path)?;
-        let len_usize = usize::try_from(len).map_err(std::io::Error::other)?;
-        // SAFETY: the file lives in this run's locked work directory and is not written while
-        // the map exists (ranking runs after every window of the collection is committed).
-        match unsafe { memmap2::MmapOptions::new().len(len_usize).map(&file) } {
-            Ok(map) => Ok(Mapped::Map(map)),
-            Err(_) => {
-                let mut bytes = std::fs::read(path)?;
-                bytes.truncate(len_usize);
-                Ok(Mapped::Heap(bytes))
-            }
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Mapped::Map(map) => map,
-            Mapped::Heap(bytes) => bytes,
-            Mapped::Empty => &[],
-        }
-    }
-}
-
-macro_rules! mapped_scalars {
-    ($name:ident, $ty:ty) => {
-        /// A memory-mapped array of little-endian scalars.
-        pub struct $name {
-            mapped: Mapped,
-            /// Copy used when the bytes cannot be viewed in place (alignment, big-endian).
-            owned: Option<Vec<$ty>>,
-        }
-
-        impl $name {
-            fn open(path: &Path, len: u64) -> std::io::Result<Self> {
-                let mapped = Mapped::open(path, len)?;
-                let in_place = cfg!(target_endian = "little")
-                    && bytemuck::try_cast_slice::<u8, $ty>(mapped.bytes()).is_ok();
-                let owned = (!in_place).then(|| {
-                    mapped
-                        .bytes()
-                        .chunks_exact(std::mem::size_of::<$ty>())
-                        .map(|b| <$ty>::from_le_bytes(b.try_into().unwrap_or_default()))
-                        .collect()
-                });
-                Ok(Self { mapped, owned })
-            }
-
-            pub fn as_slice(&self) -> &[$ty] {
-                match &self.owned {
-                    Some(owned) => owned,
-                    None => bytemuck::try_cast_slice(self.mapped.bytes()).unwrap_or(&[]),
-                }
-            }
-        }
-    };
-}
-
-mapped_scalars!(MappedF32, f32);
-mapped_scalars!(MappedU32, u32);
-
-/// What ranking searches: the complete windows' vectors and the points' chunk ids.
-pub struct RetrievalState {
-    dense: MappedF32,
-    dense_dim: usize,
-    dense_dims: Vec<usize>,
-    sparse_nnz: MappedU32,
-    sparse_indices: MappedU32,
-    sparse_values: MappedF32,
-    /// Per point: its position in the input stream.
-    pub positions: Vec<usize>,
-    /// Per point: its chunk id.
-    pub ids: Vec<String>,
-}
-
-impl RetrievalState {
-    /// The primary (first) dense model's index.
-    pub fn dense_index(&self) -> crate::retrieval::DenseIndex<'_> {
-        self.dense_indexes().swap_remove(0)
-    }
-
-    /// One index per dense model, in config order: each reads its column block of the rows.
-    /// A state from before several models were stored (or with no points) has one block.
-    pub fn dense_indexes(&self) -> Vec<crate::retrieval::DenseIndex<'_>> {
-        let rows = self.dense.as_slice();
-        if self.dense_dims.is_empty() {
-            return vec![crate::retrieval::DenseIndex::new(rows, self.dense_dim)];
-        }
-        let mut start = 0;
-        self.dense_dims
-            .iter()
-            .map(|&dim| {
-                let index =
-                    crate::retrieval::DenseIndex::columns(rows, self.dense_dim, start..start + dim);
-                start += dim;
-                index
-            })
-            .collect()
-    }
-
-    /// The inverted index over the points' sparse vectors (`None` when none were stored).
-    pub fn sparse_index(&self) -> Option<crate::retrieval::SparseIndex> {
-        let nnz = self.sparse_nnz.as_slice();
-        if nnz.is_empty() {
-            return None;
-        }
-        let (indices, values) = (
-            self.sparse_indices.as_slice(),
-            self.sparse_values.as_slice(),
-        );
-        Some(crate::retrieval::SparseIndex::build(nnz.len(), || {
-            let mut offset = 0usize;
-            (0..=u32::MAX).zip(nnz).filter_map(move |(doc, &n)| {
-                if n == NO_SPARSE {
-                    return None;
-                }
-                let start = offset;
-                offset += n as usize;
-                let end = offset.min(indices.len()).min(values.len());
-                let start = start.min(end);
-                Some((doc, (&indices[start..end], &values[start..end])))
-            })
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -883,7 +724,8 @@ mod tests {
         assert_eq!(store.checkpoint().dense_dims, [2, 3]);
         assert_eq!(store.checkpoint().dense_dim, 5);
         let state = store.retrieval().unwrap();
-        let indexes = state.dense_indexes();
+        let mapped = state.map().unwrap();
+        let indexes = mapped.dense_indexes();
         assert_eq!(
             indexes
                 .iter()
@@ -897,11 +739,7 @@ mod tests {
         assert_eq!(best(&indexes[0], &[0.0, 1.0]), 1);
         assert_eq!(best(&indexes[1], &[0.0, 1.0, 0.0]), 2);
         assert_eq!(best(&indexes[1], &[0.0, 0.0, 1.0]), 0);
-        assert_eq!(
-            best(&state.dense_index(), &[1.0, 0.0]),
-            0,
-            "the primary's block"
-        );
+        assert_eq!(best(&indexes[0], &[1.0, 0.0]), 0, "the primary's block");
         let row = [1.0, 2.0, 3.0, 4.0, 5.0];
         assert_eq!(split_row(&row, &[2, 3]), [&row[..2], &row[2..]]);
         assert_eq!(
@@ -954,11 +792,35 @@ mod tests {
         let state = store.retrieval().unwrap();
         assert_eq!(state.ids, ["a", "b", "c"]);
         assert_eq!(state.positions, [0, 1, 2]);
-        let dense = state.dense_index();
+        let mapped = state.map().unwrap();
+        let dense = mapped.dense_indexes().swap_remove(0);
         assert_eq!(dense.len(), 3);
         let hits = dense.search(&[0.0, 1.0], 3);
         assert_eq!(hits.iter().map(|h| h.index).collect::<Vec<_>>(), [1, 2, 0]);
-        let sparse = state.sparse_index().unwrap();
+        // The scan reads the same complete windows, never the killed one's bytes.
+        let mut rows = Vec::new();
+        state
+            .scan_dense(8, |block| {
+                assert_eq!(block.len(), 2, "one 2-float row per 8-byte block");
+                rows.extend_from_slice(block)
+            })
+            .unwrap();
+        assert_eq!(rows, [1.0, 0.0, 0.0, 1.0, 0.5, 0.5]);
+        let mut blocks = Vec::new();
+        state
+            .scan_sparse(1, |nnz, indices, values| {
+                blocks.push((nnz.to_vec(), indices.to_vec(), values.to_vec()))
+            })
+            .unwrap();
+        assert_eq!(
+            blocks,
+            [
+                (vec![Some(1), None], vec![3], vec![1.0]),
+                (vec![Some(2)], vec![3, 7], vec![2.0, 1.0])
+            ],
+            "blocks of about one entry, a document never split"
+        );
+        let sparse = mapped.sparse_index().unwrap();
         assert_eq!(
             sparse.len(),
             2,

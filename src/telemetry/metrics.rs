@@ -523,6 +523,7 @@ mod tests {
                 queries: 4,
                 failed_queries: 1,
                 fusion: "rrf k=60".to_string(),
+                retrieval: None,
             }),
             evaluation: Some(EvaluationReport {
                 qrels: QRELS.to_string(),

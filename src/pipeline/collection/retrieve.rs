@@ -14,6 +14,7 @@ use crate::pipeline::rank::{
     dense_list_names, encode_dense_queries, encode_sparse_queries, evaluate_lists, fuse_queries,
     query_budget, rerank, rerank_candidates, QueryVectors,
 };
+use crate::pipeline::search;
 use crate::pipeline::store::CollectionStore;
 use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
 use crate::stage::Stage;
@@ -41,6 +42,7 @@ impl Job<'_> {
         let RankingInputs { set, qrels } = inputs;
         let mut warnings = Vec::new();
         let mut rerank_reuse = None;
+        let mut retrieval_report = None;
         let (result, peak) = memory::measure(|| {
             // Query vectors: the primary dense model with its query prompt, and SPLADE.
             let leasing = &self.ctx.leasing;
@@ -79,19 +81,26 @@ impl Job<'_> {
             };
             check_interrupt()?;
             let query_vectors = QueryVectors { dense, sparse };
-            let sparse_index = query_vectors
-                .sparse
-                .as_ref()
-                .and_then(|_| state.sparse_index());
-            let (mut queries, fusion_run) = fuse_queries(
-                name,
-                &set,
-                &state.dense_indexes(),
-                sparse_index.as_ref(),
-                &query_vectors,
-                config,
-            );
-            drop(sparse_index);
+            let dense_queries: Vec<&[Vec<f32>]> = query_vectors
+                .dense
+                .iter()
+                .map(|vectors| vectors.as_deref().unwrap_or_default())
+                .collect();
+            let retrieved = search::search(
+                &state,
+                &dense_queries,
+                query_vectors.sparse.as_deref(),
+                search::SearchSettings::of(config),
+            )
+            .map_err(|err| {
+                Stop::Failed(
+                    FailureClass::Output,
+                    format!("cannot read the stored vectors: {err}"),
+                )
+            })?;
+            retrieval_report = Some(retrieved.report.clone());
+            let (mut queries, fusion_run) =
+                fuse_queries(name, &set, retrieved, &query_vectors, config);
 
             let rerank_run = if config.rerank.enabled {
                 let configured = BatchBudget {
@@ -175,6 +184,7 @@ impl Job<'_> {
             queries: queries.len(),
             failed_queries: failed,
             fusion,
+            retrieval: retrieval_report,
         };
         let evaluation = qrels.map(|(label, qrels)| {
             // Only what was ranked is judged: qrels queries outside the query set are counted

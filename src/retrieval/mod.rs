@@ -16,6 +16,10 @@ use serde::Serialize;
 
 use crate::vectors::SparseVector;
 
+pub mod scan;
+
+pub use scan::{DenseScan, SparseScan, TopK};
+
 /// Dense collections with at least this many vectors are scored in parallel with rayon; smaller
 /// ones on the calling thread (the split costs more than it saves there).
 pub const PARALLEL_MIN_DOCS: usize = 4096;
@@ -53,6 +57,9 @@ fn top_k(mut hits: Vec<Hit>, depth: usize) -> Vec<Hit> {
     if depth < hits.len() {
         hits.select_nth_unstable_by(depth - 1, rank_order);
         hits.truncate(depth);
+        // The candidates were the whole collection: a list kept per query must not keep their
+        // capacity (1,000 queries over 60,000 chunks held 2 GB so).
+        hits.shrink_to_fit();
     }
     hits.sort_unstable_by(rank_order);
     hits
@@ -339,7 +346,7 @@ impl SparseIndex {
 
 /// Term ids up to this bound get a directly indexed table while building a [`SparseIndex`]
 /// (SPLADE vocabularies are ~30k); larger ids fall back to a hash map.
-const DIRECT_TERM_TABLE_MAX: u32 = 1 << 21;
+pub(crate) const DIRECT_TERM_TABLE_MAX: u32 = 1 << 21;
 
 /// A per-term counter while building a [`SparseIndex`].
 enum TermSlots {
@@ -411,16 +418,26 @@ mod tests {
         hits.iter().map(|h| h.index).collect()
     }
 
-    /// Tiny deterministic LCG (Numerical Recipes constants), uniform in [-1, 1).
-    struct Lcg(u64);
+    /// Tiny deterministic LCG (Numerical Recipes constants).
+    pub(super) struct Lcg(pub(super) u64);
 
     impl Lcg {
-        fn next_f32(&mut self) -> f32 {
+        pub(super) fn next_u64(&mut self) -> u64 {
             self.0 = self
                 .0
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
-            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            self.0
+        }
+
+        /// Uniform in [-1, 1).
+        pub(super) fn next_f32(&mut self) -> f32 {
+            ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+
+        /// One of five values, so that scores tie often.
+        pub(super) fn coarse(&mut self) -> f32 {
+            ((self.next_u64() >> 33) % 5) as f32 * 0.25 - 0.5
         }
     }
 
