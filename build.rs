@@ -1,5 +1,6 @@
 //! Records the git commit the binary is built from (`tool.git_commit` in the manifest), when
-//! the source is a git checkout and git is installed; nothing otherwise. With the `cuda`
+//! the source is a git checkout and git is installed; nothing otherwise. `--version` prints the
+//! version, that commit and the features. With the `cuda`
 //! feature, also the CUDA toolkit version (from `nvcc --version`) and the compute capability
 //! the kernels are compiled for, which the start-up check compares with the machine's.
 
@@ -20,10 +21,19 @@ fn main() {
                 .and_then(|output| String::from_utf8(output.stdout).ok())
                 .map(|commit| commit.trim().to_string())
         });
-    if let Some(commit) = commit.filter(|c| c.len() == 40) {
+    let commit = commit.filter(|c| c.len() == 40);
+    if let Some(commit) = &commit {
         println!("cargo:rustc-env=EMBED_COLLECTIONS_GIT_COMMIT={commit}");
     }
-    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+    let cuda = std::env::var_os("CARGO_FEATURE_CUDA").is_some();
+    // `--version`: the version, the commit and the features, as the manifest's `tool` has them.
+    println!(
+        "cargo:rustc-env=EMBED_COLLECTIONS_VERSION_LINE={} (commit {}, features: {})",
+        std::env::var("CARGO_PKG_VERSION").unwrap_or_default(),
+        commit.as_deref().unwrap_or("unknown"),
+        if cuda { "cuda" } else { "none" }
+    );
+    if cuda {
         record_cuda_build();
     }
 }

@@ -10,10 +10,16 @@
 #  5. examples/kaggle/embed-collections.ipynb executes top to bottom on CPU against the bundled
 #     example (jupyter nbconvert --execute, the EC_* parameters), including a simulated session
 #     cut and the --resume that finishes the run.
-# Needs qemu-user (Debian's qemu-user package; .ci/run installs it).
+#  6. the one version: the installed wheel's metadata, `--version` and the run's manifest agree.
+# Needs qemu-user (Debian's or Ubuntu's qemu-user package; installed here when missing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo="$(pwd)"
+if ! command -v qemu-x86_64 >/dev/null; then
+  echo "== installing qemu-user"
+  apt() { if [[ $(id -u) -eq 0 ]]; then apt-get "$@"; else sudo apt-get "$@"; fi; }
+  apt install -y -q qemu-user >/dev/null || { apt update -q >/dev/null && apt install -y -q qemu-user >/dev/null; }
+fi
 
 wheel="$(scripts/build-wheel.sh | tail -n 1)"
 models="$(scripts/fetch-models.sh | tail -n 1)"
@@ -44,6 +50,15 @@ echo "== 1. the bundled example, by the installed binary"
 embed-collections --config configs/quickstart.toml --models-dir "$models" --output "$work/quickstart" --quiet \
   --collections scifact-mini --no-rerank
 manifest_ok "$work/quickstart"
+"$work/venv/bin/python" - "$work/quickstart/manifest.json" "$(embed-collections --version)" <<'PY'
+import importlib.metadata, json, sys
+tool = json.load(open(sys.argv[1]))["tool"]
+wheel = importlib.metadata.version("embed-collections")
+line = sys.argv[2]
+if not (tool["version"] == wheel and line.startswith(f"embed-collections {wheel} ")):
+    sys.exit(f"versions disagree: wheel {wheel}, manifest {tool['version']}, --version {line!r}")
+print(f"one version: wheel {wheel} = manifest = --version ({line})")
+PY
 
 echo "== 2. fetch-models from the installed package"
 (cd "$work" && embed-collections fetch-models --models-dir "$models" 2>&1 | tail -n 2)

@@ -44,7 +44,7 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(
     name = "embed-collections",
-    version,
+    version = env!("EMBED_COLLECTIONS_VERSION_LINE"),
     about,
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true

@@ -186,6 +186,7 @@ fn quickstart_writes_points_and_manifest() {
     if let Some(commit) = manifest["tool"]["git_commit"].as_str() {
         assert!(commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()));
     }
+    version_agrees_with_the_manifest_and_the_packages(&manifest["tool"]);
 
     // Ranked lists for the 50 bundled queries, reranked, evaluated against the bundled qrels.
     let queries = read_jsonl(&repo_root().join("examples/collections/scifact-2k/queries.jsonl"));
@@ -251,6 +252,51 @@ fn quickstart_writes_points_and_manifest() {
 }
 
 /// A small collection so repeated runs stay quick.
+/// One version (CHANGELOG.md): `--version`, the manifest's `tool` and Cargo.toml agree, and the
+/// wheels take theirs from Cargo.toml (pyproject.toml names no version of its own). The
+/// installed wheel's metadata is compared with `--version` by scripts/check-wheel.sh.
+fn version_agrees_with_the_manifest_and_the_packages(tool: &Value) {
+    let cargo: toml::Table =
+        toml::from_str(&std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap()).unwrap();
+    let version = cargo["package"]["version"].as_str().unwrap();
+    assert_eq!(tool["version"], version);
+    let pyproject: toml::Table =
+        toml::from_str(&std::fs::read_to_string(repo_root().join("pyproject.toml")).unwrap())
+            .unwrap();
+    let project = pyproject["project"].as_table().unwrap();
+    assert!(
+        project.get("version").is_none(),
+        "pyproject.toml sets its own version"
+    );
+    assert!(project["dynamic"]
+        .as_array()
+        .unwrap()
+        .contains(&toml::Value::from("version")));
+    let changelog = std::fs::read_to_string(repo_root().join("CHANGELOG.md")).unwrap();
+    assert!(
+        changelog
+            .lines()
+            .any(|line| line.starts_with(&format!("## [{version}] - "))),
+        "CHANGELOG.md has no section for {version}"
+    );
+
+    let output = run(binary().arg("--version"), true);
+    let line = String::from_utf8(output.stdout).unwrap();
+    let commit = tool["git_commit"].as_str().unwrap_or("unknown");
+    let features = match tool["features"].as_array().unwrap().as_slice() {
+        [] => "none".to_string(),
+        names => names
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    assert_eq!(
+        line.trim_end(),
+        format!("embed-collections {version} (commit {commit}, features: {features})")
+    );
+}
+
 fn small_input(dir: &Path) {
     let collection = dir.join("notes");
     std::fs::create_dir_all(&collection).unwrap();
