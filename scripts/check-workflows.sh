@@ -32,5 +32,5 @@ YAML
 if lint "$broken/broken.yml" > "$broken/out.txt"; then
   echo "check-workflows: actionlint accepted a broken workflow:" >&2; cat "$broken/out.txt" >&2; exit 1
 fi
-echo "check-workflows: actionlint rejects a broken workflow ($(grep -c ': ' "$broken/out.txt") findings)"
+echo "check-workflows: actionlint rejects a broken workflow ($(grep -c '\]$' "$broken/out.txt") findings)"
 lint .github/workflows/*.yml

@@ -96,6 +96,24 @@ impl BatchStats {
         self.max_batch_size = self.max_batch_size.max(lengths.len());
     }
 
+    /// Adds the batches of `other` (another round of the same stage).
+    pub fn absorb(&mut self, other: &BatchStats) {
+        if other.batches == 0 {
+            return;
+        }
+        self.min_batch_size = if self.batches == 0 {
+            other.min_batch_size
+        } else {
+            self.min_batch_size.min(other.min_batch_size)
+        };
+        self.batches += other.batches;
+        self.items += other.items;
+        self.tokens += other.tokens;
+        self.padded_tokens += other.padded_tokens;
+        self.max_batch_tokens = self.max_batch_tokens.max(other.max_batch_tokens);
+        self.max_batch_size = self.max_batch_size.max(other.max_batch_size);
+    }
+
     pub fn mean_batch_size(&self) -> f64 {
         if self.batches == 0 {
             0.0

@@ -558,11 +558,40 @@ fn print_overhead(overhead: &embed_collections::export::OverheadReport) {
         (Some(ratio), _) => format!("{:.1} % of dense: over", 100.0 * ratio),
         (None, _) => "no dense time to compare with".to_string(),
     };
+    let Some(plan) = &overhead.rerank_budget else {
+        println!(
+            "{:<20} overhead: sparse + fusion + rerank {spent:.2} s = {verdict} the {:.0} % rule \
+             ({} rerank pairs, {} {} queries)",
+            "",
+            100.0 * overhead.limit,
+            overhead.rerank_pairs,
+            overhead.queries,
+            overhead.queries_from
+        );
+        return;
+    };
+    use embed_collections::ranking::budget::PlanOutcome;
+    let depth = match plan.outcome {
+        PlanOutcome::AllFit => format!("all {} candidates fit", plan.candidates),
+        PlanOutcome::Limited => format!(
+            "reranked {} of {} candidates per query",
+            plan.depth, plan.candidates
+        ),
+        PlanOutcome::FloorOverBudget => format!(
+            "spent before the floor of {} candidates ran: only the floor was reranked",
+            plan.floor
+        ),
+        PlanOutcome::NoMeasurement => format!(
+            "no pair cost measured: the floor of {} candidates",
+            plan.floor
+        ),
+    };
     println!(
-        "{:<20} overhead: sparse + fusion + rerank {spent:.2} s = {verdict} the {:.0} % rule \
-         ({} rerank pairs, {} {} queries)",
+        "{:<20} overhead: sparse + fusion + rerank {spent:.2} s = {verdict} the {:.0} % budget \
+         ({depth}; planned {:.1} %; {} rerank pairs, {} {} queries)",
         "",
-        100.0 * overhead.limit,
+        100.0 * plan.budget,
+        100.0 * plan.predicted_ratio,
         overhead.rerank_pairs,
         overhead.queries,
         overhead.queries_from

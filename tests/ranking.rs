@@ -334,3 +334,109 @@ fn probe_on_a_one_chunk_collection_does_not_crash() {
         );
     }
 }
+
+/// `rerank.budget` on the bundled collection with file queries: a budget below the unbudgeted
+/// run's overhead scores fewer pairs, records its plan, and the plan agrees with the recorded
+/// times (checked from the manifest, not by timing the test).
+#[test]
+fn a_rerank_budget_scores_fewer_pairs_and_its_plan_agrees_with_the_recorded_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collection = util::short_scifact(&tmp.path().join("in"), "scifact");
+    let queries = std::fs::read_to_string(collection.join("queries.jsonl")).unwrap();
+    let first: Vec<&str> = queries.lines().take(16).collect();
+    std::fs::write(collection.join("queries.jsonl"), first.join("\n") + "\n").unwrap();
+    let base = "[rerank]\ncandidates = 30\ntop_k = 5\nmax_length = 128\n";
+
+    let (_, without) = run(tmp.path(), base, |r| r);
+    let overhead = &without["collections"][0]["overhead"];
+    assert!(
+        overhead.get("rerank_budget").is_none(),
+        "no budget, no plan"
+    );
+    assert_eq!(overhead["rerank_pairs"], 16 * 30);
+    let unbudgeted = overhead["ratio"].as_f64().unwrap();
+    // Between the floor's share (10 of 30 candidates) and all of it.
+    let budget = 0.7 * unbudgeted;
+
+    std::fs::remove_dir_all(tmp.path().join("out")).unwrap();
+    let config = format!("{base}budget = {budget}\n");
+    let (out, with) = run(tmp.path(), &config, |r| r);
+    let collection = &with["collections"][0];
+    let overhead = &collection["overhead"];
+    let plan = &overhead["rerank_budget"];
+    let f = |value: &Value| value.as_f64().unwrap();
+    let n = |value: &Value| value.as_u64().unwrap() as usize;
+    assert_eq!(f(&plan["budget"]), budget);
+    assert_eq!(f(&overhead["limit"]), budget, "the budget is the limit");
+    assert_eq!((n(&plan["floor"]), n(&plan["candidates"])), (10, 30));
+    let depth = n(&plan["depth"]);
+    assert!((10..30).contains(&depth), "depth {depth}: {plan}");
+    let pairs = n(&overhead["rerank_pairs"]);
+    assert_eq!(pairs, 16 * depth, "every query gets the same depth");
+    assert!(pairs < 16 * 30, "fewer pairs than without a budget");
+    // Only the planned depth was reranked.
+    for line in read_jsonl(&out.join("scifact/rerank.jsonl")) {
+        for candidate in line["candidates"].as_array().unwrap() {
+            assert!(n(&candidate["fused_rank"]) <= depth);
+        }
+    }
+
+    // The plan's inputs are the run's recorded times.
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + b.abs());
+    assert!(close(
+        f(&plan["allowed_s"]),
+        budget * f(&overhead["dense_s"])
+    ));
+    assert!(close(
+        f(&plan["spent_before_rerank_s"]),
+        f(&overhead["sparse_s"]) + f(&overhead["fusion_s"])
+    ));
+    assert!(close(f(&plan["rerank_s"]), f(&overhead["rerank_s"])));
+    // Its arithmetic: the cost per token from the floor round, the depth the deepest that fits
+    // in PLAN_FILL of what was left.
+    let per_token = f(&plan["seconds_per_1k_tokens"]) / 1000.0;
+    assert!(close(
+        per_token,
+        f(&plan["floor_model_s"]) / f(&plan["floor_tokens"])
+    ));
+    assert!(close(
+        f(&plan["predicted_extension_s"]),
+        per_token * f(&plan["extension_tokens"])
+    ));
+    let left = f(&plan["allowed_s"]) - f(&plan["spent_before_rerank_s"]) - f(&plan["floor_s"]);
+    match plan["outcome"].as_str().unwrap() {
+        "limited" => {
+            assert!(f(&plan["predicted_extension_s"]) <= 0.9 * left + 1e-9);
+            assert!(f(&plan["plan_fill"]) == 0.9);
+        }
+        // A machine on which the floor alone took the budget: the floor only, said so.
+        "floor_over_budget" => {
+            assert!(left <= 0.0 && depth == 10);
+            let warnings = with["warnings"].to_string();
+            assert!(
+                warnings.contains("only the floor was reranked"),
+                "{warnings}"
+            );
+        }
+        other => panic!("outcome {other}: {plan}"),
+    }
+    // The outcome: held is the recorded times against the budget, and where the deeper
+    // round ran no slower than the floor's measured cost per token, the margin kept it.
+    let spent = f(&plan["spent_before_rerank_s"]) + f(&plan["rerank_s"]);
+    assert_eq!(
+        plan["held"].as_bool().unwrap(),
+        spent <= f(&plan["allowed_s"])
+    );
+    assert_eq!(
+        overhead["within_limit"].as_bool().unwrap(),
+        f(&overhead["ratio"]) <= budget
+    );
+    if plan["outcome"] == "limited" && f(&plan["extension_s"]) <= f(&plan["predicted_extension_s"])
+    {
+        assert_eq!(plan["held"], true, "{plan}");
+    }
+    let metrics = std::fs::read_to_string(out.join("metrics.prom")).unwrap();
+    assert!(metrics.contains(&format!(
+        "embed_collections_rerank_budget_depth{{collection=\"scifact\"}} {depth}"
+    )));
+}

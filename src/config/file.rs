@@ -5,7 +5,7 @@
 
 use super::values::{
     ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    RetrievalMethod, Secret, SparseFallback, Timeout,
+    RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::Pooling;
@@ -193,6 +193,10 @@ pub struct FileRerank {
     pub probe_queries: Option<usize>,
     /// CPU products: `f32`, `bf16` or `int8` (default: as `gpu.precision`).
     pub precision: Option<CpuPrecision>,
+    /// The overhead allowed as a fraction of the dense stage's time, or `off`.
+    pub budget: Option<RerankBudget>,
+    /// With a budget, the fewest candidates per query (never below `top_k`).
+    pub min_candidates: Option<usize>,
 }
 
 /// `[eval]`

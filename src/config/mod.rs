@@ -27,7 +27,7 @@ pub use run_config::{
 };
 pub use values::{
     ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    RetrievalMethod, Secret, SparseFallback, Timeout,
+    RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
 };
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use super::file::{FileConfig, FileDenseModel};
 use super::provenance::{Provenance, Source};
 use super::run_config::*;
 use super::values::{
-    ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, RetrievalMethod,
-    SparseFallback, Timeout, ValueError,
+    ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, RerankBudget,
+    RetrievalMethod, SparseFallback, Timeout, ValueError,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::aliases::{self, AliasRole};
@@ -608,6 +608,20 @@ pub fn resolve_layers(
         None,
         None,
     )?;
+    let rerank_budget = layers.pick(
+        "rerank.budget",
+        RerankBudget::Off,
+        file.rerank.budget,
+        None,
+        None,
+    )?;
+    let min_candidates = layers.pick(
+        "rerank.min_candidates",
+        DEFAULT_MIN_CANDIDATES,
+        file.rerank.min_candidates,
+        None,
+        None,
+    )?;
 
     // [eval]
     let file_qrels = layers.file_path(file.eval.qrels);
@@ -921,6 +935,8 @@ pub fn resolve_layers(
             max_length: rerank_max_length,
             probe_queries,
             precision: rerank_precision,
+            budget: rerank_budget,
+            min_candidates,
         },
         eval: EvalConfig { qrels },
         gpu: GpuConfig {

@@ -5,7 +5,7 @@
 use super::provenance::{Provenance, Source};
 use super::values::{
     ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    RetrievalMethod, Secret, SparseFallback, Timeout,
+    RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::Pooling;
@@ -197,6 +197,10 @@ pub fn probe_budget(chunks: usize, candidates: usize) -> usize {
     (affordable.floor() as usize).clamp(PROBE_QUERIES_MIN, PROBE_QUERIES_MAX)
 }
 
+/// `rerank.min_candidates`' default: with a budget, at least this many candidates per query
+/// (or `top_k`, if larger).
+pub const DEFAULT_MIN_CANDIDATES: usize = 10;
+
 /// `[rerank]`: the CrossEncoder stage.
 #[derive(Clone, Debug, Serialize)]
 pub struct RerankingConfig {
@@ -213,6 +217,19 @@ pub struct RerankingConfig {
     pub probe_queries: Option<usize>,
     /// The packed CPU encoder's products; `None`: as `gpu.precision`.
     pub precision: Option<CpuPrecision>,
+    /// The overhead allowed (sparse + fusion + rerank over the dense stage's time); it limits
+    /// the candidates per query (ranking::budget).
+    pub budget: RerankBudget,
+    /// With a budget, the fewest candidates per query; the floor is this or `top_k`, the larger.
+    pub min_candidates: usize,
+}
+
+impl RerankingConfig {
+    /// The candidates every query gets under a budget: `min_candidates` or `top_k`, whichever
+    /// is larger, and no more than `candidates`.
+    pub fn budget_floor(&self) -> usize {
+        self.min_candidates.max(self.top_k).min(self.candidates)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -119,6 +119,78 @@ pub enum DeviceSpec {
     Cuda(Vec<usize>),
 }
 
+/// `rerank.budget`: the overhead (sparse + fusion + rerank) allowed as a fraction of the dense
+/// stage's time, which limits the rerank candidates (pipeline::rerank_budget), or `off`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RerankBudget {
+    Off,
+    Fraction(f64),
+}
+
+impl RerankBudget {
+    pub fn fraction(self) -> Option<f64> {
+        match self {
+            Self::Off => None,
+            Self::Fraction(fraction) => Some(fraction),
+        }
+    }
+}
+
+impl FromStr for RerankBudget {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        let (number, scale) = match text.strip_suffix('%') {
+            Some(percent) => (percent.trim(), 0.01),
+            None => (text, 1.0),
+        };
+        match number.parse::<f64>() {
+            Ok(value) if value.is_finite() && value > 0.0 => Ok(Self::Fraction(value * scale)),
+            _ => Err(ValueError(format!(
+                "invalid budget {s:?}: expected a fraction of the dense stage's time greater than 0 (0.10, or \"10%\") or \"off\""
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for RerankBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::Fraction(fraction) => write!(f, "{fraction}"),
+        }
+    }
+}
+
+/// A number in the file (`budget = 0.10`) or a string anywhere (`"off"`, `"10%"`, `"0.1"`).
+impl<'de> Deserialize<'de> for RerankBudget {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(f64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Number(number) => number.to_string().parse(),
+            Written::Text(text) => text.parse(),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for RerankBudget {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Off => serializer.serialize_str("off"),
+            Self::Fraction(fraction) => serializer.serialize_f64(*fraction),
+        }
+    }
+}
+
 /// A size in bytes written like `12GiB`, `512MiB`, `2GB` or a plain byte count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
@@ -399,6 +471,30 @@ mod tests {
         assert!("gpu".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
         assert!("cuda0".parse::<DeviceSpec>().is_err());
+    }
+
+    #[test]
+    fn rerank_budget_is_a_positive_fraction_a_percentage_or_off() {
+        let parse = |s: &str| s.parse::<RerankBudget>();
+        assert_eq!(parse("off").unwrap(), RerankBudget::Off);
+        assert_eq!(parse(" OFF ").unwrap(), RerankBudget::Off);
+        assert_eq!(parse("0.10").unwrap(), RerankBudget::Fraction(0.10));
+        assert_eq!(parse("2").unwrap(), RerankBudget::Fraction(2.0));
+        assert_eq!(parse("10%").unwrap().fraction(), Some(0.1));
+        for bad in ["0", "-0.1", "ten", "NaN", "inf", "%", ""] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("\"off\""), "{bad}: {err}");
+        }
+        // The file's number and string forms.
+        let table: toml::Table = toml::from_str("a = 0.25\nb = \"off\"\nc = 1").unwrap();
+        let read = |key: &str| table[key].clone().try_into::<RerankBudget>().unwrap();
+        assert_eq!(read("a"), RerankBudget::Fraction(0.25));
+        assert_eq!(read("b"), RerankBudget::Off);
+        assert_eq!(read("c"), RerankBudget::Fraction(1.0));
+        assert!(toml::Value::Float(0.0).try_into::<RerankBudget>().is_err());
+        assert!(toml::Value::Boolean(true)
+            .try_into::<RerankBudget>()
+            .is_err());
     }
 
     #[test]

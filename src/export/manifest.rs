@@ -7,6 +7,7 @@ use crate::dispatch::DispatchStats;
 use crate::gpu::{LeaseEvent, StageMemory};
 use crate::input::SkipReport;
 use crate::models::ModelIdentity;
+use crate::ranking::budget::RerankPlan;
 use crate::stage::Stage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -357,8 +358,17 @@ impl ReuseReport {
 /// of the dense stage's time.
 pub const OVERHEAD_LIMIT: f64 = 0.10;
 
+/// A stage's time in a collection: the sum of its runs' latencies (0 when it did not run).
+pub fn stage_seconds(report: &CollectionReport, stage: Stage) -> f64 {
+    report
+        .stages
+        .get(&stage)
+        .map_or(0.0, |s| s.runs.iter().map(|run| run.latency_s).sum::<f64>())
+}
+
 /// The +10 % rule, measured: the time of the stages after dense against the dense stage's
-/// (every dense model together), and what that time bought.
+/// (every dense model together), and what that time bought. With `rerank.budget` the limit is
+/// the budget, and the plan that enforced it is recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OverheadReport {
     pub dense_s: f64,
@@ -377,17 +387,22 @@ pub struct OverheadReport {
     /// Queries ranked, and where they came from (`file` or `probe`; `none` without ranking).
     pub queries: usize,
     pub queries_from: String,
+    /// `rerank.budget`: the plan (candidates per query, predicted cost) and whether it held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank_budget: Option<RerankPlan>,
 }
 
 impl OverheadReport {
+    /// The budget's limit instead of the rule's, and its plan.
+    pub fn limit_by_budget(&mut self, plan: RerankPlan) {
+        self.limit = plan.budget;
+        self.within_limit = self.ratio.map(|ratio| ratio <= plan.budget);
+        self.rerank_budget = Some(plan);
+    }
+
     /// From a collection's stage runs and ranking.
     pub fn of(report: &CollectionReport) -> Self {
-        let seconds = |stage: Stage| {
-            report
-                .stages
-                .get(&stage)
-                .map_or(0.0, |s| s.runs.iter().map(|run| run.latency_s).sum::<f64>())
-        };
+        let seconds = |stage: Stage| stage_seconds(report, stage);
         let (dense_s, sparse_s, fusion_s, rerank_s) = (
             seconds(Stage::Dense),
             seconds(Stage::Sparse),
@@ -415,6 +430,7 @@ impl OverheadReport {
             rerank_pairs,
             queries,
             queries_from: queries_from.to_string(),
+            rerank_budget: None,
         }
     }
 }

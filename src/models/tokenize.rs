@@ -18,7 +18,7 @@ const TOKENIZE_GROUP: usize = 512;
 const PREFIX_BYTES_PER_TOKEN: usize = 16;
 
 /// Token ids of one text (no padding).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Encoded {
     pub ids: Vec<u32>,
     pub type_ids: Vec<u32>,

@@ -22,7 +22,9 @@ use crate::eval::{self, Metrics, Qrels};
 use crate::export::StageRun;
 use crate::fusion;
 use crate::input::{Chunk, Query};
+use crate::models::tokenize::Encoded;
 use crate::models::{run_encoded, CrossEncoder, DenseEmbedder, PairScore, Replicas, SpladeEncoder};
+use crate::ranking::budget::{BudgetInputs, RerankPlan};
 pub use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedCandidate, RankedQuery};
 use crate::retrieval::Hit;
 use crate::telemetry::progress::SharedProgress;
@@ -332,10 +334,128 @@ pub fn encode_sparse_queries(
 /// A candidate position and its score, or why it has none.
 type CandidateScore = (usize, Result<PairScore, String>);
 
-/// Scores each query's top `rerank.candidates` fused candidates and reorders them by logit.
-/// `passages` holds the embedding text of every point [`rerank_candidates`] named. A pair
-/// `earlier` holds (a run with `--reuse`) takes that score instead of going through the
-/// model. Returns the stage's run (the pairs scored) and the number of scores reused.
+/// What the rerank stage had spent before it started, for `rerank.budget`: the dense stage's
+/// time and what the sparse stage and fusion took.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpentBeforeRerank {
+    pub dense_s: f64,
+    pub sparse_s: f64,
+    pub fusion_s: f64,
+}
+
+/// The rerank stage's outcome: its run (the pairs the model scored), the scores reused from
+/// an earlier output, and the budget's plan when `rerank.budget` is set.
+pub struct Reranked {
+    pub run: StageRun,
+    pub reused: usize,
+    pub plan: Option<RerankPlan>,
+}
+
+/// One round of pairs through the CrossEncoder.
+#[derive(Default)]
+struct Round {
+    model_s: f64,
+    tokens: usize,
+    items: usize,
+    truncated: usize,
+    stats: BatchStats,
+    dispatch: Option<crate::dispatch::DispatchStats>,
+}
+
+impl Round {
+    fn absorb(&mut self, other: Round) {
+        self.model_s += other.model_s;
+        self.tokens += other.tokens;
+        self.items += other.items;
+        self.truncated += other.truncated;
+        self.stats.absorb(&other.stats);
+        match (&mut self.dispatch, other.dispatch) {
+            (Some(mine), Some(theirs)) => mine.absorb(&theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
+    }
+}
+
+/// Runs the pairs at some candidate positions through the CrossEncoder.
+struct RoundScorer<'a> {
+    ce: &'a Replicas<CrossEncoder>,
+    config: &'a RunConfig,
+    budget: BatchBudget,
+    fault: Option<&'a FaultInjector>,
+    /// (query index, candidate position) of every pair.
+    pairs: &'a [(usize, usize)],
+    /// The pairs (indices into `pairs`) the model scores; `encodings[t]` is `todo[t]`'s.
+    todo: &'a [usize],
+    tokenized: bool,
+}
+
+impl RoundScorer<'_> {
+    /// Scores the pairs at candidate positions `depths` into `scores` (indexed like
+    /// `pairs`); their encodings are taken out of `encodings`.
+    fn score(
+        &self,
+        depths: std::ops::Range<usize>,
+        encodings: &mut [Encoded],
+        scores: &mut [Option<Result<PairScore, String>>],
+    ) -> Round {
+        let (pairs, todo) = (self.pairs, self.todo);
+        let chosen: Vec<usize> = (0..todo.len())
+            .filter(|&t| self.tokenized && depths.contains(&pairs[todo[t]].1))
+            .collect();
+        let round_encodings: Vec<Encoded> = chosen
+            .iter()
+            .map(|&t| std::mem::take(&mut encodings[t]))
+            .collect();
+        let mut round = Round {
+            tokens: round_encodings.iter().map(Encoded::len).sum(),
+            items: chosen.len(),
+            truncated: round_encodings.iter().filter(|e| e.truncated).count(),
+            ..Round::default()
+        };
+        if chosen.is_empty() {
+            return round;
+        }
+        let model_started = Instant::now();
+        let shown = SharedProgress::new(
+            self.config.telemetry.progress,
+            "rerank",
+            "pairs",
+            chosen.len() as u64,
+        );
+        let outcome = run_encoded(
+            &self.ce.workers(),
+            &round_encodings,
+            self.budget,
+            self.fault,
+            &|i| pairs[todo[chosen[i]]].0,
+            &|n| shown.inc(n),
+        );
+        shown.finish();
+        round.model_s = model_started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(outcome) => {
+                round.stats = outcome.stats;
+                round.dispatch = Some(outcome.dispatch);
+                for (&t, result) in chosen.iter().zip(outcome.results) {
+                    scores[todo[t]] = Some(result.map_err(|err| err.to_string()));
+                }
+            }
+            Err(err) => {
+                for &t in &chosen {
+                    scores[todo[t]] = Some(Err(err.to_string()));
+                }
+            }
+        }
+        round
+    }
+}
+
+/// Scores each query's top fused candidates and reorders them by logit: all
+/// `rerank.candidates` of them, or with `rerank.budget` as many as the budget allows
+/// ([`crate::ranking::budget`]: a floor round, then the planned depth). `passages` holds the
+/// embedding text of every point [`rerank_candidates`] named. A pair `earlier` holds (a run
+/// with `--reuse`) takes that score instead of going through the model.
 #[allow(clippy::too_many_arguments)]
 pub fn rerank(
     ce: &Replicas<CrossEncoder>,
@@ -346,11 +466,12 @@ pub fn rerank(
     budget: BatchBudget,
     fault: Option<&FaultInjector>,
     earlier: Option<&PairScores>,
-) -> (StageRun, usize) {
+    spent: SpentBeforeRerank,
+) -> Reranked {
     let started = Instant::now();
     let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
     let candidates = config.rerank.candidates;
-    // (query index, candidate position) for every pair to score.
+    // (query index, candidate position) for every pair that may be scored.
     let pairs: Vec<(usize, usize)> = queries
         .iter()
         .enumerate()
@@ -365,72 +486,84 @@ pub fn rerank(
         })
         .collect();
     // Scores the earlier run made for the same texts; the rest go through the model.
-    let mut known: Vec<Option<PairScore>> = vec![None; pairs.len()];
+    let mut scores: Vec<Option<Result<PairScore, String>>> = vec![None; pairs.len()];
     if let Some(earlier) = earlier.filter(|e| !e.is_empty()) {
         let query_hashes: Vec<[u8; 32]> = texts.iter().map(|t| text_sha256(t)).collect();
-        for (slot, (&(qi, _), &(_, passage))) in known.iter_mut().zip(pairs.iter().zip(&text_pairs))
+        for (slot, (&(qi, _), &(_, passage))) in
+            scores.iter_mut().zip(pairs.iter().zip(&text_pairs))
         {
-            *slot = earlier.get(&query_hashes[qi], &text_sha256(passage));
+            *slot = earlier
+                .get(&query_hashes[qi], &text_sha256(passage))
+                .map(Ok);
         }
     }
-    let todo: Vec<usize> = (0..pairs.len()).filter(|&i| known[i].is_none()).collect();
-    let reused = pairs.len() - todo.len();
-    let text_pairs: Vec<(&str, &str)> = todo.iter().map(|&i| text_pairs[i]).collect();
-    let mut computed: Vec<Result<PairScore, String>> = Vec::with_capacity(todo.len());
-    let mut stats = BatchStats::default();
-    let mut dispatch = None;
-    let mut truncated = 0;
-    match ce.primary().tokenizer().encode_pairs(&text_pairs) {
-        Ok(encodings) => {
-            truncated = encodings.iter().filter(|e| e.truncated).count();
-            let shown = SharedProgress::new(
-                config.telemetry.progress,
-                "rerank",
-                "pairs",
-                todo.len() as u64,
-            );
-            let outcome = run_encoded(
-                &ce.workers(),
-                &encodings,
-                budget,
-                fault,
-                &|i| pairs[todo[i]].0,
-                &|n| shown.inc(n),
-            );
-            shown.finish();
-            match outcome {
-                Ok(outcome) => {
-                    stats = outcome.stats;
-                    dispatch = Some(outcome.dispatch);
-                    computed = outcome
-                        .results
-                        .into_iter()
-                        .map(|result| result.map_err(|err| err.to_string()))
-                        .collect();
-                }
-                Err(err) => computed.extend(todo.iter().map(|_| Err(err.to_string()))),
+    let todo: Vec<usize> = (0..pairs.len()).filter(|&i| scores[i].is_none()).collect();
+    let reused_pairs: Vec<bool> = scores.iter().map(Option::is_some).collect();
+    // Every pair the model may score, tokenized once: the plan counts their tokens.
+    let todo_pairs: Vec<(&str, &str)> = todo.iter().map(|&i| text_pairs[i]).collect();
+    let mut encodings = match ce.primary().tokenizer().encode_pairs(&todo_pairs) {
+        Ok(encodings) => encodings,
+        Err(err) => {
+            for &i in &todo {
+                scores[i] = Some(Err(format!("pair tokenization failed: {err}")));
+            }
+            Vec::new()
+        }
+    };
+    let tokenized = !encodings.is_empty() || todo.is_empty();
+
+    let floor = match config.rerank.budget.fraction() {
+        Some(_) => config.rerank.budget_floor(),
+        None => candidates,
+    };
+    let scorer = RoundScorer {
+        ce,
+        config,
+        budget,
+        fault,
+        pairs: &pairs,
+        todo: &todo,
+        tokenized,
+    };
+    let mut work = scorer.score(0..floor, &mut encodings, &mut scores);
+    let mut plan = config.rerank.budget.fraction().map(|fraction| {
+        // The tokens the model would score at each candidate position beyond the floor.
+        let mut extension_tokens = vec![0; candidates.saturating_sub(floor)];
+        for (t, &pair) in todo.iter().enumerate() {
+            let position = pairs[pair].1;
+            if position >= floor && tokenized {
+                extension_tokens[position - floor] += encodings[t].len();
             }
         }
-        Err(err) => computed.extend(
-            todo.iter()
-                .map(|_| Err(format!("pair tokenization failed: {err}"))),
-        ),
-    }
-    let mut computed = computed.into_iter();
-    let scores: Vec<Result<PairScore, String>> = known
-        .into_iter()
-        .map(|known| match known {
-            Some(score) => Ok(score),
-            None => computed
-                .next()
-                .unwrap_or_else(|| Err("no score was computed".to_string())),
+        let deepest = pairs.iter().map(|&(_, ci)| ci + 1).max().unwrap_or(0);
+        extension_tokens.truncate(deepest.saturating_sub(floor));
+        RerankPlan::plan(&BudgetInputs {
+            budget: fraction,
+            dense_s: spent.dense_s,
+            spent_s: spent.sparse_s + spent.fusion_s,
+            floor,
+            candidates,
+            floor_s: started.elapsed().as_secs_f64(),
+            floor_model_s: work.model_s,
+            floor_tokens: work.tokens,
+            extension_tokens,
         })
-        .collect();
+    });
+    let depth = plan.as_ref().map_or(candidates, |plan| plan.depth);
+    let extension = scorer.score(floor..depth, &mut encodings, &mut scores);
+    let extension_s = extension.model_s;
+    work.absorb(extension);
 
     // Gather per query; any failed pair fails the query (partial scores would mislead).
+    // Every query to the same depth: a score an earlier output gives for a deeper candidate
+    // is left out too.
     let mut per_query: BTreeMap<usize, Vec<CandidateScore>> = BTreeMap::new();
-    for (&(qi, ci), score) in pairs.iter().zip(scores) {
-        per_query.entry(qi).or_default().push((ci, score));
+    let mut reused = 0;
+    for ((&(qi, ci), score), was_reused) in pairs.iter().zip(scores).zip(reused_pairs) {
+        if let (true, Some(score)) = (ci < depth, score) {
+            reused += usize::from(was_reused);
+            per_query.entry(qi).or_default().push((ci, score));
+        }
     }
     let mut failed_queries = 0;
     for (qi, scored) in per_query {
@@ -462,19 +595,31 @@ pub fn rerank(
     }
     let mut run = StageRun::new(
         &ce.primary().identity().name,
-        &stats,
-        truncated,
+        &work.stats,
+        work.truncated,
         started.elapsed(),
     );
     // The work done: reused scores went through no model.
-    run.items = todo.len();
-    if let Some(dispatch) = dispatch {
+    run.items = work.items;
+    if let Some(dispatch) = work.dispatch {
         run.record_dispatch(dispatch);
     }
     run.missing = failed_queries;
     if failed_queries > 0 {
         run.failure_reasons
             .insert("failed_queries".to_string(), failed_queries);
+    }
+    if let Some(plan) = plan.as_mut() {
+        plan.finish(extension_s, run.latency_s);
+        info!(
+            budget = plan.budget,
+            depth = plan.depth,
+            candidates = plan.candidates,
+            outcome = ?plan.outcome,
+            predicted_ratio = format!("{:.3}", plan.predicted_ratio),
+            held = plan.held,
+            "rerank budget"
+        );
     }
     info!(
         pairs = run.items,
@@ -483,7 +628,7 @@ pub fn rerank(
         latency_s = format!("{:.2}", run.latency_s),
         "rerank done"
     );
-    (run, reused)
+    Reranked { run, reused, plan }
 }
 
 /// The evaluation name of each dense model's list: `dense` with one model, `dense:<vector

@@ -2,6 +2,8 @@
 //! the pipeline (which makes them) and the export (which writes them), so neither imports the
 //! other.
 
+pub mod budget;
+
 use crate::fusion::FusedHit;
 use crate::input::Query;
 use crate::models::PairScore;

@@ -49,6 +49,10 @@
 //! | `eval_mrr_at_10` | `collection`, `list` | MRR@10 of a ranked list. |
 //! | `overhead_ratio` | `collection` | Time of sparse + fusion + rerank over the dense stage's (the rule: at most 0.10); absent when dense took no time. |
 //! | `overhead_rerank_pairs` | `collection` | (query, passage) pairs the CrossEncoder scored. |
+//! | `overhead_limit` | `collection` | The limit `overhead_ratio` is held to: `rerank.budget` when set, else the rule's 0.10. |
+//! | `rerank_budget_depth` | `collection` | With `rerank.budget`: the candidates per query the plan chose. |
+//! | `rerank_budget_predicted_ratio` | `collection` | With `rerank.budget`: the overhead ratio the plan predicted. |
+//! | `rerank_budget_held` | `collection` | With `rerank.budget`: 1 when sparse + fusion + rerank stayed within it, else 0. |
 //!
 //! Skips are exported twice on purpose, in two families: `skipped_chunks` is the total and is
 //! always present (so "no skips" reads as 0, not as an absent series), `skipped` splits it by
@@ -168,6 +172,26 @@ pub fn render(
         "(query, passage) pairs the CrossEncoder scored.",
         C,
     );
+    let mut overhead_limit = Family::new(
+        "overhead_limit",
+        "The limit overhead_ratio is held to: rerank.budget when set, else the rule's 0.10.",
+        C,
+    );
+    let mut budget_depth = Family::new(
+        "rerank_budget_depth",
+        "Candidates per query the rerank budget's plan chose.",
+        C,
+    );
+    let mut budget_predicted = Family::new(
+        "rerank_budget_predicted_ratio",
+        "Overhead ratio the rerank budget's plan predicted.",
+        C,
+    );
+    let mut budget_held = Family::new(
+        "rerank_budget_held",
+        "1 when sparse + fusion + rerank stayed within the rerank budget, else 0.",
+        C,
+    );
 
     run_info.push(vec![run_id.to_string(), snake_case(&status)], 1.0);
     run_start.push(Vec::new(), started_unix);
@@ -248,6 +272,12 @@ pub fn render(
                 overhead_ratio.push(c(), ratio);
             }
             overhead_pairs.push(c(), count(overhead.rerank_pairs));
+            overhead_limit.push(c(), overhead.limit);
+            if let Some(plan) = &overhead.rerank_budget {
+                budget_depth.push(c(), count(plan.depth));
+                budget_predicted.push(c(), plan.predicted_ratio);
+                budget_held.push(c(), flag(plan.held));
+            }
         }
     }
 
@@ -280,6 +310,10 @@ pub fn render(
         eval_mrr,
         overhead_ratio,
         overhead_pairs,
+        overhead_limit,
+        budget_depth,
+        budget_predicted,
+        budget_held,
     ];
 
     let mut out = String::new();

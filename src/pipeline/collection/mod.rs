@@ -27,14 +27,14 @@ mod windows;
 pub(super) use windows::absorb_runs;
 
 use super::devices::lease_stage;
-use super::rank::{probe_qrels, ProbeSampler};
+use super::rank::{probe_qrels, ProbeSampler, SpentBeforeRerank};
 use super::reuse::{PreviousCollection, ReuseSource};
 use super::store::{Checkpoint, CollectionStore, Phase, CHANGES_FILE, CHUNK_HASHES_FILE};
 use crate::batching::BatchBudget;
 use crate::config::RunConfig;
 use crate::dispatch::FaultInjector;
 use crate::eval::{self, Qrels};
-use crate::export::manifest::SkippedSummary;
+use crate::export::manifest::{stage_seconds, SkippedSummary};
 use crate::export::{
     collection_dir, write_query_vectors, write_ranked, CollectionReport, CollectionStatus,
     FailureClass, OverheadReport, StageReport, StageStatus, POINTS_FILE, QUERY_VECTORS_FILE,
@@ -403,7 +403,16 @@ impl Job<'_> {
         log_stage_totals(&report);
 
         let ranked = match inputs {
-            Some(inputs) => match self.rank(models, &store, inputs) {
+            Some(inputs) => match self.rank(
+                models,
+                &store,
+                inputs,
+                SpentBeforeRerank {
+                    dense_s: stage_seconds(&report, Stage::Dense),
+                    sparse_s: stage_seconds(&report, Stage::Sparse),
+                    fusion_s: 0.0,
+                },
+            ) {
                 Ok(ranked) => Some(ranked),
                 Err(stop) => return self.stopped(report, warnings, stop),
             },
@@ -421,6 +430,7 @@ impl Job<'_> {
                 }
             }
         }
+        let rerank_plan = ranked.as_ref().and_then(|r| r.rerank_plan.clone());
         if let Some(ranked) = ranked {
             if let (Some(reuse), Some(pairs)) = (report.reuse.as_mut(), &ranked.rerank_reuse) {
                 reuse.rerank_pairs = Some(pairs.clone());
@@ -475,7 +485,11 @@ impl Job<'_> {
         report
             .stages
             .insert(Stage::Export, StageReport::with_status(export, None));
-        report.overhead = Some(OverheadReport::of(&report));
+        let mut overhead = OverheadReport::of(&report);
+        if let Some(plan) = rerank_plan {
+            overhead.limit_by_budget(plan);
+        }
+        report.overhead = Some(overhead);
         // A query that failed (its rerank scores were not finite, say) is a part not done, like
         // a chunk without a point: the run says partial, never ok (the warning is the ranking's).
         let failed_queries = report.ranking.as_ref().map_or(0, |r| r.failed_queries);

@@ -12,10 +12,11 @@ use crate::input::ChunkStream;
 use crate::models::ResidentModels;
 use crate::pipeline::rank::{
     dense_list_names, encode_dense_queries, encode_sparse_queries, evaluate_lists, fuse_queries,
-    query_budget, rerank, rerank_candidates, QueryVectors,
+    query_budget, rerank, rerank_candidates, QueryVectors, SpentBeforeRerank,
 };
 use crate::pipeline::search;
 use crate::pipeline::store::CollectionStore;
+use crate::ranking::budget::RerankPlan;
 use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
 use crate::stage::Stage;
 use crate::telemetry::memory;
@@ -30,6 +31,7 @@ impl Job<'_> {
         models: &mut ResidentModels<'_>,
         store: &CollectionStore,
         inputs: RankingInputs,
+        spent: SpentBeforeRerank,
     ) -> Result<Ranked, Stop> {
         let config = self.config;
         let name = &self.collection.name;
@@ -42,6 +44,7 @@ impl Job<'_> {
         let RankingInputs { set, qrels } = inputs;
         let mut warnings = Vec::new();
         let mut rerank_reuse = None;
+        let mut rerank_plan = None;
         let mut retrieval_report = None;
         let (result, peak) = memory::measure(|| {
             // Query vectors: the primary dense model with its query prompt, and SPLADE.
@@ -121,7 +124,11 @@ impl Job<'_> {
                                 ),
                                 None => None,
                             };
-                            let (mut run, reused) = rerank(
+                            let spent = SpentBeforeRerank {
+                                fusion_s: fusion_run.latency_s,
+                                ..spent
+                            };
+                            let reranked = rerank(
                                 ce,
                                 &set,
                                 &mut queries,
@@ -130,13 +137,24 @@ impl Job<'_> {
                                 budget,
                                 self.ctx.faults.rerank.as_deref(),
                                 earlier.as_ref(),
+                                spent,
                             );
+                            let mut run = reranked.run;
                             if earlier.is_some() {
                                 rerank_reuse = Some(VectorReuse {
-                                    reused,
+                                    reused: reranked.reused,
                                     computed: run.items,
                                 });
                             }
+                            if let Some(reason) = reranked
+                                .plan
+                                .as_ref()
+                                .and_then(RerankPlan::over_budget_reason)
+                            {
+                                warn!(collection = %name, "{reason}");
+                                warnings.push(format!("collection {name}: {reason}"));
+                            }
+                            rerank_plan = reranked.plan;
                             run.memory = Some(plan);
                             Some(run)
                         }
@@ -227,6 +245,7 @@ impl Job<'_> {
             warnings,
             query_vectors,
             rerank_reuse,
+            rerank_plan,
         })
     }
 
@@ -283,6 +302,8 @@ pub(super) struct Ranked {
     pub(super) query_vectors: ExportedQueryVectors,
     /// A run with `--reuse`: the rerank scores taken from the earlier output and computed.
     pub(super) rerank_reuse: Option<VectorReuse>,
+    /// `rerank.budget`'s plan and outcome.
+    pub(super) rerank_plan: Option<RerankPlan>,
 }
 
 /// Whether a run fuses lists (and writes `rerank.jsonl`): with sparse, with rerank, or with
