@@ -26,15 +26,19 @@ pub const SHARD: &str = "EMBED_COLLECTIONS_SHARD";
 pub const SHARD_SPLIT_BYTES: &str = "EMBED_COLLECTIONS_SHARD_SPLIT_BYTES";
 
 /// Variables of the repository's scripts and build (`build.rs` reads the git commit from
-/// `EMBED_COLLECTIONS_GIT_COMMIT` where there is no `.git`) and the INT8 kernel override
-/// (`EMBED_COLLECTIONS_INT8_KERNEL=portable`, to compare or test the fallback), not
-/// settings: the typo guard lets them pass.
-pub const SCRIPTS: [&str; 6] = [
+/// `EMBED_COLLECTIONS_GIT_COMMIT` where there is no `.git`; the ones it sets for the compiler,
+/// which cargo also puts in the environment of what `cargo test` and `cargo run` start) and
+/// the INT8 kernel override (`EMBED_COLLECTIONS_INT8_KERNEL=portable`, to compare or test the
+/// fallback), not settings: the typo guard lets them pass.
+pub const SCRIPTS: [&str; 9] = [
     "EMBED_COLLECTIONS_BIN",
     "EMBED_COLLECTIONS_PYTHON",
     "EMBED_COLLECTIONS_VENV",
     "EMBED_COLLECTIONS_CUDA_CACHE",
     "EMBED_COLLECTIONS_GIT_COMMIT",
+    "EMBED_COLLECTIONS_VERSION_LINE",
+    "EMBED_COLLECTIONS_CUDA_TOOLKIT",
+    "EMBED_COLLECTIONS_CUDA_COMPUTE_CAP",
     "EMBED_COLLECTIONS_INT8_KERNEL",
 ];
 

@@ -224,6 +224,20 @@ enabled = true
         .unwrap_err()
         .to_string();
         assert!(message.contains("EMBED_COLLECTIONS_SPARES"), "{message}");
+        // What build.rs sets for the compiler reaches processes `cargo test` starts: not a typo.
+        let build: Vec<(&str, &str)> = [
+            "EMBED_COLLECTIONS_GIT_COMMIT",
+            "EMBED_COLLECTIONS_VERSION_LINE",
+        ]
+        .iter()
+        .map(|var| {
+            (
+                *var,
+                option_env!("EMBED_COLLECTIONS_VERSION_LINE").unwrap_or("x"),
+            )
+        })
+        .collect();
+        resolve_text(BASE, &env(&build), &Overrides::default()).unwrap();
     }
 
     /// An alias resolves to its hub id and model-card settings; the config's own settings win;

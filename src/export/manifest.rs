@@ -2,7 +2,7 @@
 //! collection and stage. Ids, counts and hashes only — never chunk or query text.
 
 use crate::batching::BatchStats;
-use crate::config::RunConfig;
+use crate::config::{RetrievalMethod, RunConfig};
 use crate::dispatch::DispatchStats;
 use crate::gpu::{LeaseEvent, StageMemory};
 use crate::input::SkipReport;
@@ -454,7 +454,7 @@ pub struct RankingReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RetrievalReport {
     /// `scan` (one pass over the stored vectors in blocks) or `index` (mapped, inverted).
-    pub method: String,
+    pub method: RetrievalMethod,
     /// The rule that chose it.
     pub reason: String,
     pub queries: usize,

@@ -281,7 +281,7 @@ impl ReuseSource {
         Ok(Self {
             shown: shown.to_string(),
             dir: dir.to_path_buf(),
-            manifest_sha256: hex(&Sha256::digest(&bytes)),
+            manifest_sha256: hex::encode(Sha256::digest(&bytes)),
             files: files.into_iter().map(|f| (f.path, f.sha256)).collect(),
             dense,
             sparse,
@@ -790,7 +790,7 @@ fn scan_lines(
         offset += read as u64;
     }
     Ok(crate::files::FileDigest {
-        sha256: hex(&hasher.finalize()),
+        sha256: hex::encode(hasher.finalize()),
         bytes: offset,
         lines,
     })
@@ -896,22 +896,10 @@ pub fn text_sha256(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
+/// A sha256 written as 64 hex digits, as the outputs record them.
 fn unhex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
@@ -1261,7 +1249,9 @@ mod tests {
     #[test]
     fn hex_round_trips() {
         let sha = text_sha256("hello");
-        assert_eq!(unhex(&hex(&sha)), Some(sha));
+        assert_eq!(unhex(&hex::encode(sha)), Some(sha));
         assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex(&"+f".repeat(32)), None, "digits only");
+        assert_eq!(unhex(&hex::encode([7u8; 33])), None, "32 bytes only");
     }
 }

@@ -155,11 +155,7 @@ pub fn search(
     };
     let lists = dense.iter().filter(|q| !q.is_empty()).count() + usize::from(sparse.is_some());
     let report = RetrievalReport {
-        method: match method {
-            RetrievalMethod::Index => "index",
-            RetrievalMethod::Scan => "scan",
-        }
-        .to_string(),
+        method,
         reason,
         queries,
         points: state.ids.len(),
@@ -171,7 +167,7 @@ pub fn search(
         seconds: started.elapsed().as_secs_f64(),
     };
     info!(
-        method = %report.method,
+        method = ?report.method,
         queries,
         points = report.points,
         seconds = format!("{:.3}", report.seconds),
@@ -265,8 +261,8 @@ mod tests {
         };
         let index = found(RetrievalMethod::Index, u64::MAX);
         let scanned = found(RetrievalMethod::Scan, u64::MAX);
-        assert_eq!(index.report.method, "index");
-        assert_eq!(scanned.report.method, "scan");
+        assert_eq!(index.report.method, RetrievalMethod::Index);
+        assert_eq!(scanned.report.method, RetrievalMethod::Scan);
         assert_eq!(index.dense, scanned.dense);
         assert_eq!(index.sparse, scanned.sparse);
         let order = |hits: &[Hit]| hits.iter().map(|h| h.index).collect::<Vec<_>>();

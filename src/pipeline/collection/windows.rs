@@ -263,7 +263,7 @@ impl Job<'_> {
                         sparse.as_ref().map(|_| sparse_point.map(|p| &p.vector)),
                         positions[i],
                         chunk.id.as_str(),
-                        &reuse::hex(&texts[i]),
+                        &hex::encode(texts[i]),
                     )
                     .map_err(io_stop)?;
             }
