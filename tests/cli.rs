@@ -5,13 +5,9 @@ mod util;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
-use util::{binary, norm, read_jsonl, repo_root, run, stderr};
+use util::{binary, manifest as read_manifest, norm, read_jsonl, repo_root, run, stderr};
 
 const MINILM_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
-
-fn read_manifest(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
-}
 
 #[test]
 fn quickstart_writes_points_and_manifest() {

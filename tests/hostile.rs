@@ -9,7 +9,8 @@ mod util;
 use embed_collections::models::tokenize::TextTokenizer;
 use std::path::Path;
 use util::{
-    binary, copy_dir, models_dir, poisoned_copy, read_jsonl, run, stderr, stdout_and_stderr,
+    binary, copy_dir, manifest, models_dir, poisoned_copy, read_jsonl, run, stderr,
+    stdout_and_stderr,
 };
 
 const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
@@ -29,10 +30,6 @@ fn chunks(ids_and_texts: &[(&str, &str)]) -> String {
         .iter()
         .map(|(id, text)| format!("{}\n", serde_json::json!({"id": id, "text": text})))
         .collect()
-}
-
-fn manifest(out: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
 }
 
 fn dense_only(command: &mut std::process::Command) -> &mut std::process::Command {

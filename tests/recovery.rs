@@ -16,7 +16,7 @@ use embed_collections::models::{
 };
 use embed_collections::pipeline::BatchRunner;
 use std::path::Path;
-use util::{max_abs_diff, models_dir, read_jsonl};
+use util::{manifest, max_abs_diff, models_dir, read_jsonl};
 
 const TEXTS: [&str; 7] = [
     "Vitamin D supplements and bone health in older adults.",
@@ -235,10 +235,6 @@ fn one_replica_per_device_gives_the_same_vectors_as_one_model() {
 }
 
 const MIB: u64 = 1 << 20;
-
-fn manifest(out: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
-}
 
 #[test]
 fn injected_memory_readings_bound_every_planned_batch() {

@@ -6,11 +6,10 @@
 
 mod util;
 
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use util::{binary, run, run_until, stderr};
+use util::{manifest, run, run_until, stderr};
 
 /// Chunks per window in these runs: the fixture's 150 chunks make 6 windows.
 const WINDOW: &str = "25";
@@ -40,20 +39,9 @@ fn command(root: &Path, out: &Path) -> Command {
 }
 
 fn command_with_window(root: &Path, out: &Path, window: &str) -> Command {
-    let mut command = binary();
+    let mut command = util::cpu_run(root, out);
     command
-        .arg("--input")
-        .arg(root)
-        .arg("--output")
-        .arg(out)
-        .args([
-            "--no-rerank",
-            "--device",
-            "cpu",
-            "-v",
-            "--window-chunks",
-            window,
-        ])
+        .args(["--no-rerank", "-v", "--window-chunks", window])
         .env("EMBED_COLLECTIONS_LOG_FORMAT", "text");
     command
 }
@@ -76,10 +64,6 @@ fn outputs(out: &Path) -> (Vec<u8>, Vec<u8>) {
             .unwrap_or_else(|err| panic!("cannot read {name}: {err}"))
     };
     (read("points.jsonl"), read("rerank.jsonl"))
-}
-
-fn manifest(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
 }
 
 /// SIGKILL at the trigger line, then `--resume` until done; the outputs must equal the

@@ -9,24 +9,13 @@ mod util;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use util::{binary, read_jsonl, run};
+use util::{manifest, read_jsonl, run};
 
 /// The outputs that must not depend on the method.
 const COMPARED: [&str; 2] = ["rerank.jsonl", "query_vectors.jsonl"];
 
 fn command(root: &Path, out: &Path) -> Command {
-    let mut command = binary();
-    command
-        .arg("--input")
-        .arg(root)
-        .arg("--output")
-        .arg(out)
-        .args(["--device", "cpu"]);
-    command
-}
-
-fn manifest(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
+    util::cpu_run(root, out)
 }
 
 /// The single collection's retrieval report and evaluation.

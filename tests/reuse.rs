@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use util::{binary, read_jsonl, repo_root, run, run_until, stdout_and_stderr};
+use util::{binary, manifest, read_jsonl, repo_root, run, run_until, stdout_and_stderr};
 
 /// The output files a reused run must give as a fresh run does.
 const COMPARED: [&str; 4] = [
@@ -110,10 +110,6 @@ fn with_run_flags(mut command: Command, root: &Path, out: &Path, window: &str) -
         .args(["--set", "rerank.top_k=5", "--set", "rerank.max_length=128"])
         .env("EMBED_COLLECTIONS_LOG_FORMAT", "text");
     command
-}
-
-fn manifest(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
 }
 
 /// Names the first differing file instead of dumping megabytes.

@@ -6,7 +6,7 @@
 mod util;
 
 use std::path::{Path, PathBuf};
-use util::{binary, run, stderr};
+use util::{binary, manifest, run, stderr};
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -26,18 +26,9 @@ fn input(dir: &Path) -> PathBuf {
 }
 
 fn dense_run(root: &Path, out: &Path) -> std::process::Command {
-    let mut command = binary();
+    let mut command = util::cpu_run(root, out);
+    command.args(["--no-sparse", "--no-rerank"]);
     command
-        .arg("--input")
-        .arg(root)
-        .arg("--output")
-        .arg(out)
-        .args(["--no-sparse", "--no-rerank", "--device", "cpu"]);
-    command
-}
-
-fn manifest(out: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
 }
 
 /// Finding 1: with `<output>/.embed-collections.lock` a link to another file, a run wrote its

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use util::{binary, copy_dir, repo_root, run, stderr};
+use util::{binary, copy_dir, manifest, repo_root, run, stderr};
 
 const COLLECTIONS: [&str; 3] = ["notes-a", "notes-b", "scifact"];
 /// What each collection's outputs are compared on.
@@ -78,12 +78,6 @@ fn merge(config: &Path, out: &Path, shards: &[&Path]) -> Command {
         .arg(out)
         .args(shards);
     command
-}
-
-fn manifest(dir: &Path) -> Value {
-    let path = dir.join("manifest.json");
-    serde_json::from_slice(&std::fs::read(&path).unwrap())
-        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
 /// Everything a merged run must reproduce: each collection's output files, and its chunk and

@@ -33,6 +33,25 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The run manifest (`manifest.json`) of an output directory.
+pub fn manifest(dir: &Path) -> serde_json::Value {
+    let path = dir.join("manifest.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap())
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// A run of the binary over `input` into `output` on the CPU; callers add their flags.
+pub fn cpu_run(input: &Path, output: &Path) -> Command {
+    let mut command = binary();
+    command
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .args(["--device", "cpu"]);
+    command
+}
+
 /// The `embed-collections` binary with a clean, test-controlled environment.
 pub fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_embed-collections"));
