@@ -12,8 +12,9 @@ For every collection in OUTPUT_DIR/manifest.json:
   dimension and cosine distance for normalised models, else dot; the sparse vector by its name),
   the points are upserted, the count matches, and searching with a point's own dense vector
   returns that point first (cosine 1 with itself);
-- with the exported query vectors (query_vectors.jsonl), Qdrant's hybrid RRF search returns the
-  run's fused lists (rerank.jsonl of a run without rerank), see check_fusion.
+- with the exported query vectors (query_vectors.jsonl), the Qdrant request the manifest gives
+  for the run's fusion (ranking.qdrant.request: RRF with k and weights, DBSF, or a plain query)
+  returns the run's fused lists (rerank.jsonl of a run without rerank), see check_fusion.
 
 Prints one JSON summary line per collection; exits 1 on the first problem.
 """
@@ -35,22 +36,29 @@ def fail(message):
 
 
 def check_fusion(client, out, name, manifest, vectors, sparse_vectors):
-    """Hybrid search in Qdrant with the exported query vectors — a prefetch per list of
-    `fusion.depth`, fused by RRF with k = 61 on Qdrant's 0-based positions, which is our k = 60 on
-    1-based ranks — must return the run's fused top list (`rerank.jsonl` of a run without rerank)
-    with the same scores; chunks tied on score may come in either order. Returns how many
-    queries were compared (0 when the run reranked or exported no query vectors)."""
+    """The manifest's Qdrant request (ranking.qdrant.request, where it says `exact`), with each
+    `$query_vectors.<name>` replaced by the query's exported vector, must return the run's fused
+    top list (`rerank.jsonl` of a run without rerank) with the same scores; chunks tied on score
+    may come in either order. Returns (queries compared, the request's fusion), (0, None) when
+    the run reranked, exported no query vectors, or has no exact request."""
     query_file = out / name / "query_vectors.jsonl"
     ranked_file = out / name / "rerank.jsonl"
-    if not (query_file.is_file() and ranked_file.is_file()) or len(vectors) != 1 or not sparse_vectors:
-        return 0
-    fusion = manifest["config"]["fusion"]
-    if fusion["method"] != "rrf" or fusion["dense_weight"] != 1.0 or fusion["sparse_weight"] != 1.0:
-        return 0
-    depth, k = fusion["depth"], fusion["rrf_k"]
-    (dense_name,) = vectors
-    (sparse_name,) = sparse_vectors
+    collection = next(c for c in manifest["collections"] if c["name"] == name)
+    qdrant = (collection.get("ranking") or {}).get("qdrant")
+    if not (query_file.is_file() and ranked_file.is_file()) or not qdrant or not qdrant["exact"]:
+        return 0, None
+    request = qdrant["request"]
     queries = {q["query_id"]: q for q in map(json.loads, query_file.read_text().splitlines())}
+
+    def vector(placeholder, query):
+        named = query["vector"][placeholder.removeprefix("$query_vectors.")]
+        return models.SparseVector(**named) if isinstance(named, dict) else named
+
+    def fusion(spec):
+        if "rrf" in spec:
+            return models.RrfQuery(rrf=models.Rrf(**spec["rrf"]))
+        return models.FusionQuery(fusion=models.Fusion(spec["fusion"]))
+
     compared = 0
     for line in ranked_file.read_text().splitlines():
         ranked = json.loads(line)
@@ -60,40 +68,50 @@ def check_fusion(client, out, name, manifest, vectors, sparse_vectors):
         if query is None:
             fail(f"{name}: query {ranked['query_id']} has no exported vectors")
         ours = [(c["chunk_id"], c["fused_score"]) for c in ranked["candidates"]]
+        prefetch = [
+            models.Prefetch(query=vector(p["query"], query), using=p["using"], limit=p["limit"])
+            for p in request.get("prefetch", [])
+        ]
+        spec = request["query"]
         hits = client.query_points(
             collection_name=name,
-            prefetch=[
-                models.Prefetch(query=query["vector"][dense_name], using=dense_name, limit=depth),
-                models.Prefetch(
-                    query=models.SparseVector(**query["vector"][sparse_name]),
-                    using=sparse_name,
-                    limit=depth,
-                ),
-            ],
-            query=models.RrfQuery(rrf=models.Rrf(k=k + 1)),
+            prefetch=prefetch or None,
+            query=fusion(spec) if isinstance(spec, dict) and not spec.keys() - {"rrf", "fusion"} else vector(spec, query),
+            using=request.get("using"),
             limit=len(ours),
             with_payload=True,
         ).points
-        compare_fused(f"{name}: query {ranked['query_id']}", ours, hits)
+        if not prefetch:
+            # A plain query: Qdrant's scores are the list's own, the run's the fusion's.
+            ours = [(chunk, None) for chunk, _ in ours]
+            hits_ids = [h.payload["chunk_id"] for h in hits]
+            if hits_ids != [c for c, _ in ours]:
+                fail(f"{name}: query {ranked['query_id']}: ours {ours} vs Qdrant {hits_ids}")
+        else:
+            compare_fused(f"{name}: query {ranked['query_id']}", ours, hits)
         compared += 1
-    return compared
+    return compared, json.dumps(spec) if isinstance(spec, dict) else "plain"
 
 
-def compare_fused(label, ours, hits):
+def compare_fused(label, ours, hits, tolerance=1e-5):
     """`hits` (Qdrant's points) must be `ours` ((chunk_id, fused_score) in the run's fused
-    order) with the same scores; chunks tied on score may come in either order."""
+    order) with the same scores (Qdrant computes in f32: within `tolerance`); chunks whose
+    scores tie within it may come in either order."""
     theirs = [(h.payload["chunk_id"], h.score) for h in hits]
     if len(theirs) != len(ours):
         fail(f"{label}: Qdrant returned {len(theirs)} of {len(ours)}")
     for (a, sa), (b, sb) in zip(ours, theirs):
-        if abs(sa - sb) > 1e-6:
+        if abs(sa - sb) > tolerance:
             fail(f"{label}: fused score {sa} ({a}) vs Qdrant {sb} ({b})")
+    theirs_by_chunk = dict(theirs)
     last = ours[-1][1]
-    for score in {s for _, s in ours if s > last + 1e-9}:
-        mine = {c for c, s in ours if abs(s - score) <= 1e-9}
-        qdrant = {c for c, s in theirs if abs(s - score) <= 1e-6}
-        if mine != qdrant:
-            fail(f"{label}: at fused score {score} ours {sorted(mine)} vs Qdrant {sorted(qdrant)}")
+    for chunk, score in ours:
+        if chunk in theirs_by_chunk and abs(theirs_by_chunk[chunk] - score) > tolerance:
+            fail(f"{label}: {chunk}: fused score {score} vs Qdrant {theirs_by_chunk[chunk]}")
+    mine = {c for c, s in ours if s > last + tolerance}
+    qdrant = {c for c, s in theirs if s > last + tolerance}
+    if mine != qdrant:
+        fail(f"{label}: above the last score ours {sorted(mine)} vs Qdrant {sorted(qdrant)}")
 
 
 def load_collection(client, out, manifest, name):
@@ -154,7 +172,7 @@ def main():
                 if not hits or str(hits[0].id) != str(probe.id):
                     fail(f"{name}: searching {vector_name} with point {probe.id}'s own vector "
                          f"returned {hits[0].id if hits else 'nothing'}")
-        fused = check_fusion(client, out, name, manifest, vectors, sparse_vectors)
+        fused, fusion = check_fusion(client, out, name, manifest, vectors, sparse_vectors)
         has_sparse = sum(
             1 for p in points if any(isinstance(v, models.SparseVector) for v in p.vector.values())
         )
@@ -168,7 +186,8 @@ def main():
             "sparse_vectors": sorted(sparse_vectors),
             "points_with_sparse": has_sparse,
             "self_search_ok": len(probes) * len(vectors),
-            "fused_queries_equal_qdrant_rrf": fused,
+            "fused_queries_equal_qdrant": fused,
+            "qdrant_fusion": fusion,
         }))
 
 

@@ -334,23 +334,35 @@ fn discount(rank: usize) -> f64 {
 
 /// nDCG@k of one ranking (linear gains, see the module docs).
 pub fn ndcg_at<S: AsRef<str>>(k: usize, judgments: &BTreeMap<String, i32>, ranking: &[S]) -> f64 {
-    let mut ideal: Vec<i32> = judgments.values().copied().filter(|&r| r > 0).collect();
-    ideal.sort_unstable_by(|a, b| b.cmp(a));
-    let idcg: f64 = ideal
+    let ranked: Vec<f64> = distinct_top(ranking, k)
         .iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, &rel)| f64::from(rel) / discount(i + 1))
-        .sum();
+        .map(|doc| gain(judgments, doc))
+        .collect();
+    let judged: Vec<f64> = judgments
+        .values()
+        .map(|&rel| f64::from(rel.max(0)))
+        .collect();
+    ndcg_of_gains(k, &ranked, &judged)
+}
+
+/// nDCG@k from gains: `ranked` holds the gain of each ranked document in rank order (distinct
+/// documents), `judged` the gain of every judged document (the ideal ranking sorts them). Gains
+/// below zero count as zero; 0 when no judged document has a gain.
+pub fn ndcg_of_gains(k: usize, ranked: &[f64], judged: &[f64]) -> f64 {
+    let mut ideal: Vec<f64> = judged.iter().map(|&g| g.max(0.0)).collect();
+    ideal.sort_unstable_by(|a, b| b.total_cmp(a));
+    let dcg_of = |gains: &mut dyn Iterator<Item = f64>| -> f64 {
+        gains
+            .take(k)
+            .enumerate()
+            .map(|(i, gain)| gain.max(0.0) / discount(i + 1))
+            .sum()
+    };
+    let idcg = dcg_of(&mut ideal.iter().copied());
     if idcg <= 0.0 {
         return 0.0;
     }
-    let dcg: f64 = distinct_top(ranking, k)
-        .iter()
-        .enumerate()
-        .map(|(i, doc)| gain(judgments, doc) / discount(i + 1))
-        .sum();
-    dcg / idcg
+    dcg_of(&mut ranked.iter().copied()) / idcg
 }
 
 /// Recall@k of one ranking: relevant docs in the top k / all relevant docs.

@@ -692,6 +692,12 @@ fn print_summary(outcome: &embed_collections::pipeline::RunOutcome) {
         if let Some(overhead) = &report.overhead {
             print_overhead(overhead);
         }
+        if let Some(auto) = report.ranking.as_ref().and_then(|r| r.auto.as_ref()) {
+            println!(
+                "  fusion auto: {} ({} pairs judged in {:.2} s, counted in fusion): {}",
+                auto.choice.name, auto.pairs_scored, auto.seconds, auto.choice.reason
+            );
+        }
         if let Some(reuse) = &report.reuse {
             print_reuse(reuse);
         }

@@ -1035,7 +1035,8 @@ devices = "cpu"
             for ((name, _, weight), ranks) in models.iter().zip(&ranks) {
                 let rank = candidate["dense_ranks"][*name].as_u64().map(|r| r as usize);
                 assert_eq!(rank, ranks.get(chunk).copied(), "{name} rank of {chunk}");
-                expected += rank.map_or(0.0, |r| weight / (60.0 + r as f64));
+                // Qdrant's weighted RRF: the weight divides the rank.
+                expected += rank.map_or(0.0, |r| 1.0 / (r as f64 / weight + 60.0));
             }
             assert_eq!(candidate["dense_rank"], candidate["dense_ranks"]["minilm"]);
             if let Some(sparse) = candidate["sparse_rank"].as_u64() {

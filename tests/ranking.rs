@@ -440,3 +440,105 @@ fn a_rerank_budget_scores_fewer_pairs_and_its_plan_agrees_with_the_recorded_time
         "embed_collections_rerank_budget_depth{{collection=\"scifact\"}} {depth}"
     )));
 }
+
+/// `fusion.method = "auto"` with the real models: a dense model whose query prompt (300 words
+/// of filler, more than its 128 tokens) leaves nothing of the query makes the same useless dense
+/// list for every query; the CrossEncoder, judging the menu without labels, sees it and leaves
+/// fusion for the sparse list alone. The rerank reuses the judge's scores. Then `rerank.blend =
+/// "rrf"` over the same run (every vector and score reused) orders each query's candidates by
+/// 1/(60 + CrossEncoder rank) + 1/(60 + fused rank).
+#[test]
+fn auto_fusion_leaves_a_useless_dense_list_and_the_rrf_blend_orders_by_both_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    util::short_scifact(&tmp.path().join("in"), "scifact");
+    let filler = "the weather report for the coastal region tomorrow morning ".repeat(30);
+    let base = format!(
+        "[[dense.models]]\nname = \"minilm\"\nmodel = \"sentence-transformers/all-MiniLM-L6-v2\"\n\
+         max_length = 128\nquery_prompt = \"{filler}\"\n\
+         [fusion]\nmethod = \"auto\"\n[rerank]\ncandidates = 10\ntop_k = 10\nmax_length = 128\n"
+    );
+    let (out, manifest) = run(tmp.path(), &base, |r| r);
+    let collection = &manifest["collections"][0];
+    let auto = &collection["ranking"]["auto"];
+    assert_eq!(auto["name"], "sparse", "{auto:#}");
+    assert_eq!(
+        collection["ranking"]["fusion"], "auto: sparse alone",
+        "{collection:#}"
+    );
+    let entry = |name: &str| {
+        auto["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let f = |value: &Value| value.as_f64().unwrap();
+    // The labels agree with the judge (shown for comparison; the choice never saw them).
+    assert!(f(&entry("dense")["labelled_ndcg_at_10"]) < 0.1, "{auto:#}");
+    assert!(f(&entry("sparse")["labelled_ndcg_at_10"]) > 0.4, "{auto:#}");
+    assert!(f(&entry("sparse")["interval"][0]) > 0.0);
+    assert_eq!(auto["queries"], 50);
+    // The fused list is the sparse list alone, and the request that reproduces it a plain
+    // sparse query.
+    let qdrant = &collection["ranking"]["qdrant"];
+    assert_eq!(qdrant["request"]["using"], "splade", "{qdrant:#}");
+    assert_eq!(qdrant["exact"], true);
+    for line in read_jsonl(&out.join("scifact/rerank.jsonl")) {
+        for candidate in line["candidates"].as_array().unwrap() {
+            assert_eq!(candidate["fused_rank"], candidate["sparse_rank"], "{line}");
+        }
+    }
+    // Every pair the rerank needed was in the judge's pool: none scored twice.
+    let pooled = auto["pairs_scored"].as_u64().unwrap();
+    assert!(pooled >= 50 * 10);
+    assert_eq!(collection["stages"]["rerank"]["runs"][0]["items"], 0);
+
+    let reused = tmp.path().join("first");
+    std::fs::rename(&out, &reused).unwrap();
+    let blended = format!(
+        "{base}blend = \"rrf\"\n[output]\nreuse = \"{}\"\n",
+        reused.display()
+    );
+    let (out, manifest) = run(tmp.path(), &blended, |r| r);
+    assert_eq!(
+        manifest["collections"][0]["ranking"]["auto"]["name"],
+        "sparse"
+    );
+    let mut reordered = 0;
+    for line in read_jsonl(&out.join("scifact/rerank.jsonl")) {
+        let candidates = line["candidates"].as_array().unwrap();
+        let mut by_logit: Vec<&Value> = candidates.iter().collect();
+        by_logit.sort_by(|a, b| {
+            f(&b["rerank_logit"])
+                .total_cmp(&f(&a["rerank_logit"]))
+                .then(a["fused_rank"].as_u64().cmp(&b["fused_rank"].as_u64()))
+        });
+        for candidate in candidates {
+            let rerank_rank = 1 + by_logit
+                .iter()
+                .position(|c| c["chunk_id"] == candidate["chunk_id"])
+                .unwrap();
+            let expected =
+                1.0 / (60.0 + rerank_rank as f64) + 1.0 / (60.0 + f(&candidate["fused_rank"]));
+            assert!(
+                (f(&candidate["blend_score"]) - expected).abs() < 1e-12,
+                "{line}"
+            );
+        }
+        for pair in candidates.windows(2) {
+            assert!(f(&pair[0]["blend_score"]) >= f(&pair[1]["blend_score"]));
+        }
+        reordered += usize::from(
+            candidates
+                .iter()
+                .map(|c| &c["chunk_id"])
+                .ne(by_logit.iter().map(|c| &c["chunk_id"])),
+        );
+    }
+    assert!(
+        reordered > 0,
+        "the blend differs from the CrossEncoder's order somewhere"
+    );
+}

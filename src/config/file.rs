@@ -5,7 +5,7 @@
 
 use super::values::{
     ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
+    RerankBlend, RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::Pooling;
@@ -169,6 +169,7 @@ pub struct FileSparse {
 #[serde(deny_unknown_fields)]
 pub struct FileFusion {
     pub method: Option<FusionMethod>,
+    pub normalization: Option<crate::fusion::Normalization>,
     pub rrf_k: Option<f64>,
     pub depth: Option<usize>,
     pub dense_weight: Option<f64>,
@@ -197,6 +198,10 @@ pub struct FileRerank {
     pub budget: Option<RerankBudget>,
     /// With a budget, the fewest candidates per query (never below `top_k`).
     pub min_candidates: Option<usize>,
+    /// How the CrossEncoder's order and the fused order make the final list.
+    pub blend: Option<RerankBlend>,
+    /// The CrossEncoder's weight in the convex blend.
+    pub blend_weight: Option<f64>,
 }
 
 /// `[eval]`

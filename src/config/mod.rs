@@ -27,7 +27,7 @@ pub use run_config::{
 };
 pub use values::{
     ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
+    RerankBlend, RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
 };
 
 #[cfg(test)]

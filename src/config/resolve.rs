@@ -508,6 +508,13 @@ pub fn resolve_layers(
         None,
         None,
     )?;
+    let normalization = layers.pick(
+        "fusion.normalization",
+        crate::fusion::Normalization::MinMax,
+        file.fusion.normalization,
+        None,
+        None,
+    )?;
     let rrf_k = layers.pick("fusion.rrf_k", 60.0, file.fusion.rrf_k, None, None)?;
     let depth = layers.pick("fusion.depth", 100, file.fusion.depth, None, None)?;
     let dense_weight = layers.pick(
@@ -619,6 +626,20 @@ pub fn resolve_layers(
         "rerank.min_candidates",
         DEFAULT_MIN_CANDIDATES,
         file.rerank.min_candidates,
+        None,
+        None,
+    )?;
+    let blend = layers.pick(
+        "rerank.blend",
+        DEFAULT_RERANK_BLEND,
+        file.rerank.blend,
+        None,
+        None,
+    )?;
+    let blend_weight = layers.pick(
+        "rerank.blend_weight",
+        DEFAULT_BLEND_WEIGHT,
+        file.rerank.blend_weight,
         None,
         None,
     )?;
@@ -863,6 +884,15 @@ pub fn resolve_layers(
     if !(rrf_k.is_finite() && rrf_k > 0.0) {
         return Err(layers.invalid("fusion.rrf_k", "must be a positive number"));
     }
+    if method == FusionMethod::Auto && !rerank_enabled {
+        return Err(layers.invalid(
+            "fusion.method",
+            "`auto` judges the fusions with the CrossEncoder: it needs rerank.enabled = true",
+        ));
+    }
+    if !(blend_weight.is_finite() && (0.0..=1.0).contains(&blend_weight)) {
+        return Err(layers.invalid("rerank.blend_weight", "must be a number from 0 to 1"));
+    }
     for (key, weight) in [
         ("fusion.dense_weight", dense_weight),
         ("fusion.sparse_weight", sparse_weight),
@@ -918,6 +948,7 @@ pub fn resolve_layers(
         },
         fusion: FusionConfig {
             method,
+            normalization,
             rrf_k,
             depth,
             dense_weight,
@@ -937,6 +968,8 @@ pub fn resolve_layers(
             precision: rerank_precision,
             budget: rerank_budget,
             min_candidates,
+            blend,
+            blend_weight,
         },
         eval: EvalConfig { qrels },
         gpu: GpuConfig {

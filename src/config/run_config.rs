@@ -5,7 +5,7 @@
 use super::provenance::{Provenance, Source};
 use super::values::{
     ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
+    RerankBlend, RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::Pooling;
@@ -161,6 +161,8 @@ pub struct SparseConfig {
 #[derive(Clone, Debug, Serialize)]
 pub struct FusionConfig {
     pub method: FusionMethod,
+    /// How `convex` normalises each list's scores.
+    pub normalization: crate::fusion::Normalization,
     pub rrf_k: f64,
     pub depth: usize,
     pub dense_weight: f64,
@@ -169,6 +171,29 @@ pub struct FusionConfig {
     pub retrieval: RetrievalMethod,
     /// The most memory the in-memory index may hold; above it the scan is used.
     pub retrieval_memory: ByteSize,
+}
+
+impl RunConfig {
+    /// The configured fusion with each list's weight; for `auto`, the menu's baseline (RRF with
+    /// the configured k and weights), which stays unless the judge finds clear evidence.
+    pub fn fusion(&self) -> crate::fusion::Fusion {
+        crate::fusion::Fusion {
+            method: self
+                .fusion
+                .method
+                .fixed()
+                .unwrap_or(crate::fusion::Method::Rrf),
+            rrf_k: self.fusion.rrf_k,
+            normalization: self.fusion.normalization,
+            dense_weights: self
+                .dense
+                .models
+                .iter()
+                .map(|model| model.weight(&self.fusion))
+                .collect(),
+            sparse_weight: self.fusion.sparse_weight,
+        }
+    }
 }
 
 /// `fusion.retrieval_memory`'s default: the index is chosen only while it is small next to the
@@ -197,6 +222,11 @@ pub fn probe_budget(chunks: usize, candidates: usize) -> usize {
     (affordable.floor() as usize).clamp(PROBE_QUERIES_MIN, PROBE_QUERIES_MAX)
 }
 
+/// `rerank.blend`'s default (BENCHMARKS.md "Rerank blend": the evidence).
+pub const DEFAULT_RERANK_BLEND: RerankBlend = RerankBlend::Replace;
+/// `rerank.blend_weight`'s default: the CrossEncoder's share of the convex blend.
+pub const DEFAULT_BLEND_WEIGHT: f64 = 0.5;
+
 /// `rerank.min_candidates`' default: with a budget, at least this many candidates per query
 /// (or `top_k`, if larger).
 pub const DEFAULT_MIN_CANDIDATES: usize = 10;
@@ -222,6 +252,10 @@ pub struct RerankingConfig {
     pub budget: RerankBudget,
     /// With a budget, the fewest candidates per query; the floor is this or `top_k`, the larger.
     pub min_candidates: usize,
+    /// How the CrossEncoder's order and the fused order make the final list.
+    pub blend: RerankBlend,
+    /// The CrossEncoder's weight in the convex blend (0 to 1).
+    pub blend_weight: f64,
 }
 
 impl RerankingConfig {

@@ -7,13 +7,48 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// How dense and sparse result lists are fused (see the fusion stage).
+/// How dense and sparse result lists are fused (see the fusion stage and [`crate::fusion`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FusionMethod {
-    /// Reciprocal rank fusion: Σ 1/(k + rank), 1-based ranks.
+    /// Reciprocal rank fusion: Σ 1/(rank/weight + k), 1-based ranks (Qdrant's weighted RRF).
     Rrf,
-    /// Weighted sum of min-max normalised scores.
+    /// Distribution-based score fusion (Qdrant's DBSF).
+    Dbsf,
+    /// Weighted sum of normalised scores (`fusion.normalization`).
+    Convex,
+    /// The dense lists alone.
+    Dense,
+    /// The sparse list alone.
+    Sparse,
+    /// Chosen per collection from a menu, the CrossEncoder judging ([`crate::fusion::auto`]).
+    Auto,
+}
+
+impl FusionMethod {
+    /// The fusion method itself; `None` for `auto`, which chooses one per collection.
+    pub fn fixed(self) -> Option<crate::fusion::Method> {
+        use crate::fusion::Method;
+        match self {
+            FusionMethod::Rrf => Some(Method::Rrf),
+            FusionMethod::Dbsf => Some(Method::Dbsf),
+            FusionMethod::Convex => Some(Method::Convex),
+            FusionMethod::Dense => Some(Method::Dense),
+            FusionMethod::Sparse => Some(Method::Sparse),
+            FusionMethod::Auto => None,
+        }
+    }
+}
+
+/// How the CrossEncoder's order and the fused order make the final list (`rerank.blend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RerankBlend {
+    /// The CrossEncoder's order replaces the fused one.
+    Replace,
+    /// Reciprocal rank fusion of the CrossEncoder's rank and the fused rank.
+    Rrf,
+    /// `w · minmax(logit) + (1 − w) · minmax(fused score)` over the scored candidates.
     Convex,
 }
 
@@ -225,7 +260,46 @@ fn parse_keyword<T: Copy>(s: &str, choices: &[(&str, T)]) -> Result<T, ValueErro
 impl FromStr for FusionMethod {
     type Err = ValueError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_keyword(s, &[("rrf", Self::Rrf), ("convex", Self::Convex)])
+        parse_keyword(
+            s,
+            &[
+                ("rrf", Self::Rrf),
+                ("dbsf", Self::Dbsf),
+                ("convex", Self::Convex),
+                ("dense", Self::Dense),
+                ("sparse", Self::Sparse),
+                ("auto", Self::Auto),
+            ],
+        )
+    }
+}
+
+impl FromStr for crate::fusion::Normalization {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use crate::fusion::Normalization;
+        parse_keyword(
+            s,
+            &[
+                ("min_max", Normalization::MinMax),
+                ("z_score", Normalization::ZScore),
+                ("none", Normalization::None),
+            ],
+        )
+    }
+}
+
+impl FromStr for RerankBlend {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_keyword(
+            s,
+            &[
+                ("replace", Self::Replace),
+                ("rrf", Self::Rrf),
+                ("convex", Self::Convex),
+            ],
+        )
     }
 }
 
@@ -526,6 +600,9 @@ mod tests {
     #[test]
     fn keywords_name_the_choices() {
         let err = "bm25".parse::<FusionMethod>().unwrap_err();
-        assert!(err.0.contains("rrf, convex"), "{err}");
+        assert!(
+            err.0.contains("rrf, dbsf, convex, dense, sparse, auto"),
+            "{err}"
+        );
     }
 }

@@ -447,6 +447,37 @@ pub struct RankingReport {
     /// How the stored vectors were searched (absent in manifests from before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<RetrievalReport>,
+    /// The Qdrant Query API request that reproduces the fused lists, and whether exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdrant: Option<QdrantReport>,
+    /// `fusion.method = "auto"`: the menu as judged, and the choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<AutoReport>,
+}
+
+/// The Query API request (`POST /collections/{collection}/points/query`) that returns a
+/// query's fused list: `$query_vectors.<name>` stands for the query's vector of that name in
+/// `query_vectors.jsonl` (or `/v1/query`'s answer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QdrantReport {
+    #[serde(flatten)]
+    pub plan: crate::fusion::qdrant::FusionPlan,
+    pub request: serde_json::Value,
+}
+
+/// What `fusion.method = "auto"` judged and chose ([`crate::fusion::auto`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoReport {
+    /// The CrossEncoder that judged.
+    pub judge: String,
+    /// The pooled pairs the judge scored, and those taken from an earlier run (`--reuse`);
+    /// the rerank stage reuses them.
+    pub pairs_scored: usize,
+    pub pairs_reused: usize,
+    /// Wall time of the judging (counted in the fusion stage, so in the overhead).
+    pub seconds: f64,
+    #[serde(flatten)]
+    pub choice: crate::fusion::auto::Choice,
 }
 
 /// How retrieval searched the stored vectors, and why (`fusion.retrieval`). The lists are the

@@ -48,6 +48,7 @@ pub fn write_ranked(
                     rank: i + 1,
                     rerank_logit: c.rerank.map(|s| s.logit),
                     rerank_score: c.rerank.map(|s| s.score),
+                    blend_score: c.blend_score,
                     fused_rank: c.fused.rank,
                     fused_score: c.fused.score,
                     dense_rank: c.fused.dense_rank,

@@ -68,6 +68,9 @@ pub struct RankedCandidateLine<'a> {
     pub rerank_logit: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerank_score: Option<f32>,
+    /// `rerank.blend`'s score, when it blends (the list is in its order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blend_score: Option<f64>,
     pub fused_rank: usize,
     pub fused_score: f64,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,14 +16,16 @@
 use super::reuse::{text_sha256, PairScores};
 use super::search::Retrieved;
 use crate::batching::{BatchBudget, BatchStats};
-use crate::config::{FusionMethod, RunConfig};
+use crate::config::RunConfig;
 use crate::dispatch::FaultInjector;
 use crate::eval::{self, Metrics, Qrels};
 use crate::export::StageRun;
-use crate::fusion;
+use crate::fusion::auto::{self, Choice, MenuEntry};
+use crate::fusion::{FusedHit, Fusion};
 use crate::input::{Chunk, Query};
 use crate::models::tokenize::Encoded;
 use crate::models::{run_encoded, CrossEncoder, DenseEmbedder, PairScore, Replicas, SpladeEncoder};
+use crate::ranking::blend::blend;
 use crate::ranking::budget::{BudgetInputs, RerankPlan};
 pub use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedCandidate, RankedQuery};
 use crate::retrieval::Hit;
@@ -188,6 +190,7 @@ pub fn fuse_queries(
     retrieved: Retrieved,
     query_vectors: &QueryVectors,
     config: &RunConfig,
+    fusion: &Fusion,
 ) -> (Vec<RankedQuery>, StageRun) {
     let started = Instant::now();
     let retrieval_time = Duration::from_secs_f64(retrieved.report.seconds);
@@ -213,20 +216,9 @@ pub fn fuse_queries(
             }
         })
         .collect();
-    let dense_weights: Vec<f64> = config
-        .dense
-        .models
-        .iter()
-        .map(|model| model.weight(&config.fusion))
-        .collect();
-
     // Sparse lists; a query whose SPLADE encoding fails is ranked on dense alone.
     let sparse_hits: Option<Vec<Option<Vec<Hit>>>> = retrieved_sparse;
 
-    let method = match config.fusion.method {
-        FusionMethod::Rrf => fusion::Method::Rrf,
-        FusionMethod::Convex => fusion::Method::Convex,
-    };
     let queries: Vec<RankedQuery> = set
         .queries
         .iter()
@@ -234,27 +226,8 @@ pub fn fuse_queries(
         .map(|(i, query)| {
             let sparse = sparse_hits.as_ref().and_then(|all| all[i].clone());
             let dense: Vec<Vec<Hit>> = dense_hits.iter().map(|model| model[i].clone()).collect();
-            let dense_lists: Vec<(&[Hit], f64)> = dense
-                .iter()
-                .zip(&dense_weights)
-                .map(|(hits, weight)| (hits.as_slice(), *weight))
-                .collect();
-            let mut fused = fusion::fuse_lists(
-                &dense_lists,
-                sparse
-                    .as_deref()
-                    .map(|hits| (hits, config.fusion.sparse_weight)),
-                method,
-                config.fusion.rrf_k,
-            );
-            fused.truncate(depth);
-            let ranked = fused
-                .iter()
-                .map(|hit| RankedCandidate {
-                    fused: hit.clone(),
-                    rerank: None,
-                })
-                .collect();
+            let fused = fuse_lists(fusion, &dense, sparse.as_deref(), depth);
+            let ranked = unranked(&fused);
             let mut reason = reasons[i].clone();
             if reason.is_none() && sparse_hits.is_some() && sparse.is_none() {
                 reason = Some("sparse query encoding failed; fused on dense alone".to_string());
@@ -280,7 +253,7 @@ pub fn fuse_queries(
         ..BatchStats::default()
     };
     let fusion_run = StageRun::new(
-        method.as_str(),
+        fusion.method.as_str(),
         &fusion_stats,
         0,
         retrieval_time + started.elapsed(),
@@ -292,6 +265,189 @@ pub fn fuse_queries(
         .count();
     info!(collection, queries = queries.len(), failed, "fusion done");
     (queries, fusion_run)
+}
+
+/// One query's lists fused by `fusion`, cut to `depth`.
+pub fn fuse_lists(
+    fusion: &Fusion,
+    dense: &[Vec<Hit>],
+    sparse: Option<&[Hit]>,
+    depth: usize,
+) -> Vec<FusedHit> {
+    let dense: Vec<&[Hit]> = dense.iter().map(Vec::as_slice).collect();
+    let mut fused = fusion.fuse(&dense, sparse);
+    fused.truncate(depth);
+    fused
+}
+
+/// The fused list as a final list, before (or without) rerank.
+fn unranked(fused: &[FusedHit]) -> Vec<RankedCandidate> {
+    fused
+        .iter()
+        .map(|hit| RankedCandidate {
+            fused: hit.clone(),
+            rerank: None,
+            blend_score: None,
+        })
+        .collect()
+}
+
+/// Fuses every query again with `fusion` (the one `auto` chose), from the lists it holds.
+pub fn refuse_queries(queries: &mut [RankedQuery], fusion: &Fusion, depth: usize) {
+    for query in queries {
+        query.fused = fuse_lists(fusion, &query.dense, query.sparse.as_deref(), depth);
+        query.ranked = unranked(&query.fused);
+    }
+}
+
+/// What `fusion.method = "auto"` did for a collection: the menu's choice, and the pairs the
+/// CrossEncoder scored to judge it (kept, so the rerank stage does not score them again).
+pub struct AutoFusion {
+    pub menu: Vec<MenuEntry>,
+    pub choice: Choice,
+    /// Each entry's top [`auto::JUDGE_DEPTH`] per query (`tops[entry][query]`).
+    pub tops: Vec<Vec<Vec<usize>>>,
+    /// The pool's pairs: scored by the model, and taken from an earlier run (`--reuse`).
+    pub scored: usize,
+    pub reused: usize,
+    pub seconds: f64,
+    /// The pool's scores, by (query text, passage text) hash.
+    pub scores: PairScores,
+}
+
+/// `fusion.method = "auto"` ([`crate::fusion::auto`]): pools every menu entry's top 10 per
+/// query, scores the pool once with the CrossEncoder (pairs `earlier` holds are taken from it),
+/// and chooses. `passages` holds the embedding text of every pooled point ([`auto_pool`]).
+#[allow(clippy::too_many_arguments)]
+pub fn judge_fusions(
+    ce: &Replicas<CrossEncoder>,
+    set: &QuerySet,
+    queries: &[RankedQuery],
+    menu: Vec<MenuEntry>,
+    descriptions: &[String],
+    passages: &std::collections::HashMap<usize, String>,
+    config: &RunConfig,
+    budget: BatchBudget,
+    fault: Option<&FaultInjector>,
+    earlier: Option<&PairScores>,
+) -> AutoFusion {
+    let started = Instant::now();
+    let tops = auto_tops(&menu, queries, config.fusion.depth);
+    let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
+    let query_hashes: Vec<[u8; 32]> = texts.iter().map(|t| text_sha256(t)).collect();
+    // Every pooled (query, point) pair once.
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for q in 0..queries.len() {
+        let mut pool: Vec<usize> = tops.iter().flat_map(|top| top[q].iter().copied()).collect();
+        pool.sort_unstable();
+        pool.dedup();
+        pairs.extend(pool.into_iter().map(|point| (q, point)));
+    }
+    let passage = |point: usize| passages.get(&point).map_or("", String::as_str);
+    let mut scores: std::collections::HashMap<(usize, usize), PairScore> =
+        std::collections::HashMap::new();
+    let mut todo: Vec<(usize, usize)> = Vec::new();
+    let mut reused = 0;
+    for &(q, point) in &pairs {
+        match earlier.and_then(|e| e.get(&query_hashes[q], &text_sha256(passage(point)))) {
+            Some(score) => {
+                scores.insert((q, point), score);
+                reused += 1;
+            }
+            None => todo.push((q, point)),
+        }
+    }
+    let text_pairs: Vec<(&str, &str)> = todo
+        .iter()
+        .map(|&(q, point)| (texts[q], passage(point)))
+        .collect();
+    if let Ok(encodings) = ce.primary().tokenizer().encode_pairs(&text_pairs) {
+        let shown = SharedProgress::new(
+            config.telemetry.progress,
+            "fusion auto",
+            "pairs",
+            encodings.len() as u64,
+        );
+        let outcome = run_encoded(
+            &ce.workers(),
+            &encodings,
+            budget,
+            fault,
+            &|i| todo[i].0,
+            &|n| shown.inc(n),
+        );
+        shown.finish();
+        if let Ok(outcome) = outcome {
+            for (&pair, result) in todo.iter().zip(outcome.results) {
+                if let Ok(score) = result {
+                    scores.insert(pair, score);
+                }
+            }
+        }
+    }
+    let names: Vec<String> = menu.iter().map(|entry| entry.name.clone()).collect();
+    // The judge's gain: the CrossEncoder's probability of relevance.
+    let choice = auto::choose(&names, descriptions, &tops, |q, point| {
+        scores
+            .get(&(q, point))
+            .map(|s| 1.0 / (1.0 + (-f64::from(s.logit)).exp()))
+    });
+    info!(
+        chosen = %choice.name,
+        queries = choice.queries,
+        pairs = todo.len(),
+        reused,
+        "fusion auto: {}",
+        choice.reason
+    );
+    let by_text = PairScores::from_pairs(
+        scores
+            .iter()
+            .map(|(&(q, point), &score)| ((query_hashes[q], text_sha256(passage(point))), score)),
+    );
+    AutoFusion {
+        menu,
+        choice,
+        tops,
+        scored: todo.len(),
+        reused,
+        seconds: started.elapsed().as_secs_f64(),
+        scores: by_text,
+    }
+}
+
+/// Every menu entry's top [`auto::JUDGE_DEPTH`] per query (nothing for a failed query).
+fn auto_tops(menu: &[MenuEntry], queries: &[RankedQuery], depth: usize) -> Vec<Vec<Vec<usize>>> {
+    menu.iter()
+        .map(|entry| {
+            queries
+                .iter()
+                .map(|query| {
+                    if query.status == QueryStatus::Failed {
+                        return Vec::new();
+                    }
+                    fuse_lists(&entry.fusion, &query.dense, query.sparse.as_deref(), depth)
+                        .iter()
+                        .take(auto::JUDGE_DEPTH)
+                        .map(|hit| hit.index)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The points `auto` pools: every menu entry's top [`auto::JUDGE_DEPTH`] of every query,
+/// ascending and without repeats.
+pub fn auto_pool(menu: &[MenuEntry], queries: &[RankedQuery], depth: usize) -> Vec<usize> {
+    let mut pool: Vec<usize> = auto_tops(menu, queries, depth)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    pool.sort_unstable();
+    pool.dedup();
+    pool
 }
 
 /// The points whose passages rerank needs: each rankable query's top `rerank.candidates`
@@ -455,7 +611,8 @@ impl RoundScorer<'_> {
 /// `rerank.candidates` of them, or with `rerank.budget` as many as the budget allows
 /// ([`crate::ranking::budget`]: a floor round, then the planned depth). `passages` holds the
 /// embedding text of every point [`rerank_candidates`] named. A pair `earlier` holds (a run
-/// with `--reuse`) takes that score instead of going through the model.
+/// with `--reuse`) takes that score instead of going through the model, and so does one
+/// `judged` holds (scored by `fusion.method = "auto"`).
 #[allow(clippy::too_many_arguments)]
 pub fn rerank(
     ce: &Replicas<CrossEncoder>,
@@ -466,6 +623,7 @@ pub fn rerank(
     budget: BatchBudget,
     fault: Option<&FaultInjector>,
     earlier: Option<&PairScores>,
+    judged: Option<&PairScores>,
     spent: SpentBeforeRerank,
 ) -> Reranked {
     let started = Instant::now();
@@ -487,18 +645,22 @@ pub fn rerank(
         .collect();
     // Scores the earlier run made for the same texts; the rest go through the model.
     let mut scores: Vec<Option<Result<PairScore, String>>> = vec![None; pairs.len()];
-    if let Some(earlier) = earlier.filter(|e| !e.is_empty()) {
+    // Pairs `auto` scored while judging the fusions are not scored again either.
+    let mut reused_pairs = vec![false; pairs.len()];
+    let earlier = earlier.filter(|e| !e.is_empty());
+    let judged = judged.filter(|j| !j.is_empty());
+    if earlier.is_some() || judged.is_some() {
         let query_hashes: Vec<[u8; 32]> = texts.iter().map(|t| text_sha256(t)).collect();
-        for (slot, (&(qi, _), &(_, passage))) in
-            scores.iter_mut().zip(pairs.iter().zip(&text_pairs))
-        {
-            *slot = earlier
-                .get(&query_hashes[qi], &text_sha256(passage))
+        for (i, (&(qi, _), &(_, passage))) in pairs.iter().zip(&text_pairs).enumerate() {
+            let passage = text_sha256(passage);
+            let from_earlier = earlier.and_then(|e| e.get(&query_hashes[qi], &passage));
+            reused_pairs[i] = from_earlier.is_some();
+            scores[i] = from_earlier
+                .or_else(|| judged.and_then(|j| j.get(&query_hashes[qi], &passage)))
                 .map(Ok);
         }
     }
     let todo: Vec<usize> = (0..pairs.len()).filter(|&i| scores[i].is_none()).collect();
-    let reused_pairs: Vec<bool> = scores.iter().map(Option::is_some).collect();
     // Every pair the model may score, tokenized once: the plan counts their tokens.
     let todo_pairs: Vec<(&str, &str)> = todo.iter().map(|&i| text_pairs[i]).collect();
     let mut encodings = match ce.primary().tokenizer().encode_pairs(&todo_pairs) {
@@ -580,16 +742,15 @@ pub fn rerank(
                 score.ok().map(|score| RankedCandidate {
                     fused: query.fused[ci].clone(),
                     rerank: Some(score),
+                    blend_score: None,
                 })
             })
             .collect();
-        reranked.sort_by(|a, b| {
-            let (la, lb) = (
-                a.rerank.map_or(f32::MIN, |s| s.logit),
-                b.rerank.map_or(f32::MIN, |s| s.logit),
-            );
-            lb.total_cmp(&la).then(a.fused.rank.cmp(&b.fused.rank))
-        });
+        blend(
+            &mut reranked,
+            config.rerank.blend,
+            config.rerank.blend_weight,
+        );
         query.ranked = reranked;
         query.status = QueryStatus::Ok;
     }

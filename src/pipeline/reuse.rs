@@ -488,6 +488,13 @@ pub struct PairScores {
 }
 
 impl PairScores {
+    /// Scores keyed by (query text sha256, passage text sha256).
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (([u8; 32], [u8; 32]), PairScore)>) -> Self {
+        Self {
+            scores: pairs.into_iter().collect(),
+        }
+    }
+
     /// The earlier score of this pair, if it was scored.
     pub fn get(&self, query_sha256: &[u8; 32], passage_sha256: &[u8; 32]) -> Option<PairScore> {
         self.scores.get(&(*query_sha256, *passage_sha256)).copied()

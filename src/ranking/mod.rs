@@ -2,6 +2,7 @@
 //! the pipeline (which makes them) and the export (which writes them), so neither imports the
 //! other.
 
+pub mod blend;
 pub mod budget;
 
 use crate::fusion::FusedHit;
@@ -43,6 +44,8 @@ pub enum QueryStatus {
 pub struct RankedCandidate {
     pub fused: FusedHit,
     pub rerank: Option<PairScore>,
+    /// The score `rerank.blend` ordered it by (none for `replace`).
+    pub blend_score: Option<f64>,
 }
 
 /// A query's outcome.

@@ -14,7 +14,6 @@
 pub mod batcher;
 pub mod error;
 pub mod metrics;
-pub mod qdrant;
 pub mod routes;
 pub mod wire;
 
@@ -69,6 +68,8 @@ pub struct App {
     permits: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
     next_id: AtomicU64,
+    /// `fusion.method = "auto"`: each collection's chosen fusion, from the run's manifest.
+    pub auto_fusions: std::collections::BTreeMap<String, crate::fusion::Fusion>,
 }
 
 /// The loaded models and their batchers, set once warm.
@@ -102,7 +103,46 @@ impl App {
             ready: OnceLock::new(),
             metrics: Arc::new(Metrics::default()),
             next_id: AtomicU64::new(1),
+            auto_fusions: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// The fusion `/v1/query` reproduces for `collection`: the configured one, or with
+    /// `fusion.method = "auto"` the collection's choice as the run's manifest records it (the
+    /// only collection's when none is named). `Err`: the collection has no recorded choice.
+    pub fn fusion_for(
+        &self,
+        collection: Option<&str>,
+    ) -> Result<(crate::fusion::Fusion, Option<String>), ApiError> {
+        if self.config.fusion.method != crate::config::FusionMethod::Auto {
+            return Ok((self.config.fusion(), None));
+        }
+        let choice = match collection {
+            Some(name) => self.auto_fusions.get(name).ok_or_else(|| {
+                ApiError::new(
+                    Kind::NotFound,
+                    format!(
+                        "fusion.method is auto and the run's manifest in {} records no choice for collection {name:?}",
+                        self.config.output.dir.display()
+                    ),
+                )
+            })?,
+            None if self.auto_fusions.len() == 1 => {
+                self.auto_fusions.values().next().ok_or_else(|| {
+                    ApiError::new(Kind::NotFound, "no recorded fusion choice")
+                })?
+            }
+            None => {
+                return Ok((
+                    self.config.fusion(),
+                    Some(format!(
+                        "fusion.method is auto and the query names no collection (of {} with a recorded choice): this is the baseline, RRF; name the collection for its choice",
+                        self.auto_fusions.len()
+                    )),
+                ))
+            }
+        };
+        Ok((choice.clone(), None))
     }
 
     pub fn ready(&self) -> Option<Arc<Ready>> {
@@ -195,7 +235,9 @@ async fn run(
         .local_addr()
         .map_or_else(|_| address.clone(), |a| a.to_string());
     info!(address = %local, auth = key.is_some(), "listening; loading the models (GET /health answers 503 until they are ready)");
-    let app = Arc::new(App::new(config, key));
+    let mut app = App::new(config, key);
+    app.auto_fusions = auto_fusions(&app.config);
+    let app = Arc::new(app);
     let router = routes::router(Arc::clone(&app)).layer(axum::extract::DefaultBodyLimit::max(
         usize::try_from(app.settings.payload_limit.0).unwrap_or(usize::MAX),
     ));
@@ -402,4 +444,121 @@ async fn warm_up(ready: &Ready) -> Result<(), ServeError> {
             .map_err(|e| fail(e.to_string()))?;
     }
     Ok(())
+}
+
+/// `fusion.method = "auto"`: the fusion each collection of the run in `output.dir` chose (its
+/// manifest's `ranking.auto.name`, looked up in the menu this configuration makes). Nothing
+/// when the method is fixed, or the manifest is missing or unreadable (logged: `/v1/query`
+/// then answers with the baseline, or 404 for a named collection).
+fn auto_fusions(config: &RunConfig) -> std::collections::BTreeMap<String, crate::fusion::Fusion> {
+    let mut choices = std::collections::BTreeMap::new();
+    if config.fusion.method != crate::config::FusionMethod::Auto {
+        return choices;
+    }
+    let path = config.output.dir.join("manifest.json");
+    let manifest: serde_json::Value = match std::fs::read(&path)
+        .map_err(|err| err.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
+    {
+        Ok(manifest) => manifest,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), "fusion.method is auto but the run's manifest cannot be read ({err}): /v1/query answers with the baseline fusion");
+            return choices;
+        }
+    };
+    let menu = crate::fusion::auto::menu(&config.fusion(), config.sparse.enabled);
+    let collections = manifest["collections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for collection in collections {
+        let (Some(name), Some(chosen)) = (
+            collection["name"].as_str(),
+            collection["ranking"]["auto"]["name"].as_str(),
+        ) else {
+            continue;
+        };
+        if let Some(entry) = menu.iter().find(|entry| entry.name == chosen) {
+            info!(
+                collection = name,
+                fusion = chosen,
+                "fusion auto: the run's choice"
+            );
+            choices.insert(name.to_string(), entry.fusion.clone());
+        }
+    }
+    choices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{resolve, Environment, Overrides};
+    use crate::fusion::Method;
+
+    fn app(out: &std::path::Path, method: &str) -> App {
+        let flags = Overrides {
+            input: Some(".".into()),
+            output: Some(out.to_path_buf()),
+            set: vec![format!("fusion.method=\"{method}\"")],
+            ..Overrides::default()
+        };
+        let config = resolve(
+            None,
+            &Environment::from_pairs(Vec::<(String, String)>::new()),
+            &flags,
+        )
+        .unwrap();
+        let mut app = App::new(config, None);
+        app.auto_fusions = auto_fusions(&app.config);
+        app
+    }
+
+    #[test]
+    fn query_follows_each_collections_auto_choice() {
+        let out = tempfile::tempdir().unwrap();
+        let manifest = serde_json::json!({"collections": [
+            {"name": "docs", "ranking": {"auto": {"name": "sparse"}}},
+            {"name": "wiki", "ranking": {"auto": {"name": "dbsf"}}},
+            {"name": "old", "ranking": {"fusion": "rrf k=60"}},
+        ]});
+        std::fs::write(out.path().join("manifest.json"), manifest.to_string()).unwrap();
+        let app = app(out.path(), "auto");
+        let method = |name: Option<&str>| app.fusion_for(name).map(|(f, note)| (f.method, note));
+        assert_eq!(method(Some("docs")).unwrap(), (Method::Sparse, None));
+        assert_eq!(method(Some("wiki")).unwrap().0, Method::Dbsf);
+        let unknown = app.fusion_for(Some("old")).unwrap_err();
+        assert_eq!(unknown.kind.status(), axum::http::StatusCode::NOT_FOUND);
+        // Two choices and no collection named: the baseline, said so.
+        let (fusion, note) = app.fusion_for(None).unwrap();
+        assert_eq!(fusion.method, Method::Rrf);
+        assert!(note.unwrap().contains("name the collection"));
+
+        // A fixed method ignores the manifest.
+        let fixed = self::app(out.path(), "dbsf");
+        assert!(fixed.auto_fusions.is_empty());
+        assert_eq!(
+            fixed.fusion_for(Some("docs")).unwrap().0.method,
+            Method::Dbsf
+        );
+    }
+
+    #[test]
+    fn one_recorded_choice_needs_no_collection_and_no_manifest_gives_the_baseline() {
+        let out = tempfile::tempdir().unwrap();
+        let none = app(out.path(), "auto");
+        assert!(none.auto_fusions.is_empty());
+        assert_eq!(
+            none.fusion_for(Some("docs")).unwrap_err().kind.status(),
+            axum::http::StatusCode::NOT_FOUND
+        );
+        let manifest = serde_json::json!({"collections": [
+            {"name": "docs", "ranking": {"auto": {"name": "convex:0.3"}}},
+        ]});
+        std::fs::write(out.path().join("manifest.json"), manifest.to_string()).unwrap();
+        let one = app(out.path(), "auto");
+        let (fusion, note) = one.fusion_for(None).unwrap();
+        assert_eq!((fusion.method, note), (Method::Convex, None));
+        assert_eq!(fusion.dense_weights, [0.3]);
+    }
 }

@@ -13,10 +13,10 @@
 
 use super::batcher::BatchError;
 use super::error::{ApiError, Flavor, Kind};
-use super::qdrant::query_body;
 use super::wire::*;
 use super::{App, Ready};
 use crate::export::wire::{NamedVectors, VectorRef};
+use crate::fusion::qdrant::query_body;
 use crate::models::pooling::l2_normalize_in_place;
 use crate::models::tokenize::Encoded;
 use crate::models::{DenseEmbedder, Replicas, TextRole};
@@ -732,7 +732,22 @@ async fn query(State(app): AppState, headers: HeaderMap, body: Body) -> Response
                 refs.push((sparse_name.as_str(), VectorRef::Sparse(vector)));
             }
             let limit = req.limit.unwrap_or(request.app.config.rerank.top_k).max(1);
-            let (qdrant, fusion) = query_body(&request.app.config, &refs, limit);
+            let (chosen, note) = request.app.fusion_for(req.collection.as_deref())?;
+            let lists: Vec<(String, VectorRef<'_>)> = refs
+                .iter()
+                .map(|(name, vector)| (name.to_string(), *vector))
+                .collect();
+            let (qdrant, mut fusion) = query_body(
+                &chosen,
+                &lists,
+                sparse_vector.is_some(),
+                request.app.config.fusion.depth,
+                limit,
+            );
+            if let Some(note) = note {
+                fusion.exact = false;
+                fusion.note = Some(note);
+            }
             Ok(Json(QueryResponse {
                 query_sha256: hex::encode(Sha256::digest(req.query.as_bytes())),
                 vector: NamedVectors(refs.clone()),

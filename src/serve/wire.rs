@@ -210,6 +210,9 @@ pub struct DocumentText {
 #[derive(Debug, Deserialize)]
 pub struct QueryRequest {
     pub query: String,
+    /// The collection whose fusion to reproduce (with `fusion.method = "auto"`, each
+    /// collection has its own).
+    pub collection: Option<String>,
     /// Results the Qdrant request asks for (default `rerank.top_k`).
     pub limit: Option<usize>,
     pub truncate: Option<bool>,
@@ -223,7 +226,7 @@ pub struct QueryResponse<'a> {
     /// The query's named vectors, serialised as `query_vectors.jsonl`'s `vector`.
     pub vector: crate::export::wire::NamedVectors<'a>,
     /// The Qdrant Query API body that reproduces the run's fusion.
-    pub qdrant: super::qdrant::QueryBody<'a>,
-    pub fusion: super::qdrant::FusionPlan,
+    pub qdrant: crate::fusion::qdrant::QueryBody<crate::export::wire::VectorRef<'a>>,
+    pub fusion: crate::fusion::qdrant::FusionPlan,
     pub usage: Usage,
 }

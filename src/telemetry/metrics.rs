@@ -558,6 +558,8 @@ mod tests {
                 failed_queries: 1,
                 fusion: "rrf k=60".to_string(),
                 retrieval: None,
+                qdrant: None,
+                auto: None,
             }),
             evaluation: Some(EvaluationReport {
                 qrels: QRELS.to_string(),

@@ -6,13 +6,19 @@ use super::{check_interrupt, error_chain, Job, RankingInputs, Stop};
 use crate::batching::BatchBudget;
 use crate::config::{FusionMethod, RunConfig};
 use crate::eval::Coverage;
-use crate::export::manifest::{EvaluationReport, RankingReport, VectorReuse};
+use crate::export::manifest::{
+    AutoReport, EvaluationReport, QdrantReport, RankingReport, VectorReuse,
+};
 use crate::export::{CollectionReport, FailureClass, StageReport, StageRun, StageStatus};
+use crate::fusion::auto;
+use crate::fusion::qdrant::query_body;
+use crate::fusion::Fusion;
 use crate::input::ChunkStream;
 use crate::models::ResidentModels;
 use crate::pipeline::rank::{
-    dense_list_names, encode_dense_queries, encode_sparse_queries, evaluate_lists, fuse_queries,
-    query_budget, rerank, rerank_candidates, QueryVectors, SpentBeforeRerank,
+    auto_pool, dense_list_names, encode_dense_queries, encode_sparse_queries, evaluate_lists,
+    fuse_queries, judge_fusions, query_budget, refuse_queries, rerank, rerank_candidates,
+    AutoFusion, QueryVectors, SpentBeforeRerank,
 };
 use crate::pipeline::search;
 use crate::pipeline::store::CollectionStore;
@@ -46,6 +52,9 @@ impl Job<'_> {
         let mut rerank_reuse = None;
         let mut rerank_plan = None;
         let mut retrieval_report = None;
+        let mut auto_fusion: Option<AutoFusion> = None;
+        let dense_names: Vec<String> = config.dense.models.iter().map(|m| m.name.clone()).collect();
+        let sparse_ran = config.sparse.enabled;
         let (result, peak) = memory::measure(|| {
             // Query vectors: the primary dense model with its query prompt, and SPLADE.
             let leasing = &self.ctx.leasing;
@@ -102,8 +111,15 @@ impl Job<'_> {
                 )
             })?;
             retrieval_report = Some(retrieved.report.clone());
-            let (mut queries, fusion_run) =
-                fuse_queries(name, &set, retrieved, &query_vectors, config);
+            let configured_fusion = config.fusion();
+            let (mut queries, mut fusion_run) = fuse_queries(
+                name,
+                &set,
+                retrieved,
+                &query_vectors,
+                config,
+                &configured_fusion,
+            );
 
             let rerank_run = if config.rerank.enabled {
                 let configured = BatchBudget {
@@ -113,8 +129,6 @@ impl Job<'_> {
                 match leasing.lease_and_activate(models, Stage::Rerank, 0, configured) {
                     Ok((_lease, budget, plan)) => match models.cross_encoder.as_ref() {
                         Some(ce) => {
-                            let needed = rerank_candidates(&queries, config.rerank.candidates);
-                            let passages = self.passages(&needed, &state.positions)?;
                             // --reuse: the earlier run's scores of unchanged pairs.
                             let earlier = match self.ctx.reuse {
                                 Some(source) => Some(
@@ -124,6 +138,42 @@ impl Job<'_> {
                                 ),
                                 None => None,
                             };
+                            let mut passages = HashMap::new();
+                            if config.fusion.method == FusionMethod::Auto {
+                                let menu = auto::menu(&configured_fusion, sparse_ran);
+                                let descriptions: Vec<String> = menu
+                                    .iter()
+                                    .map(|entry| entry.fusion.describe(&dense_names, sparse_ran))
+                                    .collect();
+                                let pool = auto_pool(&menu, &queries, config.fusion.depth);
+                                passages = self.passages(&pool, &state.positions)?;
+                                let judged = judge_fusions(
+                                    ce,
+                                    &set,
+                                    &queries,
+                                    menu,
+                                    &descriptions,
+                                    &passages,
+                                    config,
+                                    budget,
+                                    self.ctx.faults.rerank.as_deref(),
+                                    earlier.as_ref(),
+                                );
+                                let chosen = &judged.menu[judged.choice.chosen].fusion;
+                                if *chosen != configured_fusion {
+                                    refuse_queries(&mut queries, chosen, config.fusion.depth);
+                                }
+                                fusion_run.latency_s += judged.seconds;
+                                auto_fusion = Some(judged);
+                            }
+                            let needed: Vec<usize> =
+                                rerank_candidates(&queries, config.rerank.candidates)
+                                    .into_iter()
+                                    .filter(|point| !passages.contains_key(point))
+                                    .collect();
+                            if !needed.is_empty() {
+                                passages.extend(self.passages(&needed, &state.positions)?);
+                            }
                             let spent = SpentBeforeRerank {
                                 fusion_s: fusion_run.latency_s,
                                 ..spent
@@ -137,6 +187,7 @@ impl Job<'_> {
                                 budget,
                                 self.ctx.faults.rerank.as_deref(),
                                 earlier.as_ref(),
+                                auto_fusion.as_ref().map(|judged| &judged.scores),
                                 spent,
                             );
                             let mut run = reranked.run;
@@ -193,7 +244,44 @@ impl Job<'_> {
                 queries.len()
             ));
         }
-        let fusion = fusion_description(config);
+        let fusion = match &auto_fusion {
+            Some(judged) => {
+                let chosen = &judged.menu[judged.choice.chosen].fusion;
+                format!("auto: {}", chosen.describe(&dense_names, sparse_ran))
+            }
+            None => fusion_description(config),
+        };
+        let chosen = auto_fusion.as_ref().map_or_else(
+            || config.fusion(),
+            |j| j.menu[j.choice.chosen].fusion.clone(),
+        );
+        let qdrant = qdrant_report(config, &chosen);
+        let auto = auto_fusion.as_ref().map(|judged| {
+            let mut choice = judged.choice.clone();
+            if let Some((_, qrels)) = &qrels {
+                // For comparison only: the choice above did not see the labels.
+                for (entry, top) in choice.entries.iter_mut().zip(&judged.tops) {
+                    let rankings: BTreeMap<String, Vec<String>> = queries
+                        .iter()
+                        .zip(top)
+                        .map(|(query, top)| {
+                            let ids = top.iter().filter_map(|&i| state.ids.get(i).cloned());
+                            (query.id.clone(), ids.collect())
+                        })
+                        .collect();
+                    let ids = queries.iter().map(|q| q.id.as_str());
+                    let metrics = crate::eval::evaluate(&qrels.restricted_to(ids), &rankings);
+                    entry.labelled_ndcg_at_10 = (metrics.queries > 0).then_some(metrics.ndcg_at_10);
+                }
+            }
+            AutoReport {
+                judge: config.rerank.model.clone(),
+                pairs_scored: judged.scored,
+                pairs_reused: judged.reused,
+                seconds: judged.seconds,
+                choice,
+            }
+        });
         let report = RankingReport {
             queries_source: match &set.source {
                 QuerySource::File(path) => format!("file:{}", config.display_path(path).display()),
@@ -203,6 +291,8 @@ impl Job<'_> {
             failed_queries: failed,
             fusion,
             retrieval: retrieval_report,
+            qdrant,
+            auto,
         };
         let evaluation = qrels.map(|(label, qrels)| {
             // Only what was ranked is judged: qrels queries outside the query set are counted
@@ -314,30 +404,35 @@ pub(super) fn fusion_runs(config: &RunConfig) -> bool {
 
 /// What the fusion was, for the manifest and summary: the method and each list's weight.
 fn fusion_description(config: &RunConfig) -> String {
-    let dense: Vec<String> = if config.dense.models.len() == 1 {
-        vec![format!("dense={}", config.fusion.dense_weight)]
-    } else {
-        config
-            .dense
-            .models
-            .iter()
-            .map(|m| format!("dense:{}={}", m.name, m.weight(&config.fusion)))
-            .collect()
-    };
-    let weights = |sparse: bool| {
-        let mut all = dense.clone();
-        if sparse {
-            all.push(format!("sparse={}", config.fusion.sparse_weight));
-        }
-        all.join(" ")
-    };
-    match (config.fusion.method, config.sparse.enabled) {
-        (_, false) if config.dense.models.len() == 1 => "dense only (sparse disabled)".to_string(),
-        (FusionMethod::Rrf, sparse) => {
-            format!("rrf k={} weights {}", config.fusion.rrf_k, weights(sparse))
-        }
-        (FusionMethod::Convex, sparse) => format!("convex weights {}", weights(sparse)),
+    if !config.sparse.enabled && config.dense.models.len() == 1 {
+        return "dense only (sparse disabled)".to_string();
     }
+    let names: Vec<String> = config.dense.models.iter().map(|m| m.name.clone()).collect();
+    config.fusion().describe(&names, config.sparse.enabled)
+}
+
+/// The Qdrant request that reproduces `fusion` over the run's named vectors, with
+/// `$query_vectors.<name>` for each query vector, asking for `rerank.top_k` points.
+fn qdrant_report(config: &RunConfig, fusion: &Fusion) -> Option<QdrantReport> {
+    let mut lists: Vec<(String, String)> = config
+        .dense
+        .models
+        .iter()
+        .map(|m| (m.name.clone(), format!("$query_vectors.{}", m.name)))
+        .collect();
+    if config.sparse.enabled {
+        let name = config.sparse.name.clone();
+        lists.push((name.clone(), format!("$query_vectors.{name}")));
+    }
+    let (body, plan) = query_body(
+        fusion,
+        &lists,
+        config.sparse.enabled,
+        config.fusion.depth,
+        config.rerank.top_k,
+    );
+    let request = serde_json::to_value(&body).ok()?;
+    Some(QdrantReport { plan, request })
 }
 
 /// One dense model's query vectors, or why there are none.
