@@ -83,7 +83,9 @@ fn run(
 fn full_ranking_reranks_every_query_and_evaluates_each_list() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path(), true);
-    let (out, manifest) = run(tmp.path(), "[rerank]\ncandidates = 4\ntop_k = 3\n", |r| r);
+    // The CrossEncoder's order alone (the default blends it with the fused order).
+    let config = "[rerank]\ncandidates = 4\ntop_k = 3\nblend = \"replace\"\n";
+    let (out, manifest) = run(tmp.path(), config, |r| r);
     let lines = read_jsonl(&out.join("topics/rerank.jsonl"));
     assert_eq!(lines.len(), 3);
     let expected = ["berlin", "insulin", "tides"];

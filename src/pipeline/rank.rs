@@ -607,8 +607,8 @@ impl RoundScorer<'_> {
     }
 }
 
-/// Scores each query's top fused candidates and reorders them by logit: all
-/// `rerank.candidates` of them, or with `rerank.budget` as many as the budget allows
+/// Scores each query's top fused candidates and orders them per `rerank.blend`
+/// ([`crate::ranking::blend`]): all `rerank.candidates` of them, or with `rerank.budget` as many as the budget allows
 /// ([`crate::ranking::budget`]: a floor round, then the planned depth). `passages` holds the
 /// embedding text of every point [`rerank_candidates`] named. A pair `earlier` holds (a run
 /// with `--reuse`) takes that score instead of going through the model, and so does one
