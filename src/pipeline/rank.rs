@@ -317,13 +317,15 @@ pub struct AutoFusion {
 
 /// `fusion.method = "auto"` ([`crate::fusion::auto`]): pools every menu entry's top 10 per
 /// query, scores the pool once with the CrossEncoder (pairs `earlier` holds are taken from it),
-/// and chooses. `passages` holds the embedding text of every pooled point ([`auto_pool`]).
+/// and chooses. `tops` are the menu's lists ([`auto_tops`]); `passages` holds the embedding text
+/// of every pooled point ([`auto_pool`]).
 #[allow(clippy::too_many_arguments)]
 pub fn judge_fusions(
     ce: &Replicas<CrossEncoder>,
     set: &QuerySet,
     queries: &[RankedQuery],
     menu: Vec<MenuEntry>,
+    tops: Vec<Vec<Vec<usize>>>,
     descriptions: &[String],
     passages: &std::collections::HashMap<usize, String>,
     config: &RunConfig,
@@ -332,7 +334,6 @@ pub fn judge_fusions(
     earlier: Option<&PairScores>,
 ) -> AutoFusion {
     let started = Instant::now();
-    let tops = auto_tops(&menu, queries, config.fusion.depth);
     let texts: Vec<&str> = set.queries.iter().map(|q| q.text.as_str()).collect();
     let query_hashes: Vec<[u8; 32]> = texts.iter().map(|t| text_sha256(t)).collect();
     // Every pooled (query, point) pair once.
@@ -344,12 +345,20 @@ pub fn judge_fusions(
         pairs.extend(pool.into_iter().map(|point| (q, point)));
     }
     let passage = |point: usize| passages.get(&point).map_or("", String::as_str);
+    // Each pooled passage hashed once (a point is pooled for many queries).
+    let mut passage_hashes: std::collections::HashMap<usize, [u8; 32]> =
+        std::collections::HashMap::new();
+    for &(_, point) in &pairs {
+        passage_hashes
+            .entry(point)
+            .or_insert_with(|| text_sha256(passage(point)));
+    }
     let mut scores: std::collections::HashMap<(usize, usize), PairScore> =
         std::collections::HashMap::new();
     let mut todo: Vec<(usize, usize)> = Vec::new();
     let mut reused = 0;
     for &(q, point) in &pairs {
-        match earlier.and_then(|e| e.get(&query_hashes[q], &text_sha256(passage(point)))) {
+        match earlier.and_then(|e| e.get(&query_hashes[q], &passage_hashes[&point])) {
             Some(score) => {
                 scores.insert((q, point), score);
                 reused += 1;
@@ -403,7 +412,7 @@ pub fn judge_fusions(
     let by_text = PairScores::from_pairs(
         scores
             .iter()
-            .map(|(&(q, point), &score)| ((query_hashes[q], text_sha256(passage(point))), score)),
+            .map(|(&(q, point), &score)| ((query_hashes[q], passage_hashes[&point]), score)),
     );
     AutoFusion {
         menu,
@@ -417,7 +426,11 @@ pub fn judge_fusions(
 }
 
 /// Every menu entry's top [`auto::JUDGE_DEPTH`] per query (nothing for a failed query).
-fn auto_tops(menu: &[MenuEntry], queries: &[RankedQuery], depth: usize) -> Vec<Vec<Vec<usize>>> {
+pub fn auto_tops(
+    menu: &[MenuEntry],
+    queries: &[RankedQuery],
+    depth: usize,
+) -> Vec<Vec<Vec<usize>>> {
     menu.iter()
         .map(|entry| {
             queries
@@ -437,14 +450,10 @@ fn auto_tops(menu: &[MenuEntry], queries: &[RankedQuery], depth: usize) -> Vec<V
         .collect()
 }
 
-/// The points `auto` pools: every menu entry's top [`auto::JUDGE_DEPTH`] of every query,
-/// ascending and without repeats.
-pub fn auto_pool(menu: &[MenuEntry], queries: &[RankedQuery], depth: usize) -> Vec<usize> {
-    let mut pool: Vec<usize> = auto_tops(menu, queries, depth)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect();
+/// The points `auto` pools: every point of the menu's lists ([`auto_tops`]), ascending and
+/// without repeats.
+pub fn auto_pool(tops: &[Vec<Vec<usize>>]) -> Vec<usize> {
+    let mut pool: Vec<usize> = tops.iter().flatten().flatten().copied().collect();
     pool.sort_unstable();
     pool.dedup();
     pool

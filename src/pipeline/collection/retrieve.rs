@@ -16,9 +16,9 @@ use crate::fusion::Fusion;
 use crate::input::ChunkStream;
 use crate::models::ResidentModels;
 use crate::pipeline::rank::{
-    auto_pool, dense_list_names, encode_dense_queries, encode_sparse_queries, evaluate_lists,
-    fuse_queries, judge_fusions, query_budget, refuse_queries, rerank, rerank_candidates,
-    AutoFusion, QueryVectors, SpentBeforeRerank,
+    auto_pool, auto_tops, dense_list_names, encode_dense_queries, encode_sparse_queries,
+    evaluate_lists, fuse_queries, judge_fusions, query_budget, refuse_queries, rerank,
+    rerank_candidates, AutoFusion, QueryVectors, SpentBeforeRerank,
 };
 use crate::pipeline::search;
 use crate::pipeline::store::CollectionStore;
@@ -145,13 +145,14 @@ impl Job<'_> {
                                     .iter()
                                     .map(|entry| entry.fusion.describe(&dense_names, sparse_ran))
                                     .collect();
-                                let pool = auto_pool(&menu, &queries, config.fusion.depth);
-                                passages = self.passages(&pool, &state.positions)?;
+                                let tops = auto_tops(&menu, &queries, config.fusion.depth);
+                                passages = self.passages(&auto_pool(&tops), &state.positions)?;
                                 let judged = judge_fusions(
                                     ce,
                                     &set,
                                     &queries,
                                     menu,
+                                    tops,
                                     &descriptions,
                                     &passages,
                                     config,
