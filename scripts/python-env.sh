@@ -13,7 +13,7 @@
 _ec_python_env() {
     local venv="${EMBED_COLLECTIONS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/embed-collections/venv}"
     # Exact pins; bump deliberately. Only wheels are accepted (no source builds).
-    local pins="numpy==2.2.6 onnx==1.17.0 protobuf==5.29.3 tokenizers==0.21.1 safetensors==0.5.3 qdrant-client==1.20.0 kubernetes-validate==1.37.0 maturin==1.16.0 openai==3.63.0 huggingface_hub==0.36.2 prometheus-client==0.26.0"
+    local pins="numpy==2.2.6 onnx==1.17.0 protobuf==5.29.3 tokenizers==0.21.1 safetensors==0.5.3 qdrant-client==1.20.0 kubernetes-validate==1.37.0 maturin==1.16.0 openai==3.63.0 huggingface_hub==0.36.2 prometheus-client==0.26.0 pyarrow==26.0.1 duckdb==2.0.1 polars==2.2.0 lancedb==0.41.0 datasets==4.8.5"
     local stamp="$venv/.embed-collections-pins"
 
     if [[ ! -x "$venv/bin/python" ]]; then

@@ -184,6 +184,10 @@ pub enum Command {
     /// fusion, rerank and evaluation over the merged vectors (no chunk is embedded again) and
     /// writes the outputs an unsharded run writes. Takes the run's flags (the same --config)
     Merge(MergeArgs),
+    /// Convert a finished run's points and query vectors to the other format (JSONL to
+    /// Parquet parts, or back), checked against the manifest's hashes, without loading a
+    /// model; the manifest lists the new files
+    Convert(ConvertArgs),
     /// Report what this machine offers the run: the CPU's vector extensions and, for the CUDA
     /// build, the driver, the CUDA libraries found (paths, versions) and each GPU (name,
     /// compute capability, memory); exit 2 with one error saying what is missing or too old
@@ -347,6 +351,18 @@ pub struct BenchArgs {
     /// Models directory (default: as for a run)
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// Output directory of a finished run
+    #[arg(value_name = "OUTPUT_DIR")]
+    pub output: PathBuf,
+
+    /// The format to write: parquet (points/part-NNNNN.parquet and query_vectors.parquet) or
+    /// jsonl (points.jsonl and query_vectors.jsonl)
+    #[arg(long, value_name = "FORMAT", value_parser = ["parquet", "jsonl"])]
+    pub to: String,
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,8 +6,8 @@
 
 use clap::Parser;
 use embed_collections::cli::{
-    BenchArgs, Cli, Command, DevicesArgs, EmbedQueriesArgs, EvalArgs, FetchModelsArgs, MergeArgs,
-    RunArgs, ServeArgs,
+    BenchArgs, Cli, Command, ConvertArgs, DevicesArgs, EmbedQueriesArgs, EvalArgs, FetchModelsArgs,
+    MergeArgs, RunArgs, ServeArgs,
 };
 use embed_collections::config::{self, Environment};
 use embed_collections::exit;
@@ -34,6 +34,7 @@ fn run(cli: &Cli) -> i32 {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Bench(args)) => bench(args),
         Some(Command::Merge(args)) => merge(args),
+        Some(Command::Convert(args)) => convert(args),
         Some(Command::Devices(args)) => devices(args),
         Some(Command::FetchModels(args)) => fetch_models(args),
         None => match resolve_run(&cli.run, &Environment::from_process()) {
@@ -210,6 +211,44 @@ fn check_run(args: &RunArgs) -> i32 {
 }
 
 /// `embed-collections merge`: check the shards, then rank over their merged vectors.
+/// `embed-collections convert`: a finished run's points in the other format.
+fn convert(args: &ConvertArgs) -> i32 {
+    use embed_collections::export::OutputFormat;
+    use embed_collections::pipeline::convert::{convert, ConvertError};
+    let to = match args.to.as_str() {
+        "parquet" => OutputFormat::Parquet,
+        _ => OutputFormat::Jsonl,
+    };
+    match convert(&args.output, to) {
+        Ok(converted) => {
+            if converted.is_empty() {
+                println!(
+                    "nothing to convert: every collection has its points in {} already",
+                    args.to
+                );
+            }
+            for c in converted {
+                println!(
+                    "{}: {} points -> {} files ({})",
+                    c.collection,
+                    c.points,
+                    c.files.len(),
+                    c.files.join(", ")
+                );
+            }
+            exit::OK
+        }
+        Err(err) => {
+            let code = match &err {
+                ConvertError::Busy(..) | ConvertError::Write { .. } => exit::FAILURE,
+                _ => exit::INPUT_ERROR,
+            };
+            report(&anyhow::Error::new(err), None);
+            code
+        }
+    }
+}
+
 fn merge(args: &MergeArgs) -> i32 {
     let run = &args.run;
     // One snapshot of the environment for the checks and the configuration.

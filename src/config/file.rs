@@ -101,6 +101,10 @@ pub struct FileOutput {
     pub dir: Option<PathBuf>,
     /// Copy chunk text (and title) into point payloads. Default false (privacy).
     pub include_text: Option<bool>,
+    /// Formats of the points and query vectors; default `["jsonl"]`.
+    pub formats: Option<Vec<crate::export::OutputFormat>>,
+    /// The Parquet type of dense vectors; default `fixed_size_list`.
+    pub parquet_dense: Option<crate::export::parquet::DenseColumn>,
     /// An earlier run's output whose unchanged vectors are reused. Relative to the config file.
     pub reuse: Option<PathBuf>,
 }

@@ -359,6 +359,20 @@ pub fn resolve_layers(
         None,
         None,
     )?;
+    let mut output_formats = layers.pick(
+        "output.formats",
+        vec![crate::export::OutputFormat::Jsonl],
+        file.output.formats,
+        None,
+        None,
+    )?;
+    let parquet_dense = layers.pick(
+        "output.parquet_dense",
+        crate::export::parquet::DenseColumn::default(),
+        file.output.parquet_dense,
+        None,
+        None,
+    )?;
     let file_reuse = layers.file_path(file.output.reuse);
     let reuse = layers.pick(
         "output.reuse",
@@ -813,6 +827,12 @@ pub fn resolve_layers(
     if formats.is_empty() {
         return Err(layers.invalid("input.formats", "at least one format is needed"));
     }
+    if output_formats.is_empty() {
+        return Err(layers.invalid("output.formats", "at least one format is needed"));
+    }
+    // One order whatever the order given: the fingerprint and the manifest compare equal.
+    output_formats.sort();
+    output_formats.dedup();
     if dense_models.is_empty() {
         return Err(layers.invalid("dense.models", "at least one dense model is needed"));
     }
@@ -930,6 +950,8 @@ pub fn resolve_layers(
         output: OutputConfig {
             dir: out_dir,
             include_text,
+            formats: output_formats,
+            parquet_dense,
             reuse,
         },
         models: ModelsConfig { dir: models_dir },

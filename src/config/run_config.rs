@@ -88,6 +88,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub struct OutputConfig {
     pub dir: PathBuf,
     pub include_text: bool,
+    /// The formats of the points and query vectors (`jsonl`, `parquet`), in a fixed order.
+    pub formats: Vec<crate::export::OutputFormat>,
+    /// The Parquet type of dense vectors.
+    pub parquet_dense: crate::export::parquet::DenseColumn,
     /// `--reuse`: an earlier run's output (possibly this one's own directory).
     pub reuse: Option<PathBuf>,
 }

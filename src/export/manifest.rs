@@ -189,17 +189,27 @@ pub struct FileRecord {
     /// Newline count (JSONL: records).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines: Option<u64>,
+    /// A Parquet file's rows (from its footer; it has no lines).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
     pub sha256: String,
 }
 
 impl FileRecord {
     /// Reads `file` once for its size, lines and sha256; shown as `shown`.
+    /// A Parquet file (`.parquet`) records its rows instead of lines.
     pub fn of(file: &std::path::Path, shown: String, count_lines: bool) -> std::io::Result<Self> {
         let digest = crate::files::digest_file(file)?;
+        let parquet = file.extension().is_some_and(|e| e == "parquet");
+        let rows = match parquet {
+            true => Some(super::parquet::row_count(file).map_err(std::io::Error::other)?),
+            false => None,
+        };
         Ok(Self {
             path: shown,
             bytes: digest.bytes,
-            lines: count_lines.then_some(digest.lines),
+            lines: (count_lines && !parquet).then_some(digest.lines),
+            rows,
             sha256: digest.sha256,
         })
     }

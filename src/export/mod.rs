@@ -1,8 +1,9 @@
-//! Everything the run writes: points ([`points`]), the manifest ([`manifest`]), their formats
+//! Everything the run writes: points ([`points`], and in Parquet [`parquet`]), the manifest ([`manifest`]), their formats
 //! ([`wire`]) and the atomic writer they share ([`atomic`]).
 
 pub mod atomic;
 pub mod manifest;
+pub mod parquet;
 pub mod points;
 pub mod query_vectors;
 pub mod ranked;
@@ -14,9 +15,21 @@ pub use manifest::{
     StageReport, StageRun, StageStatus, OVERHEAD_LIMIT,
 };
 pub use points::{render_point, PointVectors};
-pub use query_vectors::{write_query_vectors, QUERY_VECTORS_FILE};
+pub use query_vectors::{render_query_vectors, write_query_vectors, QUERY_VECTORS_FILE};
 pub use ranked::write_ranked;
 pub use wire::SCHEMA_VERSION;
+
+/// A format of the points and query vectors (`output.formats`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// `points.jsonl` and `query_vectors.jsonl`.
+    Jsonl,
+    /// `points/part-NNNNN.parquet` and `query_vectors.parquet` ([`parquet`]).
+    Parquet,
+}
 
 /// Name of each collection's point file.
 pub const POINTS_FILE: &str = "points.jsonl";

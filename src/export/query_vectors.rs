@@ -4,13 +4,12 @@
 //! query order: its id, the sha256 of its text (never the text), its source, and the same named
 //! vectors as the points — a vector is absent where encoding that query failed.
 
-use super::atomic::AtomicFile;
+use super::atomic::write_atomic;
 use super::wire::{NamedVectors, VectorRef};
 use crate::ranking::{QuerySet, QuerySource};
 use crate::vectors::SparseVector;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::Path;
 
 /// Name of each collection's query-vector file.
@@ -24,16 +23,15 @@ struct QueryVectorLine<'a> {
     vector: NamedVectors<'a>,
 }
 
-/// Writes one line per query of `set`. `dense`: per dense model, its vector name and one vector
-/// per query (`None`: that model's encoding failed); `sparse`: the sparse vector name and one
-/// optional vector per query.
-pub fn write_query_vectors(
-    path: &Path,
+/// Renders one line per query of `set`. `dense`: per dense model, its vector name and one
+/// vector per query (`None`: that model's encoding failed); `sparse`: the sparse vector name
+/// and one optional vector per query.
+pub fn render_query_vectors(
     set: &QuerySet,
     dense: &[(&str, Option<&[Vec<f32>]>)],
     sparse: Option<(&str, &[Option<SparseVector>])>,
-) -> std::io::Result<usize> {
-    let mut file = AtomicFile::create(path)?;
+) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::new();
     let source = match set.source {
         QuerySource::File(_) => "file",
         QuerySource::Probe => "probe",
@@ -57,9 +55,37 @@ pub fn write_query_vectors(
             source,
             vector: NamedVectors(named),
         };
-        serde_json::to_writer(&mut file, &line)?;
-        file.write_all(b"\n")?;
+        serde_json::to_writer(&mut out, &line)?;
+        out.push(b'\n');
     }
-    file.commit()?;
-    Ok(set.queries.len())
+    Ok(out)
+}
+
+/// Writes rendered query-vector `lines` to `path` atomically: as they are, or with `parquet`
+/// (the run's layout) as `query_vectors.parquet` of `collection`.
+pub fn write_query_vectors(
+    path: &Path,
+    lines: &[u8],
+    parquet: Option<&super::parquet::Layout>,
+    collection: &str,
+) -> Result<(), super::parquet::ParquetError> {
+    use super::parquet::{Layout, ParquetError, RecordKind, Writer};
+    match parquet {
+        None => write_atomic(path, lines).map_err(|source| ParquetError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+        Some(layout) => {
+            let layout = Layout {
+                collection: collection.to_string(),
+                ..layout.clone()
+            };
+            let rows = lines
+                .split_inclusive(|&b| b == b'\n')
+                .map(Ok::<_, std::io::Error>);
+            Writer::new(RecordKind::Query, layout)?
+                .write(path, rows, 1)
+                .map(|_| ())
+        }
+    }
 }

@@ -452,6 +452,7 @@ pub fn assemble(
     store_dir: &Path,
     fingerprint: &str,
     points_target: &Path,
+    formats: super::store::PointFormats,
 ) -> Result<usize, MergeError> {
     let fail = |message: String| MergeError::Assemble {
         collection: collection.to_string(),
@@ -465,7 +466,11 @@ pub fn assemble(
         if checkpoint.phase != Phase::Done {
             return Err(shard.problem(collection, "its work state is not complete"));
         }
-        let points = shard.dir.join(collection).join(POINTS_FILE);
+        // A shard that wrote no JSONL keeps its points' lines in its work directory.
+        let points = match shard.dir.join(collection).join(POINTS_FILE) {
+            jsonl if jsonl.is_file() => jsonl,
+            _ => dir.join(super::store::POINTS_PARTIAL),
+        };
         let points = StoredPoints::open(&dir, &checkpoint, &points, sparse)
             .map_err(|err| shard.problem(collection, err.to_string()))?;
         let mut source = Source {
@@ -499,6 +504,7 @@ pub fn assemble(
 
     let io = |err: std::io::Error| fail(format!("cannot write {}: {err}", store_dir.display()));
     let mut store = CollectionStore::open(store_dir, fingerprint, None).map_err(io)?;
+    store.set_formats(formats).map_err(io)?;
     let mut writer = store.window().map_err(io)?;
     let mut last: Option<usize> = None;
     while let Some(pick) = sources

@@ -1,10 +1,11 @@
 //! The run: [`runner`] sequences it, [`collection`] takes one collection through its streaming
 //! windows (`collection/windows.rs`) and ranking (`collection/retrieve.rs`), [`dense`], [`sparse`] and [`rank`] are the stages, [`store`] and
 //! [`resume`] the crash-safe run state, [`state`] the output directory's lock and cleanup, [`merge`] the merge of a sharded run's
-//! shards.
+//! shards, [`convert`] a finished run's points in the other output format.
 
 pub mod check;
 pub mod collection;
+pub mod convert;
 pub mod dense;
 pub mod devices;
 pub mod evaluate;

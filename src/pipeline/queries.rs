@@ -6,7 +6,7 @@ use super::collection::{Leasing, Stop};
 use super::overlap::{InputPath, OutputKind, OutputPath};
 use super::rank::{encode_dense_queries, encode_sparse_queries, query_budget};
 use super::runner::{BatchRunner, RunError};
-use crate::export::write_query_vectors;
+use crate::export::render_query_vectors;
 use crate::input;
 use crate::models::{select_devices, ResidentModels};
 use crate::ranking::{QuerySet, QuerySource};
@@ -101,7 +101,9 @@ impl BatchRunner {
         if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(write_error)?;
         }
-        write_query_vectors(output, &set, &named, sparse).map_err(write_error)?;
+        let lines = render_query_vectors(&set, &named, sparse)
+            .map_err(|err| write_error(std::io::Error::other(err)))?;
+        crate::export::write_atomic(output, &lines).map_err(write_error)?;
         info!(
             queries = set.queries.len(),
             failed,

@@ -334,6 +334,20 @@ impl ReuseSource {
                     ),
                 })
             }
+            (None, Some(_)) => {
+                let parts = format!("{collection}/{}/", crate::export::parquet::POINTS_DIR);
+                if self.files.keys().any(|key| key.starts_with(&parts)) {
+                    return Err(ReuseError::Unusable {
+                        dir: self.shown.clone(),
+                        reason: format!(
+                            "{collection}'s points are in Parquet only, and --reuse reads \
+                             {points_key}: run `embed-collections convert {} --to jsonl` first, \
+                             or keep \"jsonl\" in output.formats",
+                            self.shown
+                        ),
+                    });
+                }
+            }
             _ => {}
         }
         // An interrupted (or killed) run: its work directory's complete windows.

@@ -489,8 +489,11 @@ impl BatchRunner {
             None,
         )?;
 
+        let parquet = parquet_layout(config, &identities)
+            .map_err(|err| RunError::Preflight(vec![err.to_string()]))?;
         let work_dir = self.work_dir();
         let ctx = JobContext {
+            parquet: parquet.as_ref(),
             config,
             leasing: Leasing {
                 options: &self.lease_options,
@@ -522,6 +525,13 @@ impl BatchRunner {
             };
             if let (Some(set), Some(share)) = (&self.merge, share) {
                 let name = &collection.name;
+                let out_dir = config.output.dir.join(name);
+                let formats =
+                    super::collection::point_formats(parquet.as_ref(), config, name, &out_dir)
+                        .map_err(|source| RunError::Write {
+                            path: out_dir.clone(),
+                            source,
+                        })?;
                 merge::assemble(
                     set,
                     name,
@@ -535,6 +545,7 @@ impl BatchRunner {
                         .dir
                         .join(name)
                         .join(crate::export::POINTS_FILE),
+                    formats,
                 )
                 .map_err(RunError::Merge)?;
                 info!(collection = %name, shards = set.owners(share).len(), "shards' points merged");
@@ -920,4 +931,31 @@ fn run_status(reports: &[CollectionReport]) -> RunStatus {
 
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// The Parquet layout of the run's files when `output.formats` has `parquet` (its collection
+/// name is set per collection): made from the same JSON the manifest records, so `convert`
+/// makes the same files from a manifest.
+pub fn parquet_layout(
+    config: &RunConfig,
+    identities: &[ModelIdentity],
+) -> Result<Option<crate::export::parquet::Layout>, crate::export::parquet::ParquetError> {
+    if !config
+        .output
+        .formats
+        .contains(&crate::export::OutputFormat::Parquet)
+    {
+        return Ok(None);
+    }
+    let json = |value: serde_json::Result<serde_json::Value>| {
+        value.map_err(|err| crate::export::parquet::ParquetError::Layout(err.to_string()))
+    };
+    crate::export::parquet::Layout::from_manifest(
+        "",
+        &json(serde_json::to_value(VectorSchema::from_models(identities)))?,
+        &json(serde_json::to_value(identities))?,
+        config.output.include_text,
+        config.output.parquet_dense,
+    )
+    .map(Some)
 }

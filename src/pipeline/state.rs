@@ -26,10 +26,11 @@ pub const WORK_DIR: &str = ".work";
 pub const REUSE_SNAPSHOT_DIR: &str = ".reuse-previous";
 
 /// Files a run writes in each collection's subdirectory.
-const COLLECTION_OUTPUTS: [&str; 5] = [
+const COLLECTION_OUTPUTS: [&str; 6] = [
     "points.jsonl",
     "rerank.jsonl",
     "query_vectors.jsonl",
+    crate::export::parquet::QUERY_VECTORS_PARQUET,
     super::store::CHUNK_HASHES_FILE,
     super::store::CHANGES_FILE,
 ];
@@ -136,6 +137,9 @@ pub fn run_writes(relative: &Path) -> bool {
                 || temp(name)
         }
         [_, name] => COLLECTION_OUTPUTS.contains(&name.as_str()) || temp(name),
+        [_, dir, name] if dir == crate::export::parquet::POINTS_DIR => {
+            crate::export::parquet::part_index(name).is_some() || temp(name)
+        }
         _ => false,
     }
 }
@@ -214,6 +218,10 @@ pub fn clean_previous_outputs(
                 remove_file_entry(&entry.join(name), &mut removed)?;
             }
             remove_temp_files_in(&entry, 0, &mut removed)?;
+            remove_parts(
+                &entry.join(crate::export::parquet::POINTS_DIR),
+                &mut removed,
+            )?;
             // Only a directory we emptied: an empty one the user made stays.
             if removed.len() > before && read_dir_sorted(&entry)?.is_empty() {
                 remove_ignoring_missing(std::fs::remove_dir(&entry))?;
@@ -281,6 +289,33 @@ pub fn snapshot_for_reuse(output_dir: &Path) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// Removes the Parquet parts (and temp files) in a collection's `points/` directory, and the
+/// directory when that empties it (a link in its place is never followed).
+fn remove_parts(dir: &Path, removed: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    match symlink_metadata(dir)? {
+        Some(meta) if meta.is_dir() => {}
+        Some(_) => return Ok(()),
+        None => return Ok(()),
+    }
+    let before = removed.len();
+    for entry in read_dir_sorted(dir)? {
+        let is_part = entry
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(crate::export::parquet::part_index)
+            .is_some();
+        if is_part {
+            remove_file_entry(&entry, removed)?;
+        }
+    }
+    remove_temp_files_in(dir, 0, removed)?;
+    if removed.len() > before && read_dir_sorted(dir)?.is_empty() {
+        remove_ignoring_missing(std::fs::remove_dir(dir))?;
+        removed.push(dir.to_path_buf());
+    }
+    Ok(())
+}
+
 /// Before a resumed run, removes only the temp files a killed run's atomic writes left
 /// (`.tmp-*.partial` at the top level, in direct subdirectories, and anywhere under `.work/`);
 /// everything else is the state the run resumes from. Returns how many were removed.
@@ -289,8 +324,8 @@ pub fn clean_temp_files(output_dir: &Path) -> std::io::Result<usize> {
     if symlink_metadata(output_dir)?.is_none() {
         return Ok(0);
     }
-    // The top level and each collection's directory, then all of `.work/`.
-    remove_temp_files_in(output_dir, 1, &mut removed)?;
+    // The top level, each collection's directory and its `points/`, then all of `.work/`.
+    remove_temp_files_in(output_dir, 2, &mut removed)?;
     let work = output_dir.join(WORK_DIR);
     if symlink_metadata(&work)?.is_some_and(|meta| meta.is_dir()) {
         remove_temp_files_in(&work, usize::MAX, &mut removed)?;

@@ -39,7 +39,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
-pub(super) const POINTS_PARTIAL: &str = "points.partial";
+pub(crate) const POINTS_PARTIAL: &str = "points.partial";
 pub(super) const HASHES_PARTIAL: &str = "hashes.partial";
 const CHANGES_PARTIAL: &str = "changes.partial";
 /// Each collection's chunk hashes, beside its points.
@@ -108,6 +108,14 @@ pub struct Checkpoint {
     /// A run with `--reuse`: its counts over the complete windows.
     #[serde(default)]
     pub reuse: Option<ReuseReport>,
+    /// Parquet parts written (`<collection>/points/part-NNNNN.parquet`), the points they hold
+    /// and the bytes of `points.partial` those points' lines take: the next part starts there.
+    #[serde(default)]
+    pub parts: usize,
+    #[serde(default)]
+    pub parts_rows: usize,
+    #[serde(default)]
+    pub parts_offset: u64,
 }
 
 impl Checkpoint {
@@ -126,8 +134,37 @@ impl Checkpoint {
             failed_count: 0,
             report: None,
             reuse: None,
+            parts: 0,
+            parts_rows: 0,
+            parts_offset: 0,
         }
     }
+}
+
+/// The formats a collection's points are written in (`output.formats`).
+pub struct PointFormats {
+    /// `points.jsonl` (otherwise the lines stay in the work directory, where a merge or the
+    /// Parquet parts read them, and go with it).
+    pub jsonl: bool,
+    pub parquet: Option<PartsPlan>,
+}
+
+impl Default for PointFormats {
+    fn default() -> Self {
+        Self {
+            jsonl: true,
+            parquet: None,
+        }
+    }
+}
+
+/// Parquet parts of a collection: each holds `rows_per_part` points (the window's chunk
+/// count; the last holds the rest), made from the points' lines as the windows commit them.
+pub struct PartsPlan {
+    pub writer: crate::export::parquet::Writer,
+    /// `<collection>/points/`.
+    pub dir: PathBuf,
+    pub rows_per_part: usize,
 }
 
 /// The append-only files of one collection's work directory.
@@ -135,6 +172,7 @@ pub struct CollectionStore {
     dir: PathBuf,
     checkpoint: Checkpoint,
     writers: Option<Writers>,
+    formats: PointFormats,
 }
 
 struct Writers {
@@ -238,7 +276,100 @@ impl CollectionStore {
             dir: dir.to_path_buf(),
             checkpoint,
             writers: None,
+            formats: PointFormats::default(),
         })
+    }
+
+    /// Sets the formats the points are written in. With Parquet, the parts the checkpoint
+    /// does not count (a killed run's last part, an earlier run's) are removed: they are
+    /// written again, with the same bytes.
+    pub fn set_formats(&mut self, formats: PointFormats) -> std::io::Result<()> {
+        if let Some(plan) = &formats.parquet {
+            crate::files::real_dir(&plan.dir)?;
+            for (index, path) in crate::export::parquet::parts_in(&plan.dir)? {
+                if index >= self.checkpoint.parts {
+                    std::fs::remove_file(path)?;
+                }
+            }
+        }
+        self.formats = formats;
+        Ok(())
+    }
+
+    /// The relative names of the point files written so far, for the report's outputs.
+    pub fn point_outputs(&self, collection: &str) -> Vec<String> {
+        use crate::export::parquet::{part_name, POINTS_DIR};
+        let mut outputs = Vec::new();
+        if self.formats.jsonl {
+            outputs.push(format!("{collection}/{}", crate::export::POINTS_FILE));
+        }
+        if self.formats.parquet.is_some() {
+            outputs.extend(
+                (0..self.checkpoint.parts)
+                    .map(|i| format!("{collection}/{POINTS_DIR}/{}", part_name(i))),
+            );
+        }
+        outputs
+    }
+
+    /// Writes the Parquet parts the committed points fill (`last`: and the rest, in a last
+    /// part; an empty collection gets one empty part, so readers see its columns), each
+    /// atomically and then counted in the checkpoint.
+    fn write_parts(&mut self, last: bool) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let Some(plan) = &self.formats.parquet else {
+            return Ok(());
+        };
+        let rows_per_part = plan.rows_per_part.max(1);
+        loop {
+            let checkpoint = &self.checkpoint;
+            let available = checkpoint.points - checkpoint.parts_rows;
+            let rows = if available >= rows_per_part {
+                rows_per_part
+            } else if last && (available > 0 || checkpoint.parts == 0) {
+                available
+            } else {
+                return Ok(());
+            };
+            let mut lines =
+                BufReader::with_capacity(1 << 20, File::open(self.dir.join(POINTS_PARTIAL))?);
+            lines.seek(SeekFrom::Start(checkpoint.parts_offset))?;
+            let mut consumed = 0u64;
+            let mut read = 0usize;
+            let next_line = std::iter::from_fn(|| {
+                if read == rows {
+                    return None;
+                }
+                read += 1;
+                let mut line = Vec::new();
+                Some(match lines.read_until(b'\n', &mut line) {
+                    Ok(_) if line.ends_with(b"\n") => {
+                        consumed += line.len() as u64;
+                        Ok(line)
+                    }
+                    Ok(_) => Err(std::io::Error::other(format!(
+                        "{POINTS_PARTIAL} ends early"
+                    ))),
+                    Err(err) => Err(err),
+                })
+            });
+            let path = plan
+                .dir
+                .join(crate::export::parquet::part_name(checkpoint.parts));
+            plan.writer
+                .write(&path, next_line, checkpoint.parts_rows + 1)
+                .map_err(std::io::Error::other)?;
+            // The rename is durable before the checkpoint counts the part.
+            File::open(&plan.dir)?.sync_all()?;
+            self.checkpoint.parts += 1;
+            self.checkpoint.parts_rows += rows;
+            self.checkpoint.parts_offset += consumed;
+            self.save()?;
+            tracing::info!(part = self.checkpoint.parts - 1, rows, "parquet part written");
+            if rows < rows_per_part {
+                return Ok(());
+            }
+        }
     }
 
     pub fn checkpoint(&self) -> &Checkpoint {
@@ -306,12 +437,15 @@ impl CollectionStore {
     /// and records the `Embedded` phase.
     pub fn finish_points(&mut self, target: &Path) -> std::io::Result<()> {
         self.writers = None;
+        self.write_parts(true)?;
         let parent = target
             .parent()
             .ok_or_else(|| std::io::Error::other("the points file has no directory"))?;
         crate::files::real_dir(parent)?;
         let lengths = self.checkpoint.lengths;
-        move_into_place(&self.dir.join(POINTS_PARTIAL), target, lengths.points)?;
+        if self.formats.jsonl {
+            move_into_place(&self.dir.join(POINTS_PARTIAL), target, lengths.points)?;
+        }
         move_into_place(
             &self.dir.join(HASHES_PARTIAL),
             &parent.join(CHUNK_HASHES_FILE),
@@ -493,7 +627,8 @@ impl WindowWriter<'_> {
         checkpoint.windows += 1;
         checkpoint.chunks_consumed = chunks_consumed;
         update(checkpoint);
-        self.store.save()
+        self.store.save()?;
+        self.store.write_parts(false)
     }
 }
 

@@ -29,16 +29,19 @@ pub(super) use windows::absorb_runs;
 use super::devices::lease_stage;
 use super::rank::{probe_qrels, ProbeSampler, SpentBeforeRerank};
 use super::reuse::{PreviousCollection, ReuseSource};
-use super::store::{Checkpoint, CollectionStore, Phase, CHANGES_FILE, CHUNK_HASHES_FILE};
+use super::store::{
+    Checkpoint, CollectionStore, PartsPlan, Phase, PointFormats, CHANGES_FILE, CHUNK_HASHES_FILE,
+};
 use crate::batching::BatchBudget;
 use crate::config::RunConfig;
 use crate::dispatch::FaultInjector;
 use crate::eval::{self, Qrels};
 use crate::export::manifest::{stage_seconds, SkippedSummary};
+use crate::export::parquet::QUERY_VECTORS_PARQUET;
 use crate::export::{
-    collection_dir, write_query_vectors, write_ranked, CollectionReport, CollectionStatus,
-    FailureClass, OverheadReport, StageReport, StageStatus, POINTS_FILE, QUERY_VECTORS_FILE,
-    RANKED_FILE,
+    collection_dir, render_query_vectors, write_query_vectors, write_ranked, CollectionReport,
+    CollectionStatus, FailureClass, OutputFormat, OverheadReport, StageReport, StageStatus,
+    POINTS_FILE, QUERY_VECTORS_FILE, RANKED_FILE,
 };
 use crate::gpu::{DeviceLease, LeaseLog, LeaseOptions, MemoryProbe, StageMemory};
 use crate::input::{self, ChunkStream, Collection, InputError, Query};
@@ -175,6 +178,9 @@ pub struct JobContext<'a> {
     pub merging: bool,
     /// `--reuse`: the earlier output whose unchanged vectors are taken ([`super::reuse`]).
     pub reuse: Option<&'a ReuseSource>,
+    /// With `parquet` among `output.formats`: the files' layout (its collection name is each
+    /// collection's).
+    pub parquet: Option<&'a crate::export::parquet::Layout>,
 }
 
 /// Runs one collection (see the module docs); `part`: a shard's part of it (the shard embeds
@@ -346,6 +352,12 @@ impl Job<'_> {
                 return self.finish_failed(report, warnings, &store_dir);
             }
         };
+        let formats = point_formats(self.ctx.parquet, config, name, &out_dir);
+        if let Err(err) = formats.and_then(|formats| store.set_formats(formats)) {
+            report.failure = Some(FailureClass::Output);
+            report.error = Some(format!("cannot write {}: {err}", out_dir.display()));
+            return self.finish_failed(report, warnings, &store_dir);
+        }
         if resumed_windows > 0 {
             info!(
                 windows = resumed_windows,
@@ -393,7 +405,7 @@ impl Job<'_> {
             .entry(Stage::Sparse)
             .or_insert_with(|| StageReport::with_status(sparse_status, None));
         report.points = store.checkpoint().points;
-        report.outputs.push(format!("{name}/{POINTS_FILE}"));
+        report.outputs.extend(store.point_outputs(name));
         report.outputs.push(format!("{name}/{CHUNK_HASHES_FILE}"));
         if report.reuse.is_some() {
             report.outputs.push(format!("{name}/{CHANGES_FILE}"));
@@ -462,7 +474,6 @@ impl Job<'_> {
                     }
                 }
             }
-            let path = out_dir.join(QUERY_VECTORS_FILE);
             let vectors = &ranked.query_vectors;
             let dense: Vec<(&str, Option<&[Vec<f32>]>)> = vectors
                 .dense
@@ -473,12 +484,30 @@ impl Job<'_> {
                 .sparse
                 .as_deref()
                 .map(|v| (config.sparse.name.as_str(), v));
-            match write_query_vectors(&path, &ranked.set, &dense, sparse) {
-                Ok(_) => report.outputs.push(format!("{name}/{QUERY_VECTORS_FILE}")),
-                Err(err) => {
-                    export = StageStatus::Failed;
-                    report.failure = Some(FailureClass::Output);
-                    report.error = Some(format!("cannot write {}: {err}", path.display()));
+            let lines = render_query_vectors(&ranked.set, &dense, sparse);
+            let mut files = Vec::new();
+            if config.output.formats.contains(&OutputFormat::Jsonl) {
+                files.push((QUERY_VECTORS_FILE, None));
+            }
+            if let Some(layout) = self.ctx.parquet {
+                files.push((QUERY_VECTORS_PARQUET, Some(layout)));
+            }
+            for (file, parquet) in files {
+                let path = out_dir.join(file);
+                let written = lines
+                    .as_ref()
+                    .map_err(|err| err.to_string())
+                    .and_then(|lines| {
+                        write_query_vectors(&path, lines, parquet, name)
+                            .map_err(|err| err.to_string())
+                    });
+                match written {
+                    Ok(()) => report.outputs.push(format!("{name}/{file}")),
+                    Err(err) => {
+                        export = StageStatus::Failed;
+                        report.failure = Some(FailureClass::Output);
+                        report.error = Some(format!("cannot write {}: {err}", path.display()));
+                    }
                 }
             }
         }
@@ -860,4 +889,33 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+/// The formats `config` asks the points of collection `name` in (`layout`: the Parquet
+/// layout when Parquet is among them).
+pub(crate) fn point_formats(
+    layout: Option<&crate::export::parquet::Layout>,
+    config: &RunConfig,
+    name: &str,
+    out_dir: &Path,
+) -> std::io::Result<PointFormats> {
+    let parquet = match layout {
+        Some(layout) => Some(PartsPlan {
+            writer: crate::export::parquet::Writer::new(
+                crate::export::parquet::RecordKind::Point,
+                crate::export::parquet::Layout {
+                    collection: name.to_string(),
+                    ..layout.clone()
+                },
+            )
+            .map_err(std::io::Error::other)?,
+            dir: out_dir.join(crate::export::parquet::POINTS_DIR),
+            rows_per_part: config.input.window_chunks,
+        }),
+        None => None,
+    };
+    Ok(PointFormats {
+        jsonl: config.output.formats.contains(&OutputFormat::Jsonl),
+        parquet,
+    })
 }
