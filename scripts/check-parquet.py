@@ -155,7 +155,7 @@ def main():
 
     con = duckdb.connect()
     glob_path = os.path.join(base, "points", "*.parquet")
-    con.execute(f"CREATE VIEW points AS SELECT chunk_id, {name}::FLOAT[{dim}] AS v FROM read_parquet('{glob_path}')")
+    con.execute(f"CREATE VIEW points AS SELECT chunk_id, \"{name}\"::FLOAT[{dim}] AS v FROM read_parquet('{glob_path}')")
     dtype = con.execute("SELECT typeof(v) FROM points LIMIT 1").fetchone()[0]
     if dtype != f"FLOAT[{dim}]":
         fail(f"duckdb type {dtype}")

@@ -467,11 +467,13 @@ pub fn assemble(
             return Err(shard.problem(collection, "its work state is not complete"));
         }
         // A shard that wrote no JSONL keeps its points' lines in its work directory.
-        let points = match shard.dir.join(collection).join(POINTS_FILE) {
+        let outputs = shard.dir.join(collection);
+        let points = match outputs.join(POINTS_FILE) {
             jsonl if jsonl.is_file() => jsonl,
             _ => dir.join(super::store::POINTS_PARTIAL),
         };
-        let points = StoredPoints::open(&dir, &checkpoint, &points, sparse)
+        let hashes = outputs.join(super::store::CHUNK_HASHES_FILE);
+        let points = StoredPoints::open(&dir, &checkpoint, &points, &hashes, sparse)
             .map_err(|err| shard.problem(collection, err.to_string()))?;
         let mut source = Source {
             shard,

@@ -365,7 +365,11 @@ impl CollectionStore {
             self.checkpoint.parts_rows += rows;
             self.checkpoint.parts_offset += consumed;
             self.save()?;
-            tracing::info!(part = self.checkpoint.parts - 1, rows, "parquet part written");
+            tracing::info!(
+                part = self.checkpoint.parts - 1,
+                rows,
+                "parquet part written"
+            );
             if rows < rows_per_part {
                 return Ok(());
             }
@@ -663,8 +667,9 @@ pub struct StoredPoint {
 }
 
 /// Reads back, in order, the points of a store whose windows are complete (`checkpoint`),
-/// with their lines from `points` (the moved `points.jsonl`); `sparse`: whether the run
-/// stored sparse vectors.
+/// with their lines from `points` (the moved `points.jsonl`, or the work directory's
+/// `points.partial` of a run that wrote no JSONL) and their hashes from `hashes`
+/// (`chunk_hashes.jsonl`); `sparse`: whether the run stored sparse vectors.
 pub struct StoredPoints {
     remaining: usize,
     dim: usize,
@@ -683,9 +688,9 @@ impl StoredPoints {
         dir: &Path,
         checkpoint: &Checkpoint,
         points: &Path,
+        hashes: &Path,
         sparse: bool,
     ) -> std::io::Result<Self> {
-        let hashes = points.with_file_name(CHUNK_HASHES_FILE);
         let open = |path: &Path| File::open(path).map(|f| BufReader::with_capacity(1 << 20, f));
         let optional = |name: &str| -> std::io::Result<Option<BufReader<File>>> {
             if sparse {
@@ -717,7 +722,7 @@ impl StoredPoints {
             indices: optional(SPARSE_INDICES)?,
             values: optional(SPARSE_VALUES)?,
             docs: open(&dir.join(DOCS_FILE))?,
-            hashes: open(&hashes)?,
+            hashes: open(hashes)?,
         })
     }
 
@@ -1015,10 +1020,16 @@ mod tests {
         let target = tmp.path().join("out/c/points.jsonl");
         store.finish_points(&target).unwrap();
 
-        let read: Vec<StoredPoint> = StoredPoints::open(&dir, store.checkpoint(), &target, true)
-            .unwrap()
-            .collect::<std::io::Result<_>>()
-            .unwrap();
+        let read: Vec<StoredPoint> = StoredPoints::open(
+            &dir,
+            store.checkpoint(),
+            &target,
+            &target.with_file_name(CHUNK_HASHES_FILE),
+            true,
+        )
+        .unwrap()
+        .collect::<std::io::Result<_>>()
+        .unwrap();
         let point = |line: &[u8], dense: Vec<f32>, sparse, position, id: &str| StoredPoint {
             line: line.to_vec(),
             dense,
@@ -1038,9 +1049,15 @@ mod tests {
 
         // A points file that does not match the checkpoint is refused, not half read.
         std::fs::write(&target, b"a\nb\n").unwrap();
-        let err = StoredPoints::open(&dir, store.checkpoint(), &target, true)
-            .err()
-            .unwrap();
+        let err = StoredPoints::open(
+            &dir,
+            store.checkpoint(),
+            &target,
+            &target.with_file_name(CHUNK_HASHES_FILE),
+            true,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("the checkpoint records"), "{err}");
     }
     /// A work file replaced by a link (someone with write access to the output directory) is

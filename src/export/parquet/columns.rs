@@ -36,11 +36,14 @@ fn sparse_fields() -> Fields {
     ])
 }
 
-/// The string columns before the vectors and after them, with their nullability.
+/// String columns: each name and whether it is nullable.
+pub(super) type StringColumns = Vec<(&'static str, bool)>;
+
+/// The string columns before the vectors and after them.
 pub(super) fn string_columns(
     kind: RecordKind,
     layout: &Layout,
-) -> (Vec<(&'static str, bool)>, Vec<(&'static str, bool)>) {
+) -> (StringColumns, StringColumns) {
     match kind {
         RecordKind::Point => {
             let mut tail = Vec::new();
