@@ -117,6 +117,43 @@ enabled = true
     }
 
     #[test]
+    fn output_formats_default_to_jsonl_sort_and_refuse_a_vector_named_as_a_column() {
+        let config = resolve_text(BASE, &env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.output.formats, [crate::export::OutputFormat::Jsonl]);
+        let both = format!("{BASE}\n[output]\n");
+        assert!(
+            resolve_text(&both, &env(&[]), &Overrides::default()).is_err(),
+            "[output] twice"
+        );
+        let text = BASE.replace(
+            "dir = \"out\"",
+            "dir = \"out\"\nformats = [\"parquet\", \"jsonl\", \"parquet\"]\nparquet_dense = \"list\"",
+        );
+        let config = resolve_text(&text, &env(&[]), &Overrides::default()).unwrap();
+        use crate::export::OutputFormat::{Jsonl, Parquet};
+        assert_eq!(config.output.formats, [Jsonl, Parquet]);
+        assert_eq!(
+            config.output.parquet_dense,
+            crate::export::parquet::DenseColumn::List
+        );
+        let empty = BASE.replace("dir = \"out\"", "dir = \"out\"\nformats = []");
+        let err = resolve_text(&empty, &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("output.formats"), "{err}");
+        let clash = text.replace("enabled = true", "enabled = true\nname = \"metadata\"");
+        let err = resolve_text(&clash, &env(&[]), &Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("sparse.name") && err.to_string().contains("Parquet"),
+            "{err}"
+        );
+        // Without Parquet the name is free.
+        let jsonl = clash.replace(
+            "formats = [\"parquet\", \"jsonl\", \"parquet\"]",
+            "formats = [\"jsonl\"]",
+        );
+        assert!(resolve_text(&jsonl, &env(&[]), &Overrides::default()).is_ok());
+    }
+
+    #[test]
     fn layers_override_in_order_file_env_flag() {
         let file_only = resolve_text(BASE, &env(&[]), &Overrides::default()).unwrap();
         assert!(file_only.sparse.enabled);

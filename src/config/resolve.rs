@@ -874,6 +874,28 @@ pub fn resolve_layers(
             format!("{sparse_name:?} is already a dense vector name"),
         ));
     }
+    // A Parquet file has one column per vector beside its own columns.
+    if output_formats.contains(&crate::export::OutputFormat::Parquet) {
+        let reserved = crate::export::parquet::RESERVED_COLUMNS;
+        if let Some(model) = dense_models
+            .iter()
+            .find(|m| reserved.contains(&m.name.as_str()))
+        {
+            return Err(layers.invalid(
+                "dense.models",
+                format!(
+                    "the vector name {:?} is a column of the Parquet files (output.formats); name the model otherwise",
+                    model.name
+                ),
+            ));
+        }
+        if reserved.contains(&sparse_name.as_str()) {
+            return Err(layers.invalid(
+                "sparse.name",
+                format!("{sparse_name:?} is a column of the Parquet files (output.formats)"),
+            ));
+        }
+    }
     for (key, value) in [
         ("dense.batch_tokens", batch_tokens),
         ("dense.max_batch_size", max_batch_size),

@@ -325,7 +325,16 @@ pub fn clean_temp_files(output_dir: &Path) -> std::io::Result<usize> {
         return Ok(0);
     }
     // The top level, each collection's directory and its `points/`, then all of `.work/`.
-    remove_temp_files_in(output_dir, 2, &mut removed)?;
+    remove_temp_files_in(output_dir, 1, &mut removed)?;
+    for entry in read_dir_sorted(output_dir)? {
+        let parts = entry.join(crate::export::parquet::POINTS_DIR);
+        let real_dir = |path: &Path| -> std::io::Result<bool> {
+            Ok(symlink_metadata(path)?.is_some_and(|meta| meta.is_dir()))
+        };
+        if real_dir(&entry)? && real_dir(&parts)? {
+            remove_temp_files_in(&parts, 0, &mut removed)?;
+        }
+    }
     let work = output_dir.join(WORK_DIR);
     if symlink_metadata(&work)?.is_some_and(|meta| meta.is_dir()) {
         remove_temp_files_in(&work, usize::MAX, &mut removed)?;
@@ -526,6 +535,11 @@ mod tests {
             "x/.tmp-1.partial",
             "y/points.jsonl",
             "y/.tmp-2.partial",
+            "y/points/part-00000.parquet",
+            "y/points/.tmp-3.partial",
+            "y/query_vectors.parquet",
+            "x/points/part-00001.parquet",
+            "x/points/notes.txt",
             "z/deeper/points.jsonl",
             "tmp-not-ours.partial",
         ] {
@@ -549,10 +563,15 @@ mod tests {
                 "metrics.prom",
                 "x/.tmp-1.partial",
                 "x/points.jsonl",
+                "x/points/part-00001.parquet",
                 "x/rerank.jsonl",
                 "y",
                 "y/.tmp-2.partial",
+                "y/points",
                 "y/points.jsonl",
+                "y/points/.tmp-3.partial",
+                "y/points/part-00000.parquet",
+                "y/query_vectors.parquet",
             ]
         );
         assert_eq!(
@@ -565,6 +584,8 @@ mod tests {
                 "w/points.jsonl/",
                 "x/",
                 "x/other.jsonl",
+                "x/points/",
+                "x/points/notes.txt",
                 "z/",
                 "z/deeper/",
                 "z/deeper/points.jsonl",
@@ -636,13 +657,15 @@ mod tests {
             "x/points.jsonl",
             "x/.tmp-b.partial",
             "x/deep/.tmp-not-reached.partial",
+            "x/points/.tmp-torn-part.partial",
+            "x/points/part-00000.parquet",
             ".work/.tmp-c.partial",
             ".work/dense/x/.tmp-d.partial",
             ".work/dense/x/checkpoint.bin",
         ] {
             touch(&dir.join(path));
         }
-        assert_eq!(clean_temp_files(dir).unwrap(), 4);
+        assert_eq!(clean_temp_files(dir).unwrap(), 5);
         assert_eq!(
             tree(dir),
             [
@@ -654,6 +677,8 @@ mod tests {
                 "x/",
                 "x/deep/",
                 "x/deep/.tmp-not-reached.partial",
+                "x/points/",
+                "x/points/part-00000.parquet",
                 "x/points.jsonl",
             ]
         );

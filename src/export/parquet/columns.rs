@@ -40,10 +40,7 @@ fn sparse_fields() -> Fields {
 pub(super) type StringColumns = Vec<(&'static str, bool)>;
 
 /// The string columns before the vectors and after them.
-pub(super) fn string_columns(
-    kind: RecordKind,
-    layout: &Layout,
-) -> (StringColumns, StringColumns) {
+pub(super) fn string_columns(kind: RecordKind, layout: &Layout) -> (StringColumns, StringColumns) {
     match kind {
         RecordKind::Point => {
             let mut tail = Vec::new();

@@ -390,7 +390,14 @@ mod tests {
 
     #[test]
     fn floats_parse_back_to_the_same_bits() {
-        let values = [0.1f32, -1.0e-8, 3.4028235e38, 1.0 / 3.0, -0.0, f32::from_bits(5)];
+        let values = [
+            0.1f32,
+            -1.0e-8,
+            3.4028235e38,
+            1.0 / 3.0,
+            -0.0,
+            f32::from_bits(5),
+        ];
         let text = serde_json::to_string(&values).unwrap();
         let mut parsed = Vec::new();
         assert_eq!(parse_f32s(&text, &mut parsed).unwrap(), values.len());

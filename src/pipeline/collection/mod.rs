@@ -389,6 +389,11 @@ impl Job<'_> {
             // failed collection, not a partial one with 0 points. Its empty points file is
             // not left looking like an output.
             let _ = std::fs::remove_file(&points_path);
+            let _ = std::fs::remove_file(
+                out_dir
+                    .join(crate::export::parquet::POINTS_DIR)
+                    .join(crate::export::parquet::part_name(0)),
+            );
             let message = format!(
                 "every chunk ({}) failed dense embedding even alone; no point was written",
                 report.failed_chunks
