@@ -22,30 +22,41 @@ use embed_collections::telemetry::init_logging;
 
 fn main() {
     let cli = Cli::parse();
-    std::process::exit(run(&cli));
+    // The one read of the process environment: every command takes its variables from here.
+    let env = Environment::from_process();
+    if env.int8_kernel_portable() {
+        embed_collections::models::packed::int8::Int8Kernel::force_portable();
+    }
+    std::process::exit(run(&cli, &env));
 }
 
-fn run(cli: &Cli) -> i32 {
+fn run(cli: &Cli, env: &Environment) -> i32 {
     match &cli.command {
         Some(Command::Eval(args)) => evaluate_output_dir(args),
-        Some(Command::Check(args)) => check_run(args),
-        Some(Command::Config(args)) => show_config(args),
-        Some(Command::EmbedQueries(args)) => embed_queries(args),
-        Some(Command::Serve(args)) => serve(args),
-        Some(Command::Bench(args)) => bench(args),
-        Some(Command::Merge(args)) => merge(args),
+        Some(Command::Check(args)) => check_run(args, env),
+        Some(Command::Config(args)) => show_config(args, env),
+        Some(Command::EmbedQueries(args)) => embed_queries(args, env),
+        Some(Command::Serve(args)) => serve(args, env),
+        Some(Command::Bench(args)) => bench(args, env),
+        Some(Command::Merge(args)) => merge(args, env),
         Some(Command::Convert(args)) => convert(args),
         Some(Command::Devices(args)) => devices(args),
         Some(Command::FetchModels(args)) => fetch_models(args),
-        None => match resolve_run(&cli.run, &Environment::from_process()) {
-            Ok(config) => run_pipeline(&cli.run, config, None),
+        None => match resolve_run(&cli.run, env) {
+            Ok(config) => run_pipeline(&cli.run, config, None, env),
             Err(code) => code,
         },
     }
 }
 
+/// The model manager of `models_dir`, with the Hugging Face cache and offline switch the
+/// environment gives.
+fn model_manager(models_dir: std::path::PathBuf, env: &Environment) -> ModelManager {
+    ModelManager::new(models_dir, env.hf_hub_cache(), env.hf_hub_offline())
+}
+
 /// `embed-collections bench`: encoder throughput, one JSON line per repetition.
-fn bench(args: &BenchArgs) -> i32 {
+fn bench(args: &BenchArgs, env: &Environment) -> i32 {
     use embed_collections::bench::{run_bench, BenchModel, BenchSpec};
     use embed_collections::models::bert::EncoderBackend;
     use embed_collections::models::packed::Threads;
@@ -84,13 +95,12 @@ fn bench(args: &BenchArgs) -> i32 {
         repeat: args.repeat.max(1),
         precision: args.precision,
     };
-    let env = Environment::from_process();
     let models_dir = args
         .models_dir
         .clone()
         .or_else(|| env.raw_value(config::env_vars::MODELS_DIR).map(Into::into))
         .unwrap_or_else(|| env.default_models_dir());
-    let manager = ModelManager::from_env(models_dir);
+    let manager = model_manager(models_dir, env);
     match run_bench(&spec, &manager) {
         Ok(results) => {
             for result in results {
@@ -148,17 +158,13 @@ fn evaluate_output_dir(args: &EvalArgs) -> i32 {
 }
 
 /// `embed-collections config`: the effective settings with their origins, nothing run.
-fn show_config(args: &RunArgs) -> i32 {
-    let resolved = config::resolve(
-        args.config.as_deref(),
-        &Environment::from_process(),
-        &args.overrides(),
-    )
-    .map_err(|err| anyhow::Error::new(err).context("invalid configuration"))
-    .and_then(|config| {
-        config::show::effective_toml(&config)
-            .map_err(|err| anyhow::Error::new(err).context("cannot render the settings"))
-    });
+fn show_config(args: &RunArgs, env: &Environment) -> i32 {
+    let resolved = config::resolve(args.config.as_deref(), env, &args.overrides())
+        .map_err(|err| anyhow::Error::new(err).context("invalid configuration"))
+        .and_then(|config| {
+            config::show::effective_toml(&config)
+                .map_err(|err| anyhow::Error::new(err).context("cannot render the settings"))
+        });
     match resolved {
         Ok(text) => {
             print!("{text}");
@@ -172,12 +178,8 @@ fn show_config(args: &RunArgs) -> i32 {
 }
 
 /// `embed-collections check`: every problem at once, no model run.
-fn check_run(args: &RunArgs) -> i32 {
-    let config = match config::resolve(
-        args.config.as_deref(),
-        &Environment::from_process(),
-        &args.overrides(),
-    ) {
+fn check_run(args: &RunArgs, env: &Environment) -> i32 {
+    let config = match config::resolve(args.config.as_deref(), env, &args.overrides()) {
         Ok(config) => config,
         Err(err) => {
             report(
@@ -187,8 +189,8 @@ fn check_run(args: &RunArgs) -> i32 {
             return exit::CONFIG_ERROR;
         }
     };
-    init_logging(config.telemetry.log_format, args.verbosity().min(-1));
-    let manager = ModelManager::from_env(config.models.dir.clone());
+    init_logging(config.telemetry.log_format, args.verbosity().min(-1), env);
+    let manager = model_manager(config.models.dir.clone(), env);
     let found = check(&config, &manager);
     for problem in &found.problems {
         let kind = if problem.error { "error" } else { "warning" };
@@ -213,7 +215,7 @@ fn check_run(args: &RunArgs) -> i32 {
 /// `embed-collections merge`: check the shards, then rank over their merged vectors.
 /// `embed-collections convert`: a finished run's points in the other format.
 fn convert(args: &ConvertArgs) -> i32 {
-    use embed_collections::export::OutputFormat;
+    use embed_collections::config::OutputFormat;
     use embed_collections::pipeline::convert::{convert, ConvertError};
     let to = match args.to.as_str() {
         "parquet" => OutputFormat::Parquet,
@@ -249,10 +251,8 @@ fn convert(args: &ConvertArgs) -> i32 {
     }
 }
 
-fn merge(args: &MergeArgs) -> i32 {
+fn merge(args: &MergeArgs, env: &Environment) -> i32 {
     let run = &args.run;
-    // One snapshot of the environment for the checks and the configuration.
-    let env = Environment::from_process();
     let refused = if run.resume {
         Some("--resume")
     } else if run.shard.is_some() {
@@ -274,7 +274,7 @@ fn merge(args: &MergeArgs) -> i32 {
     }
     // The output directory is needed before the shards are opened (and locked): a merge into
     // one of them is refused first.
-    let config = match resolve_run(run, &env) {
+    let config = match resolve_run(run, env) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -288,7 +288,7 @@ fn merge(args: &MergeArgs) -> i32 {
             return exit::CONFIG_ERROR;
         }
     };
-    run_pipeline(run, config, Some(shards))
+    run_pipeline(run, config, Some(shards), env)
 }
 
 /// The run's configuration from its flags, file and `env`; on an error, reported, the exit
@@ -303,12 +303,17 @@ fn resolve_run(cli: &RunArgs, env: &Environment) -> Result<config::RunConfig, i3
     })
 }
 
-fn run_pipeline(cli: &RunArgs, config: config::RunConfig, merge: Option<ShardSet>) -> i32 {
-    init_logging(config.telemetry.log_format, cli.verbosity());
+fn run_pipeline(
+    cli: &RunArgs,
+    config: config::RunConfig,
+    merge: Option<ShardSet>,
+    env: &Environment,
+) -> i32 {
+    init_logging(config.telemetry.log_format, cli.verbosity(), env);
     if let Err(err) = embed_collections::interrupt::install() {
         tracing::warn!("cannot install the SIGINT/SIGTERM handlers: {err}");
     }
-    let manager = ModelManager::from_env(config.models.dir.clone());
+    let manager = model_manager(config.models.dir.clone(), env);
     let mut runner = BatchRunner::new(config, manager).with_resume(cli.resume);
     if let Some(shards) = merge {
         runner = runner.with_merge(shards);
@@ -482,7 +487,7 @@ fn fetch_models(args: &FetchModelsArgs) -> i32 {
 }
 
 /// `embed-collections embed-queries`: a query file's vectors, as a run makes them.
-fn embed_queries(args: &EmbedQueriesArgs) -> i32 {
+fn embed_queries(args: &EmbedQueriesArgs, env: &Environment) -> i32 {
     let overrides = config::Overrides {
         no_sparse: args.no_sparse,
         no_rerank: true,
@@ -492,11 +497,15 @@ fn embed_queries(args: &EmbedQueriesArgs) -> i32 {
         set: args.set.clone(),
         ..config::Overrides::default()
     };
-    let Some(config) = models_config(args.config.as_deref(), &overrides, None) else {
+    let Some(config) = models_config(args.config.as_deref(), &overrides, None, env) else {
         return exit::CONFIG_ERROR;
     };
-    init_logging(config.telemetry.log_format, if args.quiet { -1 } else { 0 });
-    let manager = ModelManager::from_env(config.models.dir.clone());
+    init_logging(
+        config.telemetry.log_format,
+        if args.quiet { -1 } else { 0 },
+        env,
+    );
+    let manager = model_manager(config.models.dir.clone(), env);
     match BatchRunner::new(config, manager).embed_queries(&args.queries, &args.output) {
         Ok(done) if done.failed == 0 => exit::OK,
         Ok(done) => {
@@ -517,8 +526,9 @@ fn models_config(
     file: Option<&std::path::Path>,
     overrides: &config::Overrides,
     hint: Option<&str>,
+    env: &Environment,
 ) -> Option<config::RunConfig> {
-    match config::resolve_for_models(file, &Environment::from_process(), overrides) {
+    match config::resolve_for_models(file, env, overrides) {
         Ok(config) => Some(config),
         Err(err) => {
             report(
@@ -531,7 +541,7 @@ fn models_config(
 }
 
 /// `embed-collections serve`: the run's models over HTTP until SIGTERM or SIGINT.
-fn serve(args: &ServeArgs) -> i32 {
+fn serve(args: &ServeArgs, env: &Environment) -> i32 {
     use embed_collections::serve::ServeError;
     let overrides = config::Overrides {
         no_sparse: args.no_sparse,
@@ -545,7 +555,7 @@ fn serve(args: &ServeArgs) -> i32 {
         ..config::Overrides::default()
     };
     let hint = "see docs/serving.md and `embed-collections serve --help`";
-    let Some(config) = models_config(args.config.as_deref(), &overrides, Some(hint)) else {
+    let Some(config) = models_config(args.config.as_deref(), &overrides, Some(hint), env) else {
         return exit::CONFIG_ERROR;
     };
     let verbosity = if args.quiet {
@@ -553,8 +563,8 @@ fn serve(args: &ServeArgs) -> i32 {
     } else {
         args.verbose.min(2) as i8
     };
-    init_logging(config.telemetry.log_format, verbosity);
-    let manager = ModelManager::from_env(config.models.dir.clone());
+    init_logging(config.telemetry.log_format, verbosity, env);
+    let manager = model_manager(config.models.dir.clone(), env);
     match embed_collections::serve::serve(config, manager) {
         Ok(()) => exit::OK,
         Err(err) => {

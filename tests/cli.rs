@@ -711,6 +711,15 @@ fn devices_reports_the_cpu_kernels_and_that_this_build_has_no_cuda() {
         "int8 kernel: portable"
     };
     assert!(cpu.contains(&int8), "{cpu:?}");
+    // The override, read at start-up from the environment snapshot.
+    let forced = run(
+        binary()
+            .arg("devices")
+            .env("EMBED_COLLECTIONS_INT8_KERNEL", "portable"),
+        true,
+    );
+    let forced = String::from_utf8_lossy(&forced.stdout);
+    assert!(forced.contains("int8 kernel: portable"), "{forced}");
     assert!(report["cuda"].is_null());
     let text = String::from_utf8(run(binary().arg("devices"), true).stdout).unwrap();
     assert!(text.contains("cuda: not in this build"), "{text}");

@@ -42,6 +42,19 @@ pub const SCRIPTS: [&str; 9] = [
     "EMBED_COLLECTIONS_INT8_KERNEL",
 ];
 
+/// The INT8 kernel override (one of [`SCRIPTS`]).
+pub const INT8_KERNEL: &str = "EMBED_COLLECTIONS_INT8_KERNEL";
+
+/// Variables of other tools that the run honours, read through the same snapshot: the Hugging
+/// Face hub's cache and offline switch, `NO_COLOR`, and `RUST_LOG` (the log filter).
+pub const OTHER_TOOLS: [&str; 5] = [
+    "HF_HUB_CACHE",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+    "NO_COLOR",
+    "RUST_LOG",
+];
+
 /// All of the above with the setting each one sets.
 pub const ALL: [(&str, &str); 10] = [
     (INPUT, "input.root"),

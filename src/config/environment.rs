@@ -1,6 +1,9 @@
 //! The environment layer: every variable the tool reads ([`env_vars`], declared once) and a
-//! snapshot of them ([`Environment`]). Nothing else reads the process environment for a
-//! setting: callers pass the snapshot, so tests layer settings without touching global state.
+//! snapshot of them ([`Environment`]), taken once by the binary. Nothing else reads the
+//! process environment — settings, the Hugging Face cache and offline switch, `NO_COLOR`,
+//! `RUST_LOG`, the INT8 kernel override — callers pass the snapshot, so tests layer them
+//! without touching global state. (The one exception: the CUDA build's library search in
+//! `gpu::cuda`, `CUDA_PATH` and the loader's path; `.ci/run` checks there is no other.)
 
 use super::env_vars;
 use super::error::ConfigError;
@@ -54,6 +57,13 @@ impl Environment {
             || crate::shard::scheduler_vars::ALL.contains(&key)
     }
 
+    /// Whether the snapshot keeps variable `key`: the resolver's, and other tools' that the
+    /// run honours ([`env_vars::OTHER_TOOLS`]; one of those that is not UTF-8 is left out, as
+    /// those tools would ignore it, rather than refused).
+    fn keeps(key: &str) -> bool {
+        Self::reads(key) || env_vars::OTHER_TOOLS.contains(&key)
+    }
+
     pub fn from_pairs<I, K, V>(pairs: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -63,7 +73,7 @@ impl Environment {
         let vars = pairs
             .into_iter()
             .map(|(key, value)| (key.into(), value.into()))
-            .filter(|(key, _)| Self::reads(key))
+            .filter(|(key, _)| Self::keeps(key))
             .collect();
         Self {
             vars,
@@ -178,6 +188,43 @@ impl Environment {
             keyed.insert(key, (var.clone(), value));
         }
         Ok(keyed)
+    }
+
+    /// The Hugging Face hub cache models are looked up in: `HF_HUB_CACHE`, else
+    /// `$HF_HOME/hub`, else `~/.cache/huggingface/hub` (the hub library's own rule).
+    pub fn hf_hub_cache(&self) -> PathBuf {
+        let set = |var: &str| self.vars.get(var).filter(|v| !v.is_empty());
+        match (set("HF_HUB_CACHE"), set("HF_HOME"), set("HOME")) {
+            (Some(cache), _, _) => PathBuf::from(cache),
+            (None, Some(home), _) => Path::new(home).join("hub"),
+            (None, None, Some(home)) => Path::new(home).join(".cache/huggingface/hub"),
+            (None, None, None) => PathBuf::from(".cache/huggingface/hub"),
+        }
+    }
+
+    /// `HF_HUB_OFFLINE` set to a true value (`1`, `true`, `yes`, `on`): never ask the hub.
+    pub fn hf_hub_offline(&self) -> bool {
+        self.vars.get("HF_HUB_OFFLINE").is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
+    }
+
+    /// `NO_COLOR` present (whatever its value): no colour in the logs.
+    pub fn no_color(&self) -> bool {
+        self.vars.contains_key("NO_COLOR")
+    }
+
+    /// `RUST_LOG`, the log filter that overrides `-v`/`-q` (telemetry::logging).
+    pub fn rust_log(&self) -> Option<&str> {
+        self.raw_value("RUST_LOG").filter(|v| !v.is_empty())
+    }
+
+    /// `EMBED_COLLECTIONS_INT8_KERNEL=portable`: the INT8 products' fallback kernel.
+    pub fn int8_kernel_portable(&self) -> bool {
+        self.raw_value(env_vars::INT8_KERNEL) == Some("portable")
     }
 
     /// A scheduler's variable (`--shard auto` reads them).

@@ -102,9 +102,9 @@ pub struct FileOutput {
     /// Copy chunk text (and title) into point payloads. Default false (privacy).
     pub include_text: Option<bool>,
     /// Formats of the points and query vectors; default `["jsonl"]`.
-    pub formats: Option<Vec<crate::export::OutputFormat>>,
+    pub formats: Option<Vec<crate::config::OutputFormat>>,
     /// The Parquet type of dense vectors; default `fixed_size_list`.
-    pub parquet_dense: Option<crate::export::parquet::DenseColumn>,
+    pub parquet_dense: Option<crate::config::ParquetDense>,
     /// An earlier run's output whose unchanged vectors are reused. Relative to the config file.
     pub reuse: Option<PathBuf>,
 }

@@ -26,8 +26,9 @@ pub use run_config::{
     PROBE_COST_SHARE, PROBE_PAIR_COST, PROBE_QUERIES_MAX, PROBE_QUERIES_MIN,
 };
 pub use values::{
-    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    RerankBlend, RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
+    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, OutputFormat, ParquetDense,
+    Precision, ProgressMode, RerankBlend, RerankBudget, RetrievalMethod, Secret, SparseFallback,
+    Timeout,
 };
 
 #[cfg(test)]
@@ -117,9 +118,44 @@ enabled = true
     }
 
     #[test]
+    fn other_tools_variables_come_from_the_snapshot() {
+        let none = Environment::from_pairs([("HOME", "/home/u")]);
+        assert_eq!(
+            none.hf_hub_cache(),
+            Path::new("/home/u/.cache/huggingface/hub")
+        );
+        assert!(!none.hf_hub_offline() && !none.no_color() && !none.int8_kernel_portable());
+        assert_eq!(none.rust_log(), None);
+        let set = Environment::from_pairs([
+            ("HOME", "/home/u"),
+            ("HF_HOME", "/hf"),
+            ("HF_HUB_OFFLINE", " Yes "),
+            ("NO_COLOR", ""),
+            ("RUST_LOG", "debug"),
+            ("EMBED_COLLECTIONS_INT8_KERNEL", "portable"),
+            ("UNRELATED", "x"),
+        ]);
+        assert_eq!(set.hf_hub_cache(), Path::new("/hf/hub"));
+        assert!(set.hf_hub_offline() && set.no_color() && set.int8_kernel_portable());
+        assert_eq!(set.rust_log(), Some("debug"));
+        assert_eq!(
+            set.raw_value("UNRELATED"),
+            None,
+            "only the variables the tool reads are kept"
+        );
+        let cache = Environment::from_pairs([
+            ("HF_HOME", "/hf"),
+            ("HF_HUB_CACHE", "/cache"),
+            ("HF_HUB_OFFLINE", "0"),
+        ]);
+        assert_eq!(cache.hf_hub_cache(), Path::new("/cache"));
+        assert!(!cache.hf_hub_offline());
+    }
+
+    #[test]
     fn output_formats_default_to_jsonl_sort_and_refuse_a_vector_named_as_a_column() {
         let config = resolve_text(BASE, &env(&[]), &Overrides::default()).unwrap();
-        assert_eq!(config.output.formats, [crate::export::OutputFormat::Jsonl]);
+        assert_eq!(config.output.formats, [crate::config::OutputFormat::Jsonl]);
         let both = format!("{BASE}\n[output]\n");
         assert!(
             resolve_text(&both, &env(&[]), &Overrides::default()).is_err(),
@@ -130,11 +166,11 @@ enabled = true
             "dir = \"out\"\nformats = [\"parquet\", \"jsonl\", \"parquet\"]\nparquet_dense = \"list\"",
         );
         let config = resolve_text(&text, &env(&[]), &Overrides::default()).unwrap();
-        use crate::export::OutputFormat::{Jsonl, Parquet};
+        use crate::config::OutputFormat::{Jsonl, Parquet};
         assert_eq!(config.output.formats, [Jsonl, Parquet]);
         assert_eq!(
             config.output.parquet_dense,
-            crate::export::parquet::DenseColumn::List
+            crate::config::ParquetDense::List
         );
         let empty = BASE.replace("dir = \"out\"", "dir = \"out\"\nformats = []");
         let err = resolve_text(&empty, &env(&[]), &Overrides::default()).unwrap_err();

@@ -361,14 +361,14 @@ pub fn resolve_layers(
     )?;
     let mut output_formats = layers.pick(
         "output.formats",
-        vec![crate::export::OutputFormat::Jsonl],
+        vec![crate::config::OutputFormat::Jsonl],
         file.output.formats,
         None,
         None,
     )?;
     let parquet_dense = layers.pick(
         "output.parquet_dense",
-        crate::export::parquet::DenseColumn::default(),
+        crate::config::ParquetDense::default(),
         file.output.parquet_dense,
         None,
         None,
@@ -875,7 +875,7 @@ pub fn resolve_layers(
         ));
     }
     // A Parquet file has one column per vector beside its own columns.
-    if output_formats.contains(&crate::export::OutputFormat::Parquet) {
+    if output_formats.contains(&crate::config::OutputFormat::Parquet) {
         let reserved = crate::export::parquet::RESERVED_COLUMNS;
         if let Some(model) = dense_models
             .iter()

@@ -89,9 +89,9 @@ pub struct OutputConfig {
     pub dir: PathBuf,
     pub include_text: bool,
     /// The formats of the points and query vectors (`jsonl`, `parquet`), in a fixed order.
-    pub formats: Vec<crate::export::OutputFormat>,
+    pub formats: Vec<crate::config::OutputFormat>,
     /// The Parquet type of dense vectors.
-    pub parquet_dense: crate::export::parquet::DenseColumn,
+    pub parquet_dense: crate::config::ParquetDense,
     /// `--reuse`: an earlier run's output (possibly this one's own directory).
     pub reuse: Option<PathBuf>,
 }

@@ -7,6 +7,50 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// A format of the points and query vectors (`output.formats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// `points.jsonl` and `query_vectors.jsonl`.
+    Jsonl,
+    /// `points/part-NNNNN.parquet` and `query_vectors.parquet` (`export::parquet`).
+    Parquet,
+}
+
+/// How dense vectors are written (`output.parquet_dense`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParquetDense {
+    /// `fixed_size_list<float32, dim>`: what LanceDB needs for vector search, `FLOAT[dim]` in
+    /// DuckDB, `Array` in Polars.
+    #[default]
+    FixedSizeList,
+    /// `list<float32>`, for readers without fixed-size lists.
+    List,
+}
+
+impl std::str::FromStr for ParquetDense {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fixed_size_list" => Ok(Self::FixedSizeList),
+            "list" => Ok(Self::List),
+            other => Err(format!(
+                "unknown dense column type {other:?} (expected \"fixed_size_list\" or \"list\")"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ParquetDense {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::FixedSizeList => "fixed_size_list",
+            Self::List => "list",
+        })
+    }
+}
+
 /// How dense and sparse result lists are fused (see the fusion stage and [`crate::fusion`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

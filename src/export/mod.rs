@@ -19,18 +19,6 @@ pub use query_vectors::{render_query_vectors, write_query_vectors, QUERY_VECTORS
 pub use ranked::write_ranked;
 pub use wire::SCHEMA_VERSION;
 
-/// A format of the points and query vectors (`output.formats`).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    /// `points.jsonl` and `query_vectors.jsonl`.
-    Jsonl,
-    /// `points/part-NNNNN.parquet` and `query_vectors.parquet` ([`parquet`]).
-    Parquet,
-}
-
 /// Name of each collection's point file.
 pub const POINTS_FILE: &str = "points.jsonl";
 /// Name of each collection's ranked-list file.

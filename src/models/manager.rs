@@ -73,23 +73,6 @@ impl ModelManager {
         }
     }
 
-    /// Reads `HF_HUB_CACHE`, `HF_HOME` and `HF_HUB_OFFLINE` from the process environment.
-    pub fn from_env(models_dir: PathBuf) -> Self {
-        let hf_cache_dir = match std::env::var_os("HF_HUB_CACHE") {
-            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => Cache::from_env().path().clone(),
-        };
-        let offline = std::env::var("HF_HUB_OFFLINE")
-            .map(|v| {
-                matches!(
-                    v.trim().to_ascii_lowercase().as_str(),
-                    "1" | "true" | "yes" | "on"
-                )
-            })
-            .unwrap_or(false);
-        Self::new(models_dir, hf_cache_dir, offline)
-    }
-
     pub fn models_dir(&self) -> &Path {
         &self.models_dir
     }

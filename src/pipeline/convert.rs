@@ -9,12 +9,12 @@
 //! stay; the manifest gains the new files (in `files`, and in each collection's `outputs`).
 
 use super::state::{OutputLock, StateError};
+use crate::config::{OutputFormat, ParquetDense};
 use crate::export::manifest::FileRecord;
 use crate::export::parquet::{
-    self, part_name, DenseColumn, Layout, ParquetError, RecordKind, Writer, POINTS_DIR,
-    QUERY_VECTORS_PARQUET,
+    self, part_name, Layout, ParquetError, RecordKind, Writer, POINTS_DIR, QUERY_VECTORS_PARQUET,
 };
-use crate::export::{AtomicFile, OutputFormat, MANIFEST_FILE, POINTS_FILE, QUERY_VECTORS_FILE};
+use crate::export::{AtomicFile, MANIFEST_FILE, POINTS_FILE, QUERY_VECTORS_FILE};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -92,7 +92,7 @@ pub fn convert(output_dir: &Path, to: OutputFormat) -> Result<Vec<Converted>, Co
     let config = &manifest["config"];
     let dense_column = match config["output"]["parquet_dense"].as_str() {
         Some(text) => text.parse().map_err(ConvertError::Unusable)?,
-        None => DenseColumn::default(),
+        None => ParquetDense::default(),
     };
     let template = Layout::from_manifest(
         "",

@@ -943,7 +943,7 @@ pub fn parquet_layout(
     if !config
         .output
         .formats
-        .contains(&crate::export::OutputFormat::Parquet)
+        .contains(&crate::config::OutputFormat::Parquet)
     {
         return Ok(None);
     }

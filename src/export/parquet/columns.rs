@@ -1,8 +1,8 @@
 //! The Arrow side: the schema of a layout, the column builders a batch of records fills, and a
 //! view of a batch read back.
 
-use super::rows::RecordKind;
-use super::{DenseColumn, Layout, ParquetError};
+use super::{Layout, ParquetError, RecordKind};
+use crate::config::ParquetDense;
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type};
@@ -21,11 +21,11 @@ fn item(data_type: DataType) -> FieldRef {
 
 fn dense_type(layout: &Layout, dim: usize) -> Result<DataType, ParquetError> {
     Ok(match layout.dense_column {
-        DenseColumn::FixedSizeList => DataType::FixedSizeList(
+        ParquetDense::FixedSizeList => DataType::FixedSizeList(
             item(DataType::Float32),
             i32::try_from(dim).map_err(|_| ParquetError::Layout(format!("dimension {dim}")))?,
         ),
-        DenseColumn::List => DataType::List(item(DataType::Float32)),
+        ParquetDense::List => DataType::List(item(DataType::Float32)),
     })
 }
 
@@ -145,7 +145,7 @@ pub(super) struct Columns {
     pub dense: Vec<DenseBuilder>,
     pub sparse: Option<SparseBuilder>,
     pub tail: Vec<StringBuilder>,
-    dense_column: DenseColumn,
+    dense_column: ParquetDense,
 }
 
 impl Columns {
@@ -189,7 +189,7 @@ impl Columns {
             let nulls = nulls(&dense.valid);
             let values = Arc::new(Float32Array::from(dense.values));
             let array: ArrayRef = match self.dense_column {
-                DenseColumn::FixedSizeList => Arc::new(
+                ParquetDense::FixedSizeList => Arc::new(
                     FixedSizeListArray::try_new(
                         item(DataType::Float32),
                         dense.dim as i32,
@@ -198,7 +198,7 @@ impl Columns {
                     )
                     .map_err(fail)?,
                 ),
-                DenseColumn::List => Arc::new(
+                ParquetDense::List => Arc::new(
                     ListArray::try_new(
                         item(DataType::Float32),
                         OffsetBuffer::from_lengths(dense.lengths),
@@ -347,10 +347,10 @@ impl<'a> View<'a> {
                 });
             } else {
                 view.dense.push(match layout.dense_column {
-                    DenseColumn::FixedSizeList => {
+                    ParquetDense::FixedSizeList => {
                         DenseView::Fixed(array.as_fixed_size_list_opt().ok_or_else(wrong)?)
                     }
-                    DenseColumn::List => {
+                    ParquetDense::List => {
                         DenseView::List(array.as_list_opt::<i32>().ok_or_else(wrong)?)
                     }
                 });

@@ -34,8 +34,7 @@
 mod columns;
 mod rows;
 
-pub use rows::{RecordKind, RowError};
-
+use crate::config::ParquetDense;
 use crate::export::AtomicFile;
 use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -92,37 +91,54 @@ pub fn part_index(name: &str) -> Option<usize> {
         .flatten()
 }
 
-/// How dense vectors are written (`output.parquet_dense`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DenseColumn {
-    /// `fixed_size_list<float32, dim>`: what LanceDB needs for vector search, `FLOAT[dim]` in
-    /// DuckDB, `Array` in Polars.
-    #[default]
-    FixedSizeList,
-    /// `list<float32>`, for readers without fixed-size lists.
-    List,
+/// Which records a file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// `points.jsonl` lines.
+    Point,
+    /// `query_vectors.jsonl` lines.
+    Query,
 }
 
-impl std::str::FromStr for DenseColumn {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fixed_size_list" => Ok(Self::FixedSizeList),
-            "list" => Ok(Self::List),
-            other => Err(format!(
-                "unknown dense column type {other:?} (expected \"fixed_size_list\" or \"list\")"
-            )),
+impl RecordKind {
+    /// The string columns holding one value over and over (dictionary-encoded).
+    fn repeated_columns(self) -> &'static [&'static str] {
+        match self {
+            Self::Point => &["collection", "sparse_source"],
+            Self::Query => &["source"],
+        }
+    }
+
+    /// The identifier columns (with statistics, for readers that filter on them).
+    fn id_columns(self) -> &'static [&'static str] {
+        match self {
+            Self::Point => &["id", "chunk_id"],
+            Self::Query => &["query_id"],
         }
     }
 }
 
-impl std::fmt::Display for DenseColumn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::FixedSizeList => "fixed_size_list",
-            Self::List => "list",
-        })
+/// A record that does not fit the layout: the line (1-based, when known), the field, why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}field {field}: {message}", .line.map(|l| format!("line {l}, ")).unwrap_or_default())]
+pub struct RowError {
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl RowError {
+    pub(super) fn new(line: Option<usize>, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            line,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn at_line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self
     }
 }
 
@@ -149,7 +165,7 @@ pub struct Layout {
     pub collection: String,
     pub vectors: Vec<VectorColumn>,
     pub include_text: bool,
-    pub dense_column: DenseColumn,
+    pub dense_column: ParquetDense,
 }
 
 impl Layout {
@@ -161,7 +177,7 @@ impl Layout {
         vectors: &serde_json::Value,
         models: &serde_json::Value,
         include_text: bool,
-        dense_column: DenseColumn,
+        dense_column: ParquetDense,
     ) -> Result<Self, ParquetError> {
         #[derive(Deserialize)]
         struct Schema {

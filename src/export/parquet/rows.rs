@@ -7,63 +7,12 @@
 //! bits.
 
 use super::columns::{Columns, View};
-use super::Layout;
+use super::{Layout, RecordKind, RowError};
 use crate::export::wire::{NamedVectors, VectorRef};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-
-/// Which records a file holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecordKind {
-    /// `points.jsonl` lines.
-    Point,
-    /// `query_vectors.jsonl` lines.
-    Query,
-}
-
-impl RecordKind {
-    /// The string columns holding one value over and over (dictionary-encoded).
-    pub(super) fn repeated_columns(self) -> &'static [&'static str] {
-        match self {
-            Self::Point => &["collection", "sparse_source"],
-            Self::Query => &["source"],
-        }
-    }
-
-    /// The identifier columns (with statistics, for readers that filter on them).
-    pub(super) fn id_columns(self) -> &'static [&'static str] {
-        match self {
-            Self::Point => &["id", "chunk_id"],
-            Self::Query => &["query_id"],
-        }
-    }
-}
-
-/// A record that does not fit the layout: the line (1-based, when known), the field, why.
-#[derive(Debug, thiserror::Error)]
-#[error("{}field {field}: {message}", .line.map(|l| format!("line {l}, ")).unwrap_or_default())]
-pub struct RowError {
-    pub line: Option<usize>,
-    pub field: String,
-    pub message: String,
-}
-
-impl RowError {
-    pub(super) fn new(line: Option<usize>, field: &str, message: impl Into<String>) -> Self {
-        Self {
-            line,
-            field: field.to_string(),
-            message: message.into(),
-        }
-    }
-
-    pub(super) fn at_line(mut self, line: usize) -> Self {
-        self.line = Some(line);
-        self
-    }
-}
 
 fn field_error(field: &str, message: impl Into<String>) -> RowError {
     RowError::new(None, field, message)

@@ -1,6 +1,6 @@
 use super::*;
 
-fn layout(sparse: bool, include_text: bool, dense_column: DenseColumn) -> Layout {
+fn layout(sparse: bool, include_text: bool, dense_column: ParquetDense) -> Layout {
     let mut vectors = vec![
         VectorColumn {
             name: "a".into(),
@@ -89,9 +89,9 @@ fn point_lines(sparse: bool, include_text: bool) -> Vec<Vec<u8>> {
 fn points_round_trip_to_the_same_lines_in_every_layout() {
     let tmp = tempfile::tempdir().unwrap();
     for (sparse, text, dense) in [
-        (true, false, DenseColumn::FixedSizeList),
-        (false, false, DenseColumn::FixedSizeList),
-        (true, true, DenseColumn::List),
+        (true, false, ParquetDense::FixedSizeList),
+        (false, false, ParquetDense::FixedSizeList),
+        (true, true, ParquetDense::List),
     ] {
         let lines = point_lines(sparse, text);
         let refs = || lines.iter().map(|l| Ok::<_, std::io::Error>(l.as_slice()));
@@ -124,7 +124,7 @@ fn a_record_that_does_not_fit_names_its_line_and_field() {
     let tmp = tempfile::tempdir().unwrap();
     let writer = Writer::new(
         RecordKind::Point,
-        layout(false, false, DenseColumn::FixedSizeList),
+        layout(false, false, ParquetDense::FixedSizeList),
     )
     .unwrap();
     let path = tmp.path().join("x.parquet");

@@ -35,6 +35,10 @@ const ROW_CHUNK: usize = 128;
 /// fetch script's `q · scale` in f32 lands within a few ulps of the grid point.
 const GRID_TOLERANCE: f32 = 1e-3;
 
+/// Set by [`Int8Kernel::force_portable`].
+static PORTABLE_REQUESTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Which integer kernel runs the products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Int8Kernel {
@@ -45,13 +49,12 @@ pub enum Int8Kernel {
 }
 
 impl Int8Kernel {
-    /// The fastest kernel this CPU runs; `EMBED_COLLECTIONS_INT8_KERNEL=portable` forces the
-    /// fallback (to compare, or to test the dispatch on a CPU that has VNNI). Decided once per
-    /// process: every product asks.
+    /// The fastest kernel this CPU runs, or the fallback after [`Self::force_portable`].
+    /// Decided once per process: every product asks.
     pub fn detect() -> Self {
         static KERNEL: std::sync::OnceLock<Int8Kernel> = std::sync::OnceLock::new();
         *KERNEL.get_or_init(|| {
-            if std::env::var("EMBED_COLLECTIONS_INT8_KERNEL").is_ok_and(|v| v == "portable") {
+            if PORTABLE_REQUESTED.load(std::sync::atomic::Ordering::Relaxed) {
                 Int8Kernel::Portable
             } else if vnni512_supported() {
                 Int8Kernel::Vnni512
@@ -59,6 +62,13 @@ impl Int8Kernel {
                 Int8Kernel::Portable
             }
         })
+    }
+
+    /// Makes [`Self::detect`] choose the fallback (to compare, or to test the dispatch on a CPU
+    /// that has VNNI): the binary calls it at start-up for `EMBED_COLLECTIONS_INT8_KERNEL=portable`
+    /// (read by `config::Environment`), before any product runs.
+    pub fn force_portable() {
+        PORTABLE_REQUESTED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn name(self) -> &'static str {

@@ -33,15 +33,15 @@ use super::store::{
     Checkpoint, CollectionStore, PartsPlan, Phase, PointFormats, CHANGES_FILE, CHUNK_HASHES_FILE,
 };
 use crate::batching::BatchBudget;
-use crate::config::RunConfig;
+use crate::config::{OutputFormat, RunConfig};
 use crate::dispatch::FaultInjector;
 use crate::eval::{self, Qrels};
 use crate::export::manifest::{stage_seconds, SkippedSummary};
 use crate::export::parquet::QUERY_VECTORS_PARQUET;
 use crate::export::{
     collection_dir, render_query_vectors, write_query_vectors, write_ranked, CollectionReport,
-    CollectionStatus, FailureClass, OutputFormat, OverheadReport, StageReport, StageStatus,
-    POINTS_FILE, QUERY_VECTORS_FILE, RANKED_FILE,
+    CollectionStatus, FailureClass, OverheadReport, StageReport, StageStatus, POINTS_FILE,
+    QUERY_VECTORS_FILE, RANKED_FILE,
 };
 use crate::gpu::{DeviceLease, LeaseLog, LeaseOptions, MemoryProbe, StageMemory};
 use crate::input::{self, ChunkStream, Collection, InputError, Query};
