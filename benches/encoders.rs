@@ -20,7 +20,7 @@ use embed_collections::config::{
 use embed_collections::input::{
     discover_collections, read_collection, InputFormat, InvalidInputPolicy,
 };
-use embed_collections::models::bert::EncoderBackend;
+use embed_collections::models::bert_family::EncoderBackend;
 use embed_collections::models::packed::Threads;
 use embed_collections::models::{
     select_device, CrossEncoder, DenseEmbedder, ModelManager, ResolvedModel, SelectedDevice,

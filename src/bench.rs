@@ -5,7 +5,7 @@
 
 use crate::batching::BatchBudget;
 use crate::config::{CpuPrecision, DenseModelConfig, DeviceSpec, Precision};
-use crate::models::bert::EncoderBackend;
+use crate::models::bert_family::EncoderBackend;
 use crate::models::packed::Threads;
 use crate::models::tokenize::Encoded;
 use crate::models::{

@@ -10,14 +10,13 @@ use embed_collections::cli::{
     MergeArgs, RunArgs, ServeArgs,
 };
 use embed_collections::config::{self, Environment};
-use embed_collections::exit;
+use embed_collections::exit::{self, Classified};
 use embed_collections::export::RunStatus;
 use embed_collections::models::ModelManager;
 use embed_collections::pipeline::check::{check, ProblemClass};
 use embed_collections::pipeline::evaluate::evaluate_output;
 use embed_collections::pipeline::merge::ShardSet;
-use embed_collections::pipeline::state::StateError;
-use embed_collections::pipeline::{BatchRunner, RunError};
+use embed_collections::pipeline::BatchRunner;
 use embed_collections::telemetry::init_logging;
 
 fn main() {
@@ -58,7 +57,7 @@ fn model_manager(models_dir: std::path::PathBuf, env: &Environment) -> ModelMana
 /// `embed-collections bench`: encoder throughput, one JSON line per repetition.
 fn bench(args: &BenchArgs, env: &Environment) -> i32 {
     use embed_collections::bench::{run_bench, BenchModel, BenchSpec};
-    use embed_collections::models::bert::EncoderBackend;
+    use embed_collections::models::bert_family::EncoderBackend;
     use embed_collections::models::packed::Threads;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (workers, threads) = match (args.workers, args.threads) {
@@ -150,29 +149,27 @@ fn evaluate_output_dir(args: &EvalArgs) -> i32 {
             }
             exit::OK
         }
-        Err(message) => {
-            report(&anyhow::anyhow!(message), None);
-            exit::INPUT_ERROR
-        }
+        Err(err) => fail(err, None),
     }
 }
 
 /// `embed-collections config`: the effective settings with their origins, nothing run.
 fn show_config(args: &RunArgs, env: &Environment) -> i32 {
-    let resolved = config::resolve(args.config.as_deref(), env, &args.overrides())
-        .map_err(|err| anyhow::Error::new(err).context("invalid configuration"))
-        .and_then(|config| {
-            config::show::effective_toml(&config)
-                .map_err(|err| anyhow::Error::new(err).context("cannot render the settings"))
-        });
-    match resolved {
+    let config = match config::resolve(args.config.as_deref(), env, &args.overrides()) {
+        Ok(config) => config,
+        Err(err) => return fail(err, Some("invalid configuration")),
+    };
+    match config::show::effective_toml(&config) {
         Ok(text) => {
             print!("{text}");
             exit::OK
         }
         Err(err) => {
-            report(&err, None);
-            exit::CONFIG_ERROR
+            report(
+                &anyhow::Error::new(err).context("cannot render the settings"),
+                None,
+            );
+            exit::FAILURE
         }
     }
 }
@@ -181,13 +178,7 @@ fn show_config(args: &RunArgs, env: &Environment) -> i32 {
 fn check_run(args: &RunArgs, env: &Environment) -> i32 {
     let config = match config::resolve(args.config.as_deref(), env, &args.overrides()) {
         Ok(config) => config,
-        Err(err) => {
-            report(
-                &anyhow::Error::new(err).context("invalid configuration"),
-                None,
-            );
-            return exit::CONFIG_ERROR;
-        }
+        Err(err) => return fail(err, Some("invalid configuration")),
     };
     init_logging(config.telemetry.log_format, args.verbosity().min(-1), env);
     let manager = model_manager(config.models.dir.clone(), env);
@@ -216,7 +207,7 @@ fn check_run(args: &RunArgs, env: &Environment) -> i32 {
 /// `embed-collections convert`: a finished run's points in the other format.
 fn convert(args: &ConvertArgs) -> i32 {
     use embed_collections::config::OutputFormat;
-    use embed_collections::pipeline::convert::{convert, ConvertError};
+    use embed_collections::pipeline::convert::convert;
     let to = match args.to.as_str() {
         "parquet" => OutputFormat::Parquet,
         _ => OutputFormat::Jsonl,
@@ -240,14 +231,7 @@ fn convert(args: &ConvertArgs) -> i32 {
             }
             exit::OK
         }
-        Err(err) => {
-            let code = match &err {
-                ConvertError::Busy(..) | ConvertError::Write { .. } => exit::FAILURE,
-                _ => exit::INPUT_ERROR,
-            };
-            report(&anyhow::Error::new(err), None);
-            code
-        }
+        Err(err) => fail(err, None),
     }
 }
 
@@ -294,13 +278,8 @@ fn merge(args: &MergeArgs, env: &Environment) -> i32 {
 /// The run's configuration from its flags, file and `env`; on an error, reported, the exit
 /// code.
 fn resolve_run(cli: &RunArgs, env: &Environment) -> Result<config::RunConfig, i32> {
-    config::resolve(cli.config.as_deref(), env, &cli.overrides()).map_err(|err| {
-        report(
-            &anyhow::Error::new(err).context("invalid configuration"),
-            Some("see `embed-collections --help` and configs/quickstart.toml"),
-        );
-        exit::CONFIG_ERROR
-    })
+    config::resolve(cli.config.as_deref(), env, &cli.overrides())
+        .map_err(|err| fail(err, Some("invalid configuration")))
 }
 
 fn run_pipeline(
@@ -333,44 +312,7 @@ fn run_pipeline(
                 RunStatus::Failed | RunStatus::Running => exit::FAILURE,
             }
         }
-        Err(err) => {
-            let (code, hint) = run_error_exit(&err);
-            report(&anyhow::Error::new(err), hint);
-            code
-        }
-    }
-}
-
-/// The exit code of a run that could not start or finish, and the hint to print.
-fn run_error_exit(err: &RunError) -> (i32, Option<&'static str>) {
-    match err {
-            RunError::Output(StateError::Busy { .. }) => (exit::CONFIG_ERROR, Some("another run is writing this output directory; use another --output")),
-            RunError::Output(_) => (exit::FAILURE, Some("check that output.dir is writable")),
-            RunError::Resume(_) => (exit::CONFIG_ERROR, Some("run with the same configuration, models and input, or without --resume")),
-            RunError::Merge(_) => (exit::CONFIG_ERROR, Some("merge the shards with the configuration, models and input they ran with (the same --config and flags)")),
-            RunError::Read { .. } => (exit::INPUT_ERROR, Some("check that the input files are readable")),
-            RunError::Overlap(_) => (exit::CONFIG_ERROR, Some("an output must never be an input or inside one: choose another output path")),
-            RunError::Hash(_) => (exit::INPUT_ERROR, Some("check that the input files are readable")),
-            RunError::Reuse(_) => (exit::CONFIG_ERROR, Some("--reuse takes an earlier run's output directory, unchanged since that run; run without --reuse to embed everything")),
-            RunError::Discover(_) => (exit::INPUT_ERROR, Some("check [input] root and collections")),
-            RunError::Queries(_) => (exit::INPUT_ERROR, Some("check rerank.queries (JSONL lines with `_id` or `id`, and `text`)")),
-            RunError::Qrels(_) => (exit::INPUT_ERROR, Some("check eval.qrels (BEIR TSV: query-id, corpus-id, score)")),
-            RunError::Model { .. } => (
-                exit::FAILURE,
-                Some("run scripts/fetch-models.sh, or point models.dir / --models-dir at the fetched models"),
-            ),
-            RunError::Write { .. } => (exit::FAILURE, Some("check that output.dir is writable")),
-            RunError::Preflight(_) => (exit::FAILURE, Some("`embed-collections check` lists every problem; fix them, then run again")),
-            RunError::Device(embed_collections::models::ModelError::CudaRuntime(_)) => (
-                exit::CONFIG_ERROR,
-                Some("`embed-collections devices` reports what this machine has; or use --device cpu"),
-            ),
-            RunError::Device(_) => (
-                exit::FAILURE,
-                Some("use --device cpu, or a CUDA build (scripts/build-cuda.sh) on a machine with an NVIDIA GPU"),
-            ),
-        RunError::Encode(_) => (exit::FAILURE, None),
-        RunError::Interrupted => (exit::INTERRUPTED, None),
+        Err(err) => fail(err, None),
     }
 }
 
@@ -512,11 +454,7 @@ fn embed_queries(args: &EmbedQueriesArgs, env: &Environment) -> i32 {
             tracing::warn!(failed = done.failed, "some queries have no sparse vector");
             exit::PARTIAL_FAILURE
         }
-        Err(err) => {
-            let (code, hint) = run_error_exit(&err);
-            report(&anyhow::Error::new(err), hint);
-            code
-        }
+        Err(err) => fail(err, None),
     }
 }
 
@@ -589,6 +527,21 @@ fn serve(args: &ServeArgs, env: &Environment) -> i32 {
 }
 
 /// `error: …`, then each cause, then a hint when there is an obvious next step.
+/// Reports `err` (under `context`, if any) with its hint and returns its class's exit code.
+fn fail<E>(err: E, context: Option<&'static str>) -> i32
+where
+    E: Classified + Send + Sync + 'static,
+{
+    let (code, hint) = (err.class().exit_code(), err.hint());
+    let err = anyhow::Error::new(err);
+    let err = match context {
+        Some(context) => err.context(context),
+        None => err,
+    };
+    report(&err, hint);
+    code
+}
+
 fn report(err: &anyhow::Error, hint: Option<&str>) {
     eprintln!("error: {err}");
     for cause in err.chain().skip(1) {

@@ -16,9 +16,6 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use std::str::FromStr;
 
-/// Collections up to this many bytes of chunk files are assigned whole (by name).
-pub const DEFAULT_SPLIT_BYTES: u64 = 64 << 20;
-
 /// The partition rule's name, as recorded in shard manifests (bump when the rule changes).
 pub const RULE: &str = "whole-by-name-sha256-else-chunk-id-sha256/v1";
 

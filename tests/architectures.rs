@@ -8,7 +8,7 @@ mod util;
 
 use embed_collections::batching::BatchBudget;
 use embed_collections::config::DenseModelConfig;
-use embed_collections::models::bert::EncoderBackend;
+use embed_collections::models::bert_family::EncoderBackend;
 use embed_collections::models::{CrossEncoder, DenseEmbedder, SpladeEncoder};
 use serde::Deserialize;
 use std::collections::BTreeMap;

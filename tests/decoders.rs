@@ -9,7 +9,7 @@ mod util;
 
 use embed_collections::batching::BatchBudget;
 use embed_collections::config::{CpuPrecision, DenseModelConfig};
-use embed_collections::models::bert::EncoderBackend;
+use embed_collections::models::bert_family::EncoderBackend;
 use embed_collections::models::tokenize::TextTokenizer;
 use embed_collections::models::{DenseEmbedder, Pooling};
 use serde::Deserialize;

@@ -5,7 +5,7 @@ mod util;
 
 use embed_collections::batching::BatchBudget;
 use embed_collections::config::{DenseModelConfig, DeviceSpec, Precision};
-use embed_collections::models::bert::EncoderBackend;
+use embed_collections::models::bert_family::EncoderBackend;
 use embed_collections::models::{select_device, DenseEmbedder, ModelManager};
 use serde::Deserialize;
 use util::{cosine, max_abs_diff, models_dir, norm};

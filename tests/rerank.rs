@@ -5,7 +5,7 @@
 mod util;
 
 use embed_collections::config::{DeviceSpec, Precision};
-use embed_collections::models::bert::EncoderBackend;
+use embed_collections::models::bert_family::EncoderBackend;
 use embed_collections::models::{select_device, CrossEncoder, ModelManager, ScoreActivation};
 use serde::Deserialize;
 use util::models_dir;

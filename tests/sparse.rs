@@ -7,7 +7,7 @@ mod util;
 use candle_core::{Device, Tensor};
 use embed_collections::config::{self, DeviceSpec, Environment, Overrides, Precision};
 use embed_collections::dispatch::Fault;
-use embed_collections::models::bert::EncoderBackend;
+use embed_collections::models::bert_family::EncoderBackend;
 use embed_collections::models::{select_device, ModelManager, ResolvedModel, SpladeEncoder};
 use embed_collections::pipeline::BatchRunner;
 use embed_collections::vectors::SparseVector;

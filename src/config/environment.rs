@@ -7,7 +7,7 @@
 
 use super::env_vars;
 use super::error::ConfigError;
-use super::file::keyed_value;
+use super::file::{keyed_value, KeyedSetting};
 use super::provenance::Source;
 use super::values::ValueError;
 use std::collections::BTreeMap;
@@ -157,7 +157,7 @@ impl Environment {
 
     /// The generic variables, `EMBED_COLLECTIONS__SECTION__KEY=value`, each checked like the
     /// file's key: setting key → (variable, value).
-    pub(super) fn keyed(&self) -> Result<BTreeMap<String, (String, toml::Value)>, ConfigError> {
+    pub(super) fn keyed(&self) -> Result<BTreeMap<String, KeyedSetting>, ConfigError> {
         let mut keyed = BTreeMap::new();
         for (var, raw) in &self.vars {
             let Some(rest) = var.strip_prefix(env_vars::KEYED_PREFIX) else {
@@ -184,8 +184,15 @@ impl Environment {
                     )))
                 }
             };
-            let value = keyed_value(&key, raw).map_err(error)?;
-            keyed.insert(key, (var.clone(), value));
+            let text = keyed_value(&key, raw).map_err(error)?;
+            keyed.insert(
+                key,
+                KeyedSetting {
+                    origin: Source::Env(var.clone()),
+                    written: format!("{var}={raw:?}"),
+                    text,
+                },
+            );
         }
         Ok(keyed)
     }

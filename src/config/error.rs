@@ -15,6 +15,13 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("{path}: line {line}: {key}: {message}")]
+    FileValue {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
     #[error("environment variable {var}={value:?}: {message}")]
     Env {
         var: &'static str,

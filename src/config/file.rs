@@ -1,292 +1,226 @@
-//! The TOML file as written by users: every field optional, unknown keys rejected.
+//! The layers that carry settings by key: the TOML file ([`FileLayer`]) and the text of a
+//! `--set section.key=value` or an `EMBED_COLLECTIONS__SECTION__KEY` variable ([`KeyedText`]).
 //!
-//! These structs only mirror the file. Defaults, environment and flags are merged in
-//! [`super::resolve`], which also records where each effective value came from.
+//! Neither knows the type of a setting: the key table ([`super::keys`]) says which keys exist,
+//! and the resolver ([`super::resolve`]) converts each value to its type when it picks the
+//! key, so a setting is declared in the table and read in one place, never mirrored here.
 
-use super::values::{
-    ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
-    RerankBlend, RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
-};
-use crate::input::{InputFormat, InvalidInputPolicy};
-use crate::models::Pooling;
-use serde::Deserialize;
-use std::path::PathBuf;
+use super::error::ConfigError;
+use super::keys;
+use super::provenance::Source;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::path::Path;
 
-/// The whole run configuration file (`--config run.toml`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    #[serde(default)]
-    pub input: FileInput,
-    #[serde(default)]
-    pub output: FileOutput,
-    #[serde(default)]
-    pub models: FileModels,
-    #[serde(default)]
-    pub dense: FileDense,
-    #[serde(default)]
-    pub sparse: FileSparse,
-    #[serde(default)]
-    pub fusion: FileFusion,
-    #[serde(default)]
-    pub rerank: FileRerank,
-    #[serde(default)]
-    pub eval: FileEval,
-    #[serde(default)]
-    pub gpu: FileGpu,
-    #[serde(default)]
-    pub telemetry: FileTelemetry,
-    #[serde(default)]
-    pub shard: FileShard,
-    #[serde(default)]
-    pub serve: FileServe,
+/// A value in the config file, with the line it is on (for errors).
+#[derive(Clone, Debug)]
+struct FileValue {
+    value: toml::Value,
+    line: usize,
 }
 
-/// `[serve]`: `embed-collections serve` (the other commands ignore it).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileServe {
-    /// Address to listen on; default `127.0.0.1:8080`.
-    pub listen: Option<String>,
-    /// Bearer token the inference routes require.
-    pub api_key: Option<Secret>,
-    /// A file holding that token (a Kubernetes Secret mounted as a file). Relative to the
-    /// config file.
-    pub api_key_file: Option<PathBuf>,
-    /// Tokens one batch of concurrent requests' inputs may hold.
-    pub max_batch_tokens: Option<usize>,
-    /// Inputs one request may carry.
-    pub max_client_batch_size: Option<usize>,
-    /// Inputs accepted at once across requests; beyond, 429.
-    pub max_concurrent_inputs: Option<usize>,
-    /// Largest request body.
-    pub payload_limit: Option<ByteSize>,
-    /// Longest a request may take, queue included.
-    pub request_timeout: Option<Timeout>,
-    /// Origins allowed by CORS; none (the default) sends no CORS headers.
-    pub cors_origins: Option<Vec<String>>,
+/// The config file's settings by key (`rerank.top_k` → its value and line). Every key is one
+/// of the key table's; unknown sections and keys are refused when the file is parsed.
+#[derive(Clone, Debug, Default)]
+pub struct FileLayer {
+    values: BTreeMap<String, FileValue>,
 }
 
-/// `[shard]` (which shard a process is comes from `--shard` or the environment, never the
-/// file: every shard reads the same file).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileShard {
-    /// Collections above this many bytes of chunk files are split among the shards by chunk
-    /// id; smaller ones go whole to one shard (by name). Default 64MiB.
-    pub split_bytes: Option<ByteSize>,
-}
-
-/// `[input]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileInput {
-    /// Directory of collections, or one chunk file. Relative to the config file.
-    pub root: Option<PathBuf>,
-    /// Only these collections (names as discovered).
-    pub collections: Option<Vec<String>>,
-    /// Chunk file formats to read; default `["jsonl", "json"]`.
-    pub formats: Option<Vec<InputFormat>>,
-    /// `error` (default) stops a collection at the first bad record; `skip` counts and reports it.
-    pub on_invalid: Option<InvalidInputPolicy>,
-    /// Chunks per streaming window (read → dense → sparse → append points); default 10000.
-    pub window_chunks: Option<usize>,
-}
-
-/// `[output]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileOutput {
-    /// Output directory. Relative to the config file.
-    pub dir: Option<PathBuf>,
-    /// Copy chunk text (and title) into point payloads. Default false (privacy).
-    pub include_text: Option<bool>,
-    /// Formats of the points and query vectors; default `["jsonl"]`.
-    pub formats: Option<Vec<crate::config::OutputFormat>>,
-    /// The Parquet type of dense vectors; default `fixed_size_list`.
-    pub parquet_dense: Option<crate::config::ParquetDense>,
-    /// An earlier run's output whose unchanged vectors are reused. Relative to the config file.
-    pub reuse: Option<PathBuf>,
-}
-
-/// `[models]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileModels {
-    /// Where `scripts/fetch-models.sh` puts models; searched before the Hugging Face cache.
-    pub dir: Option<PathBuf>,
-}
-
-/// `[dense]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileDense {
-    /// One entry per bi-encoder; each becomes a named vector in the points.
-    pub models: Option<Vec<FileDenseModel>>,
-    /// Padded tokens per batch (batch size × longest sequence).
-    pub batch_tokens: Option<usize>,
-    /// Most texts per batch, whatever their length.
-    pub max_batch_size: Option<usize>,
-}
-
-/// `[[dense.models]]`
-#[derive(Clone, Debug, Deserialize, PartialEq, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileDenseModel {
-    /// Vector name in the points; default: the last segment of `model`.
-    pub name: Option<String>,
-    /// Hugging Face id or local directory.
-    pub model: String,
-    /// Hub revision (branch, tag or commit); default `main`.
-    pub revision: Option<String>,
-    /// Override of the model's `max_seq_length`.
-    pub max_length: Option<usize>,
-    /// Override of the model's pooling: `mean`, `cls`, `max` or `last_token`.
-    pub pooling: Option<Pooling>,
-    /// Override of the model's Normalize module.
-    pub normalize: Option<bool>,
-    /// Prompt prepended to queries (default: the model's `query` prompt).
-    pub query_prompt: Option<String>,
-    /// Prompt prepended to documents (default: the model's `document` prompt, or none).
-    pub document_prompt: Option<String>,
-    /// This model's list's weight in fusion (default: `fusion.dense_weight`).
-    pub fusion_weight: Option<f64>,
-    /// Its CPU products: `f32`, `bf16` or `int8` (default: as `gpu.precision`).
-    pub precision: Option<CpuPrecision>,
-}
-
-/// `[sparse]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSparse {
-    pub enabled: Option<bool>,
-    pub model: Option<String>,
-    pub name: Option<String>,
-    pub max_terms: Option<usize>,
-    pub fallback: Option<SparseFallback>,
-    /// CPU products: `f32`, `bf16` or `int8` (default: as `gpu.precision`).
-    pub precision: Option<CpuPrecision>,
-}
-
-/// `[fusion]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileFusion {
-    pub method: Option<FusionMethod>,
-    pub normalization: Option<crate::fusion::Normalization>,
-    pub rrf_k: Option<f64>,
-    pub depth: Option<usize>,
-    pub dense_weight: Option<f64>,
-    pub sparse_weight: Option<f64>,
-    pub retrieval: Option<RetrievalMethod>,
-    pub retrieval_memory: Option<ByteSize>,
-}
-
-/// `[rerank]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRerank {
-    pub enabled: Option<bool>,
-    pub model: Option<String>,
-    pub queries: Option<PathBuf>,
-    pub candidates: Option<usize>,
-    pub top_k: Option<usize>,
-    pub batch_tokens: Option<usize>,
-    /// Cap on (query, passage) pair length; default: the model's max positions.
-    pub max_length: Option<usize>,
-    /// Probe queries sampled when there is no query file (0 turns the probe off).
-    pub probe_queries: Option<usize>,
-    /// CPU products: `f32`, `bf16` or `int8` (default: as `gpu.precision`).
-    pub precision: Option<CpuPrecision>,
-    /// The overhead allowed as a fraction of the dense stage's time, or `off`.
-    pub budget: Option<RerankBudget>,
-    /// With a budget, the fewest candidates per query (never below `top_k`).
-    pub min_candidates: Option<usize>,
-    /// How the CrossEncoder's order and the fused order make the final list.
-    pub blend: Option<RerankBlend>,
-    /// The CrossEncoder's weight in the convex blend.
-    pub blend_weight: Option<f64>,
-}
-
-/// `[eval]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileEval {
-    pub qrels: Option<PathBuf>,
-}
-
-/// `[gpu]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileGpu {
-    /// `auto`, `cpu`, or `cuda:0,1`.
-    pub devices: Option<DeviceSpec>,
-    /// Per-device ceiling, e.g. `"12GiB"`.
-    pub memory_ceiling: Option<ByteSize>,
-    /// `auto`, `f32`, `f16` or `bf16`.
-    pub precision: Option<Precision>,
-}
-
-/// `[telemetry]`
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileTelemetry {
-    /// `text` or `json`.
-    pub log_format: Option<LogFormat>,
-    /// Prometheus text file; default `<output.dir>/metrics.prom`.
-    pub metrics_file: Option<PathBuf>,
-    /// `auto` (bars on a terminal, plain lines otherwise), `lines` or `never`.
-    pub progress: Option<ProgressMode>,
-}
-
-/// Checks `raw` as the value of `key`, exactly as the file would take it: TOML syntax
-/// (`true`, `50`, `["a", "b"]`, `[{ model = "m" }]`), where a bare word that is no TOML value
-/// is a string (`cuda:0,1`, `12GiB`, `/data/in`).
-pub fn keyed_value(key: &str, raw: &str) -> Result<toml::Value, String> {
-    let Some(setting) = super::keys::find(key) else {
-        let near = super::keys::nearest(key);
-        return Err(if near.is_empty() {
-            format!("unknown setting `{key}` (the keys are listed in docs/configuration.md and by `embed-collections config`)")
-        } else {
-            let near: Vec<String> = near.iter().map(|k| format!("`{k}`")).collect();
-            format!("unknown setting `{key}`; did you mean {}?", near.join(", "))
-        });
-    };
-    let (section, field) = setting.split();
-    let check = |value: toml::Value| -> Result<toml::Value, String> {
-        let mut inner = toml::Table::new();
-        inner.insert(field.to_string(), value.clone());
-        let mut outer = toml::Table::new();
-        outer.insert(section.to_string(), toml::Value::Table(inner));
-        toml::Value::Table(outer)
-            .try_into::<FileConfig>()
-            .map(|_| value)
-            .map_err(|err| one_line(&err.to_string()))
-    };
-    let parsed = toml::from_str::<toml::Table>(&format!("value = {raw}"))
-        .ok()
-        .filter(|table| table.len() == 1)
-        .and_then(|mut table| table.remove("value"));
-    match parsed {
-        // A TOML value of the wrong type may still be a valid string (a vector name such as
-        // `2024-01-01`); if not, its own error says what was expected.
-        Some(value) => check(value.clone()).or_else(|err| match value {
-            toml::Value::String(_) => Err(err),
-            _ => check(toml::Value::String(raw.to_string())).map_err(|_| err),
-        }),
-        None => check(toml::Value::String(raw.to_string())),
+impl FileLayer {
+    /// Whether the file sets `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.values.contains_key(key)
     }
-    .or_else(|err| {
-        // The environment's usual booleans (1/0, yes/no, on/off) for a boolean setting.
-        let word = match raw.trim().to_ascii_lowercase().as_str() {
+
+    /// The value of `key` as `T`, if the file sets it. `path` is the file (for errors) and
+    /// `dir` its directory: a path setting's relative value is taken from there.
+    pub(super) fn typed<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        path: &Path,
+        dir: &Path,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(FileValue { value, line }) = self.values.get(key) else {
+            return Ok(None);
+        };
+        let value = match value {
+            // Folded lexically, so logs say `out/quickstart`, not `configs/../out/quickstart`.
+            toml::Value::String(relative) if keys::find(key).is_some_and(|s| s.path) => {
+                let joined = super::paths::lexical(&dir.join(relative));
+                toml::Value::String(joined.to_string_lossy().into_owned())
+            }
+            other => other.clone(),
+        };
+        value
+            .try_into::<T>()
+            .map(Some)
+            .map_err(|err| ConfigError::FileValue {
+                path: path.to_path_buf(),
+                line: *line,
+                key: key.to_string(),
+                message: one_line(&err.to_string()),
+            })
+    }
+}
+
+/// Parses a config file's text into its settings; syntax errors carry the file, line and
+/// column, and an unknown section or key is refused naming its line and the nearest keys.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileLayer, ConfigError> {
+    let syntax = |err: toml::de::Error| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: err.to_string().trim_end().to_string(),
+    };
+    let line_of = |span: std::ops::Range<usize>| {
+        text.get(..span.start)
+            .map_or(1, |before| before.matches('\n').count() + 1)
+    };
+    let unknown = |line: usize, message: String| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: format!("line {line}: {message}"),
+    };
+    let top: BTreeMap<String, toml::Spanned<toml::Value>> = toml::from_str(text).map_err(syntax)?;
+    for (section, value) in &top {
+        let line = line_of(value.span());
+        if !keys::SETTINGS.iter().any(|s| s.split().0 == section) {
+            let sections: Vec<&str> = keys::SETTINGS.iter().map(|s| s.split().0).collect();
+            let mut sections = sections;
+            sections.dedup();
+            return Err(unknown(
+                line,
+                format!(
+                    "unknown section `{section}` (the sections are {})",
+                    sections.join(", ")
+                ),
+            ));
+        }
+        if !value.get_ref().is_table() {
+            return Err(unknown(
+                line,
+                format!("`{section}` must be a table (`[{section}]`)"),
+            ));
+        }
+    }
+    // Every top-level value is a table now, so this reading cannot fail.
+    let sections: BTreeMap<String, BTreeMap<String, toml::Spanned<toml::Value>>> =
+        toml::from_str(text).map_err(syntax)?;
+    let mut values = BTreeMap::new();
+    for (section, fields) in sections {
+        for (field, value) in fields {
+            let key = format!("{section}.{field}");
+            let line = line_of(value.span());
+            if keys::find(&key).is_none() {
+                return Err(unknown(line, unknown_key(&key)));
+            }
+            values.insert(
+                key,
+                FileValue {
+                    value: value.into_inner(),
+                    line,
+                },
+            );
+        }
+    }
+    Ok(FileLayer { values })
+}
+
+/// Reads and parses a config file.
+pub fn load_file(path: &Path) -> Result<FileLayer, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file(path, &text)
+}
+
+/// The message for a key the table does not hold, with the nearest ones.
+fn unknown_key(key: &str) -> String {
+    let near = keys::nearest(key);
+    if near.is_empty() {
+        format!("unknown setting `{key}` (the keys are listed in docs/configuration.md and by `embed-collections config`)")
+    } else {
+        let near: Vec<String> = near.iter().map(|k| format!("`{k}`")).collect();
+        format!("unknown setting `{key}`; did you mean {}?", near.join(", "))
+    }
+}
+
+/// A setting's value given as text (`--set` or a generic variable): its TOML reading, where a
+/// bare word that is no TOML value is a string (`cuda:0,1`, `12GiB`, `/data/in`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyedText {
+    /// The text read as a TOML value (`true`, `50`, `["a", "b"]`, `[{ model = "m" }]`).
+    pub value: toml::Value,
+    /// The text as given.
+    pub raw: String,
+}
+
+impl KeyedText {
+    /// The value as `T`. A TOML value of the wrong type may still be a valid string (a vector
+    /// name such as `2024-01-01`), and a boolean setting takes the environment's usual words
+    /// (`1`/`0`, `yes`/`no`, `on`/`off`); otherwise the first reading's error says what was
+    /// expected.
+    pub fn typed<T: DeserializeOwned>(&self) -> Result<T, String> {
+        let first = self
+            .value
+            .clone()
+            .try_into::<T>()
+            .map_err(|err| one_line(&err.to_string()));
+        let err = match first {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        if !self.value.is_str() {
+            if let Ok(value) = toml::Value::String(self.raw.clone()).try_into::<T>() {
+                return Ok(value);
+            }
+        }
+        let word = match self.raw.trim().to_ascii_lowercase().as_str() {
             "1" | "yes" | "on" => Some(true),
             "0" | "no" | "off" => Some(false),
             _ => None,
         };
-        match word {
-            Some(b) => check(toml::Value::Boolean(b)).map_err(|_| err),
-            None => Err(err),
+        match word.map(|b| toml::Value::Boolean(b).try_into::<T>()) {
+            Some(Ok(value)) => Ok(value),
+            _ => Err(err),
         }
+    }
+}
+
+/// A setting given as text, with where it came from: a `--set` assignment or a generic
+/// variable.
+#[derive(Clone, Debug)]
+pub struct KeyedSetting {
+    /// `--set` or the variable.
+    pub origin: Source,
+    /// As written, for errors: `fusion.rrf_k=abc` or `EMBED_COLLECTIONS__FUSION__RRF_K="abc"`.
+    pub written: String,
+    pub text: KeyedText,
+}
+
+impl KeyedSetting {
+    /// The value as `T`; a value of the wrong type is an error naming where it was written.
+    pub(super) fn typed<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        self.text.typed().map_err(|message| ConfigError::Keyed {
+            origin: self.origin.clone(),
+            setting: self.written.clone(),
+            message,
+        })
+    }
+}
+
+/// Reads `raw` as the value of `key`; an unknown key is refused with the nearest ones. The
+/// value's type is checked when the resolver picks the key ([`KeyedText::typed`]).
+pub fn keyed_value(key: &str, raw: &str) -> Result<KeyedText, String> {
+    if keys::find(key).is_none() {
+        return Err(unknown_key(key));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("value = {raw}"))
+        .ok()
+        .filter(|table| table.len() == 1)
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    Ok(KeyedText {
+        value,
+        raw: raw.to_string(),
     })
 }
 

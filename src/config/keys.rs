@@ -108,6 +108,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("input.on_invalid", "`error`", None,
         "`error`: a bad record fails its collection, naming file and line; `skip`: count and report it, keep going",
         r#""skip""#),
+    // A few tens of MB of text and vectors at once, and a resumed run redoes at most this many.
     setting("input.window_chunks", "`10000`", Some("--window-chunks"),
         "chunks per streaming window (memory is bounded by a window; `--resume` continues after the last complete one)",
         "500"),
@@ -153,6 +154,8 @@ pub const SETTINGS: &[Setting] = &[
     setting("fusion.sparse_weight", "`1.0`", None, "weight of the sparse list", "0.3"),
     setting("fusion.retrieval", "`scan`", None,
         "how retrieval searches the stored vectors: `scan` (one pass in fixed-size blocks, memory independent of the collection) or `index` (every vector mapped and an inverted sparse index, while it fits `fusion.retrieval_memory`); the results are identical, the scan was faster in every measurement", r#""index""#),
+    // The index is chosen only while it is small next to the models' own resident memory (a
+    // few hundred MB on the CPU).
     setting("fusion.retrieval_memory", "`256MiB`", None,
         "the most memory `index` may take (estimated from the stored vectors); a larger index falls back to the scan, reported", r#""1GiB""#),
     setting("rerank.enabled", "`true`", Some("--no-rerank"),
@@ -173,8 +176,12 @@ pub const SETTINGS: &[Setting] = &[
         "probe queries when there is no query file (`0`: no probe). Unset: enough that the probe's pairs cost ≈ 5 % of the dense stage (a pair ≈ 2 chunk embeddings), 4 to 32 (with 100 candidates: 4 below 20,000 chunks, 32 from 128,000)", "0"),
     setting("rerank.budget", "`off`", None,
         "the overhead allowed, as a fraction of the dense stage's time (`0.10` or `\"10%\"`: the +10 % rule), or `off`: sparse + fusion + rerank are planned to fit it by scoring fewer candidates for every query (never below `rerank.min_candidates`/`top_k`; the floor alone when even that does not fit, with a warning). Plan and outcome under the collection's `overhead.rerank_budget` in the manifest", "0.10"),
+    // With a budget, at least this many candidates per query (or `top_k`, if larger).
     setting("rerank.min_candidates", "`10`", None,
         "with `rerank.budget`, the fewest candidates per query (the floor is this or `top_k`, the larger)", "20"),
+    // On every judged set measured (BENCHMARKS.md "Fusion"), the convex blend at 0.3 kept the
+    // final list within 0.005 of the best of the dense, sparse and fused lists, where `replace`
+    // fell up to 0.06 below the fused list.
     setting("rerank.blend", "`convex`", None,
         "how the final list is made from the CrossEncoder's order and the fused order: `replace` (the CrossEncoder's order), `rrf` (reciprocal rank fusion of the two ranks, k = 60) or `convex` (`rerank.blend_weight` · min-max(logit) + the rest · min-max(fused score))", r#""rrf""#),
     setting("rerank.blend_weight", "`0.3`", None,
@@ -223,6 +230,17 @@ pub const SETTINGS: &[Setting] = &[
     setting("serve.cors_origins", "none (no CORS headers)", None,
         "`serve`: origins a browser may call from", r#"["https://search.example.com"]"#),
 ];
+
+/// The default of `setting` when the table writes it as one TOML value in backticks (`` `8192` ``,
+/// `` `["jsonl"]` ``); `None` where it is prose ("all", "as `gpu.precision`", "— (required)")
+/// or a path (derived from the home or the output directory).
+pub fn literal_default(setting: &Setting) -> Option<&'static str> {
+    if setting.path {
+        return None;
+    }
+    let inner = setting.default.strip_prefix('`')?.strip_suffix('`')?;
+    (!inner.contains('`')).then_some(inner)
+}
 
 /// The setting named `key`.
 pub fn find(key: &str) -> Option<&'static Setting> {

@@ -17,8 +17,9 @@ pub mod values;
 
 pub use environment::Environment;
 pub use error::ConfigError;
+pub use file::{load_file, parse_file, FileLayer};
 pub use provenance::{Provenance, Source};
-pub use resolve::{load_file, parse_file, resolve, resolve_for_models, resolve_layers, Overrides};
+pub use resolve::{resolve, resolve_for_models, resolve_layers, Overrides};
 pub use run_config::{
     probe_budget, DenseConfig, DenseModelConfig, EvalConfig, FusionConfig, GpuConfig, InputConfig,
     ModelsConfig, OutputConfig, RerankingConfig, RunConfig, ServeConfig, ShardConfig, SparseConfig,
@@ -478,7 +479,8 @@ enabled = true
         for setting in keys::SETTINGS {
             let want = serde_json::to_value(
                 file::keyed_value(setting.key, setting.example)
-                    .unwrap_or_else(|err| panic!("{}: {err}", setting.key)),
+                    .unwrap_or_else(|err| panic!("{}: {err}", setting.key))
+                    .value,
             )
             .unwrap();
             let assignment = format!("{}={}", setting.key, setting.example);
@@ -505,6 +507,37 @@ enabled = true
             );
             assert_eq!(effective(&by_env, setting.key), want, "{var}");
         }
+    }
+
+    #[test]
+    fn the_documented_default_is_the_effective_default() {
+        // Every default the table writes as one TOML value is what a run with nothing set
+        // gets; the others (computed, or absent) are prose.
+        let config = resolve_text(BASE, &env(&[]), &Overrides::default()).unwrap();
+        let mut literal = 0;
+        for setting in keys::SETTINGS {
+            let Some(default) = keys::literal_default(setting) else {
+                continue;
+            };
+            if config.provenance.get(setting.key) != Some(&Source::Default) {
+                continue; // BASE sets it
+            }
+            literal += 1;
+            // Set to the documented default, the setting takes the value it has unset.
+            let assignment = format!("{}={default}", setting.key);
+            let set_to_it = resolve_text(BASE, &env(&[]), &set(&[&assignment]))
+                .unwrap_or_else(|err| panic!("{assignment}: {err}"));
+            assert_eq!(
+                effective(&set_to_it, setting.key),
+                effective(&config, setting.key),
+                "{}: the documented default is not the effective one",
+                setting.key
+            );
+        }
+        assert!(literal >= 30, "{literal} literal defaults");
+        // The benchmarks load the default SPLADE model by this name.
+        let sparse = keys::find("sparse.model").and_then(keys::literal_default);
+        assert_eq!(sparse, Some(DEFAULT_SPARSE_MODEL));
     }
 
     #[test]

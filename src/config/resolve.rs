@@ -7,15 +7,15 @@
 use super::env_vars;
 use super::environment::Environment;
 use super::error::ConfigError;
-use super::file::{keyed_value, one_line};
-use super::file::{FileConfig, FileDenseModel};
+use super::file::{keyed_value, load_file, FileLayer, KeyedSetting};
+use super::keys;
 use super::provenance::{Provenance, Source};
 use super::run_config::*;
 use super::values::{
     ByteSize, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode, RerankBudget,
-    RetrievalMethod, SparseFallback, Timeout, ValueError,
+    ValueError,
 };
-use crate::input::{InputFormat, InvalidInputPolicy};
+use crate::input::InputFormat;
 use crate::models::aliases::{self, AliasRole};
 use crate::shard::ShardRequest;
 use std::collections::BTreeMap;
@@ -63,13 +63,15 @@ pub struct Overrides {
 /// Picks the highest layer present for each key and remembers which one it was.
 struct Layers {
     provenance: BTreeMap<String, Source>,
+    /// The config file, if one was given, and its settings.
     file: Option<PathBuf>,
+    file_layer: FileLayer,
     /// Directory that relative paths in the file are resolved against.
     file_dir: PathBuf,
-    /// `EMBED_COLLECTIONS__SECTION__KEY` variables: key → (variable, value).
-    env_keyed: BTreeMap<String, (String, toml::Value)>,
-    /// `--set` assignments: key → value.
-    set_keyed: BTreeMap<String, toml::Value>,
+    /// `EMBED_COLLECTIONS__SECTION__KEY` variables by key.
+    env_keyed: BTreeMap<String, KeyedSetting>,
+    /// `--set` assignments by key.
+    set_keyed: BTreeMap<String, KeyedSetting>,
 }
 
 impl Layers {
@@ -80,26 +82,15 @@ impl Layers {
         &mut self,
         key: &str,
         default: T,
-        file: Option<T>,
         env: Option<(&'static str, T)>,
         flag: Option<(&'static str, T)>,
     ) -> Result<T, ConfigError> {
-        let keyed = |value: &toml::Value, origin: Source| {
-            value
-                .clone()
-                .try_into::<T>()
-                .map_err(|err| ConfigError::Invalid {
-                    key: key.to_string(),
-                    origin,
-                    message: one_line(&err.to_string()),
-                })
-        };
         let set = match self.set_keyed.get(key) {
-            Some(value) => Some(keyed(value, Source::Flag("--set"))?),
+            Some(setting) => Some(setting.typed::<T>()?),
             None => None,
         };
         let env_generic = match self.env_keyed.get(key) {
-            Some((var, value)) => Some((var.clone(), keyed(value, Source::Env(var.clone()))?)),
+            Some(setting) => Some((setting.origin.clone(), setting.typed::<T>()?)),
             None => None,
         };
         let twice = |first: String, second: String| ConfigError::Twice {
@@ -114,17 +105,30 @@ impl Layers {
             (None, None) => None,
         };
         let env = match (env, env_generic) {
-            (Some((var, _)), Some((generic, _))) => return Err(twice(var.to_string(), generic)),
+            (Some((var, _)), Some((generic, _))) => {
+                let generic = match generic {
+                    Source::Env(name) => name,
+                    other => other.to_string(),
+                };
+                return Err(twice(var.to_string(), generic));
+            }
             (Some((var, value)), None) => Some((Source::Env(var.to_string()), value)),
-            (None, Some((var, value))) => Some((Source::Env(var), value)),
+            (None, Some((origin, value))) => Some((origin, value)),
             (None, None) => None,
+        };
+        let from_file = match &self.file {
+            Some(path) => self
+                .file_layer
+                .typed::<T>(key, path, &self.file_dir)?
+                .map(|value| (value, Source::File(path.clone()))),
+            None => None,
         };
         let (value, source) = if let Some(flagged) = flag {
             (flagged.1, flagged.0)
         } else if let Some(from_env) = env {
             (from_env.1, from_env.0)
-        } else if let (Some(value), Some(path)) = (file, &self.file) {
-            (value, Source::File(path.clone()))
+        } else if let Some(in_file) = from_file {
+            in_file
         } else {
             (default, Source::Default)
         };
@@ -132,10 +136,24 @@ impl Layers {
         Ok(value)
     }
 
-    /// A path from the file is relative to the file's directory.
-    fn file_path(&self, path: Option<PathBuf>) -> Option<PathBuf> {
-        // Folded lexically, so logs say `out/quickstart`, not `configs/../out/quickstart`.
-        path.map(|p| super::paths::lexical(&self.file_dir.join(p)))
+    /// [`Self::pick`] with the default the key table declares (`` `8192` ``, `` `12GiB` ``):
+    /// the one place a literal default is written, read as the setting's type.
+    fn declared<T: serde::de::DeserializeOwned>(
+        &mut self,
+        key: &str,
+        env: Option<(&'static str, T)>,
+        flag: Option<(&'static str, T)>,
+    ) -> Result<T, ConfigError> {
+        let declared = keys::find(key).and_then(keys::literal_default);
+        let default = declared
+            .ok_or_else(|| "the key table declares no literal default".to_string())
+            .and_then(|text| keyed_value(key, text)?.typed::<T>())
+            .map_err(|message| ConfigError::Invalid {
+                key: key.to_string(),
+                origin: Source::Default,
+                message,
+            })?;
+        self.pick(key, default, env, flag)
     }
 
     fn source(&self, key: &str) -> Source {
@@ -164,7 +182,7 @@ pub fn resolve_for_models(
     let has = |from_file: bool, var: &str| from_file || env.raw_value(var).is_some();
     if flags.input.is_none()
         && !has(
-            file.as_ref().is_some_and(|f| f.input.root.is_some()),
+            file.as_ref().is_some_and(|f| f.has("input.root")),
             env_vars::INPUT,
         )
     {
@@ -172,7 +190,7 @@ pub fn resolve_for_models(
     }
     if flags.output.is_none()
         && !has(
-            file.as_ref().is_some_and(|f| f.output.dir.is_some()),
+            file.as_ref().is_some_and(|f| f.has("output.dir")),
             env_vars::OUTPUT,
         )
     {
@@ -181,25 +199,8 @@ pub fn resolve_for_models(
     resolve_layers(config_file, file.unwrap_or_default(), env, &flags)
 }
 
-/// Parses a config file's text; errors carry the file, line, column and key.
-pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
-    toml::from_str(text).map_err(|err| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: err.to_string().trim_end().to_string(),
-    })
-}
-
-/// Reads and parses a config file.
-pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse_file(path, &text)
-}
-
 /// The `--set section.key=value` assignments: key → value (a later one for a key wins).
-fn set_assignments(set: &[String]) -> Result<BTreeMap<String, toml::Value>, ConfigError> {
+fn set_assignments(set: &[String]) -> Result<BTreeMap<String, KeyedSetting>, ConfigError> {
     let mut keyed = BTreeMap::new();
     for assignment in set {
         let error = |message: String| ConfigError::Keyed {
@@ -211,8 +212,15 @@ fn set_assignments(set: &[String]) -> Result<BTreeMap<String, toml::Value>, Conf
             .split_once('=')
             .ok_or_else(|| error("expected section.key=value".to_string()))?;
         let key = key.trim();
-        let value = keyed_value(key, raw.trim()).map_err(error)?;
-        keyed.insert(key.to_string(), value);
+        let text = keyed_value(key, raw.trim()).map_err(error)?;
+        keyed.insert(
+            key.to_string(),
+            KeyedSetting {
+                origin: Source::Flag("--set"),
+                written: assignment.clone(),
+                text,
+            },
+        );
     }
     Ok(keyed)
 }
@@ -225,15 +233,15 @@ pub fn resolve(
 ) -> Result<RunConfig, ConfigError> {
     let file = match config_file {
         Some(path) => load_file(path)?,
-        None => FileConfig::default(),
+        None => FileLayer::default(),
     };
     resolve_layers(config_file, file, env, flags)
 }
 
-/// Resolves from an already parsed file (or [`FileConfig::default`] for none).
+/// Resolves from an already parsed file (or [`FileLayer::default`] for none).
 pub fn resolve_layers(
     config_file: Option<&Path>,
-    file: FileConfig,
+    file: FileLayer,
     env: &Environment,
     flags: &Overrides,
 ) -> Result<RunConfig, ConfigError> {
@@ -252,6 +260,7 @@ pub fn resolve_layers(
         set_keyed: set_assignments(&flags.set)?,
         provenance: BTreeMap::new(),
         file: config_file.map(Path::to_path_buf),
+        file_layer: file,
         file_dir: config_file
             .and_then(Path::parent)
             .map(Path::to_path_buf)
@@ -259,11 +268,9 @@ pub fn resolve_layers(
     };
 
     // [input]
-    let file_root = layers.file_path(file.input.root);
     let root = layers.pick(
         "input.root",
         None,
-        file_root.map(Some),
         env.path(env_vars::INPUT).map(|(v, p)| (v, Some(p))),
         flags.input.clone().map(|p| ("--input", Some(p))),
     )?;
@@ -274,32 +281,17 @@ pub fn resolve_layers(
     let collections = layers.pick(
         "input.collections",
         None,
-        file.input.collections.map(Some),
         env.list(env_vars::COLLECTIONS).map(|(v, l)| (v, Some(l))),
         flags
             .collections
             .clone()
             .map(|l| ("--collections", Some(l))),
     )?;
-    let formats = layers.pick(
-        "input.formats",
-        vec![InputFormat::Jsonl, InputFormat::Json],
-        file.input.formats,
-        None,
-        None,
-    )?;
-    let on_invalid = layers.pick(
-        "input.on_invalid",
-        InvalidInputPolicy::default(),
-        file.input.on_invalid,
-        None,
-        None,
-    )?;
+    let formats: Vec<InputFormat> = layers.declared("input.formats", None, None)?;
+    let on_invalid = layers.declared("input.on_invalid", None, None)?;
 
-    let window_chunks = layers.pick(
+    let window_chunks: usize = layers.declared(
         "input.window_chunks",
-        DEFAULT_WINDOW_CHUNKS,
-        file.input.window_chunks,
         None,
         flags.window_chunks.map(|n| ("--window-chunks", n)),
     )?;
@@ -313,7 +305,6 @@ pub fn resolve_layers(
     // [shard]
     let shard_request = layers.pick(
         "shard.spec",
-        None,
         None,
         env.parsed(env_vars::SHARD, |value| {
             value
@@ -331,20 +322,16 @@ pub fn resolve_layers(
         ),
         None => None,
     };
-    let split_bytes = layers.pick(
+    let split_bytes: ByteSize = layers.declared(
         "shard.split_bytes",
-        ByteSize(crate::shard::DEFAULT_SPLIT_BYTES),
-        file.shard.split_bytes,
         env.value::<ByteSize>(env_vars::SHARD_SPLIT_BYTES)?,
         flags.shard_split_bytes.map(|b| ("--shard-split-bytes", b)),
     )?;
 
     // [output]
-    let file_out = layers.file_path(file.output.dir);
     let out_dir = layers.pick(
         "output.dir",
         None,
-        file_out.map(Some),
         env.path(env_vars::OUTPUT).map(|(v, p)| (v, Some(p))),
         flags.output.clone().map(|p| ("--output", Some(p))),
     )?;
@@ -352,42 +339,21 @@ pub fn resolve_layers(
         key: "output.dir",
         hint: "set [output] dir in the config file, EMBED_COLLECTIONS_OUTPUT, or --output",
     })?;
-    let include_text = layers.pick(
-        "output.include_text",
-        false,
-        file.output.include_text,
-        None,
-        None,
-    )?;
-    let mut output_formats = layers.pick(
-        "output.formats",
-        vec![crate::config::OutputFormat::Jsonl],
-        file.output.formats,
-        None,
-        None,
-    )?;
-    let parquet_dense = layers.pick(
-        "output.parquet_dense",
-        crate::config::ParquetDense::default(),
-        file.output.parquet_dense,
-        None,
-        None,
-    )?;
-    let file_reuse = layers.file_path(file.output.reuse);
+    let include_text = layers.declared("output.include_text", None, None)?;
+    let mut output_formats: Vec<crate::config::OutputFormat> =
+        layers.declared("output.formats", None, None)?;
+    let parquet_dense = layers.declared("output.parquet_dense", None, None)?;
     let reuse = layers.pick(
         "output.reuse",
         None,
-        file_reuse.map(Some),
         None,
         flags.reuse.clone().map(|p| ("--reuse", Some(p))),
     )?;
 
     // [models]
-    let file_models = layers.file_path(file.models.dir);
     let models_dir = layers.pick(
         "models.dir",
         env.default_models_dir(),
-        file_models,
         env.path(env_vars::MODELS_DIR),
         flags.models_dir.clone().map(|p| ("--models-dir", p)),
     )?;
@@ -395,7 +361,7 @@ pub fn resolve_layers(
     // [dense]
     let dense_models = layers.pick(
         "dense.models",
-        vec![FileDenseModel {
+        vec![DenseModelEntry {
             name: None,
             model: DEFAULT_DENSE_MODEL.to_string(),
             revision: None,
@@ -407,7 +373,6 @@ pub fn resolve_layers(
             fusion_weight: None,
             precision: None,
         }],
-        file.dense.models,
         None,
         None,
     )?;
@@ -449,163 +414,59 @@ pub fn resolve_layers(
             })
         })
         .collect::<Result<_, ConfigError>>()?;
-    let batch_tokens = layers.pick(
-        "dense.batch_tokens",
-        8192,
-        file.dense.batch_tokens,
-        None,
-        None,
-    )?;
-    let max_batch_size = layers.pick(
-        "dense.max_batch_size",
-        64,
-        file.dense.max_batch_size,
-        None,
-        None,
-    )?;
+    let batch_tokens: usize = layers.declared("dense.batch_tokens", None, None)?;
+    let max_batch_size: usize = layers.declared("dense.max_batch_size", None, None)?;
 
     // [sparse]
-    let sparse_enabled = layers.pick(
+    let sparse_enabled: bool = layers.declared(
         "sparse.enabled",
-        true,
-        file.sparse.enabled,
         env.bool(env_vars::SPARSE)?,
         flags.no_sparse.then_some(("--no-sparse", false)),
     )?;
-    let sparse_model = layers.pick(
-        "sparse.model",
-        DEFAULT_SPARSE_MODEL.to_string(),
-        file.sparse.model,
-        None,
-        None,
-    )?;
+    let sparse_model: String = layers.declared("sparse.model", None, None)?;
     let sparse_model = match aliases::for_role(&sparse_model, AliasRole::Sparse)
         .map_err(|err| layers.invalid("sparse.model", err.to_string()))?
     {
         Some(alias) => alias.hub_id.to_string(),
         None => sparse_model,
     };
-    let sparse_name = layers.pick(
-        "sparse.name",
-        "splade".to_string(),
-        file.sparse.name,
-        None,
-        None,
-    )?;
-    let max_terms = layers.pick(
-        "sparse.max_terms",
-        None,
-        file.sparse.max_terms.map(Some),
-        None,
-        None,
-    )?;
-    let fallback = layers.pick(
-        "sparse.fallback",
-        SparseFallback::Metadata,
-        file.sparse.fallback,
-        None,
-        None,
-    )?;
-    let sparse_precision = layers.pick(
-        "sparse.precision",
-        None,
-        file.sparse.precision.map(Some),
-        None,
-        None,
-    )?;
+    let sparse_name: String = layers.declared("sparse.name", None, None)?;
+    let max_terms = layers.pick("sparse.max_terms", None, None, None)?;
+    let fallback = layers.declared("sparse.fallback", None, None)?;
+    let sparse_precision = layers.pick("sparse.precision", None, None, None)?;
 
     // [fusion]
-    let method = layers.pick(
-        "fusion.method",
-        FusionMethod::Rrf,
-        file.fusion.method,
-        None,
-        None,
-    )?;
-    let normalization = layers.pick(
-        "fusion.normalization",
-        crate::fusion::Normalization::MinMax,
-        file.fusion.normalization,
-        None,
-        None,
-    )?;
-    let rrf_k = layers.pick("fusion.rrf_k", 60.0, file.fusion.rrf_k, None, None)?;
-    let depth = layers.pick("fusion.depth", 100, file.fusion.depth, None, None)?;
-    let dense_weight = layers.pick(
-        "fusion.dense_weight",
-        1.0,
-        file.fusion.dense_weight,
-        None,
-        None,
-    )?;
-    let sparse_weight = layers.pick(
-        "fusion.sparse_weight",
-        1.0,
-        file.fusion.sparse_weight,
-        None,
-        None,
-    )?;
+    let method: FusionMethod = layers.declared("fusion.method", None, None)?;
+    let normalization = layers.declared("fusion.normalization", None, None)?;
+    let rrf_k: f64 = layers.declared("fusion.rrf_k", None, None)?;
+    let depth: usize = layers.declared("fusion.depth", None, None)?;
+    let dense_weight: f64 = layers.declared("fusion.dense_weight", None, None)?;
+    let sparse_weight: f64 = layers.declared("fusion.sparse_weight", None, None)?;
 
-    let retrieval = layers.pick(
-        "fusion.retrieval",
-        RetrievalMethod::Scan,
-        file.fusion.retrieval,
-        None,
-        None,
-    )?;
-    let retrieval_memory = layers.pick(
-        "fusion.retrieval_memory",
-        ByteSize(DEFAULT_RETRIEVAL_MEMORY),
-        file.fusion.retrieval_memory,
-        None,
-        None,
-    )?;
+    let retrieval = layers.declared("fusion.retrieval", None, None)?;
+    let retrieval_memory: ByteSize = layers.declared("fusion.retrieval_memory", None, None)?;
 
     // [rerank]
-    let rerank_enabled = layers.pick(
+    let rerank_enabled: bool = layers.declared(
         "rerank.enabled",
-        true,
-        file.rerank.enabled,
         env.bool(env_vars::RERANK)?,
         flags.no_rerank.then_some(("--no-rerank", false)),
     )?;
-    let rerank_model = layers.pick(
-        "rerank.model",
-        DEFAULT_RERANK_MODEL.to_string(),
-        file.rerank.model,
-        None,
-        None,
-    )?;
-    let file_queries = layers.file_path(file.rerank.queries);
+    let rerank_model = layers.pick("rerank.model", DEFAULT_RERANK_MODEL.to_string(), None, None)?;
     let queries = layers.pick(
         "rerank.queries",
         None,
-        file_queries.map(Some),
         None,
         flags.queries.clone().map(|p| ("--queries", Some(p))),
     )?;
-    let candidates = layers.pick(
+    let candidates: usize = layers.declared(
         "rerank.candidates",
-        100,
-        file.rerank.candidates,
         None,
         flags.candidates.map(|n| ("--candidates", n)),
     )?;
-    let top_k = layers.pick("rerank.top_k", 20, file.rerank.top_k, None, None)?;
-    let rerank_batch_tokens = layers.pick(
-        "rerank.batch_tokens",
-        8192,
-        file.rerank.batch_tokens,
-        None,
-        None,
-    )?;
-    let rerank_max_length = layers.pick(
-        "rerank.max_length",
-        None,
-        file.rerank.max_length.map(Some),
-        None,
-        None,
-    )?;
+    let top_k: usize = layers.declared("rerank.top_k", None, None)?;
+    let rerank_batch_tokens: usize = layers.declared("rerank.batch_tokens", None, None)?;
+    let rerank_max_length = layers.pick("rerank.max_length", None, None, None)?;
     let rerank_alias = aliases::for_role(&rerank_model, AliasRole::Rerank)
         .map_err(|err| layers.invalid("rerank.model", err.to_string()))?;
     let (rerank_model, rerank_max_length) = match rerank_alias {
@@ -615,174 +476,75 @@ pub fn resolve_layers(
         ),
         None => (rerank_model, rerank_max_length),
     };
-    let probe_queries = layers.pick(
-        "rerank.probe_queries",
-        None,
-        file.rerank.probe_queries.map(Some),
-        None,
-        None,
-    )?;
-    let rerank_precision = layers.pick(
-        "rerank.precision",
-        None,
-        file.rerank.precision.map(Some),
-        None,
-        None,
-    )?;
-    let rerank_budget = layers.pick(
-        "rerank.budget",
-        RerankBudget::Off,
-        file.rerank.budget,
-        None,
-        None,
-    )?;
-    let min_candidates = layers.pick(
-        "rerank.min_candidates",
-        DEFAULT_MIN_CANDIDATES,
-        file.rerank.min_candidates,
-        None,
-        None,
-    )?;
-    let blend = layers.pick(
-        "rerank.blend",
-        DEFAULT_RERANK_BLEND,
-        file.rerank.blend,
-        None,
-        None,
-    )?;
-    let blend_weight = layers.pick(
-        "rerank.blend_weight",
-        DEFAULT_BLEND_WEIGHT,
-        file.rerank.blend_weight,
-        None,
-        None,
-    )?;
+    let probe_queries = layers.pick("rerank.probe_queries", None, None, None)?;
+    let rerank_precision = layers.pick("rerank.precision", None, None, None)?;
+    let rerank_budget: RerankBudget = layers.declared("rerank.budget", None, None)?;
+    let min_candidates: usize = layers.declared("rerank.min_candidates", None, None)?;
+    let blend = layers.declared("rerank.blend", None, None)?;
+    let blend_weight: f64 = layers.declared("rerank.blend_weight", None, None)?;
 
     // [eval]
-    let file_qrels = layers.file_path(file.eval.qrels);
     let qrels = layers.pick(
         "eval.qrels",
         None,
-        file_qrels.map(Some),
         None,
         flags.qrels.clone().map(|p| ("--qrels", Some(p))),
     )?;
 
     // [gpu]
-    let devices = layers.pick(
+    let devices: DeviceSpec = layers.declared(
         "gpu.devices",
-        DeviceSpec::Auto,
-        file.gpu.devices,
         env.value(env_vars::DEVICE)?,
         flags.device.clone().map(|d| ("--device", d)),
     )?;
-    let memory_ceiling = layers.pick(
+    let memory_ceiling: ByteSize = layers.declared(
         "gpu.memory_ceiling",
-        ByteSize(12 << 30),
-        file.gpu.memory_ceiling,
         None,
         flags.memory_ceiling.map(|b| ("--memory-ceiling", b)),
     )?;
-    let precision = layers.pick(
+    let precision: Precision = layers.declared(
         "gpu.precision",
-        Precision::Auto,
-        file.gpu.precision,
         None,
         flags.precision.map(|p| ("--precision", p)),
     )?;
 
     // [telemetry]
-    let log_format = layers.pick(
+    let log_format = layers.declared(
         "telemetry.log_format",
-        LogFormat::Text,
-        file.telemetry.log_format,
         env.value(env_vars::LOG_FORMAT)?,
         flags.log_format.map(|f| ("--log-format", f)),
     )?;
-    let file_metrics = layers.file_path(file.telemetry.metrics_file);
-    let metrics_file = layers.pick(
-        "telemetry.metrics_file",
-        None,
-        file_metrics.map(Some),
-        None,
-        None,
-    )?;
-    let progress = layers.pick(
+    let metrics_file = layers.pick("telemetry.metrics_file", None, None, None)?;
+    let progress = layers.declared(
         "telemetry.progress",
-        ProgressMode::Auto,
-        file.telemetry.progress,
         None,
         flags.quiet.then_some(("--quiet", ProgressMode::Never)),
     )?;
 
     // [serve]
-    let listen = layers.pick(
+    let listen: String = layers.declared(
         "serve.listen",
-        DEFAULT_LISTEN.to_string(),
-        file.serve.listen,
         None,
         flags.listen.clone().map(|l| ("--listen", l)),
     )?;
-    let api_key = layers.pick(
-        "serve.api_key",
-        None,
-        file.serve.api_key.map(Some),
-        None,
-        None,
-    )?;
-    let file_key_path = layers.file_path(file.serve.api_key_file);
+    let api_key = layers.pick("serve.api_key", None, None, None)?;
     let api_key_file = layers.pick(
         "serve.api_key_file",
         None,
-        file_key_path.map(Some),
         None,
         flags
             .api_key_file
             .clone()
             .map(|p| ("--api-key-file", Some(p))),
     )?;
-    let serve_batch_tokens = layers.pick(
-        "serve.max_batch_tokens",
-        16384,
-        file.serve.max_batch_tokens,
-        None,
-        None,
-    )?;
-    let max_client_batch_size = layers.pick(
-        "serve.max_client_batch_size",
-        32,
-        file.serve.max_client_batch_size,
-        None,
-        None,
-    )?;
-    let max_concurrent_inputs = layers.pick(
-        "serve.max_concurrent_inputs",
-        512,
-        file.serve.max_concurrent_inputs,
-        None,
-        None,
-    )?;
-    let payload_limit = layers.pick(
-        "serve.payload_limit",
-        ByteSize(2 << 20),
-        file.serve.payload_limit,
-        None,
-        None,
-    )?;
-    let request_timeout = layers.pick(
-        "serve.request_timeout",
-        Timeout(std::time::Duration::from_secs(60)),
-        file.serve.request_timeout,
-        None,
-        None,
-    )?;
-    let cors_origins = layers.pick(
-        "serve.cors_origins",
-        Vec::new(),
-        file.serve.cors_origins,
-        None,
-        None,
-    )?;
+    let serve_batch_tokens: usize = layers.declared("serve.max_batch_tokens", None, None)?;
+    let max_client_batch_size: usize =
+        layers.declared("serve.max_client_batch_size", None, None)?;
+    let max_concurrent_inputs: usize =
+        layers.declared("serve.max_concurrent_inputs", None, None)?;
+    let payload_limit: ByteSize = layers.declared("serve.payload_limit", None, None)?;
+    let request_timeout = layers.declared("serve.request_timeout", None, None)?;
+    let cors_origins = layers.pick("serve.cors_origins", Vec::<String>::new(), None, None)?;
     if api_key.is_some() && api_key_file.is_some() {
         return Err(layers.invalid(
             "serve.api_key_file",

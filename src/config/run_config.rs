@@ -10,7 +10,7 @@ use super::values::{
 use crate::input::{InputFormat, InvalidInputPolicy};
 use crate::models::Pooling;
 use crate::shard::Shard;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Default dense model when the config names none.
@@ -19,9 +19,6 @@ pub const DEFAULT_DENSE_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 pub const DEFAULT_SPARSE_MODEL: &str = "splade-tiny";
 /// Default CrossEncoder.
 pub const DEFAULT_RERANK_MODEL: &str = "cross-encoder/ms-marco-MiniLM-L-12-v2";
-/// Chunks per streaming window: a few tens of MB of text and vectors at once, and a resumed
-/// run redoes at most this many chunks.
-pub const DEFAULT_WINDOW_CHUNKS: usize = 10_000;
 
 /// The effective run configuration.
 #[derive(Clone, Debug, Serialize)]
@@ -80,9 +77,6 @@ pub struct ServeConfig {
     pub request_timeout: Timeout,
     pub cors_origins: Vec<String>,
 }
-
-/// `serve`'s defaults (docs/serving.md).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct OutputConfig {
@@ -200,10 +194,6 @@ impl RunConfig {
     }
 }
 
-/// `fusion.retrieval_memory`'s default: the index is chosen only while it is small next to the
-/// models' own resident memory (a few hundred MB on the CPU).
-pub const DEFAULT_RETRIEVAL_MEMORY: u64 = 256 << 20;
-
 /// Probe queries at most, where `rerank.probe_queries` is not set.
 pub const PROBE_QUERIES_MAX: usize = 32;
 /// Probe queries at least (a collection with fewer chunks probes each of them).
@@ -225,17 +215,6 @@ pub fn probe_budget(chunks: usize, candidates: usize) -> usize {
         chunks as f64 * PROBE_COST_SHARE / (PROBE_PAIR_COST * candidates.max(1) as f64);
     (affordable.floor() as usize).clamp(PROBE_QUERIES_MIN, PROBE_QUERIES_MAX)
 }
-
-/// `rerank.blend`'s default: on every judged set measured (BENCHMARKS.md "Fusion"), the convex
-/// blend at 0.3 kept the final list within 0.005 of the best of the dense, sparse and fused
-/// lists, where `replace` fell up to 0.06 below the fused list.
-pub const DEFAULT_RERANK_BLEND: RerankBlend = RerankBlend::Convex;
-/// `rerank.blend_weight`'s default: the CrossEncoder's share of the convex blend.
-pub const DEFAULT_BLEND_WEIGHT: f64 = 0.3;
-
-/// `rerank.min_candidates`' default: with a budget, at least this many candidates per query
-/// (or `top_k`, if larger).
-pub const DEFAULT_MIN_CANDIDATES: usize = 10;
 
 /// `[rerank]`: the CrossEncoder stage.
 #[derive(Clone, Debug, Serialize)]
@@ -326,4 +305,31 @@ impl RunConfig {
         }
         shown
     }
+}
+
+/// One `[[dense.models]]` entry as written (in the file, `--set` or the environment); the
+/// resolver turns it into a [`DenseModelConfig`].
+#[derive(Clone, Debug, Deserialize, PartialEq, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenseModelEntry {
+    /// Vector name in the points; default: the last segment of `model`.
+    pub name: Option<String>,
+    /// Hugging Face id or local directory.
+    pub model: String,
+    /// Hub revision (branch, tag or commit); default `main`.
+    pub revision: Option<String>,
+    /// Override of the model's `max_seq_length`.
+    pub max_length: Option<usize>,
+    /// Override of the model's pooling: `mean`, `cls`, `max` or `last_token`.
+    pub pooling: Option<Pooling>,
+    /// Override of the model's Normalize module.
+    pub normalize: Option<bool>,
+    /// Prompt prepended to queries (default: the model's `query` prompt).
+    pub query_prompt: Option<String>,
+    /// Prompt prepended to documents (default: the model's `document` prompt, or none).
+    pub document_prompt: Option<String>,
+    /// This model's list's weight in fusion (default: `fusion.dense_weight`).
+    pub fusion_weight: Option<f64>,
+    /// Its CPU products: `f32`, `bf16` or `int8` (default: as `gpu.precision`).
+    pub precision: Option<CpuPrecision>,
 }

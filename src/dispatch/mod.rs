@@ -27,9 +27,9 @@
 //! sub-batches and retries), and every planned item never run gets [`ItemError::Interrupted`],
 //! so the caller can tell "not done because of the stop" from a failure.
 
-pub mod stage;
+pub mod fault;
 
-pub use stage::{Fault, FaultInjector};
+pub use fault::{Fault, FaultInjector};
 
 use serde::{Deserialize, Serialize};
 use std::fmt::Display;

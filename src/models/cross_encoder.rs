@@ -4,7 +4,7 @@
 //! (sentence-transformers `activation_fn`; default sigmoid for one label); both are exported.
 
 use super::architecture::{checked_max_length, read_config};
-use super::bert::{BertEncoder, PaddedBatch};
+use super::bert_family::{BertFamilyEncoder, PaddedBatch};
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
 use super::packed::{DenseLayer, PackedBatch, Threads};
@@ -113,7 +113,7 @@ enum ClassifierHead {
 
 /// A loaded CrossEncoder.
 pub struct CrossEncoder {
-    encoder: BertEncoder,
+    encoder: BertFamilyEncoder,
     head: ClassifierHead,
     threads: Threads,
     workers: usize,
@@ -142,16 +142,16 @@ impl CrossEncoder {
         }
         let weights = resolved.weights_file()?;
         let checkpoint = WeightsFile::open(&weights, device.weights_dtype(), &device.device)?;
-        let mut encoder = BertEncoder::load(&checkpoint, &config, device.backend)?;
+        let mut encoder = BertFamilyEncoder::load(&checkpoint, &config, device.backend)?;
         let products = encoder.use_products(device.packed_products(precision)?);
         let hidden = config.hidden_size;
         let (pooler_name, classifier_name) = config.family.classifier_names();
         let head = match encoder {
-            BertEncoder::Packed(_) => ClassifierHead::Packed {
+            BertFamilyEncoder::Packed(_) => ClassifierHead::Packed {
                 pooler: DenseLayer::load(&checkpoint, pooler_name, hidden, hidden)?,
                 classifier: DenseLayer::load(&checkpoint, classifier_name, hidden, 1)?,
             },
-            BertEncoder::Candle { .. } => {
+            BertFamilyEncoder::Candle { .. } => {
                 let head_err = |what: &str| {
                     ModelError::candle(format!("{}: cannot load the {what}", weights.display()))
                 };
@@ -227,7 +227,7 @@ impl CrossEncoder {
     /// One logit per pair.
     fn logits(&self, items: &[&Encoded]) -> Result<Vec<f32>, ModelError> {
         match (&self.encoder, &self.head) {
-            (BertEncoder::Packed(bert), ClassifierHead::Packed { pooler, classifier }) => {
+            (BertFamilyEncoder::Packed(bert), ClassifierHead::Packed { pooler, classifier }) => {
                 let batch = PackedBatch::new(items);
                 let h = bert.shape().hidden;
                 // Only the [CLS] rows reach the head.
@@ -263,7 +263,7 @@ impl CrossEncoder {
                     .and_then(|logits| logits.to_vec1::<f32>())
                     .map_err(ModelError::candle("CrossEncoder head failed"))
             }
-            (BertEncoder::Candle { .. }, ClassifierHead::Packed { .. }) => {
+            (BertFamilyEncoder::Candle { .. }, ClassifierHead::Packed { .. }) => {
                 Err(ModelError::Device {
                     device: self.device.label.clone(),
                     message: "the packed classifier head needs the packed encoder".to_string(),

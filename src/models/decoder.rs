@@ -11,7 +11,7 @@
 //! - a SiLU-gated MLP, `down(silu(gate(x)) · up(x))`;
 //! - biases on q, k, v for Qwen2, on all four projections where Qwen3's `attention_bias` says.
 //!
-//! Padding: batches are padded on the right ([`super::bert::PaddedBatch`]). Under the causal
+//! Padding: batches are padded on the right ([`super::bert_family::PaddedBatch`]). Under the causal
 //! mask a real token never sees a padding token (they all come after it), so every real token's
 //! state is what the sequence alone gives, and last-token pooling reads position `length − 1`.
 //! Models whose tokenizer pads on the left (Qwen3-Embedding) give the same vectors: there the

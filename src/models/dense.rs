@@ -2,7 +2,7 @@
 //! the model's sentence-transformers files with per-run overrides from the config.
 
 use super::architecture::{checked_max_length, read_architecture, Architecture};
-use super::bert::{BertEncoder, PaddedBatch};
+use super::bert_family::{BertFamilyEncoder, PaddedBatch};
 use super::decoder::Decoder;
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
@@ -46,7 +46,7 @@ pub struct DenseItems {
 /// The network under the pooling.
 enum Backbone {
     /// BERT, RoBERTa, XLM-RoBERTa (packed on the CPU, candle elsewhere).
-    Encoder(BertEncoder),
+    Encoder(BertFamilyEncoder),
     /// Qwen3, Qwen2 (candle on every device).
     Decoder(Decoder),
 }
@@ -114,7 +114,8 @@ impl DenseEmbedder {
         let stage_products = device.packed_products(config.precision)?;
         let (encoder, products) = match architecture {
             Architecture::Encoder(encoder_config) => {
-                let mut encoder = BertEncoder::load(&checkpoint, &encoder_config, device.backend)?;
+                let mut encoder =
+                    BertFamilyEncoder::load(&checkpoint, &encoder_config, device.backend)?;
                 let products = encoder.use_products(stage_products);
                 (Backbone::Encoder(encoder), products)
             }
@@ -341,7 +342,7 @@ impl DenseEmbedder {
 
     /// One forward pass over already tokenised items.
     fn embed_encoded(&self, items: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
-        if let Backbone::Encoder(BertEncoder::Packed(bert)) = &self.encoder {
+        if let Backbone::Encoder(BertFamilyEncoder::Packed(bert)) = &self.encoder {
             let batch = PackedBatch::new(items);
             let width = bert.shape().hidden;
             let mut pooled = bert.forward_with(&batch, self.threads, |hidden| {

@@ -1,6 +1,6 @@
 //! Device and precision choice for a stage. CPU is first-class; CUDA needs the `cuda` feature.
 
-use super::bert::EncoderBackend;
+use super::bert_family::EncoderBackend;
 use super::packed::Threads;
 use super::ModelError;
 use crate::config::{CpuPrecision, DeviceSpec, Precision};

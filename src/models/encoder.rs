@@ -1,7 +1,7 @@
 //! The one contract every model kind meets ([`Encoder`]: BERT bi-encoder, SPLADE, CrossEncoder),
 //! and the one batched path every stage, the queries and the benchmark use ([`run_encoded`]):
 //! tokenised items → token-budget plan → the replicas' workers → one result per item, in input
-//! order ([`run_stage_batches`]: the plan run by [`crate::dispatch::run_batches`], with its
+//! order ([`run_encoder_batches`]: the plan run by [`crate::dispatch::run_batches`], with its
 //! adaptive budget, halving on out-of-memory and splitting on failure; statistics, progress and
 //! the faults tests inject). The stages differ only in what a failed item becomes: a dense
 //! chunk gets no point (counted, the collection partial), sparse falls back per chunk, rerank
@@ -46,7 +46,7 @@ pub fn run_encoded<M: Encoder>(
     on_batch: &(dyn Fn(usize) + Sync),
 ) -> Result<BatchResults<M::Output>, DispatchError> {
     let lengths: Vec<usize> = encodings.iter().map(Encoded::len).collect();
-    run_stage_batches(
+    run_encoder_batches(
         workers,
         &lengths,
         budget,
@@ -72,7 +72,7 @@ pub struct BatchResults<T> {
 /// [`crate::models::Replicas::workers`]). `fault_keys` maps an item to the index a fault
 /// injector sees (chunk or query index).
 #[allow(clippy::too_many_arguments)]
-pub fn run_stage_batches<M, T, F>(
+pub fn run_encoder_batches<M, T, F>(
     workers: &[&M],
     lengths: &[usize],
     budget: BatchBudget,

@@ -4,7 +4,7 @@
 
 pub mod aliases;
 pub mod architecture;
-pub mod bert;
+pub mod bert_family;
 pub mod cross_encoder;
 pub mod decoder;
 pub mod dense;
@@ -26,7 +26,7 @@ use std::path::PathBuf;
 pub use cross_encoder::{CrossEncoder, PairScore, ScoreActivation};
 pub use dense::{DenseEmbedder, DenseItems, DenseOutput, TextRole};
 pub use device::{select_device, select_devices, SelectedDevice};
-pub use encoder::{run_encoded, run_stage_batches, BatchResults, Encoder};
+pub use encoder::{run_encoded, run_encoder_batches, BatchResults, Encoder};
 pub use identity::{ModelIdentity, ModelRole};
 pub use manager::{ModelManager, ModelSource, ResolvedModel};
 pub use pooling::Pooling;

@@ -1,7 +1,7 @@
 //! One copy of a model per device of a stage (data parallelism): with N leased GPUs,
 //! N replicas, each fed by its own batch worker; on the CPU one copy shared by one worker per
 //! thread. The stage dispatches to [`Replicas::workers`] and gets results back in input order
-//! ([`crate::models::run_stage_batches`]), so the output does not depend on how many devices
+//! ([`crate::models::run_encoder_batches`]), so the output does not depend on how many devices
 //! ran it.
 
 use super::encoder::Encoder;

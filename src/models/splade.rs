@@ -10,7 +10,7 @@
 //!   slices sized so that one slice's logits fit the memory budget, with a running max.
 
 use super::architecture::{read_config, EncoderConfig};
-use super::bert::{BertEncoder, PaddedBatch};
+use super::bert_family::{BertFamilyEncoder, PaddedBatch};
 use super::identity::{ModelIdentity, ModelRole};
 use super::manager::ResolvedModel;
 use super::packed::kernels::{self, MatRef, Rhs};
@@ -296,7 +296,7 @@ enum SpladeHead {
 
 /// A loaded SPLADE model.
 pub struct SpladeEncoder {
-    encoder: BertEncoder,
+    encoder: BertFamilyEncoder,
     head: SpladeHead,
     threads: Threads,
     workers: usize,
@@ -322,13 +322,15 @@ impl SpladeEncoder {
         let config = read_config(&resolved.dir)?;
         let weights = resolved.weights_file()?;
         let checkpoint = WeightsFile::open(&weights, device.weights_dtype(), &device.device)?;
-        let mut encoder = BertEncoder::load(&checkpoint, &config, device.backend)?;
+        let mut encoder = BertFamilyEncoder::load(&checkpoint, &config, device.backend)?;
         let products = encoder.use_products(device.packed_products(precision)?);
         let head = match encoder {
-            BertEncoder::Packed(_) => {
+            BertFamilyEncoder::Packed(_) => {
                 SpladeHead::Packed(PackedMlmHead::load(&checkpoint, &config)?)
             }
-            BertEncoder::Candle { .. } => SpladeHead::Candle(MlmHead::load(&checkpoint, &config)?),
+            BertFamilyEncoder::Candle { .. } => {
+                SpladeHead::Candle(MlmHead::load(&checkpoint, &config)?)
+            }
         };
         let max_length = config.usable_positions();
         let tokenizer = TextTokenizer::load(&resolved.dir.join("tokenizer.json"), max_length)?;
@@ -403,7 +405,7 @@ impl SpladeEncoder {
     /// Per text, the max over its tokens of the vocabulary logits.
     fn max_logits(&self, items: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
         match (&self.encoder, &self.head) {
-            (BertEncoder::Packed(bert), SpladeHead::Packed(head)) => {
+            (BertFamilyEncoder::Packed(bert), SpladeHead::Packed(head)) => {
                 let batch = PackedBatch::new(items);
                 bert.forward_with(&batch, self.threads, |hidden| {
                     head.max_logits(
@@ -421,7 +423,7 @@ impl SpladeEncoder {
                     .and_then(|t| t.to_vec2::<f32>())
                     .map_err(ModelError::candle("SPLADE head failed"))
             }
-            (BertEncoder::Candle { .. }, SpladeHead::Packed(_)) => Err(ModelError::Device {
+            (BertFamilyEncoder::Candle { .. }, SpladeHead::Packed(_)) => Err(ModelError::Device {
                 device: self.device.label.clone(),
                 message: "the packed SPLADE head needs the packed encoder".to_string(),
             }),

@@ -327,3 +327,12 @@ fn record(
     crate::export::write_atomic(manifest_path, &bytes)
         .map_err(|err| write_error(manifest_path, err))
 }
+
+impl crate::exit::Classified for ConvertError {
+    fn class(&self) -> crate::exit::ErrorClass {
+        match self {
+            Self::Busy(..) | Self::Write { .. } => crate::exit::ErrorClass::Failure,
+            _ => crate::exit::ErrorClass::Input,
+        }
+    }
+}

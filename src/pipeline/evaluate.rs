@@ -6,7 +6,28 @@ use crate::eval::{self, Coverage, Metrics, Qrels};
 use crate::export::ranked::read_ranked;
 use crate::export::RANKED_FILE;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why an output directory could not be evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    #[error("cannot read {}", .path.display())]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: no collection with a {RANKED_FILE} (run with fusion or rerank on first)", .0.display())]
+    NothingRanked(PathBuf),
+    #[error("{0}")]
+    Ranked(String),
+}
+
+impl crate::exit::Classified for EvaluateError {
+    fn class(&self) -> crate::exit::ErrorClass {
+        crate::exit::ErrorClass::Input
+    }
+}
 
 /// One collection's metrics by list (`final`, `fused`), with the depth of the file's lists.
 #[derive(Debug)]
@@ -24,9 +45,11 @@ pub fn evaluate_output(
     output_dir: &Path,
     qrels: &Qrels,
     only: Option<&[String]>,
-) -> Result<Vec<OutputEvaluation>, String> {
-    let entries =
-        std::fs::read_dir(output_dir).map_err(|err| format!("{}: {err}", output_dir.display()))?;
+) -> Result<Vec<OutputEvaluation>, EvaluateError> {
+    let entries = std::fs::read_dir(output_dir).map_err(|source| EvaluateError::ReadDir {
+        path: output_dir.to_path_buf(),
+        source,
+    })?;
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join(RANKED_FILE).is_file())
@@ -35,15 +58,13 @@ pub fn evaluate_output(
         .collect();
     names.sort();
     if names.is_empty() {
-        return Err(format!(
-            "{}: no collection with a {RANKED_FILE} (run with fusion or rerank on first)",
-            output_dir.display()
-        ));
+        return Err(EvaluateError::NothingRanked(output_dir.to_path_buf()));
     }
     names
         .into_iter()
         .map(|name| {
-            let file = read_ranked(&output_dir.join(&name).join(RANKED_FILE))?;
+            let file = read_ranked(&output_dir.join(&name).join(RANKED_FILE))
+                .map_err(EvaluateError::Ranked)?;
             let ids = || file.final_order.keys().map(String::as_str);
             let coverage = Coverage::of(qrels, ids());
             let judged = qrels.restricted_to(ids());

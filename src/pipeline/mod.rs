@@ -16,6 +16,7 @@ pub mod queries;
 pub mod rank;
 pub mod resume;
 pub mod reuse;
+pub mod run_error;
 pub mod runner;
 pub mod search;
 pub mod sparse;

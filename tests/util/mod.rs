@@ -161,7 +161,7 @@ pub fn tiny_model(name: &str) -> embed_collections::models::ResolvedModel {
 
 /// The CPU in f32 with the given encoder backend.
 pub fn cpu_device(
-    backend: embed_collections::models::bert::EncoderBackend,
+    backend: embed_collections::models::bert_family::EncoderBackend,
 ) -> embed_collections::models::SelectedDevice {
     use embed_collections::config::{DeviceSpec, Precision};
     let mut device = embed_collections::models::select_device(&DeviceSpec::Cpu, Precision::F32)

@@ -98,7 +98,7 @@ impl EncoderBackend {
 }
 
 /// A loaded BERT-family encoder.
-pub enum BertEncoder {
+pub enum BertFamilyEncoder {
     Candle {
         // Boxed: with `cuda` the candle model holds device handles and is twice PackedBert's size.
         model: Box<CandleBert>,
@@ -189,7 +189,7 @@ impl CandleBert {
     }
 }
 
-impl BertEncoder {
+impl BertFamilyEncoder {
     /// Loads the encoder from a checkpoint (with or without the `bert.` / `roberta.` prefix).
     pub fn load(
         checkpoint: &WeightsFile,

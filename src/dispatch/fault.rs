@@ -1,5 +1,5 @@
 //! Faults a test forces on batches ([`FaultInjector`]), so recovery and fallbacks are exercised
-//! without relying on chance; [`crate::models::run_stage_batches`] applies them.
+//! without relying on chance; [`crate::models::run_encoder_batches`] applies them.
 
 /// A fault a test forces on a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,82 +23,34 @@ use super::collection::{
     error_chain, run_collection, CollectionOutcome, Faults, JobContext, Leasing, SharedInputs,
 };
 use super::inputs::{config_inputs, discover, run_outputs};
-use super::merge::{self, MergeError, ShardSet};
-use super::overlap::{overlaps, InputPath, OutputPath, Overlap};
-use super::resume::{self, Attempt, ResumeError, RunState};
-use super::reuse::{ReuseError, ReuseSource};
-use super::state::{self, OutputLock, StateError, WORK_DIR};
+use super::merge::{self, ShardSet};
+use super::overlap::{overlaps, InputPath, OutputPath};
+use super::resume::{self, Attempt, RunState};
+use super::reuse::ReuseSource;
+use super::state::{self, OutputLock, WORK_DIR};
 use crate::config::RunConfig;
 use crate::dispatch::FaultInjector;
 use crate::eval;
-use crate::export::manifest::{
-    FileRecord, MergedShard, ShardRecord, SharedCollection, Tool, VectorSchema,
-};
-use crate::export::{
-    write_atomic, CollectionReport, CollectionStatus, FailureClass, Manifest, RunStatus,
-    MANIFEST_FILE, SCHEMA_VERSION,
-};
+use crate::export::{CollectionReport, CollectionStatus, FailureClass, RunStatus};
 use crate::gpu::{LeaseLog, LeaseOptions, LeaseWait, MemoryProbe};
-use crate::input::{self, Collection, HashError, InputError, InputHashes};
-use crate::models::{
-    select_devices, LoadError, ModelError, ModelIdentity, ModelManager, ResidentModels,
-};
-use crate::shard::{Partition, Shard, ShardWork};
-use crate::telemetry::metrics;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use crate::input::{self, Collection, InputHashes};
+use crate::models::{select_devices, ModelIdentity, ModelManager, ResidentModels};
+use crate::shard::{Shard, ShardWork};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
 
-pub use crate::export::METRICS_FILE;
+mod records;
+mod reuse_dir;
+mod shards;
 
-/// Why a run could not start or finish.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cannot use the output directory")]
-    Output(#[source] StateError),
-    #[error(transparent)]
-    Resume(ResumeError),
-    #[error("cannot discover collections")]
-    Discover(#[source] InputError),
-    #[error(transparent)]
-    Model(LoadError),
-    #[error("cannot use the configured devices (gpu.devices)")]
-    Device(#[source] ModelError),
-    #[error("cannot read the query file")]
-    Queries(#[source] InputError),
-    #[error("cannot read the qrels file")]
-    Qrels(#[source] eval::EvalError),
-    #[error(transparent)]
-    Merge(MergeError),
-    /// Problems found before any model was loaded (models, memory ceiling, output paths).
-    #[error("cannot start the run:{}", .0.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
-    Preflight(Vec<String>),
-    #[error(transparent)]
-    Hash(HashError),
-    #[error(transparent)]
-    Reuse(ReuseError),
-    /// An output would overwrite, or be written inside, an input.
-    #[error("an output would overwrite an input:{}", .0.iter().map(|o| format!("\n  - {o}")).collect::<String>())]
-    Overlap(Vec<Overlap>),
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot encode the queries: {0}")]
-    Encode(String),
-    #[error("interrupted")]
-    Interrupted,
-    #[error("cannot write {path}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use super::run_error::RunError;
+pub use crate::export::METRICS_FILE;
+pub use records::parquet_layout;
+use records::rfc3339;
+use reuse_dir::ReuseDir;
+use shards::Sharding;
 
 /// What a finished (or interrupted) run produced.
 #[derive(Debug)]
@@ -128,28 +80,6 @@ pub struct BatchRunner {
     merge: Option<ShardSet>,
     /// What the manifest records of the sharding, once known.
     sharding: Mutex<Sharding>,
-}
-
-/// A shard's or a merge's manifest sections.
-#[derive(Default)]
-struct Sharding {
-    shard: Option<ShardRecord>,
-    merged_from: Vec<MergedShard>,
-}
-
-/// How the collections are shared among the shards, and their inputs' hashes.
-struct ShardPlan {
-    partition: Vec<SharedCollection>,
-    input_sha256: BTreeMap<String, String>,
-}
-
-/// Where `--reuse` reads the earlier output.
-struct ReuseDir {
-    dir: PathBuf,
-    /// As configured, for messages and the manifest.
-    shown: String,
-    /// The output directory itself (read from its snapshot).
-    in_place: bool,
 }
 
 /// The run's identity, fixed at its start.
@@ -598,146 +528,6 @@ impl BatchRunner {
 
     /// A shard's or a merge's partition of the collections; the shard's manifest section is
     /// recorded, and a merge's shards are checked against this run (`None`: unsharded).
-    fn plan_shards(
-        &self,
-        fingerprint: &serde_json::Value,
-        collections: &[Collection],
-        hashes: &InputHashes,
-    ) -> Result<Option<ShardPlan>, RunError> {
-        let count = match (self.shard, &self.merge) {
-            (Some(shard), _) => shard.count,
-            (None, Some(set)) => set.count,
-            (None, None) => return Ok(None),
-        };
-        let partition_rule = Partition {
-            count,
-            split_bytes: self.config.shard.split_bytes.0,
-        };
-        let read_error = |path: &Path, source| RunError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut partition = Vec::new();
-        for collection in collections {
-            let bytes = crate::shard::input_bytes(collection)
-                .map_err(|err| read_error(&self.config.input.root, err))?;
-            partition.push(SharedCollection {
-                name: collection.name.clone(),
-                bytes,
-                share: partition_rule.share(&collection.name, bytes),
-            });
-        }
-        let portable = resume::portable(fingerprint);
-        let mut input_sha256 = BTreeMap::new();
-        if let Some(set) = &self.merge {
-            for collection in collections {
-                let sha = crate::shard::input_sha256(collection, hashes)
-                    .map_err(|err| read_error(&self.config.input.root, err))?;
-                input_sha256.insert(collection.name.clone(), sha);
-            }
-            set.verify(
-                &self.config.output.dir,
-                &portable,
-                &partition,
-                &input_sha256,
-            )
-            .map_err(RunError::Merge)?;
-            info!(
-                shards = set.count,
-                "shards checked: complete, same configuration, models and input"
-            );
-        }
-        if let Some(shard) = self.shard {
-            let owned = partition
-                .iter()
-                .filter(|c| ShardWork::of(c.share, shard) != ShardWork::None)
-                .count();
-            info!(shard = %shard, collections = owned, of = partition.len(), "this shard's part of the input");
-            self.sharding_mut().shard = Some(ShardRecord {
-                index: shard.index,
-                count: shard.count,
-                rule: crate::shard::RULE.to_string(),
-                split_bytes: partition_rule.split_bytes,
-                fingerprint_sha256: resume::fingerprint_sha256(&portable),
-                fingerprint: portable,
-                partition: partition.clone(),
-            });
-        }
-        Ok(Some(ShardPlan {
-            partition,
-            input_sha256,
-        }))
-    }
-
-    /// Where `--reuse` reads from (see [`ReuseDir`]); `None` without it. A run reusing its own
-    /// output directory moves that output into [`state::REUSE_SNAPSHOT_DIR`] first (a resumed
-    /// one finds it there).
-    fn prepare_reuse(&self) -> Result<Option<ReuseDir>, RunError> {
-        let Some(given) = &self.config.output.reuse else {
-            return Ok(None);
-        };
-        let shown = self.config.display_path(given).display().to_string();
-        let refuse = |reason: &str| {
-            Err(RunError::Reuse(ReuseError::Unusable {
-                dir: shown.clone(),
-                reason: reason.to_string(),
-            }))
-        };
-        let output_dir = &self.config.output.dir;
-        let in_place = crate::files::same_dir(given, output_dir);
-        if in_place && (self.shard.is_some() || self.merge.is_some()) {
-            // Shards and merges reuse the earlier merged output, kept where it is until the
-            // new merge has finished.
-            return refuse(
-                "a shard or a merge reuses an earlier merged output in another directory, not \
-                 its own output directory",
-            );
-        }
-        if !in_place {
-            return Ok(Some(ReuseDir {
-                dir: given.clone(),
-                shown,
-                in_place,
-            }));
-        }
-        let snapshot = output_dir.join(state::REUSE_SNAPSHOT_DIR);
-        if !snapshot.is_dir() && !output_dir.join(MANIFEST_FILE).is_file() {
-            // The first of a series of in-place runs (a cron job's first night).
-            info!(
-                "--reuse: no earlier output in the output directory yet; every chunk is embedded"
-            );
-            return Ok(None);
-        }
-        if self.resume {
-            if !snapshot.is_dir() {
-                return refuse(
-                    "--resume with --reuse of the output directory itself continues a run that                      started that way, and none did; run without --resume",
-                );
-            }
-        } else {
-            match state::snapshot_for_reuse(output_dir) {
-                Ok(true) => {
-                    info!(dir = %snapshot.display(), "--reuse: the earlier output moved aside until this run finishes")
-                }
-                Ok(false) => warn!(
-                    dir = %snapshot.display(),
-                    "--reuse: an earlier run reusing this directory did not finish; reusing the output it started from (its own partial work is discarded; --resume would have continued it)"
-                ),
-                Err(source) => {
-                    return Err(RunError::Write {
-                        path: snapshot,
-                        source,
-                    })
-                }
-            }
-        }
-        Ok(Some(ReuseDir {
-            dir: snapshot,
-            shown,
-            in_place,
-        }))
-    }
-
     /// Checks (`--resume`) or records the run fingerprint in `.work/run.json`; returns its hash
     /// and the fingerprint.
     fn claim_run_state(
@@ -790,118 +580,6 @@ impl BatchRunner {
         })?;
         Ok((state.fingerprint_sha256, state.fingerprint))
     }
-
-    /// The outputs of `collections` and the metrics file, each with its size, lines and hash
-    /// (a file that cannot be read is left out, with a warning).
-    fn written_files(&self, collections: &[CollectionReport]) -> Vec<FileRecord> {
-        let output_dir = &self.config.output.dir;
-        let mut files: Vec<(PathBuf, String)> = collections
-            .iter()
-            .flat_map(|c| c.outputs.iter())
-            .map(|relative| (output_dir.join(relative), relative.clone()))
-            .collect();
-        let metrics = self.metrics_path();
-        let shown = match metrics.strip_prefix(output_dir) {
-            Ok(relative) => relative.display().to_string(),
-            Err(_) => crate::files::absolute(&metrics).display().to_string(),
-        };
-        files.push((metrics, shown));
-        files
-            .into_iter()
-            .filter_map(|(path, shown)| match FileRecord::of(&path, shown, true) {
-                Ok(record) => Some(record),
-                Err(err) => {
-                    warn!(path = %path.display(), "cannot hash an output for the manifest: {err}");
-                    None
-                }
-            })
-            .collect()
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn write_manifest(
-        &self,
-        identity: &RunIdentity,
-        status: RunStatus,
-        models: &[ModelIdentity],
-        collections: &[CollectionReport],
-        warnings: Vec<String>,
-        error: Option<String>,
-        files: Option<Vec<FileRecord>>,
-    ) -> Result<PathBuf, RunError> {
-        let config = &self.config;
-        let finished = status != RunStatus::Running;
-        let sharding = self.sharding_mut();
-        let manifest = Manifest {
-            schema_version: SCHEMA_VERSION,
-            tool: Tool::default(),
-            run_id: identity.run_id.clone(),
-            pid: std::process::id(),
-            started_at: rfc3339(identity.started_at),
-            finished_at: finished.then(|| rfc3339(SystemTime::now())),
-            status,
-            error,
-            resumed_from: identity.resumed_from.clone(),
-            config: &config.for_manifest(),
-            models: models.to_vec(),
-            vectors: VectorSchema::from_models(models),
-            config_file: config.config_file.as_deref().and_then(|path| {
-                FileRecord::of(
-                    path,
-                    crate::files::absolute(path).display().to_string(),
-                    false,
-                )
-                .ok()
-            }),
-            files: files.unwrap_or_default(),
-            wall_seconds: finished.then(|| {
-                SystemTime::now()
-                    .duration_since(identity.started_at)
-                    .map_or(0.0, |d| d.as_secs_f64())
-            }),
-            shard: sharding.shard.clone(),
-            merged_from: sharding.merged_from.clone(),
-            collections: collections.to_vec(),
-            leases: self.lease_log.events(),
-            cuda: crate::gpu::cuda_report(),
-            warnings,
-        };
-        let path = config.output.dir.join(MANIFEST_FILE);
-        let write_error = |source| RunError::Write {
-            path: path.clone(),
-            source,
-        };
-        let mut bytes =
-            serde_json::to_vec_pretty(&manifest).map_err(|err| write_error(err.into()))?;
-        bytes.push(b'\n');
-        write_atomic(&path, &bytes).map_err(write_error)?;
-        Ok(path)
-    }
-
-    fn write_metrics(
-        &self,
-        identity: &RunIdentity,
-        status: RunStatus,
-        collections: &[CollectionReport],
-    ) {
-        let unix = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0)
-        };
-        let text = metrics::render(
-            &identity.run_id,
-            status,
-            unix(identity.started_at),
-            unix(SystemTime::now()),
-            collections,
-        );
-        let path = self.metrics_path();
-        match metrics::write(&path, &text) {
-            Ok(()) => info!(path = %path.display(), status = ?status, "metrics written"),
-            Err(err) => warn!(path = %path.display(), "cannot write the metrics file: {err}"),
-        }
-    }
 }
 
 /// What the collections loop produced.
@@ -927,35 +605,4 @@ fn run_status(reports: &[CollectionReport]) -> RunStatus {
         (n, 0) if n == reports.len() => RunStatus::Failed,
         _ => RunStatus::Partial,
     }
-}
-
-fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
-/// The Parquet layout of the run's files when `output.formats` has `parquet` (its collection
-/// name is set per collection): made from the same JSON the manifest records, so `convert`
-/// makes the same files from a manifest.
-pub fn parquet_layout(
-    config: &RunConfig,
-    identities: &[ModelIdentity],
-) -> Result<Option<crate::export::parquet::Layout>, crate::export::parquet::ParquetError> {
-    if !config
-        .output
-        .formats
-        .contains(&crate::config::OutputFormat::Parquet)
-    {
-        return Ok(None);
-    }
-    let json = |value: serde_json::Result<serde_json::Value>| {
-        value.map_err(|err| crate::export::parquet::ParquetError::Layout(err.to_string()))
-    };
-    crate::export::parquet::Layout::from_manifest(
-        "",
-        &json(serde_json::to_value(VectorSchema::from_models(identities)))?,
-        &json(serde_json::to_value(identities))?,
-        config.output.include_text,
-        config.output.parquet_dense,
-    )
-    .map(Some)
 }
