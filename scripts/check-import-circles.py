@@ -10,6 +10,10 @@ items (`super::Job` in `collection/windows.rs`) is not counted: a module with ch
 one unit. A path to a name a module re-exports (`crate::config::RunConfig`) counts as a path
 to the file that defines it.
 
+It also fails when a module imports across the layering ARCHITECTURE.md describes: nothing but
+main.rs and lib.rs imports `pipeline` or `serve`, and `config` imports none of the modules that
+read it (models, export, gpu, dispatch, ...).
+
 Every strongly connected group of two or more files is printed. The exit code is 1 when one
 of them is not within a circle listed in scripts/import-circles-known.txt (one circle per
 line, its files separated by spaces): the known ones may only shrink. Remove a line when its
@@ -185,5 +189,30 @@ found = [{str(modules[m].relative_to(src)) for m in group} for group in circles]
 for allowed in known:
     if not any(group <= allowed and group for group in found):
         print(f"check-import-circles: a known circle is gone; remove its line from {known_file.name}")
-print(f"check-import-circles: {len(modules)} files, {len(circles)} circle(s), {new} not known")
-sys.exit(1 if new else 0)
+
+# Layering between top-level modules (ARCHITECTURE.md, "Layers"): the run and the server sit on
+# top, and the configuration knows none of the modules that read it.
+FORBIDDEN = {
+    "pipeline": "only main.rs and lib.rs start a batch run",
+    "serve": "only main.rs and lib.rs start the server",
+}
+CONFIG_KNOWS_NOT = {"models", "export", "pipeline", "serve", "gpu", "dispatch", "engine",
+                    "ranking", "telemetry", "bench", "cli"}
+wrong_way = 0
+for a, targets in sorted(edges.items()):
+    top_a = a[0] if a else ""
+    for b in sorted(targets):
+        top_b = b[0] if b else ""
+        if top_a == top_b or not top_a:
+            continue
+        why = None
+        if top_b in FORBIDDEN:
+            why = FORBIDDEN[top_b]
+        elif top_a == "config" and top_b in CONFIG_KNOWS_NOT:
+            why = "config is read by the other modules and knows none of them"
+        if why:
+            wrong_way += 1
+            print(f"layering: {modules[a].relative_to(src)} imports {modules[b].relative_to(src)} ({why})")
+print(f"check-import-circles: {len(modules)} files, {len(circles)} circle(s), {new} not known, "
+      f"{wrong_way} wrong-way import(s)")
+sys.exit(1 if new or wrong_way else 0)

@@ -3,6 +3,7 @@
 //! [`RunConfig`] ([`run_config`]) with its [`Provenance`] ([`provenance`]), or a
 //! [`ConfigError`] ([`error`]).
 
+pub mod aliases;
 pub mod env_vars;
 pub mod environment;
 pub mod error;
@@ -28,16 +29,14 @@ pub use run_config::{
 };
 pub use values::{
     ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, OutputFormat, ParquetDense,
-    Precision, ProgressMode, RerankBlend, RerankBudget, RetrievalMethod, Secret, SparseFallback,
-    Timeout,
+    Pooling, Precision, ProgressMode, RerankBlend, RerankBudget, RetrievalMethod, Secret,
+    SparseFallback, Timeout, PARQUET_COLUMNS,
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
-
-    use crate::models::Pooling;
 
     #[test]
     fn the_default_probe_is_sized_to_the_collection() {

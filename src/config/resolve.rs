@@ -4,6 +4,7 @@
 //! Nothing here reads the process environment directly: callers pass an [`Environment`]
 //! snapshot, so tests can layer settings without touching global state.
 
+use super::aliases::{self, AliasRole};
 use super::env_vars;
 use super::environment::Environment;
 use super::error::ConfigError;
@@ -16,7 +17,6 @@ use super::values::{
     ValueError,
 };
 use crate::input::InputFormat;
-use crate::models::aliases::{self, AliasRole};
 use crate::shard::ShardRequest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -638,7 +638,7 @@ pub fn resolve_layers(
     }
     // A Parquet file has one column per vector beside its own columns.
     if output_formats.contains(&crate::config::OutputFormat::Parquet) {
-        let reserved = crate::export::parquet::RESERVED_COLUMNS;
+        let reserved = super::values::PARQUET_COLUMNS;
         if let Some(model) = dense_models
             .iter()
             .find(|m| reserved.contains(&m.name.as_str()))

@@ -3,12 +3,12 @@
 //! rerank probe policy they are built with.
 
 use super::provenance::{Provenance, Source};
+use super::values::Pooling;
 use super::values::{
     ByteSize, CpuPrecision, DeviceSpec, FusionMethod, LogFormat, Precision, ProgressMode,
     RerankBlend, RerankBudget, RetrievalMethod, Secret, SparseFallback, Timeout,
 };
 use crate::input::{InputFormat, InvalidInputPolicy};
-use crate::models::Pooling;
 use crate::shard::Shard;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

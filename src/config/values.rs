@@ -650,3 +650,54 @@ mod tests {
         );
     }
 }
+
+/// How token states become one vector (`dense.models[].pooling`; the computation is
+/// `models::pooling`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    Mean,
+    Cls,
+    Max,
+    LastToken,
+}
+
+impl fmt::Display for Pooling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+            Pooling::Max => "max",
+            Pooling::LastToken => "last_token",
+        })
+    }
+}
+
+impl FromStr for Pooling {
+    type Err = ValueError;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
+            "max" => Ok(Pooling::Max),
+            "last_token" | "lasttoken" => Ok(Pooling::LastToken),
+            _ => Err(ValueError(format!(
+                "invalid pooling {s:?}: expected one of mean, cls, max, last_token"
+            ))),
+        }
+    }
+}
+
+/// The columns of the Parquet files other than the vectors (a vector may not take their names).
+pub const PARQUET_COLUMNS: [&str; 10] = [
+    "id",
+    "chunk_id",
+    "collection",
+    "sparse_source",
+    "title",
+    "text",
+    "metadata",
+    "query_id",
+    "query_sha256",
+    "source",
+];

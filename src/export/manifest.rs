@@ -31,7 +31,7 @@ pub struct Manifest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The earlier starts this run resumed (oldest first); empty for a run started afresh.
-    pub resumed_from: Vec<crate::pipeline::resume::Attempt>,
+    pub resumed_from: Vec<Attempt>,
     /// Effective configuration, with `provenance` naming each setting's source.
     pub config: &'a RunConfig,
     pub models: Vec<ModelIdentity>,
@@ -59,6 +59,15 @@ pub struct Manifest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cuda: Option<crate::gpu::runtime::CudaReport>,
     pub warnings: Vec<String>,
+}
+
+/// One start of the run (the first, and each `--resume`): the manifest's `resumed_from` and
+/// the work directory's `run.json` record them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Attempt {
+    pub run_id: String,
+    pub started_at: String,
+    pub pid: u32,
 }
 
 /// A shard manifest's `shard` section: what `merge` checks.

@@ -472,6 +472,17 @@ impl DecoderConfig {
 mod tests {
     use super::*;
 
+    /// Every model alias (`config::aliases`) names an architecture the loader accepts.
+    #[test]
+    fn aliases_have_supported_architectures() {
+        for alias in crate::config::aliases::ALIASES {
+            let supported = SUPPORTED_ARCHITECTURES
+                .iter()
+                .any(|(name, _)| *name == alias.model_type);
+            assert!(supported, "{}: {}", alias.alias, alias.model_type);
+        }
+    }
+
     fn config_error(config: serde_json::Value) -> Option<String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();

@@ -2,7 +2,7 @@
 //! ([`sentence_transformers`]), tokenising ([`tokenize`]), encoders ([`bert`]) and heads
 //! ([`pooling`]). [`dense`] puts them together into the bi-encoder the dense stage uses.
 
-pub mod aliases;
+pub use crate::config::aliases;
 pub mod architecture;
 pub mod bert_family;
 pub mod cross_encoder;

@@ -4,46 +4,8 @@
 //! max = max over unmasked tokens (masked ones set to −1e9); last token = last unmasked position;
 //! L2 = x / max(‖x‖, 1e-12).
 
+pub use crate::config::Pooling;
 use candle_core::{DType, Result, Tensor, D};
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
-
-/// How token states become one vector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pooling {
-    Mean,
-    Cls,
-    Max,
-    LastToken,
-}
-
-impl fmt::Display for Pooling {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Pooling::Mean => "mean",
-            Pooling::Cls => "cls",
-            Pooling::Max => "max",
-            Pooling::LastToken => "last_token",
-        })
-    }
-}
-
-impl FromStr for Pooling {
-    type Err = crate::config::values::ValueError;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "mean" => Ok(Pooling::Mean),
-            "cls" => Ok(Pooling::Cls),
-            "max" => Ok(Pooling::Max),
-            "last_token" | "lasttoken" => Ok(Pooling::LastToken),
-            _ => Err(crate::config::values::ValueError(format!(
-                "invalid pooling {s:?}: expected one of mean, cls, max, last_token"
-            ))),
-        }
-    }
-}
 
 impl Pooling {
     /// `hidden`: [batch, seq, dim]; `mask`: [batch, seq] of 0/1 (any dtype); `lengths`: unmasked

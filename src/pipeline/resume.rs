@@ -24,13 +24,7 @@ use std::path::Path;
 
 pub const RUN_STATE_FILE: &str = "run.json";
 
-/// One start of the run (the first, and each `--resume`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Attempt {
-    pub run_id: String,
-    pub started_at: String,
-    pub pid: u32,
-}
+pub use crate::export::manifest::Attempt;
 
 /// `<output>/.work/run.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -64,19 +64,7 @@ const ROW_GROUP_BYTES: usize = 64 << 20;
 /// zstd's level: on float vectors higher levels gain almost nothing and cost write time.
 const ZSTD_LEVEL: i32 = 3;
 
-/// The columns of the Parquet files other than the vectors (a vector may not take their names).
-pub const RESERVED_COLUMNS: [&str; 10] = [
-    "id",
-    "chunk_id",
-    "collection",
-    "sparse_source",
-    "title",
-    "text",
-    "metadata",
-    "query_id",
-    "query_sha256",
-    "source",
-];
+pub use crate::config::PARQUET_COLUMNS as RESERVED_COLUMNS;
 
 /// The name of part `index` (zero-padded, so names sort in point order).
 pub fn part_name(index: usize) -> String {
