@@ -4,7 +4,7 @@ use super::atomic::AtomicFile;
 use super::wire::{RankedCandidateLine, RankedLine};
 use crate::ranking::{QuerySet, QuerySource, QueryStatus, RankedQuery};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One line per query, the top `top_k` candidates of each; `ids[i]` is the chunk id of point `i`;
 /// `dense_names`: the dense models' vector names (config order).
@@ -79,36 +79,60 @@ pub struct RankedFile {
     pub failed_queries: usize,
 }
 
+/// Why a `rerank.jsonl` could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum RankedReadError {
+    #[error("cannot read {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {problem}", .path.display())]
+    Line {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+}
+
 /// Reads a `rerank.jsonl` back; errors name the file and line.
-pub fn read_ranked(path: &Path) -> Result<RankedFile, String> {
-    let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
+pub fn read_ranked(path: &Path) -> Result<RankedFile, RankedReadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RankedReadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut file = RankedFile::default();
     for (index, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        let at = || format!("{}:{}", path.display(), index + 1);
+        let at = |problem: String| RankedReadError::Line {
+            path: path.to_path_buf(),
+            line: index + 1,
+            problem,
+        };
         let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|err| format!("{}: invalid JSON: {err}", at()))?;
+            serde_json::from_str(line).map_err(|err| at(format!("invalid JSON: {err}")))?;
         let query = value["query_id"]
             .as_str()
-            .ok_or_else(|| format!("{}: missing query_id", at()))?
+            .ok_or_else(|| at("missing query_id".to_string()))?
             .to_string();
         if value["status"] == "failed" {
             file.failed_queries += 1;
         }
         let mut candidates: Vec<(String, u64)> = value["candidates"]
             .as_array()
-            .ok_or_else(|| format!("{}: missing candidates", at()))?
+            .ok_or_else(|| at("missing candidates".to_string()))?
             .iter()
             .map(|c| {
                 let id = c["chunk_id"]
                     .as_str()
-                    .ok_or_else(|| format!("{}: candidate without chunk_id", at()))?;
+                    .ok_or_else(|| at("candidate without chunk_id".to_string()))?;
                 Ok((id.to_string(), c["fused_rank"].as_u64().unwrap_or(u64::MAX)))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, RankedReadError>>()?;
         file.depth = file.depth.max(candidates.len());
         file.final_order.insert(
             query.clone(),
@@ -119,4 +143,35 @@ pub fn read_ranked(path: &Path) -> Result<RankedFile, String> {
             .insert(query, candidates.into_iter().map(|(id, _)| id).collect());
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_line_is_named_by_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rerank.jsonl");
+        std::fs::write(
+            &path,
+            "{\"query_id\":\"q1\",\"status\":\"ok\",\"candidates\":[{\"chunk_id\":\"c\",\"fused_rank\":1}]}\n\
+             {\"status\":\"ok\",\"candidates\":[]}\n",
+        )
+        .unwrap();
+        let err = read_ranked(&path).unwrap_err();
+        assert!(
+            matches!(err, RankedReadError::Line { line: 2, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("{}:2: missing query_id", path.display())
+        );
+        let missing = read_ranked(&dir.path().join("none.jsonl")).unwrap_err();
+        assert!(
+            matches!(missing, RankedReadError::Read { .. }),
+            "{missing:?}"
+        );
+    }
 }

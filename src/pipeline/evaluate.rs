@@ -3,7 +3,7 @@
 //! `rerank.top_k` candidates only, so Recall@100 is a recall at that depth here.
 
 use crate::eval::{self, Coverage, Metrics, Qrels};
-use crate::export::ranked::read_ranked;
+use crate::export::ranked::{read_ranked, RankedReadError};
 use crate::export::RANKED_FILE;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,8 @@ pub enum EvaluateError {
     },
     #[error("{}: no collection with a {RANKED_FILE} (run with fusion or rerank on first)", .0.display())]
     NothingRanked(PathBuf),
-    #[error("{0}")]
-    Ranked(String),
+    #[error(transparent)]
+    Ranked(#[from] RankedReadError),
 }
 
 impl crate::exit::Classified for EvaluateError {
@@ -63,8 +63,7 @@ pub fn evaluate_output(
     names
         .into_iter()
         .map(|name| {
-            let file = read_ranked(&output_dir.join(&name).join(RANKED_FILE))
-                .map_err(EvaluateError::Ranked)?;
+            let file = read_ranked(&output_dir.join(&name).join(RANKED_FILE))?;
             let ids = || file.final_order.keys().map(String::as_str);
             let coverage = Coverage::of(qrels, ids());
             let judged = qrels.restricted_to(ids());
