@@ -361,18 +361,7 @@ pub fn resolve_layers(
     // [dense]
     let dense_models = layers.pick(
         "dense.models",
-        vec![DenseModelEntry {
-            name: None,
-            model: DEFAULT_DENSE_MODEL.to_string(),
-            revision: None,
-            max_length: None,
-            pooling: None,
-            normalize: None,
-            query_prompt: None,
-            document_prompt: None,
-            fusion_weight: None,
-            precision: None,
-        }],
+        vec![DenseModelEntry::for_model(DEFAULT_DENSE_MODEL)],
         None,
         None,
     )?;

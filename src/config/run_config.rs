@@ -333,3 +333,21 @@ pub struct DenseModelEntry {
     /// Its CPU products: `f32`, `bf16` or `int8` (default: as `gpu.precision`).
     pub precision: Option<CpuPrecision>,
 }
+
+impl DenseModelEntry {
+    /// An entry naming only its model: everything else as the model's own files say.
+    pub fn for_model(model: &str) -> Self {
+        Self {
+            name: None,
+            model: model.to_string(),
+            revision: None,
+            max_length: None,
+            pooling: None,
+            normalize: None,
+            query_prompt: None,
+            document_prompt: None,
+            fusion_weight: None,
+            precision: None,
+        }
+    }
+}
