@@ -361,8 +361,8 @@ pub struct ConvertArgs {
 
     /// The format to write: parquet (points/part-NNNNN.parquet and query_vectors.parquet) or
     /// jsonl (points.jsonl and query_vectors.jsonl)
-    #[arg(long, value_name = "FORMAT", value_parser = ["parquet", "jsonl"])]
-    pub to: String,
+    #[arg(long, value_name = "FORMAT")]
+    pub to: crate::config::OutputFormat,
 }
 
 #[derive(Debug, clap::Args)]

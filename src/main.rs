@@ -206,13 +206,8 @@ fn check_run(args: &RunArgs, env: &Environment) -> i32 {
 /// `embed-collections merge`: check the shards, then rank over their merged vectors.
 /// `embed-collections convert`: a finished run's points in the other format.
 fn convert(args: &ConvertArgs) -> i32 {
-    use embed_collections::config::OutputFormat;
     use embed_collections::pipeline::convert::convert;
-    let to = match args.to.as_str() {
-        "parquet" => OutputFormat::Parquet,
-        _ => OutputFormat::Jsonl,
-    };
-    match convert(&args.output, to) {
+    match convert(&args.output, args.to) {
         Ok(converted) => {
             if converted.is_empty() {
                 println!(

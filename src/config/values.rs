@@ -17,6 +17,28 @@ pub enum OutputFormat {
     Parquet,
 }
 
+impl FromStr for OutputFormat {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "jsonl" => Ok(Self::Jsonl),
+            "parquet" => Ok(Self::Parquet),
+            other => Err(ValueError(format!(
+                "unknown format {other:?} (expected \"jsonl\" or \"parquet\")"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Jsonl => "jsonl",
+            Self::Parquet => "parquet",
+        })
+    }
+}
+
 /// How dense vectors are written (`output.parquet_dense`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -573,6 +595,20 @@ serde_via_str!(DeviceSpec, ByteSize, Timeout);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_formats_parse_as_they_print_and_as_the_file_writes_them() {
+        for format in [OutputFormat::Jsonl, OutputFormat::Parquet] {
+            let text = format.to_string();
+            assert_eq!(text.parse::<OutputFormat>().unwrap(), format);
+            assert_eq!(serde_json::to_value(format).unwrap(), text.as_str());
+        }
+        assert!("xml"
+            .parse::<OutputFormat>()
+            .unwrap_err()
+            .0
+            .contains("\"xml\""));
+    }
 
     #[test]
     fn device_spec_parses_every_form() {
